@@ -1,0 +1,115 @@
+/* The run configuration: one JSON document validated against a table of
+ * known keys. configs/default.json is compiled into the binary; a user file
+ * (--config) is merged over it, then --set key.path=value overrides.
+ * Every key is checked: unknown keys (with the closest valid one suggested),
+ * wrong types and values out of range are rejected with a one-line message. */
+#ifndef FEDKD_CONFIG_H
+#define FEDKD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "fedkd/status.h"
+
+typedef struct fedkd_config {
+    uint64_t seed;
+    char mode[32];             /* "federated" or "centralized" */
+
+    struct {
+        char name[32];         /* "fashion-mnist", "synthetic", "hdf5" */
+        char dir[512];         /* fashion-mnist directory */
+        char train_file[512];  /* hdf5: training file */
+        char test_file[512];   /* hdf5: test file */
+        int64_t train_limit;   /* 0: all */
+        int64_t test_limit;    /* 0: all */
+        /* synthetic */
+        int64_t synthetic_train;
+        int64_t synthetic_test;
+        int synthetic_features;
+        int synthetic_classes;
+        double synthetic_separation;
+    } data;
+
+    cJSON *model;              /* preset name string or layer list (owned by json) */
+
+    struct {
+        int count;
+        double per_round;      /* <= 1: fraction of clients; > 1: a count */
+    } clients;
+
+    struct {
+        char scheme[32];       /* iid, dirichlet, shards, quantity, feature-noise */
+        double alpha;
+        int classes_per_client;
+        double sigma;
+        int min_size;
+    } partition;
+
+    char algorithm[32];
+    int rounds;
+    double target_accuracy;
+
+    struct {
+        int epochs;
+        int batch_size;
+        double lr;
+        char optimizer[16];
+        double momentum;
+        int nesterov;
+        double weight_decay;
+    } local;
+
+    struct {
+        double lr;             /* server learning rate on the averaged delta */
+    } server;
+
+    struct {
+        double mu;
+    } fedprox;
+
+    struct {
+        char method[32];
+        double temperature;
+        double weight;
+    } kd;
+
+    struct {
+        int64_t size;
+        char source[512];
+    } public_set;              /* config key `public` */
+
+    struct {
+        int epochs;
+    } pretrain;
+
+    struct {
+        char dir[512];
+    } run;
+
+    struct {
+        int every;
+        int keep;
+    } checkpoint;
+
+    int eval_batch_size;       /* key `eval.batch_size` */
+
+    cJSON *json;               /* the merged document (owned) */
+} fedkd_config;
+
+/* The built-in default document (configs/default.json as compiled in). */
+const char *fedkd_config_default_text(void);
+
+/* Builds a config: default, then the file at `path` (may be NULL), then each
+ * "key.path=value" override. A value is parsed as JSON when it is valid JSON
+ * (numbers, true/false, arrays, quoted strings) and taken as a string
+ * otherwise. On error the message names the file / key and what was wanted. */
+fedkd_status fedkd_config_load(fedkd_config *config, const char *path,
+                               const char *const *overrides, int num_overrides);
+void fedkd_config_free(fedkd_config *config);
+
+/* The merged document as compact JSON (caller frees with free()). */
+char *fedkd_config_to_string(const fedkd_config *config);
+
+#endif

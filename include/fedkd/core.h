@@ -1,0 +1,28 @@
+/* Logging, timers and aligned allocation. */
+#ifndef FEDKD_CORE_H
+#define FEDKD_CORE_H
+
+#include <stddef.h>
+
+#include "fedkd/rng.h"
+#include "fedkd/status.h"
+
+#define FEDKD_VERSION "0.1.0"
+
+/* Rank-aware logging: fedkd_log_info prints on the speaking rank only
+ * (rank 0 by default); fedkd_log_warn and fedkd_log_error print on any rank,
+ * prefixed with the rank when the world has more than one process. */
+void fedkd_log_set_rank(int rank, int size);
+void fedkd_log_set_quiet(int quiet);
+void fedkd_log_info(const char *format, ...) __attribute__((format(printf, 1, 2)));
+void fedkd_log_warn(const char *format, ...) __attribute__((format(printf, 1, 2)));
+void fedkd_log_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+/* Monotonic wall-clock seconds. */
+double fedkd_time_now(void);
+
+/* 64-byte aligned, zero-filled allocation; NULL on failure or size 0. */
+void *fedkd_alloc(size_t bytes);
+void fedkd_free(void *pointer);
+
+#endif
