@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -111,5 +112,9 @@ void fedkd_config_free(fedkd_config *config);
 
 /* The merged document as compact JSON (caller frees with free()). */
 char *fedkd_config_to_string(const fedkd_config *config);
+
+/* One line per known key: its path, type, built-in default and allowed
+ * values, for --help. */
+void fedkd_config_print_keys(FILE *out);
 
 #endif

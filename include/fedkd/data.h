@@ -45,6 +45,12 @@ fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
 fedkd_status fedkd_fashion_mnist_load(fedkd_dataset **out, const char *directory,
                                       const char *split, size_t limit);
 
+/* Pixel mean and standard deviation of the 60000 Fashion-MNIST training
+ * images after scaling to [0, 1]; fedkd_fashion_mnist_load and fedkd-idx2h5
+ * normalise with them so every rank and every converted file agree. */
+#define FEDKD_FASHION_MNIST_MEAN 0.2860f
+#define FEDKD_FASHION_MNIST_STD 0.3530f
+
 /* ---- HDF5 -----------------------------------------------------------------
  * Layout (documented in README.md):
  *   /features  float32 [n, d] or [n, c, h, w]

@@ -1,0 +1,30 @@
+/* The run directory's logs: rounds.jsonl and rounds.csv (one row per round,
+ * flushed as it is written, so a killed run keeps every finished round),
+ * partition.json and summary.json (written to a temporary name and renamed). */
+#ifndef FEDKD_RUNLOG_H
+#define FEDKD_RUNLOG_H
+
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "fedkd/fl.h"
+
+typedef struct fedkd_runlog {
+    char dir[512];
+    FILE *jsonl;
+    FILE *csv;
+} fedkd_runlog;
+
+/* Creates the directory (and parents) and truncates the round logs. */
+fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir);
+fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metrics *m);
+void fedkd_runlog_close(fedkd_runlog *log);
+
+/* Writes `json` to dir/name atomically (tmp + rename). */
+fedkd_status fedkd_write_json_file(const char *dir, const char *name, const cJSON *json);
+
+/* mkdir -p; messages name the path. */
+fedkd_status fedkd_make_directories(const char *path);
+
+#endif

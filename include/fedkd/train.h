@@ -1,0 +1,53 @@
+/* Local training loops and evaluation (the kd layer).
+ *
+ * One loop serves plain training, FedProx and (later) KD: the loss is
+ * cross-entropy unless a teacher is attached, and a proximal term is added
+ * to the gradient when a centre is given. Minibatch order comes from the
+ * stream (seed, FEDKD_RNG_LOCAL_SHUFFLE, stream_a, stream_b + epoch), so the
+ * result depends only on the data and these keys, never on the rank. */
+#ifndef FEDKD_TRAIN_H
+#define FEDKD_TRAIN_H
+
+#include <stdint.h>
+
+#include "fedkd/data.h"
+#include "fedkd/nn.h"
+
+typedef struct fedkd_train_settings {
+    int epochs;
+    int batch_size;
+    uint64_t seed;
+    uint64_t stream_a;          /* e.g. client id */
+    uint64_t stream_b;          /* e.g. round * epochs */
+    const float *prox_center;   /* FedProx: w_global, or NULL */
+    float prox_mu;              /* FedProx: adds mu * (w - centre) to the gradient */
+    int drop_last;              /* 1: skip a final partial batch */
+} fedkd_train_settings;
+
+fedkd_train_settings fedkd_train_default_settings(void);
+
+typedef struct fedkd_train_stats {
+    double mean_loss;     /* mean over batches of the last epoch */
+    double first_loss;    /* mean over batches of the first epoch */
+    long steps;
+    long samples;         /* samples processed over all epochs */
+    double seconds;
+} fedkd_train_stats;
+
+/* Trains `model` in place on `data`; the optimizer's state is used as is
+ * (reset it first for a fresh start). Fails with FEDKD_ERR_NUMERIC if the
+ * loss stops being finite. */
+fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
+                               const fedkd_dataset *data, const fedkd_train_settings *settings,
+                               fedkd_train_stats *stats);
+
+/* Test accuracy and mean cross-entropy over the whole dataset, in batches of
+ * at most model->max_batch. Sums are taken in a fixed order. */
+fedkd_status fedkd_evaluate(fedkd_model *model, const fedkd_dataset *data, double *accuracy,
+                            double *mean_loss);
+
+/* Copies rows order[first .. first + count) of data into contiguous buffers. */
+void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
+                        int count, float *features, int32_t *labels);
+
+#endif

@@ -1,0 +1,88 @@
+/* The in-memory dataset: allocation, row subsets and normalisation. */
+#include "data/dataset_internal.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/core.h"
+
+fedkd_status fedkd_dataset_allocate(fedkd_dataset **out, size_t count, fedkd_shape shape,
+                                    int num_classes, const char *origin)
+{
+    *out = NULL;
+    if (shape.channels <= 0 || shape.height <= 0 || shape.width <= 0)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "%s: sample shape %dx%dx%d must be positive",
+                          origin, shape.channels, shape.height, shape.width);
+    size_t sample_floats = fedkd_shape_size(shape);
+    if (count > SIZE_MAX / sizeof(float) / sample_floats)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: %zu samples of %zu floats do not fit in memory",
+                          origin, count, sample_floats);
+
+    fedkd_dataset *dataset = calloc(1, sizeof *dataset);
+    if (!dataset) goto nomem;
+    dataset->count = count;
+    dataset->shape = shape;
+    dataset->num_classes = num_classes;
+    snprintf(dataset->origin, sizeof dataset->origin, "%s", origin);
+    if (count > 0) {
+        dataset->features = fedkd_alloc(count * sample_floats * sizeof(float));
+        dataset->labels = fedkd_alloc(count * sizeof(int32_t));
+        if (!dataset->features || !dataset->labels) goto nomem;
+    }
+    *out = dataset;
+    return FEDKD_OK;
+
+nomem:
+    fedkd_dataset_destroy(&dataset);
+    return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: cannot allocate %zu samples of %zu floats", origin,
+                      count, sample_floats);
+}
+
+void fedkd_dataset_destroy(fedkd_dataset **dataset)
+{
+    if (!dataset || !*dataset) return;
+    fedkd_free((*dataset)->features);
+    fedkd_free((*dataset)->labels);
+    free(*dataset);
+    *dataset = NULL;
+}
+
+fedkd_status fedkd_dataset_subset(fedkd_dataset **out, const fedkd_dataset *source,
+                                  const uint32_t *indices, size_t n)
+{
+    if (!out || !source || (n > 0 && !indices))
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "dataset subset: NULL argument");
+    *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (indices[i] >= source->count)
+            return FEDKD_FAIL(FEDKD_ERR_INVALID,
+                              "%s: subset index %u at position %zu is out of range "
+                              "(the dataset has %zu samples)",
+                              source->origin, (unsigned)indices[i], i, source->count);
+
+    fedkd_dataset *subset = NULL;
+    fedkd_status status = fedkd_dataset_allocate(&subset, n, source->shape,
+                                                 source->num_classes, source->origin);
+    if (status != FEDKD_OK) return status;
+    size_t sample_floats = fedkd_dataset_sample_floats(source);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(subset->features + i * sample_floats,
+               source->features + (size_t)indices[i] * sample_floats,
+               sample_floats * sizeof(float));
+        subset->labels[i] = source->labels[indices[i]];
+    }
+    *out = subset;
+    return FEDKD_OK;
+}
+
+void fedkd_dataset_normalize(fedkd_dataset *dataset, float mean, float std)
+{
+    /* A zero or negative std is a caller bug; leaving the data untouched is
+     * safer than filling it with Inf. */
+    if (!dataset || !(std > 0.0f)) return;
+    size_t total = dataset->count * fedkd_dataset_sample_floats(dataset);
+    float *features = dataset->features;
+    for (size_t i = 0; i < total; i++) features[i] = (features[i] - mean) / std;
+}

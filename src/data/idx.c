@@ -1,0 +1,359 @@
+/* IDX files (the MNIST family's format), read through zlib so that gzipped
+ * and plain files are handled alike.
+ *
+ * Layout: a big-endian uint32 magic (0x0000 0x08 = unsigned bytes, then the
+ * number of dimensions), one big-endian uint32 per dimension, then the data
+ * in row-major order. */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "data/dataset_internal.h"
+
+#define IDX_IMAGES_MAGIC 0x00000803u /* unsigned bytes, 3 dimensions */
+#define IDX_LABELS_MAGIC 0x00000801u /* unsigned bytes, 1 dimension */
+/* Wider than any image dataset in this format; a larger value means the
+ * header is garbage, and we would rather say so than try to allocate it. */
+#define IDX_MAX_SIDE 4096u
+/* 255 is kept out of the class range: some tools use it for "unlabelled". */
+#define IDX_MAX_LABEL 254u
+/* gzread takes an unsigned int length; stay well below it. */
+#define IDX_MAX_READ ((size_t)1 << 30)
+/* A larger zlib buffer than the 8 KiB default cuts the per-call overhead on
+ * the 26 MB training images file. */
+#define IDX_GZ_BUFFER (256u * 1024u)
+
+typedef struct idx_file {
+    gzFile gz;
+    const char *path;
+    unsigned long long offset; /* uncompressed bytes consumed so far */
+} idx_file;
+
+static fedkd_status idx_open(idx_file *file, const char *path)
+{
+    file->path = path;
+    file->offset = 0;
+    errno = 0;
+    file->gz = gzopen(path, "rb");
+    if (!file->gz) {
+        if (errno == 0) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: cannot allocate a zlib stream", path);
+        return FEDKD_FAIL(FEDKD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    if (gzbuffer(file->gz, IDX_GZ_BUFFER) != 0) {
+        gzclose(file->gz);
+        file->gz = NULL;
+        return FEDKD_FAIL(FEDKD_ERR_IO, "%s: cannot set the zlib buffer size", path);
+    }
+    return FEDKD_OK;
+}
+
+static void idx_close(idx_file *file)
+{
+    if (file->gz) gzclose(file->gz);
+    file->gz = NULL;
+}
+
+/* zlib's message without the "path: " prefix zlib puts in front of it. */
+static const char *idx_zlib_message(idx_file *file, int *code)
+{
+    const char *message = gzerror(file->gz, code);
+    size_t length = strlen(file->path);
+    if (strncmp(message, file->path, length) == 0 && strncmp(message + length, ": ", 2) == 0)
+        message += length + 2;
+    return message;
+}
+
+static fedkd_status idx_zlib_failure(idx_file *file)
+{
+    int saved_errno = errno;
+    int code = Z_OK;
+    const char *message = idx_zlib_message(file, &code);
+    switch (code) {
+    case Z_ERRNO:
+        return FEDKD_FAIL(FEDKD_ERR_IO, "%s: read error at byte offset %llu: %s", file->path,
+                          file->offset, strerror(saved_errno));
+    case Z_MEM_ERROR:
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: zlib ran out of memory", file->path);
+    default:
+        return FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                          "%s: corrupt gzip data after %llu uncompressed bytes: zlib error %d: %s",
+                          file->path, file->offset, code, message);
+    }
+}
+
+/* A note for truncation messages: zlib reports Z_BUF_ERROR when a gzip
+ * stream stops before its end, which is worth telling apart from a complete
+ * file whose header promises more records than it holds. */
+static const char *idx_truncation_note(idx_file *file)
+{
+    int code = Z_OK;
+    idx_zlib_message(file, &code);
+    return code == Z_BUF_ERROR ? " (the gzip stream is cut short)" : "";
+}
+
+/* Reads up to `bytes`; *got < bytes means the data ended. Errors other than
+ * a plain end of data fail here. */
+static fedkd_status idx_read(idx_file *file, void *buffer, size_t bytes, size_t *got)
+{
+    unsigned char *cursor = buffer;
+    *got = 0;
+    while (*got < bytes) {
+        size_t want = bytes - *got;
+        if (want > IDX_MAX_READ) want = IDX_MAX_READ;
+        int n = gzread(file->gz, cursor + *got, (unsigned)want);
+        if (n < 0) return idx_zlib_failure(file);
+        if (n == 0) break;
+        *got += (size_t)n;
+        file->offset += (unsigned long long)n;
+    }
+    if (*got < bytes) {
+        int code = Z_OK;
+        gzerror(file->gz, &code);
+        if (code != Z_OK && code != Z_BUF_ERROR) return idx_zlib_failure(file);
+    }
+    return FEDKD_OK;
+}
+
+static uint32_t idx_big_endian_u32(const unsigned char *bytes)
+{
+    return (uint32_t)bytes[0] << 24 | (uint32_t)bytes[1] << 16 | (uint32_t)bytes[2] << 8 |
+           (uint32_t)bytes[3];
+}
+
+static const char *idx_magic_name(uint32_t magic)
+{
+    if (magic == IDX_IMAGES_MAGIC) return "IDX images: unsigned bytes, 3 dimensions";
+    if (magic == IDX_LABELS_MAGIC) return "IDX labels: unsigned bytes, 1 dimension";
+    return "unknown";
+}
+
+/* Reads and checks the magic number and the `rank` dimensions. */
+static fedkd_status idx_read_header(idx_file *file, uint32_t expected_magic, int rank,
+                                    uint32_t *dims)
+{
+    unsigned char header[4 * 4];
+    size_t header_bytes = 4 * (size_t)(rank + 1);
+    size_t got = 0;
+    fedkd_status status = idx_read(file, header, header_bytes, &got);
+    if (status != FEDKD_OK) return status;
+    if (got >= 4) {
+        uint32_t magic = idx_big_endian_u32(header);
+        if (magic != expected_magic)
+            return FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                              "%s: bad magic number 0x%08x (%s) at byte offset 0, expected "
+                              "0x%08x (%s)",
+                              file->path, (unsigned)magic, idx_magic_name(magic),
+                              (unsigned)expected_magic, idx_magic_name(expected_magic));
+    }
+    if (got < header_bytes)
+        return FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                          "%s: file ends at byte offset %zu, inside the %zu-byte IDX header%s",
+                          file->path, got, header_bytes, idx_truncation_note(file));
+    for (int d = 0; d < rank; d++) dims[d] = idx_big_endian_u32(header + 4 * (d + 1));
+    return FEDKD_OK;
+}
+
+/* After the last record: nothing more, and for gzip a valid trailer (this is
+ * where zlib checks the CRC). */
+static fedkd_status idx_expect_end(idx_file *file, uint32_t records)
+{
+    unsigned char extra;
+    size_t got = 0;
+    fedkd_status status = idx_read(file, &extra, 1, &got);
+    if (status != FEDKD_OK) return status;
+    if (got != 0)
+        return FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                          "%s: unexpected data at byte offset %llu, after the %u records the "
+                          "header announces",
+                          file->path, file->offset - 1, (unsigned)records);
+    int code = Z_OK;
+    const char *message = idx_zlib_message(file, &code);
+    if (code != Z_OK)
+        return FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s: gzip stream ends early after the last record: %s",
+                          file->path, message);
+    return FEDKD_OK;
+}
+
+fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
+                            const char *labels_path, size_t limit)
+{
+    if (!out || !images_path || !labels_path)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "IDX load: NULL argument");
+    *out = NULL;
+    idx_file images = {0}, labels = {0};
+    unsigned char *pixels = NULL, *label_bytes = NULL;
+    fedkd_dataset *dataset = NULL;
+    fedkd_status status;
+
+    status = idx_open(&images, images_path);
+    if (status != FEDKD_OK) goto fail;
+    status = idx_open(&labels, labels_path);
+    if (status != FEDKD_OK) goto fail;
+
+    uint32_t image_dims[3], label_count;
+    status = idx_read_header(&images, IDX_IMAGES_MAGIC, 3, image_dims);
+    if (status != FEDKD_OK) goto fail;
+    status = idx_read_header(&labels, IDX_LABELS_MAGIC, 1, &label_count);
+    if (status != FEDKD_OK) goto fail;
+
+    uint32_t records = image_dims[0], rows = image_dims[1], cols = image_dims[2];
+    if (records == 0 || rows == 0 || cols == 0 || rows > IDX_MAX_SIDE || cols > IDX_MAX_SIDE) {
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "%s: header announces %u images of %u x %u pixels; expected at "
+                            "least one image with sides in 1..%u",
+                            images_path, (unsigned)records, (unsigned)rows, (unsigned)cols,
+                            IDX_MAX_SIDE);
+        goto fail;
+    }
+    if (label_count != records) {
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "images file %s has %u records but labels file %s has %u",
+                            images_path, (unsigned)records, labels_path, (unsigned)label_count);
+        goto fail;
+    }
+
+    size_t count = (limit > 0 && limit < records) ? limit : records;
+    size_t image_bytes = (size_t)rows * cols;
+    fedkd_shape shape = {.channels = 1, .height = (int)rows, .width = (int)cols};
+    status = fedkd_dataset_allocate(&dataset, count, shape, 0, images_path);
+    if (status != FEDKD_OK) goto fail;
+    pixels = malloc(count * image_bytes);
+    label_bytes = malloc(count);
+    if (!pixels || !label_bytes) {
+        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: cannot allocate %zu images", images_path, count);
+        goto fail;
+    }
+
+    size_t got = 0;
+    status = idx_read(&images, pixels, count * image_bytes, &got);
+    if (status != FEDKD_OK) goto fail;
+    if (got < count * image_bytes) {
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "%s: data ends at byte offset %llu, inside image record %zu of %u "
+                            "(%zu bytes each after the 16-byte header)%s",
+                            images_path, images.offset, got / image_bytes, (unsigned)records,
+                            image_bytes, idx_truncation_note(&images));
+        goto fail;
+    }
+    status = idx_read(&labels, label_bytes, count, &got);
+    if (status != FEDKD_OK) goto fail;
+    if (got < count) {
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "%s: data ends at byte offset %llu, at label record %zu of %u%s",
+                            labels_path, labels.offset, got, (unsigned)records,
+                            idx_truncation_note(&labels));
+        goto fail;
+    }
+    if (count == records) {
+        status = idx_expect_end(&images, records);
+        if (status != FEDKD_OK) goto fail;
+        status = idx_expect_end(&labels, records);
+        if (status != FEDKD_OK) goto fail;
+    }
+
+    for (size_t i = 0; i < count * image_bytes; i++)
+        dataset->features[i] = (float)pixels[i] / 255.0f;
+    unsigned max_label = 0;
+    for (size_t i = 0; i < count; i++) {
+        unsigned label = label_bytes[i];
+        if (label > IDX_MAX_LABEL) {
+            status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                                "%s: label %u at record %zu (byte offset %zu) is out of range: "
+                                "expected a class index up to %u",
+                                labels_path, label, i, 8 + i, IDX_MAX_LABEL);
+            goto fail;
+        }
+        dataset->labels[i] = (int32_t)label;
+        if (label > max_label) max_label = label;
+    }
+    dataset->num_classes = (int)max_label + 1;
+
+    free(pixels);
+    free(label_bytes);
+    idx_close(&images);
+    idx_close(&labels);
+    *out = dataset;
+    return FEDKD_OK;
+
+fail:
+    free(pixels);
+    free(label_bytes);
+    idx_close(&images);
+    idx_close(&labels);
+    fedkd_dataset_destroy(&dataset);
+    return status;
+}
+
+/* ---- Fashion-MNIST --------------------------------------------------------- */
+
+#define FASHION_MNIST_CLASSES 10
+#define FASHION_MNIST_INSTALL_HINT                                                      \
+    "install Fashion-MNIST with `apt-get install dataset-fashion-mnist` (files go to " \
+    "/usr/share/datasets/fashion-mnist) or set data.dir"
+
+/* Finds "<directory>/<prefix>-<kind>-ubyte.gz", or the same name without
+ * ".gz". */
+static fedkd_status fashion_mnist_find(char *path, size_t size, const char *directory,
+                                       const char *prefix, const char *kind)
+{
+    int length = snprintf(path, size, "%s/%s-%s-ubyte.gz", directory, prefix, kind);
+    if (length < 0 || (size_t)length >= size)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "%s: directory name too long", directory);
+    if (access(path, F_OK) == 0) return FEDKD_OK;
+    path[length - 3] = '\0';
+    if (access(path, F_OK) == 0) return FEDKD_OK;
+    path[length - 3] = '.';
+    return FEDKD_FAIL(FEDKD_ERR_IO, "%s: not found; " FASHION_MNIST_INSTALL_HINT, path);
+}
+
+fedkd_status fedkd_fashion_mnist_load(fedkd_dataset **out, const char *directory,
+                                      const char *split, size_t limit)
+{
+    if (!out || !directory || !split)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "Fashion-MNIST load: NULL argument");
+    *out = NULL;
+    const char *prefix;
+    if (strcmp(split, "train") == 0)
+        prefix = "train";
+    else if (strcmp(split, "test") == 0)
+        prefix = "t10k";
+    else
+        return FEDKD_FAIL(FEDKD_ERR_INVALID,
+                          "Fashion-MNIST split: expected \"train\" or \"test\", got \"%s\"", split);
+
+    struct stat info;
+    if (stat(directory, &info) != 0 || !S_ISDIR(info.st_mode))
+        return FEDKD_FAIL(FEDKD_ERR_IO, "%s: not found; " FASHION_MNIST_INSTALL_HINT, directory);
+
+    char images_path[4096], labels_path[4096];
+    fedkd_status status =
+        fashion_mnist_find(images_path, sizeof images_path, directory, prefix, "images-idx3");
+    if (status != FEDKD_OK) return status;
+    status = fashion_mnist_find(labels_path, sizeof labels_path, directory, prefix, "labels-idx1");
+    if (status != FEDKD_OK) return status;
+
+    fedkd_dataset *dataset = NULL;
+    status = fedkd_idx_load(&dataset, images_path, labels_path, limit);
+    if (status != FEDKD_OK) return status;
+    for (size_t i = 0; i < dataset->count; i++) {
+        if (dataset->labels[i] >= FASHION_MNIST_CLASSES) {
+            status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                                "%s: label %d at record %zu is out of range: Fashion-MNIST has "
+                                "classes 0..%d",
+                                labels_path, (int)dataset->labels[i], i, FASHION_MNIST_CLASSES - 1);
+            fedkd_dataset_destroy(&dataset);
+            return status;
+        }
+    }
+    /* A small `limit` may miss some classes; the task still has all ten. */
+    dataset->num_classes = FASHION_MNIST_CLASSES;
+    fedkd_dataset_normalize(dataset, FEDKD_FASHION_MNIST_MEAN, FEDKD_FASHION_MNIST_STD);
+    *out = dataset;
+    return FEDKD_OK;
+}

@@ -1,0 +1,169 @@
+#include "fedkd/source.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/core.h"
+
+void fedkd_source_info_clear(fedkd_source_info *info)
+{
+    free(info->train_labels);
+    fedkd_dataset_destroy(&info->full_train);
+    memset(info, 0, sizeof *info);
+}
+
+static fedkd_status describe_from_full(fedkd_dataset *full, fedkd_source_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->train_count = full->count;
+    info->num_classes = full->num_classes;
+    info->shape = full->shape;
+    info->train_labels = malloc((full->count ? full->count : 1) * sizeof(int32_t));
+    if (!info->train_labels) {
+        fedkd_dataset_destroy(&full);
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu training labels", full->count);
+    }
+    memcpy(info->train_labels, full->labels, full->count * sizeof(int32_t));
+    info->full_train = full;
+    return FEDKD_OK;
+}
+
+/* ---- fashion-mnist: the four IDX files in data.dir ---------------------- */
+
+static fedkd_status fashion_describe(const fedkd_config *config, fedkd_source_info *info)
+{
+    fedkd_dataset *full = NULL;
+    fedkd_status status = fedkd_fashion_mnist_load(&full, config->data.dir, "train",
+                                                   (size_t)config->data.train_limit);
+    if (status) return status;
+    return describe_from_full(full, info);
+}
+
+static fedkd_status fashion_load_test(const fedkd_config *config, fedkd_dataset **out)
+{
+    return fedkd_fashion_mnist_load(out, config->data.dir, "test", (size_t)config->data.test_limit);
+}
+
+/* ---- synthetic: Gaussian blobs, train and test from separate streams ---- */
+
+static fedkd_synthetic_settings synthetic_settings(const fedkd_config *config, size_t count,
+                                                   uint64_t stream)
+{
+    fedkd_synthetic_settings s = fedkd_synthetic_default_settings();
+    s.count = count;
+    s.shape = (fedkd_shape){config->data.synthetic_features, 1, 1};
+    s.num_classes = config->data.synthetic_classes;
+    s.separation = (float)config->data.synthetic_separation;
+    s.seed = config->seed;
+    s.stream = stream;
+    return s;
+}
+
+static size_t limited(int64_t count, int64_t limit)
+{
+    return (size_t)((limit > 0 && limit < count) ? limit : count);
+}
+
+static fedkd_status synthetic_describe(const fedkd_config *config, fedkd_source_info *info)
+{
+    fedkd_synthetic_settings s = synthetic_settings(
+        config, limited(config->data.synthetic_train, config->data.train_limit), 0);
+    fedkd_dataset *full = NULL;
+    fedkd_status status = fedkd_synthetic_generate(&full, &s);
+    if (status) return status;
+    return describe_from_full(full, info);
+}
+
+static fedkd_status synthetic_load_test(const fedkd_config *config, fedkd_dataset **out)
+{
+    fedkd_synthetic_settings s = synthetic_settings(
+        config, limited(config->data.synthetic_test, config->data.test_limit), 1);
+    return fedkd_synthetic_generate(out, &s);
+}
+
+/* ---- hdf5: the project's layout; ranks read only their rows ------------- */
+
+static fedkd_status hdf5_check_file(const char *path, const char *key)
+{
+    if (!path[0])
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `%s`: expected the path of an HDF5 dataset file "
+                          "(data.name is \"hdf5\")", key);
+    return FEDKD_OK;
+}
+
+static fedkd_status hdf5_describe(const fedkd_config *config, fedkd_source_info *info)
+{
+    fedkd_status status = hdf5_check_file(config->data.train_file, "data.train_file");
+    if (status) return status;
+    size_t count = 0;
+    status = fedkd_h5data_count(config->data.train_file, &count);
+    if (status) return status;
+    count = limited((int64_t)count, config->data.train_limit);
+    /* Labels of every row are needed to partition; features only for the
+     * hosted rows. Reading all labels costs 4 bytes a row, so read them via
+     * a subset load of zero feature rows would not help: load rows in
+     * chunks and keep only the labels. */
+    memset(info, 0, sizeof *info);
+    info->train_count = count;
+    info->train_labels = malloc((count ? count : 1) * sizeof(int32_t));
+    uint32_t *rows = malloc(4096 * sizeof *rows);
+    if (!info->train_labels || !rows) {
+        free(rows);
+        fedkd_source_info_clear(info);
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu training labels", count);
+    }
+    for (size_t first = 0; first < count; first += 4096) {
+        size_t n = count - first < 4096 ? count - first : 4096;
+        for (size_t i = 0; i < n; i++) rows[i] = (uint32_t)(first + i);
+        fedkd_dataset *chunk = NULL;
+        status = fedkd_h5data_load(&chunk, config->data.train_file, rows, n);
+        if (status) {
+            free(rows);
+            fedkd_source_info_clear(info);
+            return status;
+        }
+        memcpy(info->train_labels + first, chunk->labels, n * sizeof(int32_t));
+        info->num_classes = chunk->num_classes;
+        info->shape = chunk->shape;
+        fedkd_dataset_destroy(&chunk);
+    }
+    free(rows);
+    return FEDKD_OK;
+}
+
+static fedkd_status hdf5_load_train_rows(const fedkd_config *config, const uint32_t *rows,
+                                         size_t n, fedkd_dataset **out)
+{
+    return fedkd_h5data_load(out, config->data.train_file, rows, n);
+}
+
+static fedkd_status hdf5_load_test(const fedkd_config *config, fedkd_dataset **out)
+{
+    fedkd_status status = hdf5_check_file(config->data.test_file, "data.test_file");
+    if (status) return status;
+    return fedkd_h5data_load_all(out, config->data.test_file, (size_t)config->data.test_limit);
+}
+
+static const fedkd_source fashion_mnist_source = {
+    "fashion-mnist", fashion_describe, NULL, fashion_load_test};
+static const fedkd_source synthetic_source = {
+    "synthetic", synthetic_describe, NULL, synthetic_load_test};
+static const fedkd_source hdf5_source = {
+    "hdf5", hdf5_describe, hdf5_load_train_rows, hdf5_load_test};
+
+const fedkd_source *const fedkd_sources[] = {
+    &fashion_mnist_source, &synthetic_source, &hdf5_source, NULL};
+
+fedkd_status fedkd_source_find(const char *name, const fedkd_source **out)
+{
+    for (int i = 0; fedkd_sources[i]; i++)
+        if (strcmp(fedkd_sources[i]->name, name) == 0) {
+            *out = fedkd_sources[i];
+            return FEDKD_OK;
+        }
+    return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                      "config key `data.name`: unknown dataset `%s`; expected fashion-mnist, "
+                      "synthetic or hdf5", name);
+}

@@ -1,0 +1,131 @@
+/* Runner pieces shared by the federated and the centralized modes. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fedkd/core.h"
+#include "fl_private.h"
+
+volatile sig_atomic_t fedkd_stop_requested = 0;
+
+static void on_stop_signal(int signal_number)
+{
+    fedkd_stop_requested = signal_number;
+}
+
+void fedkd_install_signal_handlers(void)
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+}
+
+fedkd_status fl_agree(MPI_Comm comm, fedkd_status local)
+{
+    int mine[2] = {(int)local, -(int)local};
+    int all[2];
+    if (MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Allreduce failed while checking the ranks' status");
+    int worst = all[0], best = -all[1];
+    if (worst == FEDKD_OK) return FEDKD_OK;
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    if (local == FEDKD_OK) {
+        fedkd_error_clear();
+    } else if (best == worst && rank != 0) {
+        /* Every rank failed the same way (typically a config error that all
+         * of them parsed): rank 0 alone says so. */
+        fedkd_error_clear();
+    }
+    return (fedkd_status)worst;
+}
+
+fedkd_status fl_wait(MPI_Request *request, const char *what)
+{
+    struct timespec pause = {0, 100000}; /* 0.1 ms */
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(request, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed during %s", what);
+        if (done) return FEDKD_OK;
+        nanosleep(&pause, NULL);
+    }
+}
+
+fedkd_optimizer_settings fl_optimizer_settings(const fedkd_config *config)
+{
+    fedkd_optimizer_settings s = fedkd_optimizer_default_settings();
+    snprintf(s.name, sizeof s.name, "%s", config->local.optimizer);
+    s.lr = (float)config->local.lr;
+    s.momentum = (float)config->local.momentum;
+    s.nesterov = config->local.nesterov;
+    s.weight_decay = (float)config->local.weight_decay;
+    return s;
+}
+
+fedkd_status fl_model_spec(const fedkd_config *config, fedkd_shape shape, int num_classes,
+                           fedkd_model_spec *spec)
+{
+    return fedkd_model_spec_from_json(spec, config->model, shape, num_classes,
+                                      "config key `model`");
+}
+
+void fl_print_progress(const fedkd_round_metrics *m, int total_rounds, double elapsed)
+{
+    double eta = m->round > 0 ? elapsed / m->round * (total_rounds - m->round) : 0.0;
+    fedkd_log_info("round %*d/%d  acc %.4f  loss %.4f  train-loss %.4f  %.2fs (train %.2fs)  ETA %.0fs",
+                   total_rounds >= 100 ? 3 : 2, m->round, total_rounds, m->test_accuracy,
+                   m->test_loss, m->train_loss, m->round_seconds, m->train_seconds, eta);
+}
+
+fedkd_status fl_write_summary(const fedkd_config *config, const char *status_text,
+                              const fedkd_run_result *result, int num_params_known)
+{
+    cJSON *summary = cJSON_CreateObject();
+    if (!summary) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
+    char checksum[32];
+    snprintf(checksum, sizeof checksum, "%016llx", (unsigned long long)result->params_checksum);
+    cJSON_AddStringToObject(summary, "fedkd_sim_version", FEDKD_VERSION);
+    cJSON_AddStringToObject(summary, "status", status_text);
+    cJSON_AddNumberToObject(summary, "seed", (double)config->seed);
+    cJSON_AddStringToObject(summary, "mode", config->mode);
+    cJSON_AddStringToObject(summary, "algorithm", config->algorithm);
+    cJSON_AddNumberToObject(summary, "rounds_run", result->rounds_run);
+    cJSON_AddNumberToObject(summary, "final_accuracy", result->final_accuracy);
+    cJSON_AddNumberToObject(summary, "best_accuracy", result->best_accuracy);
+    cJSON_AddNumberToObject(summary, "target_accuracy", config->target_accuracy);
+    if (result->rounds_to_target > 0) {
+        cJSON_AddNumberToObject(summary, "rounds_to_target", result->rounds_to_target);
+        cJSON_AddNumberToObject(summary, "bytes_to_target", (double)result->bytes_to_target);
+    } else {
+        cJSON_AddNullToObject(summary, "rounds_to_target");
+        cJSON_AddNullToObject(summary, "bytes_to_target");
+    }
+    cJSON_AddNumberToObject(summary, "bytes_down_total", (double)result->bytes_down_total);
+    cJSON_AddNumberToObject(summary, "bytes_up_total", (double)result->bytes_up_total);
+    cJSON_AddNumberToObject(summary, "wire_bytes_total", (double)result->wire_bytes_total);
+    cJSON_AddNumberToObject(summary, "wall_seconds", result->wall_seconds);
+    if (num_params_known) {
+        cJSON_AddNumberToObject(summary, "num_params", (double)result->num_params);
+        cJSON_AddStringToObject(summary, "params_checksum", checksum);
+    }
+    cJSON_AddItemToObject(summary, "config", cJSON_Duplicate(config->json, 1));
+    fedkd_status status = fedkd_write_json_file(config->run.dir, "summary.json", summary);
+    cJSON_Delete(summary);
+    return status;
+}
+
+fedkd_status fedkd_run(const fedkd_config *config, MPI_Comm comm, fedkd_run_result *result)
+{
+    memset(result, 0, sizeof *result);
+    if (strcmp(config->mode, "centralized") == 0)
+        return fedkd_run_centralized(config, comm, result);
+    return fedkd_run_federated(config, comm, result);
+}

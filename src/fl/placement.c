@@ -1,0 +1,79 @@
+#include <math.h>
+#include <stdlib.h>
+
+#include "fedkd/fl.h"
+
+int fedkd_client_host_rank(int client, int comm_size)
+{
+    if (comm_size <= 1) return 0;
+    return 1 + client % (comm_size - 1);
+}
+
+int fedkd_clients_per_round(int num_clients, double per_round)
+{
+    int m;
+    if (per_round <= 1.0)
+        m = (int)llround(per_round * (double)num_clients);
+    else
+        m = (int)llround(per_round);
+    if (m < 1) m = 1;
+    if (m > num_clients) m = num_clients;
+    return m;
+}
+
+static int compare_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+int fedkd_select_clients(uint64_t seed, int round, int num_clients, double per_round,
+                         int *selected)
+{
+    int m = fedkd_clients_per_round(num_clients, per_round);
+    if (m == num_clients) {
+        for (int i = 0; i < num_clients; i++) selected[i] = i;
+        return m;
+    }
+    /* Partial Fisher-Yates: the first m of a seeded permutation. */
+    int *pool = malloc((size_t)num_clients * sizeof *pool);
+    if (!pool) return -1;
+    for (int i = 0; i < num_clients; i++) pool[i] = i;
+    fedkd_rng rng = fedkd_rng_stream(seed, FEDKD_RNG_SAMPLE_CLIENTS, (uint64_t)round, 0);
+    for (int i = 0; i < m; i++) {
+        int j = i + (int)fedkd_rng_below(&rng, (uint64_t)(num_clients - i));
+        int t = pool[i];
+        pool[i] = pool[j];
+        pool[j] = t;
+    }
+    for (int i = 0; i < m; i++) selected[i] = pool[i];
+    free(pool);
+    qsort(selected, (size_t)m, sizeof *selected, compare_int);
+    return m;
+}
+
+fedkd_status fedkd_fixed_accumulate(int64_t *accumulator, const float *values, size_t n,
+                                    double weight)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = weight * (double)values[i];
+        if (!(fabs(v) <= FEDKD_FIXED_LIMIT))
+            return FEDKD_FAIL(FEDKD_ERR_NUMERIC,
+                              "aggregation: update value %g at parameter %zu is not finite or "
+                              "exceeds %g; lower local.lr",
+                              (double)values[i], i, FEDKD_FIXED_LIMIT);
+        accumulator[i] += (int64_t)llround(v * FEDKD_FIXED_SCALE);
+    }
+    return FEDKD_OK;
+}
+
+uint64_t fedkd_checksum(const void *data, size_t bytes)
+{
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < bytes; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}

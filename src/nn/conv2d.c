@@ -1,0 +1,200 @@
+/* 2-D convolution by im2col + sgemm. Parameters: weights (filters, in_channels,
+ * kernel, kernel), then bias (filters). Zero padding on every side; output
+ * size floor((in + 2 * padding - kernel) / stride) + 1.
+ *
+ * Per sample, im2col unrolls the input into col (in_channels*kernel*kernel,
+ * out_h*out_w) so that the convolution is one matrix product
+ * out (filters, out_h*out_w) = W (filters, in_channels*kernel*kernel) col.
+ * The backward pass rebuilds col in the same scratch buffer for dW, then
+ * reuses that buffer for d_col = W^T d_out, which col2im scatters back. */
+#include <string.h>
+
+#include "fedkd/nn.h"
+#include "nn/nn_private.h"
+
+fedkd_conv2d_geometry fedkd_conv2d_geometry_of(const fedkd_layer *layer)
+{
+    fedkd_conv2d_geometry g;
+    g.in_channels = layer->in_shape.channels;
+    g.in_height = layer->in_shape.height;
+    g.in_width = layer->in_shape.width;
+    g.filters = layer->spec.filters;
+    g.kernel = layer->spec.kernel;
+    g.stride = layer->spec.stride > 0 ? layer->spec.stride : 1;
+    g.padding = layer->spec.padding;
+    g.out_height = (g.in_height + 2 * g.padding - g.kernel) / g.stride + 1;
+    g.out_width = (g.in_width + 2 * g.padding - g.kernel) / g.stride + 1;
+    return g;
+}
+
+static fedkd_status conv2d_configure(fedkd_layer *layer)
+{
+    const fedkd_layer_spec *spec = &layer->spec;
+    fedkd_shape in = layer->in_shape;
+    if (spec->units)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "a conv2d layer takes filters, not units");
+    if (spec->filters < 1)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected filters >= 1, got %d", spec->filters);
+    if (spec->kernel < 1)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected kernel >= 1, got %d", spec->kernel);
+    if (spec->stride < 0)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected stride >= 1 (or 0 for 1), got %d",
+                          spec->stride);
+    if (spec->padding < 0 || spec->padding >= spec->kernel)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "expected padding between 0 and kernel - 1 = %d, got %d",
+                          spec->kernel - 1, spec->padding);
+    if (spec->kernel > in.height + 2 * spec->padding ||
+        spec->kernel > in.width + 2 * spec->padding)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "kernel %d is larger than the padded input %dx%d (input %dx%dx%d, "
+                          "padding %d)",
+                          spec->kernel, in.height + 2 * spec->padding,
+                          in.width + 2 * spec->padding, in.channels, in.height, in.width,
+                          spec->padding);
+    fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+    layer->out_shape = (fedkd_shape){g.filters, g.out_height, g.out_width};
+    layer->num_params = (size_t)g.filters * (size_t)g.in_channels * (size_t)g.kernel *
+                            (size_t)g.kernel +
+                        (size_t)g.filters;
+    return FEDKD_OK;
+}
+
+static void conv2d_init_params(const fedkd_layer *layer, float *params, fedkd_rng *rng)
+{
+    fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+    size_t window = (size_t)g.kernel * (size_t)g.kernel;
+    size_t fan_in = (size_t)g.in_channels * window;
+    size_t fan_out = (size_t)g.filters * window;
+    size_t num_weights = (size_t)g.filters * fan_in;
+    fedkd_nn_init_uniform(layer, params, num_weights, fan_in, fan_out, rng);
+    memset(params + num_weights, 0, (size_t)g.filters * sizeof *params);
+}
+
+/* input (in_channels, in_h, in_w) -> col (in_channels*k*k, out_h*out_w) */
+static void im2col(const fedkd_conv2d_geometry *g, const float *input, float *col)
+{
+    int out_h = g->out_height, out_w = g->out_width, k = g->kernel;
+    size_t plane = (size_t)out_h * (size_t)out_w;
+    for (int c = 0; c < g->in_channels; c++) {
+        const float *channel = input + (size_t)c * (size_t)g->in_height * (size_t)g->in_width;
+        for (int ki = 0; ki < k; ki++) {
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * plane;
+                for (int oh = 0; oh < out_h; oh++) {
+                    int ih = oh * g->stride - g->padding + ki;
+                    float *dst = row + (size_t)oh * (size_t)out_w;
+                    if (ih < 0 || ih >= g->in_height) {
+                        memset(dst, 0, (size_t)out_w * sizeof *dst);
+                        continue;
+                    }
+                    const float *src = channel + (size_t)ih * (size_t)g->in_width;
+                    for (int ow = 0; ow < out_w; ow++) {
+                        int iw = ow * g->stride - g->padding + kj;
+                        dst[ow] = (iw >= 0 && iw < g->in_width) ? src[iw] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col: d_input = 0, then every col entry is added back to
+ * the input pixel it was copied from. */
+static void col2im(const fedkd_conv2d_geometry *g, const float *col, float *d_input)
+{
+    int out_h = g->out_height, out_w = g->out_width, k = g->kernel;
+    size_t plane = (size_t)out_h * (size_t)out_w;
+    memset(d_input, 0,
+           (size_t)g->in_channels * (size_t)g->in_height * (size_t)g->in_width *
+               sizeof *d_input);
+    for (int c = 0; c < g->in_channels; c++) {
+        float *channel = d_input + (size_t)c * (size_t)g->in_height * (size_t)g->in_width;
+        for (int ki = 0; ki < k; ki++) {
+            for (int kj = 0; kj < k; kj++) {
+                const float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * plane;
+                for (int oh = 0; oh < out_h; oh++) {
+                    int ih = oh * g->stride - g->padding + ki;
+                    if (ih < 0 || ih >= g->in_height) continue;
+                    const float *src = row + (size_t)oh * (size_t)out_w;
+                    float *dst = channel + (size_t)ih * (size_t)g->in_width;
+                    for (int ow = 0; ow < out_w; ow++) {
+                        int iw = ow * g->stride - g->padding + kj;
+                        if (iw >= 0 && iw < g->in_width) dst[iw] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void conv2d_forward(const fedkd_layer *layer, const float *params, const float *input,
+                           float *output, int batch, float *scratch)
+{
+    fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+    int patch = g.in_channels * g.kernel * g.kernel;
+    int plane = g.out_height * g.out_width;
+    size_t in_size = fedkd_shape_size(layer->in_shape);
+    size_t out_size = (size_t)g.filters * (size_t)plane;
+    const float *weights = params;                               /* (filters, patch) */
+    const float *bias = params + (size_t)g.filters * (size_t)patch; /* (filters) */
+    float *col = scratch;                                        /* (patch, plane) */
+    for (int n = 0; n < batch; n++) {
+        float *out = output + (size_t)n * out_size; /* (filters, plane) */
+        im2col(&g, input + (size_t)n * in_size, col);
+        for (int f = 0; f < g.filters; f++) {
+            float *row = out + (size_t)f * (size_t)plane;
+            for (int j = 0; j < plane; j++) row[j] = bias[f];
+        }
+        fedkd_sgemm(0, 0, g.filters, plane, patch, 1.0f, weights, patch, col, plane, 1.0f, out,
+                    plane);
+    }
+}
+
+static void conv2d_backward(const fedkd_layer *layer, const float *params, const float *input,
+                            const float *output, const float *d_output, float *d_input,
+                            float *d_params, int batch, float *scratch)
+{
+    fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+    int patch = g.in_channels * g.kernel * g.kernel;
+    int plane = g.out_height * g.out_width;
+    size_t in_size = fedkd_shape_size(layer->in_shape);
+    size_t out_size = (size_t)g.filters * (size_t)plane;
+    const float *weights = params;
+    float *d_weights = d_params;                                  /* (filters, patch) */
+    float *d_bias = d_params + (size_t)g.filters * (size_t)patch; /* (filters) */
+    float *col = scratch;                                         /* (patch, plane) */
+    for (int n = 0; n < batch; n++) {
+        const float *d_out = d_output + (size_t)n * out_size; /* (filters, plane) */
+        im2col(&g, input + (size_t)n * in_size, col);
+        fedkd_sgemm(0, 1, g.filters, patch, plane, 1.0f, d_out, plane, col, plane, 1.0f,
+                    d_weights, patch);
+        for (int f = 0; f < g.filters; f++) {
+            const float *row = d_out + (size_t)f * (size_t)plane;
+            float sum = 0.0f;
+            for (int j = 0; j < plane; j++) sum += row[j];
+            d_bias[f] += sum;
+        }
+        if (d_input) {
+            fedkd_sgemm(1, 0, patch, plane, g.filters, 1.0f, weights, patch, d_out, plane, 0.0f,
+                        col, plane);
+            col2im(&g, col, d_input + (size_t)n * in_size);
+        }
+    }
+}
+
+static size_t conv2d_scratch_floats(const fedkd_layer *layer, int batch)
+{
+    fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+    return (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel *
+           (size_t)g.out_height * (size_t)g.out_width;
+}
+
+const fedkd_layer_kind fedkd_layer_kind_conv2d = {
+    .name = "conv2d",
+    .configure = conv2d_configure,
+    .init_params = conv2d_init_params,
+    .forward = conv2d_forward,
+    .backward = conv2d_backward,
+    .scratch_floats = conv2d_scratch_floats,
+};

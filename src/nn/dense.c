@@ -1,0 +1,71 @@
+/* Fully connected layer: output = input W^T + b, with W (units, in) stored
+ * first in the layer's parameters and b (units) after it. Any input shape is
+ * read as a flat vector of c*h*w features. */
+#include <string.h>
+
+#include "fedkd/nn.h"
+#include "nn/nn_private.h"
+
+static fedkd_status dense_configure(fedkd_layer *layer)
+{
+    const fedkd_layer_spec *spec = &layer->spec;
+    if (spec->units < 1)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected units >= 1, got %d", spec->units);
+    if (spec->filters || spec->kernel || spec->stride || spec->padding)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "a dense layer takes only units and init (filters, kernel, "
+                          "stride and padding must be 0)");
+    size_t in = fedkd_shape_size(layer->in_shape);
+    layer->out_shape = (fedkd_shape){spec->units, 1, 1};
+    layer->num_params = (size_t)spec->units * in + (size_t)spec->units;
+    return FEDKD_OK;
+}
+
+static void dense_init_params(const fedkd_layer *layer, float *params, fedkd_rng *rng)
+{
+    size_t in = fedkd_shape_size(layer->in_shape);
+    size_t out = (size_t)layer->spec.units;
+    fedkd_nn_init_uniform(layer, params, out * in, in, out, rng);
+    memset(params + out * in, 0, out * sizeof *params);
+}
+
+static void dense_forward(const fedkd_layer *layer, const float *params, const float *input,
+                          float *output, int batch, float *scratch)
+{
+    int in = (int)fedkd_shape_size(layer->in_shape);
+    int out = layer->spec.units;
+    const float *weights = params;   /* (out, in) */
+    const float *bias = params + (size_t)out * (size_t)in; /* (out) */
+    for (int n = 0; n < batch; n++)
+        memcpy(output + (size_t)n * (size_t)out, bias, (size_t)out * sizeof *output);
+    fedkd_sgemm(0, 1, batch, out, in, 1.0f, input, in, weights, in, 1.0f, output, out);
+}
+
+static void dense_backward(const fedkd_layer *layer, const float *params, const float *input,
+                           const float *output, const float *d_output, float *d_input,
+                           float *d_params, int batch, float *scratch)
+{
+    int in = (int)fedkd_shape_size(layer->in_shape);
+    int out = layer->spec.units;
+    const float *weights = params;
+    float *d_weights = d_params;                             /* (out, in) */
+    float *d_bias = d_params + (size_t)out * (size_t)in;     /* (out) */
+    fedkd_sgemm(1, 0, out, in, batch, 1.0f, d_output, out, input, in, 1.0f, d_weights, in);
+    for (int n = 0; n < batch; n++) {
+        const float *row = d_output + (size_t)n * (size_t)out;
+        for (int j = 0; j < out; j++) d_bias[j] += row[j];
+    }
+    if (d_input)
+        fedkd_sgemm(0, 0, batch, in, out, 1.0f, d_output, out, weights, in, 0.0f, d_input, in);
+}
+
+static size_t dense_scratch_floats(const fedkd_layer *layer, int batch) { return 0; }
+
+const fedkd_layer_kind fedkd_layer_kind_dense = {
+    .name = "dense",
+    .configure = dense_configure,
+    .init_params = dense_init_params,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .scratch_floats = dense_scratch_floats,
+};

@@ -1,0 +1,347 @@
+/* Models: a chain of layers over one flat parameter buffer, one flat gradient
+ * buffer and one activation workspace sized once for max_batch, so that
+ * forward and backward never allocate. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/core.h"
+#include "fedkd/nn.h"
+#include "nn/nn_private.h"
+
+/* Activation views start on 64-byte boundaries. */
+#define FLOATS_PER_LINE 16
+
+static size_t round_up_to_line(size_t floats)
+{
+    return (floats + FLOATS_PER_LINE - 1) / FLOATS_PER_LINE * FLOATS_PER_LINE;
+}
+
+void fedkd_nn_init_uniform(const fedkd_layer *layer, float *weights, size_t count,
+                           size_t fan_in, size_t fan_out, fedkd_rng *rng)
+{
+    fedkd_init init = layer->spec.init;
+    if (init == FEDKD_INIT_DEFAULT)
+        init = layer->followed_by_relu ? FEDKD_INIT_HE : FEDKD_INIT_GLOROT;
+    double limit = init == FEDKD_INIT_HE ? sqrt(6.0 / (double)fan_in)
+                                         : sqrt(6.0 / (double)(fan_in + fan_out));
+    for (size_t i = 0; i < count; i++)
+        weights[i] = (float)((2.0 * fedkd_rng_uniform(rng) - 1.0) * limit);
+}
+
+void fedkd_nn_format_location(char *out, size_t size, const char *where, int where_is_key,
+                              const char *suffix)
+{
+    size_t length = strlen(where);
+    if (where_is_key && length > 0 && where[length - 1] == '`')
+        snprintf(out, size, "%.*s%s`", (int)(length - 1), where, suffix);
+    else
+        snprintf(out, size, "%s%s", where, suffix);
+}
+
+fedkd_status fedkd_nn_configure_layers(fedkd_layer *layers, const fedkd_model_spec *spec,
+                                       const char *where, int where_is_key,
+                                       size_t *num_params)
+{
+    fedkd_shape shape = spec->input;
+    if (spec->num_layers < 1 || spec->num_layers > FEDKD_MAX_LAYERS)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: expected 1 to %d layers, got %d", where,
+                          FEDKD_MAX_LAYERS, spec->num_layers);
+    if (shape.channels < 1 || shape.height < 1 || shape.width < 1)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: the input shape %dx%dx%d is not positive",
+                          where, shape.channels, shape.height, shape.width);
+    if (spec->num_classes < 1)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: expected at least 1 class, got %d", where,
+                          spec->num_classes);
+
+    size_t offset = 0;
+    for (int i = 0; i < spec->num_layers; i++) {
+        fedkd_layer *layer = &layers[i];
+        char location[256], suffix[32];
+        snprintf(suffix, sizeof suffix, where_is_key ? "[%d]" : " layer %d", i);
+        fedkd_nn_format_location(location, sizeof location, where, where_is_key, suffix);
+
+        memset(layer, 0, sizeof *layer);
+        layer->spec = spec->layers[i];
+        layer->spec.kind[sizeof layer->spec.kind - 1] = '\0';
+        layer->kind = fedkd_layer_kind_find(layer->spec.kind);
+        if (!layer->kind)
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                              "%s: unknown layer kind `%s`: expected dense, conv2d, maxpool, "
+                              "relu or flatten",
+                              location, layer->spec.kind);
+        if (layer->spec.init != FEDKD_INIT_DEFAULT && layer->spec.init != FEDKD_INIT_HE &&
+            layer->spec.init != FEDKD_INIT_GLOROT)
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s (%s): invalid init %d", location,
+                              layer->kind->name, (int)layer->spec.init);
+        layer->in_shape = shape;
+        fedkd_status status = layer->kind->configure(layer);
+        if (status != FEDKD_OK) {
+            char reason[512];
+            snprintf(reason, sizeof reason, "%s", fedkd_error_message());
+            return FEDKD_FAIL(status, "%s (%s): %s", location, layer->kind->name, reason);
+        }
+        layer->param_offset = offset;
+        offset += layer->num_params;
+        shape = layer->out_shape;
+    }
+    for (int i = 0; i + 1 < spec->num_layers; i++)
+        layers[i].followed_by_relu = layers[i + 1].kind == &fedkd_layer_kind_relu;
+
+    size_t outputs = fedkd_shape_size(shape);
+    if (outputs != (size_t)spec->num_classes)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "%s: the last layer outputs %zu values, expected %d (the number of "
+                          "classes)",
+                          where, outputs, spec->num_classes);
+    if (num_params) *num_params = offset;
+    return FEDKD_OK;
+}
+
+/* ---- presets ------------------------------------------------------------- */
+
+static void add_layer(fedkd_model_spec *spec, const char *kind, int units, int filters,
+                      int kernel, int stride, int padding)
+{
+    fedkd_layer_spec *layer = &spec->layers[spec->num_layers++];
+    memset(layer, 0, sizeof *layer);
+    snprintf(layer->kind, sizeof layer->kind, "%s", kind);
+    layer->units = units;
+    layer->filters = filters;
+    layer->kernel = kernel;
+    layer->stride = stride;
+    layer->padding = padding;
+}
+
+static void build_mlp(fedkd_model_spec *spec)
+{
+    add_layer(spec, "flatten", 0, 0, 0, 0, 0);
+    add_layer(spec, "dense", 200, 0, 0, 0, 0);
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+    add_layer(spec, "dense", 200, 0, 0, 0, 0);
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+    add_layer(spec, "dense", spec->num_classes, 0, 0, 0, 0);
+}
+
+/* LeNet-5 style; padding 2 on the first conv keeps 28x28 at 28x28. */
+static void build_cnn(fedkd_model_spec *spec)
+{
+    add_layer(spec, "conv2d", 0, 6, 5, 1, 2);
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+    add_layer(spec, "maxpool", 0, 0, 2, 0, 0);
+    add_layer(spec, "conv2d", 0, 16, 5, 1, 0);
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+    add_layer(spec, "maxpool", 0, 0, 2, 0, 0);
+    add_layer(spec, "flatten", 0, 0, 0, 0, 0);
+    add_layer(spec, "dense", 120, 0, 0, 0, 0);
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+    add_layer(spec, "dense", 84, 0, 0, 0, 0);
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+    add_layer(spec, "dense", spec->num_classes, 0, 0, 0, 0);
+}
+
+typedef struct model_preset {
+    const char *name;
+    void (*build)(fedkd_model_spec *spec);
+} model_preset;
+
+static const model_preset model_presets[] = {
+    {"mlp", build_mlp},
+    {"cnn", build_cnn},
+    {NULL, NULL},
+};
+
+fedkd_status fedkd_model_spec_preset(fedkd_model_spec *spec, const char *name,
+                                     fedkd_shape input, int num_classes)
+{
+    const model_preset *preset = model_presets;
+    while (preset->name && (!name || strcmp(preset->name, name) != 0)) preset++;
+    if (!preset->name)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "unknown model `%s`: expected mlp, cnn or a list of layers",
+                          name ? name : "(null)");
+    memset(spec, 0, sizeof *spec);
+    snprintf(spec->name, sizeof spec->name, "%s", preset->name);
+    spec->input = input;
+    spec->num_classes = num_classes;
+    preset->build(spec);
+
+    /* Check the geometry now, so that a preset too big for the dataset's
+     * images is reported before any model is built. */
+    fedkd_layer *layers = calloc(FEDKD_MAX_LAYERS, sizeof *layers);
+    if (!layers) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory checking model `%s`", name);
+    char where[64];
+    snprintf(where, sizeof where, "model `%s`", preset->name);
+    fedkd_status status = fedkd_nn_configure_layers(layers, spec, where, 0, NULL);
+    free(layers);
+    return status;
+}
+
+/* ---- models ------------------------------------------------------------- */
+
+fedkd_status fedkd_model_create(fedkd_model **out, const fedkd_model_spec *spec, int max_batch)
+{
+    fedkd_status status = FEDKD_OK;
+    fedkd_model *model = NULL;
+    if (!out || !spec)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "fedkd_model_create: out and spec must not be NULL");
+    *out = NULL;
+    if (max_batch < 1)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "fedkd_model_create: expected max_batch >= 1, got %d",
+                          max_batch);
+
+    model = calloc(1, sizeof *model);
+    if (!model) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory allocating a model");
+    model->spec = *spec;
+    model->spec.name[sizeof model->spec.name - 1] = '\0';
+    model->num_layers = spec->num_layers;
+    model->max_batch = max_batch;
+
+    char where[64];
+    snprintf(where, sizeof where, "model `%s`",
+             model->spec.name[0] ? model->spec.name : "custom");
+    status = fedkd_nn_configure_layers(model->layers, &model->spec, where, 0, &model->num_params);
+    if (status != FEDKD_OK) goto fail;
+
+    /* A model of only parameter-free layers still gets valid (unused) buffers. */
+    size_t param_floats = model->num_params > 0 ? model->num_params : 1;
+    model->params = fedkd_alloc(param_floats * sizeof(float));
+    model->grads = fedkd_alloc(param_floats * sizeof(float));
+    if (!model->params || !model->grads) {
+        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory allocating %zu parameters of model `%s`",
+                            model->num_params, model->spec.name);
+        goto fail;
+    }
+
+    /* Flatten outputs alias their inputs; every other activation gets its
+     * own view. d_activations hold the gradient of any one activation. */
+    size_t offsets[FEDKD_MAX_LAYERS + 1];
+    size_t total = 0, largest = 0, scratch = 0;
+    for (int i = 0; i <= model->num_layers; i++) {
+        fedkd_shape shape = i == 0 ? model->spec.input : model->layers[i - 1].out_shape;
+        size_t floats = fedkd_shape_size(shape) * (size_t)max_batch;
+        if (floats > largest) largest = floats;
+        if (i > 0 && model->layers[i - 1].kind == &fedkd_layer_kind_flatten) {
+            offsets[i] = offsets[i - 1];
+            continue;
+        }
+        offsets[i] = total;
+        total += round_up_to_line(floats);
+    }
+    for (int i = 0; i < model->num_layers; i++) {
+        const fedkd_layer *layer = &model->layers[i];
+        size_t floats = layer->kind->scratch_floats(layer, max_batch);
+        if (floats > scratch) scratch = floats;
+    }
+    model->activation_floats = total;
+    model->scratch_floats_per_pass = scratch;
+
+    float *activations = fedkd_alloc(total * sizeof(float));
+    float *d_activations = fedkd_alloc(2 * round_up_to_line(largest) * sizeof(float));
+    if (!activations || !d_activations) {
+        fedkd_free(activations);
+        fedkd_free(d_activations);
+        status = FEDKD_FAIL(FEDKD_ERR_NOMEM,
+                            "out of memory allocating activations of model `%s` for batch %d",
+                            model->spec.name, max_batch);
+        goto fail;
+    }
+    for (int i = 0; i <= model->num_layers; i++) model->activations[i] = activations + offsets[i];
+    model->d_activations[0] = d_activations;
+    model->d_activations[1] = d_activations + round_up_to_line(largest);
+    if (scratch > 0) {
+        model->scratch = fedkd_alloc(scratch * sizeof(float));
+        if (!model->scratch) {
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM,
+                                "out of memory allocating %zu floats of scratch for model `%s`",
+                                scratch, model->spec.name);
+            goto fail;
+        }
+    }
+    *out = model;
+    return FEDKD_OK;
+
+fail:
+    fedkd_model_destroy(&model);
+    return status;
+}
+
+void fedkd_model_destroy(fedkd_model **model)
+{
+    if (!model || !*model) return;
+    fedkd_model *m = *model;
+    fedkd_free(m->params);
+    fedkd_free(m->grads);
+    fedkd_free(m->activations[0]);
+    fedkd_free(m->d_activations[0]);
+    fedkd_free(m->scratch);
+    free(m);
+    *model = NULL;
+}
+
+/* Layer i draws from the stream (seed, FEDKD_RNG_INIT, model_id, i), so a
+ * layer's initial weights do not depend on the layers before it and models
+ * with the same id and spec start identical on every rank. */
+void fedkd_model_init_params(fedkd_model *model, uint64_t seed, uint64_t model_id)
+{
+    memset(model->params, 0, model->num_params * sizeof *model->params);
+    for (int i = 0; i < model->num_layers; i++) {
+        const fedkd_layer *layer = &model->layers[i];
+        if (layer->num_params == 0) continue;
+        fedkd_rng rng = fedkd_rng_stream(seed, FEDKD_RNG_INIT, model_id, (uint64_t)i);
+        layer->kind->init_params(layer, model->params + layer->param_offset, &rng);
+    }
+}
+
+const float *fedkd_model_forward(fedkd_model *model, const float *input, int batch)
+{
+    if (batch < 1 || batch > model->max_batch) return NULL;
+    memcpy(model->activations[0], input,
+           fedkd_shape_size(model->spec.input) * (size_t)batch * sizeof *input);
+    for (int i = 0; i < model->num_layers; i++) {
+        const fedkd_layer *layer = &model->layers[i];
+        layer->kind->forward(layer, model->params + layer->param_offset, model->activations[i],
+                             model->activations[i + 1], batch, model->scratch);
+    }
+    return model->activations[model->num_layers];
+}
+
+void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
+{
+    if (batch < 1 || batch > model->max_batch) return;
+    const float *d_output = d_logits;
+    int next = 0;
+    for (int i = model->num_layers - 1; i >= 0; i--) {
+        const fedkd_layer *layer = &model->layers[i];
+        float *d_input = i > 0 ? model->d_activations[next] : NULL;
+        layer->kind->backward(layer, model->params + layer->param_offset, model->activations[i],
+                              model->activations[i + 1], d_output, d_input,
+                              model->grads + layer->param_offset, batch, model->scratch);
+        d_output = d_input;
+        next ^= 1;
+    }
+}
+
+void fedkd_model_zero_grad(fedkd_model *model)
+{
+    memset(model->grads, 0, model->num_params * sizeof *model->grads);
+}
+
+int fedkd_model_num_classes(const fedkd_model *model) { return model->spec.num_classes; }
+
+double fedkd_model_forward_macs(const fedkd_model *model)
+{
+    double macs = 0.0;
+    for (int i = 0; i < model->num_layers; i++) {
+        const fedkd_layer *layer = &model->layers[i];
+        if (layer->kind == &fedkd_layer_kind_dense) {
+            macs += (double)fedkd_shape_size(layer->in_shape) * (double)layer->spec.units;
+        } else if (layer->kind == &fedkd_layer_kind_conv2d) {
+            fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+            macs += (double)g.filters * (double)g.out_height * (double)g.out_width *
+                    (double)g.in_channels * (double)g.kernel * (double)g.kernel;
+        }
+    }
+    return macs;
+}

@@ -1,0 +1,46 @@
+/* Internals shared by the files of the nn layer (not part of the public API). */
+#ifndef FEDKD_NN_PRIVATE_H
+#define FEDKD_NN_PRIVATE_H
+
+#include <stddef.h>
+
+#include "fedkd/nn.h"
+
+extern const fedkd_layer_kind fedkd_layer_kind_dense;
+extern const fedkd_layer_kind fedkd_layer_kind_conv2d;
+extern const fedkd_layer_kind fedkd_layer_kind_maxpool;
+extern const fedkd_layer_kind fedkd_layer_kind_relu;
+extern const fedkd_layer_kind fedkd_layer_kind_flatten;
+
+/* Geometry of a conv2d layer, derived from its spec and input shape. */
+typedef struct fedkd_conv2d_geometry {
+    int in_channels, in_height, in_width;
+    int filters, out_height, out_width;
+    int kernel, stride, padding;
+} fedkd_conv2d_geometry;
+
+fedkd_conv2d_geometry fedkd_conv2d_geometry_of(const fedkd_layer *layer);
+
+/* Uniform initialisation of `count` weights. FEDKD_INIT_DEFAULT picks He when
+ * the layer feeds a ReLU (keeps the activation variance through the rectifier)
+ * and Glorot otherwise (keeps forward and backward variance for linear
+ * outputs such as the logits). */
+void fedkd_nn_init_uniform(const fedkd_layer *layer, float *weights, size_t count,
+                           size_t fan_in, size_t fan_out, fedkd_rng *rng);
+
+/* Configures layers[0 .. spec->num_layers) from the spec: finds each kind,
+ * chains the shapes, sets followed_by_relu and the parameter offsets, and
+ * checks that the last layer outputs spec->num_classes values. Messages name
+ * the layer by `where`: if where_is_key, `where` is a config key such as
+ * "config key `model`" and the index goes inside the quotes
+ * ("config key `model[2]`"); otherwise " layer 2" is appended. */
+fedkd_status fedkd_nn_configure_layers(fedkd_layer *layers, const fedkd_model_spec *spec,
+                                       const char *where, int where_is_key,
+                                       size_t *num_params);
+
+/* Writes where + suffix into `out`, putting the suffix inside a trailing
+ * backquote when `where` ends with one (config keys). */
+void fedkd_nn_format_location(char *out, size_t size, const char *where, int where_is_key,
+                              const char *suffix);
+
+#endif

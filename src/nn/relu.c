@@ -1,0 +1,45 @@
+#include <string.h>
+
+#include "fedkd/nn.h"
+#include "nn/nn_private.h"
+
+static fedkd_status relu_configure(fedkd_layer *layer)
+{
+    const fedkd_layer_spec *spec = &layer->spec;
+    if (spec->units || spec->filters || spec->kernel || spec->stride || spec->padding ||
+        spec->init != FEDKD_INIT_DEFAULT)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "a relu layer takes no settings");
+    layer->out_shape = layer->in_shape;
+    layer->num_params = 0;
+    return FEDKD_OK;
+}
+
+static void relu_init_params(const fedkd_layer *layer, float *params, fedkd_rng *rng) {}
+
+static void relu_forward(const fedkd_layer *layer, const float *params, const float *input,
+                         float *output, int batch, float *scratch)
+{
+    size_t count = fedkd_shape_size(layer->in_shape) * (size_t)batch;
+    for (size_t i = 0; i < count; i++) output[i] = input[i] > 0.0f ? input[i] : 0.0f;
+}
+
+/* The mask comes from the output: output > 0 exactly where input > 0. */
+static void relu_backward(const fedkd_layer *layer, const float *params, const float *input,
+                          const float *output, const float *d_output, float *d_input,
+                          float *d_params, int batch, float *scratch)
+{
+    if (!d_input) return;
+    size_t count = fedkd_shape_size(layer->in_shape) * (size_t)batch;
+    for (size_t i = 0; i < count; i++) d_input[i] = output[i] > 0.0f ? d_output[i] : 0.0f;
+}
+
+static size_t relu_scratch_floats(const fedkd_layer *layer, int batch) { return 0; }
+
+const fedkd_layer_kind fedkd_layer_kind_relu = {
+    .name = "relu",
+    .configure = relu_configure,
+    .init_params = relu_init_params,
+    .forward = relu_forward,
+    .backward = relu_backward,
+    .scratch_floats = relu_scratch_floats,
+};

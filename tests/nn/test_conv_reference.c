@@ -1,0 +1,197 @@
+/* The conv2d fast path (im2col + sgemm, col2im) against direct loops written
+ * from the definition, forward and backward, over several geometries.
+ * Tolerance: relative 1e-4 (CHECK_CLOSE scale max(1, |a|, |b|)); the
+ * references accumulate in double. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/nn.h"
+#include "fedkd/rng.h"
+#include "test_util.h"
+
+typedef struct conv_case {
+    int batch, channels, height, width, filters, kernel, stride, padding;
+} conv_case;
+
+static int out_size(int in, int kernel, int stride, int padding)
+{
+    return (in + 2 * padding - kernel) / stride + 1;
+}
+
+/* The input value at (n, c, y, x) of the zero-padded image, y and x in
+ * unpadded coordinates (possibly outside). */
+static double padded_at(const conv_case *c, const float *input, int n, int ch, int y, int x)
+{
+    if (y < 0 || y >= c->height || x < 0 || x >= c->width) return 0.0;
+    return (double)input[((n * c->channels + ch) * c->height + y) * c->width + x];
+}
+
+static void conv_forward_naive(const conv_case *c, const float *params, const float *input,
+                               float *output)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel;
+    const float *bias = params + c->filters * c->channels * k * k;
+    for (int n = 0; n < c->batch; n++)
+        for (int f = 0; f < c->filters; f++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    double sum = (double)bias[f];
+                    for (int ch = 0; ch < c->channels; ch++)
+                        for (int i = 0; i < k; i++)
+                            for (int j = 0; j < k; j++)
+                                sum += (double)params[((f * c->channels + ch) * k + i) * k + j] *
+                                       padded_at(c, input, n, ch, y * c->stride - c->padding + i,
+                                                 x * c->stride - c->padding + j);
+                    output[((n * c->filters + f) * oh + y) * ow + x] = (float)sum;
+                }
+}
+
+/* Gradients of sum(output * d_output): d_params (weights, bias) and d_input,
+ * both written (not added), accumulated in double. */
+static void conv_backward_naive(const conv_case *c, const float *params, const float *input,
+                                const float *d_output, double *d_params, double *d_input)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel;
+    size_t num_weights = (size_t)(c->filters * c->channels * k * k);
+    memset(d_params, 0, (num_weights + (size_t)c->filters) * sizeof *d_params);
+    memset(d_input, 0,
+           (size_t)(c->batch * c->channels * c->height * c->width) * sizeof *d_input);
+    for (int n = 0; n < c->batch; n++)
+        for (int f = 0; f < c->filters; f++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    double g = (double)d_output[((n * c->filters + f) * oh + y) * ow + x];
+                    d_params[num_weights + (size_t)f] += g;
+                    for (int ch = 0; ch < c->channels; ch++)
+                        for (int i = 0; i < k; i++)
+                            for (int j = 0; j < k; j++) {
+                                int iy = y * c->stride - c->padding + i;
+                                int ix = x * c->stride - c->padding + j;
+                                size_t w = (size_t)(((f * c->channels + ch) * k + i) * k + j);
+                                d_params[w] += g * padded_at(c, input, n, ch, iy, ix);
+                                if (iy >= 0 && iy < c->height && ix >= 0 && ix < c->width)
+                                    d_input[((n * c->channels + ch) * c->height + iy) * c->width +
+                                            ix] += g * (double)params[w];
+                            }
+                }
+}
+
+static void check_case(const conv_case *c, fedkd_rng *rng)
+{
+    char what[160];
+    snprintf(what, sizeof what, "batch %d in %dx%dx%d filters %d k%d s%d p%d", c->batch,
+             c->channels, c->height, c->width, c->filters, c->kernel, c->stride, c->padding);
+
+    fedkd_layer layer;
+    memset(&layer, 0, sizeof layer);
+    snprintf(layer.spec.kind, sizeof layer.spec.kind, "conv2d");
+    layer.spec.filters = c->filters;
+    layer.spec.kernel = c->kernel;
+    layer.spec.stride = c->stride;
+    layer.spec.padding = c->padding;
+    layer.kind = fedkd_layer_kind_find("conv2d");
+    layer.in_shape = (fedkd_shape){c->channels, c->height, c->width};
+    fedkd_status status = layer.kind->configure(&layer);
+    CHECK(status == FEDKD_OK, "%s: configure: %s", what, fedkd_error_message());
+    if (status != FEDKD_OK) return;
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    CHECK(layer.out_shape.channels == c->filters && layer.out_shape.height == oh &&
+              layer.out_shape.width == ow,
+          "%s: out shape %dx%dx%d, expected %dx%dx%d", what, layer.out_shape.channels,
+          layer.out_shape.height, layer.out_shape.width, c->filters, oh, ow);
+    size_t num_params = (size_t)(c->filters * c->channels * c->kernel * c->kernel + c->filters);
+    CHECK(layer.num_params == num_params, "%s: %zu params, expected %zu", what, layer.num_params,
+          num_params);
+
+    size_t in_count = (size_t)(c->batch * c->channels * c->height * c->width);
+    size_t out_count = (size_t)(c->batch * c->filters * oh * ow);
+    size_t scratch_count = layer.kind->scratch_floats(&layer, c->batch);
+    float *params = malloc(num_params * sizeof *params);
+    float *input = malloc(in_count * sizeof *input);
+    float *output = malloc(out_count * sizeof *output);
+    float *expected = malloc(out_count * sizeof *expected);
+    float *d_output = malloc(out_count * sizeof *d_output);
+    float *d_params = malloc(num_params * sizeof *d_params);
+    float *d_input = malloc(in_count * sizeof *d_input);
+    float *scratch = malloc((scratch_count + 1) * sizeof *scratch);
+    double *ref_d_params = malloc(num_params * sizeof *ref_d_params);
+    double *ref_d_input = malloc(in_count * sizeof *ref_d_input);
+    for (size_t i = 0; i < num_params; i++) params[i] = (float)(fedkd_rng_uniform(rng) - 0.5);
+    for (size_t i = 0; i < in_count; i++) input[i] = (float)(2.0 * fedkd_rng_uniform(rng) - 1.0);
+    for (size_t i = 0; i < out_count; i++)
+        d_output[i] = (float)(2.0 * fedkd_rng_uniform(rng) - 1.0);
+    /* Stale scratch and d_input must not leak into results. */
+    for (size_t i = 0; i < scratch_count; i++) scratch[i] = 1e7f;
+    for (size_t i = 0; i < in_count; i++) d_input[i] = -1e7f;
+    for (size_t i = 0; i < num_params; i++) d_params[i] = 0.25f; /* backward adds to this */
+
+    layer.kind->forward(&layer, params, input, output, c->batch, scratch);
+    conv_forward_naive(c, params, input, expected);
+    int bad = 0;
+    for (size_t i = 0; i < out_count; i++) {
+        double a = (double)output[i], b = (double)expected[i];
+        if (fabs(a - b) > 1e-4 * fmax(1.0, fmax(fabs(a), fabs(b)))) bad++;
+    }
+    CHECK(bad == 0, "%s: %d of %zu forward outputs differ from the direct loops", what, bad,
+          out_count);
+
+    layer.kind->backward(&layer, params, input, output, d_output, d_input, d_params, c->batch,
+                         scratch);
+    conv_backward_naive(c, params, input, d_output, ref_d_params, ref_d_input);
+    int bad_params = 0, bad_input = 0;
+    for (size_t i = 0; i < num_params; i++) {
+        double a = (double)d_params[i] - 0.25, b = ref_d_params[i];
+        if (fabs(a - b) > 1e-4 * fmax(1.0, fmax(fabs(a), fabs(b)))) bad_params++;
+    }
+    for (size_t i = 0; i < in_count; i++) {
+        double a = (double)d_input[i], b = ref_d_input[i];
+        if (fabs(a - b) > 1e-4 * fmax(1.0, fmax(fabs(a), fabs(b)))) bad_input++;
+    }
+    CHECK(bad_params == 0, "%s: %d of %zu parameter gradients differ", what, bad_params,
+          num_params);
+    CHECK(bad_input == 0, "%s: %d of %zu input gradients differ", what, bad_input, in_count);
+
+    /* d_input == NULL (first layer) still accumulates the parameter gradients. */
+    for (size_t i = 0; i < num_params; i++) d_params[i] = 0.0f;
+    layer.kind->backward(&layer, params, input, output, d_output, NULL, d_params, c->batch,
+                         scratch);
+    int bad_no_input = 0;
+    for (size_t i = 0; i < num_params; i++)
+        if (fabs((double)d_params[i] - ref_d_params[i]) >
+            1e-4 * fmax(1.0, fabs(ref_d_params[i])))
+            bad_no_input++;
+    CHECK(bad_no_input == 0, "%s: %d parameter gradients differ without d_input", what,
+          bad_no_input);
+
+    free(params);
+    free(input);
+    free(output);
+    free(expected);
+    free(d_output);
+    free(d_params);
+    free(d_input);
+    free(scratch);
+    free(ref_d_params);
+    free(ref_d_input);
+}
+
+int main(void)
+{
+    fedkd_rng rng = fedkd_rng_stream(3, FEDKD_RNG_TEST, 0, 0);
+    const conv_case cases[] = {
+        {2, 1, 28, 28, 6, 5, 1, 2},  /* the cnn preset's first layer */
+        {3, 6, 14, 14, 16, 5, 1, 0}, /* and its second */
+        {2, 3, 9, 7, 4, 3, 2, 1},
+        {2, 2, 8, 8, 3, 3, 3, 2},
+        {1, 4, 5, 6, 2, 1, 1, 0},    /* 1x1 conv */
+        {3, 2, 7, 7, 5, 4, 2, 3},    /* even kernel, large padding */
+        {1, 1, 3, 3, 2, 3, 1, 0},    /* kernel = input: one output pixel */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], &rng);
+    return test_finish("test_conv_reference");
+}

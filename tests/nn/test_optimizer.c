@@ -1,0 +1,196 @@
+/* Optimizer steps against numbers worked out by hand (relative 1e-6 for
+ * SGD, 1e-5 for Adam, whose sqrt and bias corrections run in float), and
+ * convergence on a quadratic. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/nn.h"
+#include "test_util.h"
+
+static fedkd_optimizer *make(const char *name, float lr, float momentum, int nesterov,
+                             float weight_decay, size_t n)
+{
+    fedkd_optimizer_settings s = fedkd_optimizer_default_settings();
+    snprintf(s.name, sizeof s.name, "%s", name);
+    s.lr = lr;
+    s.momentum = momentum;
+    s.nesterov = nesterov;
+    s.weight_decay = weight_decay;
+    fedkd_optimizer *optimizer = NULL;
+    fedkd_status status = fedkd_optimizer_create(&optimizer, &s, n);
+    CHECK(status == FEDKD_OK && optimizer, "create %s: %s", name, fedkd_error_message());
+    return optimizer;
+}
+
+static void check_sgd_by_hand(void)
+{
+    /* lr 0.1, momentum 0.9, weight decay 0.01, w = (1, -2), grads (0.5, 0.25)
+     * twice. Step 1: g = grad + 0.01 w = (0.51, 0.23), v = g.
+     *   plain:    w -= 0.1 v           -> (0.949, -2.023)
+     *   nesterov: w -= 0.1 (g + 0.9 v) -> (0.9031, -2.0437)
+     * Step 2, plain: g = (0.50949, 0.22977), v = 0.9 (0.51, 0.23) + g
+     *   = (0.96849, 0.43677), w = (0.852151, -2.066677).
+     * Step 2, nesterov: g = (0.509031, 0.229563), v = (0.968031, 0.436563),
+     *   g + 0.9 v = (1.3802589, 0.6224697), w = (0.76507411, -2.10594697). */
+    const float grads[2] = {0.5f, 0.25f};
+    const double plain[2][2] = {{0.949, -2.023}, {0.852151, -2.066677}};
+    const double nesterov[2][2] = {{0.9031, -2.0437}, {0.76507411, -2.10594697}};
+    for (int use_nesterov = 0; use_nesterov < 2; use_nesterov++) {
+        fedkd_optimizer *optimizer = make("sgd", 0.1f, 0.9f, use_nesterov, 0.01f, 2);
+        if (!optimizer) return;
+        float w[2] = {1.0f, -2.0f};
+        const double(*expected)[2] = use_nesterov ? nesterov : plain;
+        for (int step = 0; step < 2; step++) {
+            fedkd_optimizer_step(optimizer, w, grads);
+            CHECK_CLOSE(w[0], expected[step][0], 1e-6, use_nesterov ? "nesterov w0" : "sgd w0");
+            CHECK_CLOSE(w[1], expected[step][1], 1e-6, use_nesterov ? "nesterov w1" : "sgd w1");
+        }
+        size_t floats = 0;
+        float *state = fedkd_optimizer_state(optimizer, &floats);
+        CHECK(floats == 2 && state, "sgd state holds the velocity: %zu floats", floats);
+        /* Reset clears momentum: the next step is a plain first step again. */
+        fedkd_optimizer_reset(optimizer);
+        CHECK(state[0] == 0.0f && state[1] == 0.0f, "reset clears the velocity");
+        w[0] = 1.0f;
+        w[1] = -2.0f;
+        fedkd_optimizer_step(optimizer, w, grads);
+        CHECK_CLOSE(w[0], expected[0][0], 1e-6, "first step after reset");
+        fedkd_optimizer_destroy(&optimizer);
+        CHECK(optimizer == NULL, "destroy clears the pointer");
+    }
+
+    /* Defaults: plain SGD, lr 0.01, no momentum: w -= 0.01 g exactly. */
+    fedkd_optimizer_settings defaults = fedkd_optimizer_default_settings();
+    CHECK(strcmp(defaults.name, "sgd") == 0 && defaults.lr == 0.01f && defaults.momentum == 0.0f &&
+              defaults.beta1 == 0.9f && defaults.beta2 == 0.999f && defaults.epsilon == 1e-8f,
+          "default settings");
+    fedkd_optimizer *optimizer = NULL;
+    CHECK(fedkd_optimizer_create(&optimizer, &defaults, 2) == FEDKD_OK, "create defaults");
+    float w[2] = {1.0f, -2.0f};
+    fedkd_optimizer_step(optimizer, w, grads);
+    fedkd_optimizer_step(optimizer, w, grads);
+    CHECK_CLOSE(w[0], 0.99, 1e-6, "default sgd");
+    CHECK_CLOSE(w[1], -2.005, 1e-6, "default sgd");
+    fedkd_optimizer_destroy(&optimizer);
+}
+
+static void check_adam_by_hand(void)
+{
+    /* lr 0.01, beta 0.9 / 0.999, eps 1e-8, w = (1, -2).
+     * Step 1, g = (0.5, -0.1): m_hat = g, v_hat = g^2, so w moves by
+     *   0.01 sign(g): (0.99, -1.99).
+     * Step 2, g = (0.2, -0.3): m = 0.9 * 0.05 + 0.1 * 0.2 = 0.065,
+     *   v = 0.999 * 0.00025 + 0.001 * 0.04 = 0.00028975,
+     *   m_hat = 0.065 / 0.19, v_hat = 0.00028975 / 0.001999,
+     *   w0 = 0.99 - 0.01 * 0.342105 / 0.380719 = 0.98101425 (likewise w1).
+     * Step 3, g = (-0.4, 0.05). */
+    const float grads[3][2] = {{0.5f, -0.1f}, {0.2f, -0.3f}, {-0.4f, 0.05f}};
+    const double expected[3][2] = {{0.9900000002, -1.990000001},
+                                   {0.9810142484, -1.9808221902},
+                                   {0.9792514598, -1.9748130570}};
+    fedkd_optimizer *optimizer = make("adam", 0.01f, 0.0f, 0, 0.0f, 2);
+    if (!optimizer) return;
+    float w[2] = {1.0f, -2.0f};
+    for (int step = 0; step < 3; step++) {
+        fedkd_optimizer_step(optimizer, w, grads[step]);
+        CHECK_CLOSE(w[0], expected[step][0], 1e-5, "adam w0");
+        CHECK_CLOSE(w[1], expected[step][1], 1e-5, "adam w1");
+    }
+    size_t floats = 0;
+    float *state = fedkd_optimizer_state(optimizer, &floats);
+    CHECK(floats == 5, "adam state: m, v and the step count, got %zu floats", floats);
+    CHECK(state[4] == 3.0f, "adam step count %g", (double)state[4]);
+
+    /* Restoring the state buffer resumes exactly where a run left off. */
+    float saved[5];
+    memcpy(saved, state, sizeof saved);
+    float w_resumed[2] = {w[0], w[1]};
+    fedkd_optimizer_step(optimizer, w, grads[0]);
+    fedkd_optimizer *restored = make("adam", 0.01f, 0.0f, 0, 0.0f, 2);
+    if (restored) {
+        memcpy(fedkd_optimizer_state(restored, NULL), saved, sizeof saved);
+        fedkd_optimizer_step(restored, w_resumed, grads[0]);
+        CHECK(w_resumed[0] == w[0] && w_resumed[1] == w[1], "restored adam state resumes exactly");
+        fedkd_optimizer_destroy(&restored);
+    }
+    fedkd_optimizer_reset(optimizer);
+    CHECK(state[0] == 0.0f && state[2] == 0.0f && state[4] == 0.0f, "adam reset");
+    fedkd_optimizer_destroy(&optimizer);
+}
+
+/* f(w) = 0.5 sum a_i (w_i - c_i)^2 with curvatures a in [0.5, 2]. */
+static double minimise_quadratic(fedkd_optimizer *optimizer, int steps)
+{
+    enum { n = 8 };
+    float w[n], g[n], a[n], c[n];
+    for (int i = 0; i < n; i++) {
+        w[i] = 0.0f;
+        a[i] = 0.5f + 1.5f * (float)i / (n - 1);
+        c[i] = (float)(i % 3) - 1.5f + 0.25f * (float)i;
+    }
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < n; i++) g[i] = a[i] * (w[i] - c[i]);
+        fedkd_optimizer_step(optimizer, w, g);
+    }
+    double worst = 0.0;
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs((double)(w[i] - c[i])));
+    return worst;
+}
+
+static void check_quadratic(void)
+{
+    struct {
+        const char *name;
+        float lr, momentum;
+        int nesterov, steps;
+        double tolerance;
+    } runs[] = {
+        {"sgd", 0.5f, 0.0f, 0, 200, 1e-4},
+        {"sgd", 0.1f, 0.9f, 0, 400, 1e-4},
+        {"sgd", 0.1f, 0.9f, 1, 400, 1e-4},
+        {"adam", 0.05f, 0.0f, 0, 2000, 1e-3},
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        fedkd_optimizer *optimizer =
+            make(runs[r].name, runs[r].lr, runs[r].momentum, runs[r].nesterov, 0.0f, 8);
+        if (!optimizer) continue;
+        double distance = minimise_quadratic(optimizer, runs[r].steps);
+        CHECK(distance <= runs[r].tolerance,
+              "%s lr %g momentum %g nesterov %d: %g from the minimum after %d steps",
+              runs[r].name, (double)runs[r].lr, (double)runs[r].momentum, runs[r].nesterov,
+              distance, runs[r].steps);
+        fedkd_optimizer_destroy(&optimizer);
+    }
+}
+
+static void check_errors(void)
+{
+    fedkd_optimizer_settings s = fedkd_optimizer_default_settings();
+    snprintf(s.name, sizeof s.name, "rmsprop");
+    fedkd_optimizer *optimizer = NULL;
+    fedkd_status status = fedkd_optimizer_create(&optimizer, &s, 4);
+    CHECK(status == FEDKD_ERR_CONFIG && optimizer == NULL, "unknown optimizer rejected");
+    CHECK(strstr(fedkd_error_message(), "rmsprop") && strstr(fedkd_error_message(), "sgd") &&
+              strstr(fedkd_error_message(), "adam"),
+          "message names the optimizer and the choices: %s", fedkd_error_message());
+
+    s = fedkd_optimizer_default_settings();
+    s.momentum = 1.5f;
+    status = fedkd_optimizer_create(&optimizer, &s, 4);
+    CHECK(status == FEDKD_ERR_CONFIG && strstr(fedkd_error_message(), "momentum"),
+          "momentum 1.5 rejected: %s", fedkd_error_message());
+    s = fedkd_optimizer_default_settings();
+    s.lr = -1.0f;
+    status = fedkd_optimizer_create(&optimizer, &s, 4);
+    CHECK(status == FEDKD_ERR_CONFIG && strstr(fedkd_error_message(), "lr"),
+          "negative lr rejected: %s", fedkd_error_message());
+}
+
+int main(void)
+{
+    check_sgd_by_hand();
+    check_adam_by_hand();
+    check_quadratic();
+    check_errors();
+    return test_finish("test_optimizer");
+}
