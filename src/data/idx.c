@@ -196,7 +196,7 @@ fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
     status = idx_open(&labels, labels_path);
     if (status != FEDKD_OK) goto fail;
 
-    uint32_t image_dims[3], label_count;
+    uint32_t image_dims[3] = {0, 0, 0}, label_count = 0;
     status = idx_read_header(&images, IDX_IMAGES_MAGIC, 3, image_dims);
     if (status != FEDKD_OK) goto fail;
     status = idx_read_header(&labels, IDX_LABELS_MAGIC, 1, &label_count);

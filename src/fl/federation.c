@@ -9,6 +9,7 @@
  * Collectives are non-blocking and waited for with fl_wait, which yields the
  * core: with 16 ranks on 2 cores a spinning waiter would steal the trainers'
  * time. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ typedef struct federation {
     int64_t *accumulator;        /* (num_params + SLOT_EXTRA) */
     int64_t *reduced;            /* rank 0: same size */
     int *header;                 /* (HEADER_FIXED + num_clients) */
+    int first_failed_client;     /* INT_MAX while every hosted client trains fine */
     fedkd_runlog log;
 } federation;
 
@@ -183,14 +185,15 @@ static double train_hosted_clients(federation *f, int round, const int *selected
                                             &loss, 1, weight);
         }
         if (status) {
-            /* Keep the first message (this rank prints it at exit); the
-             * server learns of the failure through the reduce and stops. */
-            if (f->accumulator[f->num_params + SLOT_ERRORS] == 0) {
-                char message[1024];
-                snprintf(message, sizeof message, "%s", fedkd_error_message());
-                FEDKD_FAIL(status, "client %d, round %d: %s", client, round, message);
-            }
-            f->accumulator[f->num_params + SLOT_ERRORS]++;
+            /* This rank prints the message at exit; the server learns of the
+             * failure through the reduce and stops the run. The remaining
+             * clients are skipped so that the first failure is the one told. */
+            char message[1024];
+            snprintf(message, sizeof message, "%s", fedkd_error_message());
+            FEDKD_FAIL(status, "round %d: %s", round, message);
+            f->accumulator[f->num_params + SLOT_ERRORS] = 1;
+            if (client < f->first_failed_client) f->first_failed_client = client;
+            break;
         }
     }
     return fedkd_time_now() - start;
@@ -245,6 +248,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     f->config = config;
     f->comm = comm;
     f->num_clients = config->clients.count;
+    f->first_failed_client = INT_MAX;
     MPI_Comm_rank(comm, &f->rank);
     MPI_Comm_size(comm, &f->size);
     double start = fedkd_time_now();
@@ -316,6 +320,12 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         if (f->header[HEADER_COMMAND] == HEADER_ERROR) {
             status = f->rank == 0 ? local_failure
                                   : (local_failure ? local_failure : FEDKD_ERR_INTERRUPTED);
+            /* Several clients may have failed at once: the first one tells. */
+            int first = INT_MAX;
+            if (MPI_Allreduce(&f->first_failed_client, &first, 1, MPI_INT, MPI_MIN, comm) ==
+                    MPI_SUCCESS &&
+                first != INT_MAX && f->first_failed_client != first)
+                fedkd_error_clear();
             break;
         }
         int count = f->header[HEADER_COUNT];

@@ -256,8 +256,9 @@ static fedkd_status merge_objects(cJSON *target, cJSON *source)
     return FEDKD_OK;
 }
 
-/* The object at `path` in `document`, created (with its parents) if absent.
- * With `leaf_name` set, the last segment is not descended into but returned. */
+/* The object holding the last segment of `path` (split in place at its dots),
+ * creating missing sections on the way; `leaf_name` gets the last segment.
+ * NULL if a section is not an object or cannot be created. */
 static cJSON *find_parent(cJSON *document, char *path, char **leaf_name)
 {
     cJSON *node = document;

@@ -6,15 +6,16 @@
 
 #include "fedkd/nn.h"
 
-/* Row maximum and sum of exp((z - max) / temperature). */
+/* Row maximum and sum of exp((z - max) / temperature); the sum in double
+ * because KD multiplies its log by T^2. */
 static void row_softmax_terms(const float *z, int classes, float inv_temperature, float *max_out,
-                              float *sum_out)
+                              double *sum_out)
 {
     float max = z[0];
     for (int j = 1; j < classes; j++)
         if (z[j] > max) max = z[j];
-    float sum = 0.0f;
-    for (int j = 0; j < classes; j++) sum += expf((z[j] - max) * inv_temperature);
+    double sum = 0.0;
+    for (int j = 0; j < classes; j++) sum += (double)expf((z[j] - max) * inv_temperature);
     *max_out = max;
     *sum_out = sum;
 }
@@ -25,9 +26,10 @@ void fedkd_softmax(const float *logits, float *probs, int batch, int classes, fl
     for (int n = 0; n < batch; n++) {
         const float *z = logits + (size_t)n * (size_t)classes;
         float *p = probs + (size_t)n * (size_t)classes;
-        float max, sum;
+        float max;
+        double sum;
         row_softmax_terms(z, classes, inv_temperature, &max, &sum);
-        float inv_sum = 1.0f / sum;
+        float inv_sum = (float)(1.0 / sum);
         for (int j = 0; j < classes; j++) p[j] = expf((z[j] - max) * inv_temperature) * inv_sum;
     }
 }
@@ -38,11 +40,12 @@ void fedkd_softmax(const float *logits, float *probs, int batch, int classes, fl
 static double row_cross_entropy(const float *z, int32_t label, int classes, float scale,
                                 float *d_row)
 {
-    float max, sum;
+    float max;
+    double sum;
     row_softmax_terms(z, classes, 1.0f, &max, &sum);
-    double loss = log((double)sum) - (double)(z[label] - max);
+    double loss = log(sum) - (double)(z[label] - max);
     if (d_row) {
-        float inv_sum = 1.0f / sum;
+        float inv_sum = (float)(1.0 / sum);
         for (int j = 0; j < classes; j++) {
             float p = expf(z[j] - max) * inv_sum;
             d_row[j] = scale * (p - (j == label ? 1.0f : 0.0f));
@@ -71,10 +74,11 @@ static double row_distillation(const float *z, const float *teacher, int classes
                                float temperature, float scale, float *d_row)
 {
     float inv_temperature = 1.0f / temperature;
-    float max, sum;
+    float max;
+    double sum;
     row_softmax_terms(z, classes, inv_temperature, &max, &sum);
-    double log_sum = log((double)sum);
-    float inv_sum = 1.0f / sum;
+    double log_sum = log(sum);
+    float inv_sum = (float)(1.0 / sum);
     double kl = 0.0;
     for (int j = 0; j < classes; j++) {
         float scaled = (z[j] - max) * inv_temperature;

@@ -15,7 +15,7 @@
 static char fixture_dir[512];
 
 /* Creates a fresh directory under $TMPDIR (or /tmp); returns 0 on failure. */
-static int fixture_make_dir(const char *name)
+static inline int fixture_make_dir(const char *name)
 {
     const char *base = getenv("TMPDIR");
     if (!base || !*base) base = "/tmp";
@@ -23,8 +23,10 @@ static int fixture_make_dir(const char *name)
     return mkdtemp(fixture_dir) != NULL;
 }
 
+static inline void fixture_free_paths(void);
+
 /* Removes every file in the scratch directory, then the directory. */
-static void fixture_remove_dir(void)
+static inline void fixture_remove_dir(void)
 {
     DIR *dir = opendir(fixture_dir);
     if (!dir) return;
@@ -37,21 +39,36 @@ static void fixture_remove_dir(void)
     }
     closedir(dir);
     rmdir(fixture_dir);
+    fixture_free_paths();
 }
 
-/* "<scratch dir>/<name>" in a rotating set of buffers, so a few paths can
- * be alive at once. */
-static const char *fixture_path(const char *name)
+/* Paths handed out by fixture_path, freed by fixture_remove_dir. */
+static char *fixture_paths[512];
+static size_t fixture_num_paths = 0;
+
+/* "<scratch dir>/<name>", valid until fixture_remove_dir. */
+static inline const char *fixture_path(const char *name)
 {
-    static char paths[8][1024];
-    static int next = 0;
-    char *path = paths[next];
-    next = (next + 1) % 8;
-    snprintf(path, sizeof paths[0], "%s/%s", fixture_dir, name);
+    size_t size = strlen(fixture_dir) + strlen(name) + 2;
+    char *path = malloc(size);
+    if (!path || fixture_num_paths == sizeof fixture_paths / sizeof fixture_paths[0]) {
+        fprintf(stderr, "fixture_path: out of path slots\n");
+        exit(1);
+    }
+    snprintf(path, size, "%s/%s", fixture_dir, name);
+    fixture_paths[fixture_num_paths++] = path;
     return path;
 }
 
-static void fixture_put_u32(unsigned char *out, uint32_t value)
+/* Frees the paths without touching the files (used when a failing test
+ * keeps its scratch files for inspection). */
+static inline void fixture_free_paths(void)
+{
+    for (size_t i = 0; i < fixture_num_paths; i++) free(fixture_paths[i]);
+    fixture_num_paths = 0;
+}
+
+static inline void fixture_put_u32(unsigned char *out, uint32_t value)
 {
     out[0] = (unsigned char)(value >> 24);
     out[1] = (unsigned char)(value >> 16);
@@ -60,7 +77,7 @@ static void fixture_put_u32(unsigned char *out, uint32_t value)
 }
 
 /* Writes `bytes` to `path`, through gzip when `gzip` is set. 0 on failure. */
-static int fixture_write(const char *path, int gzip, const unsigned char *bytes, size_t size)
+static inline int fixture_write(const char *path, int gzip, const unsigned char *bytes, size_t size)
 {
     if (gzip) {
         gzFile gz = gzopen(path, "wb");
@@ -75,7 +92,7 @@ static int fixture_write(const char *path, int gzip, const unsigned char *bytes,
 }
 
 /* The pixel value of image i at byte j used by every fixture. */
-static unsigned char fixture_pixel(size_t i, size_t j)
+static inline unsigned char fixture_pixel(size_t i, size_t j)
 {
     return (unsigned char)((i * 37u + j * 11u + (i * j) % 7u) & 0xffu);
 }
@@ -83,7 +100,7 @@ static unsigned char fixture_pixel(size_t i, size_t j)
 /* An IDX images file in memory: header (magic, count, rows, cols) then
  * count * rows * cols pixels from fixture_pixel; `data_records` images of
  * data are written whatever the header says. *size gets the byte count. */
-static unsigned char *fixture_idx_images(uint32_t magic, uint32_t count, uint32_t rows,
+static inline unsigned char *fixture_idx_images(uint32_t magic, uint32_t count, uint32_t rows,
                                          uint32_t cols, size_t data_records, size_t *size)
 {
     size_t image_bytes = (size_t)rows * cols;
@@ -100,7 +117,7 @@ static unsigned char *fixture_idx_images(uint32_t magic, uint32_t count, uint32_
 }
 
 /* An IDX labels file in memory: label i is i % classes. */
-static unsigned char *fixture_idx_labels(uint32_t count, unsigned classes, size_t *size)
+static inline unsigned char *fixture_idx_labels(uint32_t count, unsigned classes, size_t *size)
 {
     *size = 8 + (size_t)count;
     unsigned char *bytes = malloc(*size);
@@ -112,7 +129,7 @@ static unsigned char *fixture_idx_labels(uint32_t count, unsigned classes, size_
 }
 
 /* Writes a matching images + labels pair; 0 on failure. */
-static int fixture_write_idx_pair(const char *images_path, const char *labels_path, int gzip,
+static inline int fixture_write_idx_pair(const char *images_path, const char *labels_path, int gzip,
                                   uint32_t count, uint32_t rows, uint32_t cols, unsigned classes)
 {
     size_t image_size = 0, label_size = 0;

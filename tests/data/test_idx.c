@@ -311,6 +311,11 @@ int main(int argc, char **argv)
     test_bad_gzip();
     test_fashion_mnist_layout();
     test_real_fashion_mnist(argc > 1 ? argv[1] : NULL);
-    fixture_remove_dir();
+    if (!test_failures)
+        fixture_remove_dir();
+    else {
+        fprintf(stderr, "scratch files kept in %s\n", fixture_dir);
+        fixture_free_paths();
+    }
     return test_finish("test_idx");
 }

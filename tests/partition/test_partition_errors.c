@@ -98,6 +98,25 @@ static void test_errors(const int32_t *labels)
     expect_failure(&s, labels, COUNT, FEDKD_ERR_CONFIG, "partition.min_size=500", "client",
                    "shards 11x1 min_size=500");
 
+    /* 15 clients each holding all 10 classes, but a class has only 2 rows. */
+    int32_t two_per_class[20];
+    for (int i = 0; i < 20; i++) two_per_class[i] = i % CLASSES;
+    s = make_settings("shards", 15, 1);
+    s.classes_per_client = 10;
+    expect_failure(&s, two_per_class, 20, FEDKD_ERR_CONFIG, "partition.classes_per_client",
+                   "15 clients hold it", "shards with more holders than rows");
+    /* A class without rows cannot be one of a client's k classes. */
+    int32_t nine_classes[20];
+    for (int i = 0; i < 20; i++) nine_classes[i] = i % 9;
+    s = make_settings("shards", 2, 1);
+    s.classes_per_client = 10;
+    expect_failure(&s, nine_classes, 20, FEDKD_ERR_CONFIG,
+                   "config key `partition.classes_per_client`", "only 9 of", "shards k=10 of 9 present");
+    s.classes_per_client = 9;
+    CHECK(fedkd_partition_create(&p, &s, nine_classes, 20, CLASSES) == FEDKD_OK,
+          "shards k=9 with 9 present classes: %s", fedkd_error_message());
+    fedkd_partition_destroy(&p);
+
     s = make_settings("fancy", 10, 1);
     expect_failure(&s, labels, COUNT, FEDKD_ERR_CONFIG, "config key `partition.scheme`",
                    "unknown scheme `fancy`", "unknown scheme");

@@ -173,11 +173,17 @@ fedkd_status fedkd_partition_create(fedkd_partition **out, const fedkd_partition
     for (int c = 0; c < clients; c++) {
         size_t size = partition->offsets[c + 1];
         if (size < required) {
-            status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                                "partition: scheme `%s` left client %d with %zu samples, fewer "
-                                "than %zu (partition.min_size=%d; every client needs at least "
-                                "1); lower partition.min_size or clients.count",
-                                settings->scheme, c, size, required, settings->min_size);
+            if (settings->min_size >= 1)
+                status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                    "partition: scheme `%s` left client %d with %zu samples, "
+                                    "fewer than partition.min_size=%d; lower partition.min_size "
+                                    "or clients.count",
+                                    settings->scheme, c, size, settings->min_size);
+            else
+                status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                    "partition: scheme `%s` left client %d with no samples "
+                                    "(every client needs at least 1); lower clients.count",
+                                    settings->scheme, c);
             goto fail;
         }
         partition->offsets[c + 1] += partition->offsets[c];

@@ -1,0 +1,179 @@
+/* Checks a run directory's logs (a test tool, not part of the simulator).
+ *
+ *   check_run same DIR_A DIR_B    the deterministic fields of rounds.jsonl and
+ *                                 the final parameters' checksum are identical
+ *   check_run logs DIR ROUNDS     rounds.jsonl and rounds.csv parse, have ROUNDS
+ *                                 rows, bytes = 4 * num_params * participants in
+ *                                 each direction, and summary.json totals match
+ * Exits 0 when the check holds, 1 (with the reason on stderr) when it does not. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+static char *read_file(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "check_run: cannot open %s\n", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)n + 1);
+    if (text && fread(text, 1, (size_t)n, f) != (size_t)n) {
+        free(text);
+        text = NULL;
+    }
+    if (text) text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* rounds.jsonl as an array of objects; NULL on a parse error. */
+static cJSON *read_rounds(const char *dir)
+{
+    char *text = read_file(dir, "rounds.jsonl");
+    if (!text) return NULL;
+    cJSON *rows = cJSON_CreateArray();
+    int line = 0;
+    for (char *save = NULL, *p = strtok_r(text, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+        line++;
+        cJSON *row = cJSON_Parse(p);
+        if (!cJSON_IsObject(row)) {
+            fprintf(stderr, "check_run: %s/rounds.jsonl:%d: not a JSON object\n", dir, line);
+            cJSON_Delete(row);
+            cJSON_Delete(rows);
+            free(text);
+            return NULL;
+        }
+        cJSON_AddItemToArray(rows, row);
+    }
+    free(text);
+    return rows;
+}
+
+static cJSON *read_json(const char *dir, const char *name)
+{
+    char *text = read_file(dir, name);
+    if (!text) return NULL;
+    cJSON *json = cJSON_Parse(text);
+    free(text);
+    if (!json) fprintf(stderr, "check_run: %s/%s: not valid JSON\n", dir, name);
+    return json;
+}
+
+static double number(const cJSON *object, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    return cJSON_IsNumber(item) ? item->valuedouble : -1.0;
+}
+
+static const char *deterministic_fields[] = {
+    "round", "participants", "test_accuracy", "test_loss", "train_loss",
+    "bytes_down", "bytes_up", NULL};
+
+static int check_same(const char *a, const char *b)
+{
+    int failures = 0;
+    cJSON *ra = read_rounds(a), *rb = read_rounds(b);
+    cJSON *sa = read_json(a, "summary.json"), *sb = read_json(b, "summary.json");
+    if (!ra || !rb || !sa || !sb) failures++;
+    else if (cJSON_GetArraySize(ra) != cJSON_GetArraySize(rb) || cJSON_GetArraySize(ra) == 0) {
+        fprintf(stderr, "check_run: %s has %d rounds, %s has %d\n", a, cJSON_GetArraySize(ra), b,
+                cJSON_GetArraySize(rb));
+        failures++;
+    } else {
+        for (int i = 0; i < cJSON_GetArraySize(ra); i++)
+            for (int k = 0; deterministic_fields[k]; k++) {
+                double x = number(cJSON_GetArrayItem(ra, i), deterministic_fields[k]);
+                double y = number(cJSON_GetArrayItem(rb, i), deterministic_fields[k]);
+                if (memcmp(&x, &y, sizeof x) != 0) {
+                    fprintf(stderr, "check_run: round %d `%s` differs: %.17g vs %.17g\n", i + 1,
+                            deterministic_fields[k], x, y);
+                    failures++;
+                }
+            }
+        const cJSON *ca = cJSON_GetObjectItemCaseSensitive(sa, "params_checksum");
+        const cJSON *cb = cJSON_GetObjectItemCaseSensitive(sb, "params_checksum");
+        if (!cJSON_IsString(ca) || !cJSON_IsString(cb) ||
+            strcmp(ca->valuestring, cb->valuestring) != 0) {
+            fprintf(stderr, "check_run: final parameters differ (checksums %s vs %s)\n",
+                    cJSON_IsString(ca) ? ca->valuestring : "?",
+                    cJSON_IsString(cb) ? cb->valuestring : "?");
+            failures++;
+        }
+    }
+    cJSON_Delete(ra);
+    cJSON_Delete(rb);
+    cJSON_Delete(sa);
+    cJSON_Delete(sb);
+    return failures;
+}
+
+static int check_logs(const char *dir, int expected_rounds)
+{
+    int failures = 0;
+    cJSON *rounds = read_rounds(dir);
+    cJSON *summary = read_json(dir, "summary.json");
+    char *csv = read_file(dir, "rounds.csv");
+    cJSON *partition = read_json(dir, "partition.json");
+    if (!rounds || !summary || !csv || !partition) {
+        failures++;
+        goto done;
+    }
+    int n = cJSON_GetArraySize(rounds);
+    if (n != expected_rounds) {
+        fprintf(stderr, "check_run: %s/rounds.jsonl has %d rows, expected %d\n", dir, n,
+                expected_rounds);
+        failures++;
+    }
+    int csv_lines = 0;
+    for (char *p = csv; *p; p++) csv_lines += (*p == '\n');
+    if (csv_lines != n + 1) {
+        fprintf(stderr, "check_run: %s/rounds.csv has %d lines, expected header + %d\n", dir,
+                csv_lines, n);
+        failures++;
+    }
+    double num_params = number(summary, "num_params");
+    double down = 0.0, up = 0.0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *row = cJSON_GetArrayItem(rounds, i);
+        double expected = 4.0 * num_params * number(row, "participants");
+        if (number(row, "round") != i + 1 || number(row, "bytes_down") != expected ||
+            number(row, "bytes_up") != expected) {
+            fprintf(stderr, "check_run: round %d: bytes down %.0f, up %.0f, expected %.0f each\n",
+                    i + 1, number(row, "bytes_down"), number(row, "bytes_up"), expected);
+            failures++;
+        }
+        down += number(row, "bytes_down");
+        up += number(row, "bytes_up");
+    }
+    if (number(summary, "bytes_down_total") != down || number(summary, "bytes_up_total") != up) {
+        fprintf(stderr, "check_run: summary totals %.0f / %.0f, rounds sum to %.0f / %.0f\n",
+                number(summary, "bytes_down_total"), number(summary, "bytes_up_total"), down, up);
+        failures++;
+    }
+done:
+    cJSON_Delete(rounds);
+    cJSON_Delete(summary);
+    cJSON_Delete(partition);
+    free(csv);
+    return failures;
+}
+
+int main(int argc, char **argv)
+{
+    int failures;
+    if (argc == 4 && strcmp(argv[1], "same") == 0) failures = check_same(argv[2], argv[3]);
+    else if (argc == 4 && strcmp(argv[1], "logs") == 0) failures = check_logs(argv[2], atoi(argv[3]));
+    else {
+        fprintf(stderr, "usage: check_run same DIR_A DIR_B | check_run logs DIR ROUNDS\n");
+        return 2;
+    }
+    return failures ? 1 : 0;
+}
