@@ -34,9 +34,11 @@ fedkd_install_packages() {
     apt-get install -y -qq $missing >&2
 }
 
+FEDKD_MESON_OPTIONS=(--buildtype=release)
+
 fedkd_build() {
     if [ ! -f "$FEDKD_BUILD/build.ninja" ]; then
-        meson setup "$FEDKD_BUILD" "$FEDKD_ROOT" --buildtype=release -Dwerror=true >&2
+        meson setup "$FEDKD_BUILD" "$FEDKD_ROOT" -Dwerror=true "${FEDKD_MESON_OPTIONS[@]}" >&2
     fi
     ninja -C "$FEDKD_BUILD" >&2
 }

@@ -39,11 +39,25 @@ fedkd_status fedkd_dataset_subset(fedkd_dataset **out, const fedkd_dataset *sour
 fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
                             const char *labels_path, size_t limit);
 
+/* The same, keeping only `rows` (ascending, < the limited count): the file is
+ * streamed, so memory grows with num_rows, not with the file. */
+fedkd_status fedkd_idx_load_rows(fedkd_dataset **out, const char *images_path,
+                                 const char *labels_path, size_t limit, const uint32_t *rows,
+                                 size_t num_rows);
+
 /* Fashion-MNIST (or MNIST) from a directory holding the four standard files
  * (train-images-idx3-ubyte[.gz] ...). split is "train" or "test". A missing
  * directory or file gives a message that says how to install the dataset. */
 fedkd_status fedkd_fashion_mnist_load(fedkd_dataset **out, const char *directory,
                                       const char *split, size_t limit);
+/* Every label of a split (limited to `limit`) and the sample shape, without
+ * reading pixels: enough to partition. *labels is malloc'd. */
+fedkd_status fedkd_fashion_mnist_labels(const char *directory, const char *split, size_t limit,
+                                        int32_t **labels, size_t *count, fedkd_shape *shape);
+/* Only the given rows (ascending), streamed. rows == NULL means all. */
+fedkd_status fedkd_fashion_mnist_load_rows(fedkd_dataset **out, const char *directory,
+                                           const char *split, size_t limit, const uint32_t *rows,
+                                           size_t num_rows);
 
 /* Pixel mean and standard deviation of the 60000 Fashion-MNIST training
  * images after scaling to [0, 1]; fedkd_fashion_mnist_load and fedkd-idx2h5
@@ -63,6 +77,12 @@ fedkd_status fedkd_h5data_load(fedkd_dataset **out, const char *path, const uint
                                size_t num_rows);
 fedkd_status fedkd_h5data_load_all(fedkd_dataset **out, const char *path, size_t limit);
 fedkd_status fedkd_h5data_save(const fedkd_dataset *dataset, const char *path);
+/* Everything but the features, reading only /labels: the row count, the
+ * per-sample shape, the class count and all labels (*labels is malloc'ed,
+ * (count), free() it). For partitioning a file without loading it. Any of
+ * the outputs may be NULL. */
+fedkd_status fedkd_h5data_describe(const char *path, size_t *count, fedkd_shape *shape,
+                                   int *num_classes, int32_t **labels);
 
 /* ---- synthetic ------------------------------------------------------------
  * Gaussian blobs: class means drawn N(0, separation^2) per feature, samples

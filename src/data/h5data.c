@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "data/dataset_internal.h"
+#include "fedkd/core.h"
 
 /* Hyperslab unions grow quadratically in cost with the number of runs OR-ed
  * together (HDF5 1.10 merges span trees on every call: 15000 runs take ~6 s
@@ -289,6 +290,7 @@ static fedkd_status h5_read_runs(const h5_source *source, const h5_run *runs, si
     const char *failed = NULL;
     size_t sample_floats = fedkd_shape_size(source->shape);
     size_t rows_done = 0;
+    hsize_t batch_start = num_runs > 0 ? runs[0].start : 0; /* for messages */
     if (features_space < 0 || labels_space < 0) {
         failed = features_space < 0 ? "/features" : "/labels";
         goto fail;
@@ -297,6 +299,7 @@ static fedkd_status h5_read_runs(const h5_source *source, const h5_run *runs, si
     for (size_t first = 0; first < num_runs; first += H5_RUNS_PER_READ) {
         size_t end = first + H5_RUNS_PER_READ < num_runs ? first + H5_RUNS_PER_READ : num_runs;
         hsize_t batch_rows = 0;
+        batch_start = runs[first].start;
         for (size_t r = first; r < end; r++) {
             H5S_seloper_t operation = r == first ? H5S_SELECT_SET : H5S_SELECT_OR;
             hsize_t start[4] = {runs[r].start, 0, 0, 0};
@@ -339,8 +342,9 @@ static fedkd_status h5_read_runs(const h5_source *source, const h5_run *runs, si
     return FEDKD_OK;
 
 fail:
-    status = FEDKD_FAIL(FEDKD_ERR_IO, "%s: dataset %s: reading rows failed near row %llu: %s",
-                        source->path, failed, (unsigned long long)rows_done,
+    status = FEDKD_FAIL(FEDKD_ERR_IO,
+                        "%s: dataset %s: reading the rows from row %llu on failed: %s",
+                        source->path, failed, (unsigned long long)batch_start,
                         h5_last_error().text);
     h5_close_space(&memory_features);
     h5_close_space(&memory_labels);
@@ -354,6 +358,11 @@ fail:
  * are 4 bytes a row, so this stays cheap next to the features. */
 static fedkd_status h5_num_classes_from_labels(h5_source *source)
 {
+    if (source->count == 0)
+        return FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                          "%s: dataset /labels is empty and the root attribute num_classes is "
+                          "absent, so the number of classes is unknown",
+                          source->path);
     int32_t *labels = malloc(source->count * sizeof *labels);
     if (!labels)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: dataset /labels: cannot allocate %zu labels",
@@ -381,44 +390,18 @@ done:
     return status;
 }
 
-/* Loads the rows of `runs` in file order into a new dataset. */
-static fedkd_status h5_load_runs(fedkd_dataset **out, h5_source *source, const h5_run *runs,
-                                 size_t num_runs, size_t total_rows)
+static fedkd_status h5_resolve_num_classes(h5_source *source)
 {
-    fedkd_dataset *dataset = NULL;
-    fedkd_status status;
-    *out = NULL;
-    if (source->num_classes == 0) {
-        status = h5_num_classes_from_labels(source);
-        if (status != FEDKD_OK) return status;
-    }
-    status = fedkd_dataset_allocate(&dataset, total_rows, source->shape, source->num_classes,
-                                    source->path);
-    if (status != FEDKD_OK) return status;
-    if (total_rows > 0) {
-        status = h5_read_runs(source, runs, num_runs, dataset->features, dataset->labels);
-        if (status != FEDKD_OK) goto fail;
-    }
-    size_t slot = 0;
-    for (size_t r = 0; r < num_runs; r++) {
-        for (hsize_t j = 0; j < runs[r].length; j++, slot++) {
-            int32_t label = dataset->labels[slot];
-            if (label < 0 || label >= source->num_classes) {
-                status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
-                                    "%s: dataset /labels: label %d at row %llu is outside "
-                                    "[0, %d) set by the num_classes attribute",
-                                    source->path, (int)label,
-                                    (unsigned long long)(runs[r].start + j), source->num_classes);
-                goto fail;
-            }
-        }
-    }
-    *out = dataset;
-    return FEDKD_OK;
+    return source->num_classes > 0 ? FEDKD_OK : h5_num_classes_from_labels(source);
+}
 
-fail:
-    fedkd_dataset_destroy(&dataset);
-    return status;
+static fedkd_status h5_check_label(const h5_source *source, int32_t label, size_t row)
+{
+    if (label >= 0 && label < source->num_classes) return FEDKD_OK;
+    return FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                      "%s: dataset /labels: label %d at row %zu is outside [0, %d) set by the "
+                      "num_classes attribute",
+                      source->path, (int)label, row, source->num_classes);
 }
 
 fedkd_status fedkd_h5data_count(const char *path, size_t *count)
@@ -437,20 +420,81 @@ fedkd_status fedkd_h5data_load_all(fedkd_dataset **out, const char *path, size_t
 {
     if (!out || !path) return FEDKD_FAIL(FEDKD_ERR_INVALID, "HDF5 load: NULL argument");
     *out = NULL;
+    fedkd_dataset *dataset = NULL;
     h5_quiet quiet = h5_quiet_begin();
     h5_source source;
     fedkd_status status = h5_source_open(&source, path);
-    if (status == FEDKD_OK && source.count == 0)
+    if (status != FEDKD_OK) goto done;
+    if (source.count == 0) {
         status = FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s: dataset /features has no rows", path);
-    if (status == FEDKD_OK) {
-        size_t rows = (limit > 0 && limit < source.count) ? limit : source.count;
-        h5_run all = {0, rows};
-        status = h5_load_runs(out, &source, &all, 1, rows);
+        goto done;
     }
+    status = h5_resolve_num_classes(&source);
+    if (status != FEDKD_OK) goto done;
+    size_t rows = (limit > 0 && limit < source.count) ? limit : source.count;
+    status = fedkd_dataset_allocate(&dataset, rows, source.shape, source.num_classes, path);
+    if (status != FEDKD_OK) goto done;
+    h5_run all = {0, rows};
+    status = h5_read_runs(&source, &all, 1, dataset->features, dataset->labels);
+    for (size_t i = 0; status == FEDKD_OK && i < rows; i++)
+        status = h5_check_label(&source, dataset->labels[i], i);
+    if (status != FEDKD_OK) goto done;
+    *out = dataset;
+    dataset = NULL;
+
+done:
+    fedkd_dataset_destroy(&dataset);
     h5_source_close(&source);
     h5_quiet_end(quiet);
     return status;
 }
+
+fedkd_status fedkd_h5data_describe(const char *path, size_t *count, fedkd_shape *shape,
+                                   int *num_classes, int32_t **labels)
+{
+    if (!path) return FEDKD_FAIL(FEDKD_ERR_INVALID, "HDF5 describe: NULL path");
+    if (labels) *labels = NULL;
+    int32_t *all_labels = NULL;
+    h5_quiet quiet = h5_quiet_begin();
+    h5_source source;
+    fedkd_status status = h5_source_open(&source, path);
+    if (status != FEDKD_OK) goto done;
+    status = h5_resolve_num_classes(&source);
+    if (status != FEDKD_OK) goto done;
+    if (labels) {
+        all_labels = malloc((source.count > 0 ? source.count : 1) * sizeof *all_labels);
+        if (!all_labels) {
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: dataset /labels: cannot allocate %zu labels",
+                                path, source.count);
+            goto done;
+        }
+        if (source.count > 0 && H5Dread(source.labels, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL,
+                                         H5P_DEFAULT, all_labels) < 0) {
+            status = FEDKD_FAIL(FEDKD_ERR_IO, "%s: dataset /labels cannot be read: %s", path,
+                                h5_last_error().text);
+            goto done;
+        }
+        for (size_t i = 0; status == FEDKD_OK && i < source.count; i++)
+            status = h5_check_label(&source, all_labels[i], i);
+        if (status != FEDKD_OK) goto done;
+        *labels = all_labels;
+        all_labels = NULL;
+    }
+    if (count) *count = source.count;
+    if (shape) *shape = source.shape;
+    if (num_classes) *num_classes = source.num_classes;
+
+done:
+    free(all_labels);
+    h5_source_close(&source);
+    h5_quiet_end(quiet);
+    return status;
+}
+
+/* Distinct rows read per chunk of a row request: the chunk is staged in a
+ * scratch buffer (3 MB for 28x28 floats) and scattered to where the caller
+ * wants the rows, so a shuffled request never needs a second full copy. */
+#define H5_ROWS_PER_CHUNK 1024
 
 typedef struct h5_request {
     uint32_t row;
@@ -472,8 +516,9 @@ fedkd_status fedkd_h5data_load(fedkd_dataset **out, const char *path, const uint
     *out = NULL;
     h5_request *requests = NULL;
     h5_run *runs = NULL;
-    size_t *slot_of_position = NULL;
-    fedkd_dataset *unique = NULL, *result = NULL;
+    float *scratch_features = NULL;   /* (chunk rows, sample) */
+    int32_t *scratch_labels = NULL;   /* (chunk rows) */
+    fedkd_dataset *result = NULL;
     h5_quiet quiet = h5_quiet_begin();
     h5_source source;
     fedkd_status status = h5_source_open(&source, path);
@@ -488,14 +533,20 @@ fedkd_status fedkd_h5data_load(fedkd_dataset **out, const char *path, const uint
             goto done;
         }
     }
+    status = h5_resolve_num_classes(&source);
+    if (status != FEDKD_OK) goto done;
+    status = fedkd_dataset_allocate(&result, num_rows, source.shape, source.num_classes, path);
+    if (status != FEDKD_OK || num_rows == 0) goto done;
 
-    /* Read each distinct row once, in file order, then place the rows where
-     * the caller asked for them (duplicates included). */
-    size_t allocation = num_rows > 0 ? num_rows : 1;
-    requests = malloc(allocation * sizeof *requests);
-    runs = malloc(allocation * sizeof *runs);
-    slot_of_position = malloc(allocation * sizeof *slot_of_position);
-    if (!requests || !runs || !slot_of_position) {
+    /* Sorted, the request reads the file front to back, consecutive rows
+     * become runs, and a repeated row is read once. */
+    size_t chunk_capacity = num_rows < H5_ROWS_PER_CHUNK ? num_rows : H5_ROWS_PER_CHUNK;
+    size_t sample_floats = fedkd_shape_size(source.shape);
+    requests = malloc(num_rows * sizeof *requests);
+    runs = malloc(chunk_capacity * sizeof *runs);
+    scratch_features = fedkd_alloc(chunk_capacity * sample_floats * sizeof(float));
+    scratch_labels = malloc(chunk_capacity * sizeof *scratch_labels);
+    if (!requests || !runs || !scratch_features || !scratch_labels) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: cannot allocate a request of %zu rows", path,
                             num_rows);
         goto done;
@@ -503,38 +554,35 @@ fedkd_status fedkd_h5data_load(fedkd_dataset **out, const char *path, const uint
     for (size_t i = 0; i < num_rows; i++) requests[i] = (h5_request){rows[i], i};
     qsort(requests, num_rows, sizeof *requests, h5_request_compare);
 
-    size_t num_runs = 0, num_unique = 0;
-    int in_order = 1;
-    for (size_t i = 0; i < num_rows; i++) {
-        uint32_t row = requests[i].row;
-        int repeat = i > 0 && row == requests[i - 1].row;
-        if (!repeat) {
+    size_t first = 0;
+    while (first < num_rows) {
+        /* The chunk: requests [first, end) holding up to chunk_capacity
+         * distinct rows. */
+        size_t num_runs = 0, distinct = 0, end = first;
+        for (; end < num_rows; end++) {
+            uint32_t row = requests[end].row;
+            if (end > first && row == requests[end - 1].row) continue;
+            if (distinct == chunk_capacity) break;
+            distinct++;
             if (num_runs > 0 && runs[num_runs - 1].start + runs[num_runs - 1].length == row)
                 runs[num_runs - 1].length++;
             else
                 runs[num_runs++] = (h5_run){row, 1};
-            num_unique++;
         }
-        slot_of_position[requests[i].position] = num_unique - 1;
-        if (requests[i].position != num_unique - 1) in_order = 0;
-    }
-
-    status = h5_load_runs(&unique, &source, runs, num_runs, num_unique);
-    if (status != FEDKD_OK) goto done;
-    if (in_order && num_unique == num_rows) {
-        result = unique;
-        unique = NULL;
-    } else {
-        status = fedkd_dataset_allocate(&result, num_rows, unique->shape, unique->num_classes,
-                                        path);
+        status = h5_read_runs(&source, runs, num_runs, scratch_features, scratch_labels);
         if (status != FEDKD_OK) goto done;
-        size_t sample_floats = fedkd_dataset_sample_floats(unique);
-        for (size_t i = 0; i < num_rows; i++) {
-            size_t slot = slot_of_position[i];
-            memcpy(result->features + i * sample_floats, unique->features + slot * sample_floats,
-                   sample_floats * sizeof(float));
-            result->labels[i] = unique->labels[slot];
+
+        size_t slot = 0;
+        for (size_t k = first; k < end; k++) {
+            if (k > first && requests[k].row != requests[k - 1].row) slot++;
+            status = h5_check_label(&source, scratch_labels[slot], requests[k].row);
+            if (status != FEDKD_OK) goto done;
+            size_t position = requests[k].position;
+            memcpy(result->features + position * sample_floats,
+                   scratch_features + slot * sample_floats, sample_floats * sizeof(float));
+            result->labels[position] = scratch_labels[slot];
         }
+        first = end;
     }
     *out = result;
     result = NULL;
@@ -542,8 +590,8 @@ fedkd_status fedkd_h5data_load(fedkd_dataset **out, const char *path, const uint
 done:
     free(requests);
     free(runs);
-    free(slot_of_position);
-    fedkd_dataset_destroy(&unique);
+    fedkd_free(scratch_features);
+    free(scratch_labels);
     fedkd_dataset_destroy(&result);
     h5_source_close(&source);
     h5_quiet_end(quiet);

@@ -180,8 +180,15 @@ static fedkd_status idx_expect_end(idx_file *file, uint32_t records)
     return FEDKD_OK;
 }
 
-fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
-                            const char *labels_path, size_t limit)
+/* Streams the images in chunks of records and keeps only `rows` (ascending,
+ * all of them when rows is NULL), so a rank hosting a few clients never
+ * holds the whole file in memory. */
+#define IDX_CHUNK_RECORDS 2048
+
+static fedkd_status idx_load_selected(fedkd_dataset **out, const char *images_path,
+                                      const char *labels_path, size_t limit,
+                                      const uint32_t *selected, size_t num_selected,
+                                      int32_t **all_labels, size_t *all_count)
 {
     if (!out || !images_path || !labels_path)
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "IDX load: NULL argument");
@@ -220,26 +227,49 @@ fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
 
     size_t count = (limit > 0 && limit < records) ? limit : records;
     size_t image_bytes = (size_t)rows * cols;
+    size_t kept = selected ? num_selected : count;
+    for (size_t i = 0; selected && i < num_selected; i++) {
+        if (selected[i] >= count || (i > 0 && selected[i] <= selected[i - 1])) {
+            status = FEDKD_FAIL(FEDKD_ERR_INVALID,
+                                "%s: row %u requested (position %zu) is out of range 0..%zu or "
+                                "not ascending", images_path, (unsigned)selected[i], i, count - 1);
+            goto fail;
+        }
+    }
     fedkd_shape shape = {.channels = 1, .height = (int)rows, .width = (int)cols};
-    status = fedkd_dataset_allocate(&dataset, count, shape, 0, images_path);
+    status = fedkd_dataset_allocate(&dataset, kept, shape, 0, images_path);
     if (status != FEDKD_OK) goto fail;
-    pixels = malloc(count * image_bytes);
+    size_t chunk_records = count < IDX_CHUNK_RECORDS ? count : IDX_CHUNK_RECORDS;
+    pixels = malloc(chunk_records * image_bytes);
     label_bytes = malloc(count);
     if (!pixels || !label_bytes) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: cannot allocate %zu images", images_path, count);
         goto fail;
     }
 
-    size_t got = 0;
-    status = idx_read(&images, pixels, count * image_bytes, &got);
-    if (status != FEDKD_OK) goto fail;
-    if (got < count * image_bytes) {
-        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
-                            "%s: data ends at byte offset %llu, inside image record %zu of %u "
-                            "(%zu bytes each after the 16-byte header)%s",
-                            images_path, images.offset, got / image_bytes, (unsigned)records,
-                            image_bytes, idx_truncation_note(&images));
-        goto fail;
+    size_t got = 0, next_kept = 0;
+    /* Nothing selected: only the labels are wanted, skip the pixels. */
+    size_t image_records = (selected && num_selected == 0) ? 0 : count;
+    for (size_t first = 0; first < image_records; first += chunk_records) {
+        size_t n = count - first < chunk_records ? count - first : chunk_records;
+        status = idx_read(&images, pixels, n * image_bytes, &got);
+        if (status != FEDKD_OK) goto fail;
+        if (got < n * image_bytes) {
+            status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                                "%s: data ends at byte offset %llu, inside image record %zu of %u "
+                                "(%zu bytes each after the 16-byte header)%s",
+                                images_path, images.offset, first + got / image_bytes,
+                                (unsigned)records, image_bytes, idx_truncation_note(&images));
+            goto fail;
+        }
+        for (size_t r = 0; r < n; r++) {
+            size_t record = first + r;
+            if (selected && (next_kept >= num_selected || selected[next_kept] != record)) continue;
+            float *to = dataset->features + next_kept * image_bytes;
+            const unsigned char *from = pixels + r * image_bytes;
+            for (size_t b = 0; b < image_bytes; b++) to[b] = (float)from[b] / 255.0f;
+            next_kept++;
+        }
     }
     status = idx_read(&labels, label_bytes, count, &got);
     if (status != FEDKD_OK) goto fail;
@@ -250,15 +280,13 @@ fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
                             idx_truncation_note(&labels));
         goto fail;
     }
-    if (count == records) {
+    if (count == records && image_records == count) {
         status = idx_expect_end(&images, records);
         if (status != FEDKD_OK) goto fail;
         status = idx_expect_end(&labels, records);
         if (status != FEDKD_OK) goto fail;
     }
 
-    for (size_t i = 0; i < count * image_bytes; i++)
-        dataset->features[i] = (float)pixels[i] / 255.0f;
     unsigned max_label = 0;
     for (size_t i = 0; i < count; i++) {
         unsigned label = label_bytes[i];
@@ -269,10 +297,20 @@ fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
                                 labels_path, label, i, 8 + i, IDX_MAX_LABEL);
             goto fail;
         }
-        dataset->labels[i] = (int32_t)label;
         if (label > max_label) max_label = label;
     }
+    for (size_t i = 0; i < kept; i++)
+        dataset->labels[i] = (int32_t)label_bytes[selected ? selected[i] : i];
     dataset->num_classes = (int)max_label + 1;
+    if (all_labels) {
+        *all_labels = malloc(count * sizeof(int32_t));
+        if (!*all_labels) {
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: cannot allocate %zu labels", labels_path, count);
+            goto fail;
+        }
+        for (size_t i = 0; i < count; i++) (*all_labels)[i] = (int32_t)label_bytes[i];
+        *all_count = count;
+    }
 
     free(pixels);
     free(label_bytes);
@@ -288,6 +326,19 @@ fail:
     idx_close(&labels);
     fedkd_dataset_destroy(&dataset);
     return status;
+}
+
+fedkd_status fedkd_idx_load(fedkd_dataset **out, const char *images_path,
+                            const char *labels_path, size_t limit)
+{
+    return idx_load_selected(out, images_path, labels_path, limit, NULL, 0, NULL, NULL);
+}
+
+fedkd_status fedkd_idx_load_rows(fedkd_dataset **out, const char *images_path,
+                                 const char *labels_path, size_t limit, const uint32_t *rows,
+                                 size_t num_rows)
+{
+    return idx_load_selected(out, images_path, labels_path, limit, rows, num_rows, NULL, NULL);
 }
 
 /* ---- Fashion-MNIST --------------------------------------------------------- */
@@ -312,8 +363,41 @@ static fedkd_status fashion_mnist_find(char *path, size_t size, const char *dire
     return FEDKD_FAIL(FEDKD_ERR_IO, "%s: not found; " FASHION_MNIST_INSTALL_HINT, path);
 }
 
+static fedkd_status fashion_mnist_load(fedkd_dataset **out, const char *directory,
+                                       const char *split, size_t limit, const uint32_t *rows,
+                                       size_t num_rows, int32_t **all_labels, size_t *all_count);
+
 fedkd_status fedkd_fashion_mnist_load(fedkd_dataset **out, const char *directory,
                                       const char *split, size_t limit)
+{
+    return fashion_mnist_load(out, directory, split, limit, NULL, 0, NULL, NULL);
+}
+
+fedkd_status fedkd_fashion_mnist_load_rows(fedkd_dataset **out, const char *directory,
+                                           const char *split, size_t limit, const uint32_t *rows,
+                                           size_t num_rows)
+{
+    return fashion_mnist_load(out, directory, split, limit, rows, num_rows, NULL, NULL);
+}
+
+fedkd_status fedkd_fashion_mnist_labels(const char *directory, const char *split, size_t limit,
+                                        int32_t **labels, size_t *count, fedkd_shape *shape)
+{
+    static const uint32_t no_rows[1] = {0};
+    fedkd_dataset *empty = NULL;
+    *labels = NULL;
+    *count = 0;
+    fedkd_status status =
+        fashion_mnist_load(&empty, directory, split, limit, no_rows, 0, labels, count);
+    if (status) return status;
+    *shape = empty->shape;
+    fedkd_dataset_destroy(&empty);
+    return FEDKD_OK;
+}
+
+static fedkd_status fashion_mnist_load(fedkd_dataset **out, const char *directory,
+                                       const char *split, size_t limit, const uint32_t *rows,
+                                       size_t num_rows, int32_t **all_labels, size_t *all_count)
 {
     if (!out || !directory || !split)
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "Fashion-MNIST load: NULL argument");
@@ -339,15 +423,23 @@ fedkd_status fedkd_fashion_mnist_load(fedkd_dataset **out, const char *directory
     if (status != FEDKD_OK) return status;
 
     fedkd_dataset *dataset = NULL;
-    status = fedkd_idx_load(&dataset, images_path, labels_path, limit);
+    status = idx_load_selected(&dataset, images_path, labels_path, limit, rows, num_rows,
+                               all_labels, all_count);
     if (status != FEDKD_OK) return status;
-    for (size_t i = 0; i < dataset->count; i++) {
-        if (dataset->labels[i] >= FASHION_MNIST_CLASSES) {
+    /* Check every label of the file when all were read, else the kept ones. */
+    const int32_t *checked = all_labels ? *all_labels : dataset->labels;
+    size_t num_checked = all_labels ? *all_count : dataset->count;
+    for (size_t i = 0; i < num_checked; i++) {
+        if (checked[i] >= FASHION_MNIST_CLASSES) {
             status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
                                 "%s: label %d at record %zu is out of range: Fashion-MNIST has "
                                 "classes 0..%d",
-                                labels_path, (int)dataset->labels[i], i, FASHION_MNIST_CLASSES - 1);
+                                labels_path, (int)checked[i], i, FASHION_MNIST_CLASSES - 1);
             fedkd_dataset_destroy(&dataset);
+            if (all_labels) {
+                free(*all_labels);
+                *all_labels = NULL;
+            }
             return status;
         }
     }

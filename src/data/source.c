@@ -33,11 +33,17 @@ static fedkd_status describe_from_full(fedkd_dataset *full, fedkd_source_info *i
 
 static fedkd_status fashion_describe(const fedkd_config *config, fedkd_source_info *info)
 {
-    fedkd_dataset *full = NULL;
-    fedkd_status status = fedkd_fashion_mnist_load(&full, config->data.dir, "train",
-                                                   (size_t)config->data.train_limit);
-    if (status) return status;
-    return describe_from_full(full, info);
+    memset(info, 0, sizeof *info);
+    info->num_classes = 10;
+    return fedkd_fashion_mnist_labels(config->data.dir, "train", (size_t)config->data.train_limit,
+                                      &info->train_labels, &info->train_count, &info->shape);
+}
+
+static fedkd_status fashion_load_train_rows(const fedkd_config *config, const uint32_t *rows,
+                                            size_t n, fedkd_dataset **out)
+{
+    return fedkd_fashion_mnist_load_rows(out, config->data.dir, "train",
+                                         (size_t)config->data.train_limit, rows, n);
 }
 
 static fedkd_status fashion_load_test(const fedkd_config *config, fedkd_dataset **out)
@@ -97,39 +103,12 @@ static fedkd_status hdf5_describe(const fedkd_config *config, fedkd_source_info 
 {
     fedkd_status status = hdf5_check_file(config->data.train_file, "data.train_file");
     if (status) return status;
-    size_t count = 0;
-    status = fedkd_h5data_count(config->data.train_file, &count);
-    if (status) return status;
-    count = limited((int64_t)count, config->data.train_limit);
-    /* Labels of every row are needed to partition; features only for the
-     * hosted rows. Reading all labels costs 4 bytes a row, so read them via
-     * a subset load of zero feature rows would not help: load rows in
-     * chunks and keep only the labels. */
     memset(info, 0, sizeof *info);
-    info->train_count = count;
-    info->train_labels = malloc((count ? count : 1) * sizeof(int32_t));
-    uint32_t *rows = malloc(4096 * sizeof *rows);
-    if (!info->train_labels || !rows) {
-        free(rows);
-        fedkd_source_info_clear(info);
-        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu training labels", count);
-    }
-    for (size_t first = 0; first < count; first += 4096) {
-        size_t n = count - first < 4096 ? count - first : 4096;
-        for (size_t i = 0; i < n; i++) rows[i] = (uint32_t)(first + i);
-        fedkd_dataset *chunk = NULL;
-        status = fedkd_h5data_load(&chunk, config->data.train_file, rows, n);
-        if (status) {
-            free(rows);
-            fedkd_source_info_clear(info);
-            return status;
-        }
-        memcpy(info->train_labels + first, chunk->labels, n * sizeof(int32_t));
-        info->num_classes = chunk->num_classes;
-        info->shape = chunk->shape;
-        fedkd_dataset_destroy(&chunk);
-    }
-    free(rows);
+    /* Reads /labels only: features are read later, by the ranks hosting them. */
+    status = fedkd_h5data_describe(config->data.train_file, &info->train_count, &info->shape,
+                                   &info->num_classes, &info->train_labels);
+    if (status) return status;
+    info->train_count = limited((int64_t)info->train_count, config->data.train_limit);
     return FEDKD_OK;
 }
 
@@ -147,7 +126,7 @@ static fedkd_status hdf5_load_test(const fedkd_config *config, fedkd_dataset **o
 }
 
 static const fedkd_source fashion_mnist_source = {
-    "fashion-mnist", fashion_describe, NULL, fashion_load_test};
+    "fashion-mnist", fashion_describe, fashion_load_train_rows, fashion_load_test};
 static const fedkd_source synthetic_source = {
     "synthetic", synthetic_describe, NULL, synthetic_load_test};
 static const fedkd_source hdf5_source = {

@@ -50,6 +50,12 @@ typedef struct federation {
     fedkd_runlog log;
 } federation;
 
+static int compare_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 static fedkd_status load_data(federation *f)
 {
     const fedkd_config *config = f->config;
@@ -88,21 +94,70 @@ static fedkd_status load_data(federation *f)
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
         goto done;
     }
-    for (int c = 0; c < f->num_clients; c++) {
-        if (fedkd_client_host_rank(c, f->size) != f->rank) continue;
+    size_t hosted_rows = 0;
+    for (int c = 0; c < f->num_clients; c++)
+        if (fedkd_client_host_rank(c, f->size) == f->rank) {
+            f->hosted[f->num_hosted++] = c;
+            hosted_rows += fedkd_partition_client_size(f->partition, c);
+        }
+    /* Read the rows of every hosted client in one pass over the file (the
+     * source streams it), then split them per client. */
+    fedkd_dataset *base = info.full_train;
+    uint32_t *union_rows = NULL, *positions = NULL;
+    if (!base && f->num_hosted > 0) {
+        union_rows = malloc(hosted_rows * sizeof *union_rows);
+        if (!union_rows) {
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row indices", hosted_rows);
+            goto done;
+        }
+        size_t used = 0;
+        for (int h = 0; h < f->num_hosted; h++) {
+            int c = f->hosted[h];
+            size_t n = fedkd_partition_client_size(f->partition, c);
+            memcpy(union_rows + used, f->partition->indices + f->partition->offsets[c],
+                   n * sizeof *union_rows);
+            used += n;
+        }
+        qsort(union_rows, hosted_rows, sizeof *union_rows, compare_u32);
+        status = source->load_train_rows(config, union_rows, hosted_rows, &base);
+        if (status) {
+            free(union_rows);
+            goto done;
+        }
+    }
+    for (int h = 0; h < f->num_hosted && !status; h++) {
+        int c = f->hosted[h];
         const uint32_t *rows = f->partition->indices + f->partition->offsets[c];
         size_t n = fedkd_partition_client_size(f->partition, c);
-        fedkd_dataset **slot = &f->client_data[f->num_hosted];
-        if (info.full_train)
-            status = fedkd_dataset_subset(slot, info.full_train, rows, n);
-        else
-            status = source->load_train_rows(config, rows, n, slot);
-        if (status) goto done;
-        snprintf((*slot)->origin, sizeof (*slot)->origin, "client %d", c);
-        fedkd_partition_apply_noise(f->partition, c, config->seed, (*slot)->features, n,
-                                    fedkd_dataset_sample_floats(*slot));
-        f->hosted[f->num_hosted++] = c;
+        const uint32_t *picked = rows;
+        if (union_rows) {
+            /* Rows of the union are ascending: a client's row sits where a
+             * binary search finds it. */
+            positions = realloc(positions, (n ? n : 1) * sizeof *positions);
+            if (!positions) {
+                status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for row positions");
+                break;
+            }
+            for (size_t i = 0; i < n; i++) {
+                const uint32_t *at = bsearch(&rows[i], union_rows, hosted_rows,
+                                             sizeof *union_rows, compare_u32);
+                positions[i] = (uint32_t)(at - union_rows);
+            }
+            picked = positions;
+        }
+        status = fedkd_dataset_subset(&f->client_data[h], base, picked, n);
+        if (status) break;
+        fedkd_dataset *data = f->client_data[h];
+        snprintf(data->origin, sizeof data->origin, "client %d", c);
+        fedkd_partition_apply_noise(f->partition, c, config->seed, data->features, n,
+                                    fedkd_dataset_sample_floats(data));
     }
+    free(positions);
+    if (union_rows) {
+        free(union_rows);
+        fedkd_dataset_destroy(&base);
+    }
+    if (status) goto done;
     if (f->rank == 0) status = source->load_test(config, &f->test);
 done:
     /* The full training set (when the source handed it over) goes now:

@@ -71,28 +71,49 @@ static void conv2d_init_params(const fedkd_layer *layer, float *params, fedkd_rn
     memset(params + num_weights, 0, (size_t)g.filters * sizeof *params);
 }
 
+/* The output columns ow whose input column ow * stride - padding + kj lies
+ * inside the image: [*first, *last). Hoisting this out of the inner loops
+ * lets them copy without per-pixel bounds checks. */
+static void valid_columns(const fedkd_conv2d_geometry *g, int kj, int *first, int *last)
+{
+    int offset = kj - g->padding; /* iw = ow * stride + offset */
+    int lo = offset >= 0 ? 0 : (-offset + g->stride - 1) / g->stride;
+    int hi = g->in_width - 1 - offset < 0 ? 0 : (g->in_width - 1 - offset) / g->stride + 1;
+    if (hi > g->out_width) hi = g->out_width;
+    if (lo > hi) lo = hi;
+    *first = lo;
+    *last = hi;
+}
+
 /* input (in_channels, in_h, in_w) -> col (in_channels*k*k, out_h*out_w) */
 static void im2col(const fedkd_conv2d_geometry *g, const float *input, float *col)
 {
-    int out_h = g->out_height, out_w = g->out_width, k = g->kernel;
+    int out_h = g->out_height, out_w = g->out_width, k = g->kernel, stride = g->stride;
     size_t plane = (size_t)out_h * (size_t)out_w;
     for (int c = 0; c < g->in_channels; c++) {
         const float *channel = input + (size_t)c * (size_t)g->in_height * (size_t)g->in_width;
         for (int ki = 0; ki < k; ki++) {
             for (int kj = 0; kj < k; kj++) {
                 float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * plane;
+                int first, last;
+                valid_columns(g, kj, &first, &last);
+                int offset = kj - g->padding;
                 for (int oh = 0; oh < out_h; oh++) {
-                    int ih = oh * g->stride - g->padding + ki;
+                    int ih = oh * stride - g->padding + ki;
                     float *dst = row + (size_t)oh * (size_t)out_w;
                     if (ih < 0 || ih >= g->in_height) {
                         memset(dst, 0, (size_t)out_w * sizeof *dst);
                         continue;
                     }
                     const float *src = channel + (size_t)ih * (size_t)g->in_width;
-                    for (int ow = 0; ow < out_w; ow++) {
-                        int iw = ow * g->stride - g->padding + kj;
-                        dst[ow] = (iw >= 0 && iw < g->in_width) ? src[iw] : 0.0f;
+                    for (int ow = 0; ow < first; ow++) dst[ow] = 0.0f;
+                    if (stride == 1) {
+                        memcpy(dst + first, src + first + offset,
+                               (size_t)(last - first) * sizeof *dst);
+                    } else {
+                        for (int ow = first; ow < last; ow++) dst[ow] = src[ow * stride + offset];
                     }
+                    for (int ow = last; ow < out_w; ow++) dst[ow] = 0.0f;
                 }
             }
         }
@@ -103,7 +124,7 @@ static void im2col(const fedkd_conv2d_geometry *g, const float *input, float *co
  * the input pixel it was copied from. */
 static void col2im(const fedkd_conv2d_geometry *g, const float *col, float *d_input)
 {
-    int out_h = g->out_height, out_w = g->out_width, k = g->kernel;
+    int out_h = g->out_height, out_w = g->out_width, k = g->kernel, stride = g->stride;
     size_t plane = (size_t)out_h * (size_t)out_w;
     memset(d_input, 0,
            (size_t)g->in_channels * (size_t)g->in_height * (size_t)g->in_width *
@@ -113,15 +134,15 @@ static void col2im(const fedkd_conv2d_geometry *g, const float *col, float *d_in
         for (int ki = 0; ki < k; ki++) {
             for (int kj = 0; kj < k; kj++) {
                 const float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * plane;
+                int first, last;
+                valid_columns(g, kj, &first, &last);
+                int offset = kj - g->padding;
                 for (int oh = 0; oh < out_h; oh++) {
-                    int ih = oh * g->stride - g->padding + ki;
+                    int ih = oh * stride - g->padding + ki;
                     if (ih < 0 || ih >= g->in_height) continue;
                     const float *src = row + (size_t)oh * (size_t)out_w;
                     float *dst = channel + (size_t)ih * (size_t)g->in_width;
-                    for (int ow = 0; ow < out_w; ow++) {
-                        int iw = ow * g->stride - g->padding + kj;
-                        if (iw >= 0 && iw < g->in_width) dst[iw] += src[ow];
-                    }
+                    for (int ow = first; ow < last; ow++) dst[ow * stride + offset] += src[ow];
                 }
             }
         }

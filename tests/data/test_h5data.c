@@ -64,6 +64,22 @@ static void test_round_trip(fedkd_shape shape, const char *name)
     size_t count = 0;
     CHECK(fedkd_h5data_count(path, &count) == FEDKD_OK && count == N, "count %zu", count);
 
+    /* Describe: everything but the features. */
+    fedkd_shape described_shape = {0, 0, 0};
+    int described_classes = 0;
+    int32_t *labels = NULL;
+    count = 0;
+    CHECK(fedkd_h5data_describe(path, &count, &described_shape, &described_classes, &labels) ==
+              FEDKD_OK,
+          "describe: %s", fedkd_error_message());
+    CHECK(count == N && described_classes == 6 &&
+              memcmp(&described_shape, &shape, sizeof shape) == 0,
+          "describe: count %zu, classes %d, shape %dx%dx%d", count, described_classes,
+          described_shape.channels, described_shape.height, described_shape.width);
+    CHECK(labels && memcmp(labels, source->labels, N * sizeof(int32_t)) == 0, "described labels");
+    free(labels);
+    CHECK(fedkd_h5data_describe(path, NULL, NULL, NULL, NULL) == FEDKD_OK, "describe, no outputs");
+
     fedkd_dataset *loaded = NULL;
     CHECK(fedkd_h5data_load_all(&loaded, path, 0) == FEDKD_OK, "load all: %s",
           fedkd_error_message());
@@ -96,23 +112,25 @@ static void test_round_trip(fedkd_shape shape, const char *name)
     fedkd_dataset_destroy(&source);
 }
 
-/* Many scattered rows: more runs than one read batch holds. */
+/* Many scattered rows with repeats: several read chunks, each with more runs
+ * than one hyperslab batch holds. */
 static void test_many_runs(void)
 {
-    enum { N = 2000, PICK = 700 };
+    enum { N = 6000, PICK = 3000, REPEATS = 50 };
     fedkd_shape shape = {8, 1, 1};
     fedkd_dataset *source = make_dataset(N, shape, 5, 3);
     if (!source) return;
     const char *path = fixture_path("many.h5");
     CHECK(fedkd_h5data_save(source, path) == FEDKD_OK, "save many: %s", fedkd_error_message());
-    uint32_t all[N];
+    static uint32_t all[N];
     for (uint32_t i = 0; i < N; i++) all[i] = i;
     fedkd_rng rng = fedkd_rng_stream(11, FEDKD_RNG_TEST, 1, 0);
     fedkd_rng_shuffle_u32(&rng, all, N);
+    for (size_t i = 0; i < REPEATS; i++) all[PICK + i] = all[i * 7];
     fedkd_dataset *loaded = NULL;
-    CHECK(fedkd_h5data_load(&loaded, path, all, PICK) == FEDKD_OK, "load many: %s",
+    CHECK(fedkd_h5data_load(&loaded, path, all, PICK + REPEATS) == FEDKD_OK, "load many: %s",
           fedkd_error_message());
-    check_rows(source, loaded, all, PICK, "700 shuffled rows of 2000");
+    check_rows(source, loaded, all, PICK + REPEATS, "3000 shuffled rows of 6000 and 50 repeats");
     fedkd_dataset_destroy(&loaded);
     fedkd_dataset_destroy(&source);
 }
@@ -178,15 +196,19 @@ static raw_layout good_layout(void)
 static void expect_bad(const char *path, fedkd_status want, const char *what,
                        const char *const *needles)
 {
-    static const char *const entry_names[] = {"load_all", "load", "count"};
+    static const char *const entry_names[] = {"load_all", "load", "count", "describe"};
     const uint32_t rows[] = {1, 0};
-    for (int entry = 0; entry < 3; entry++) {
+    for (int entry = 0; entry < 4; entry++) {
         fedkd_dataset *d = NULL;
         size_t count = 0;
+        int32_t *labels = NULL;
         fedkd_error_clear();
         fedkd_status status = entry == 0   ? fedkd_h5data_load_all(&d, path, 0)
                               : entry == 1 ? fedkd_h5data_load(&d, path, rows, 2)
-                                           : fedkd_h5data_count(path, &count);
+                              : entry == 2 ? fedkd_h5data_count(path, &count)
+                                           : fedkd_h5data_describe(path, &count, NULL, NULL, &labels);
+        CHECK(labels == NULL, "%s (describe): labels returned on failure", what);
+        free(labels);
         const char *message = fedkd_error_message();
         CHECK(status == want, "%s (%s): status %s, expected %s (message: %s)", what,
               entry_names[entry], fedkd_status_name(status), fedkd_status_name(want), message);
@@ -273,6 +295,15 @@ static void test_bad_files(void)
           fedkd_error_message());
     CHECK(d && d->num_classes == 8, "num_classes %d, expected 8", d ? d->num_classes : -1);
     fedkd_dataset_destroy(&d);
+    int described_classes = 0;
+    CHECK(fedkd_h5data_describe(no_attribute, NULL, NULL, &described_classes, NULL) == FEDKD_OK &&
+              described_classes == 8,
+          "describe without attribute: %d classes", described_classes);
+    /* A label outside the attribute's range fails describe as well. */
+    int32_t *labels = NULL;
+    CHECK(fedkd_h5data_describe(bad_label, NULL, NULL, NULL, &labels) == FEDKD_ERR_FORMAT &&
+              labels == NULL,
+          "describe with a negative label: %s", fedkd_error_message());
 
     /* Row out of range (the file has 6 rows). */
     layout = good_layout();

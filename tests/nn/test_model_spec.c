@@ -179,90 +179,93 @@ static void check_json(void)
 }
 
 /* A spec that must fail with FEDKD_ERR_CONFIG and a message containing every
- * one of `needles`. */
-static void expect_error(const char *what, fedkd_status status, const char *const *needles)
+ * one of the needles. */
+static void expect_error(const char *what, fedkd_status status, const char *const *needles,
+                         size_t count)
 {
     CHECK(status == FEDKD_ERR_CONFIG, "%s: status %s, expected a config error", what,
           fedkd_status_name(status));
     const char *message = fedkd_error_message();
-    for (const char *const *needle = needles; *needle; needle++) {
-        int found = strstr(message, *needle) != NULL;
-        CHECK(found, "%s: message lacks \"%s\": %s", what, *needle, message);
-    }
+    for (size_t i = 0; i < count; i++)
+        CHECK(strstr(message, needles[i]) != NULL, "%s: message lacks \"%s\": %s", what,
+              needles[i], message);
 }
+
+#define EXPECT_ERROR(what, status, ...)                                      \
+    expect_error((what), (status), (const char *const[]){__VA_ARGS__},       \
+                 sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
 
 static void check_errors(void)
 {
     fedkd_model_spec spec;
     const fedkd_shape small = {1, 8, 8};
 
-    expect_error("unknown preset", fedkd_model_spec_preset(&spec, "foo", mnist, 10),
-                 (const char *[]){"unknown model `foo`", "mlp", "cnn", "list of layers", NULL});
-    expect_error("unknown preset in JSON", parse("\"resnet\"", &spec, mnist, 10),
-                 (const char *[]){"config key `model`", "resnet", NULL});
-    expect_error("unknown layer type",
+    EXPECT_ERROR("unknown preset", fedkd_model_spec_preset(&spec, "foo", mnist, 10),
+                 "unknown model `foo`", "mlp", "cnn", "list of layers");
+    EXPECT_ERROR("unknown preset in JSON", parse("\"resnet\"", &spec, mnist, 10),
+                 "config key `model`", "resnet");
+    EXPECT_ERROR("unknown layer type",
                  parse("[{\"type\": \"flatten\"}, {\"type\": \"relu\"}, {\"type\": \"dens\", "
                        "\"units\": 10}]",
                        &spec, mnist, 10),
-                 (const char *[]){"config key `model[2].type`", "unknown layer `dens`",
-                                  "did you mean `dense`", NULL});
-    expect_error("far-off layer type",
+                 "config key `model[2].type`", "unknown layer `dens`", "did you mean `dense`");
+    EXPECT_ERROR("far-off layer type",
                  parse("[{\"type\": \"transformer\"}]", &spec, mnist, 10),
-                 (const char *[]){"model[0].type", "transformer", "conv2d", NULL});
-    expect_error("unknown key",
+                 "model[0].type", "transformer", "conv2d");
+    EXPECT_ERROR("unknown key",
                  parse("[{\"type\": \"flatten\"}, {\"type\": \"dense\", \"unit\": 10}]", &spec,
                        mnist, 10),
-                 (const char *[]){"model[1].unit`", "did you mean `units`", NULL});
-    expect_error("key of another kind",
+                 "model[1].unit`", "did you mean `units`");
+    EXPECT_ERROR("key of another kind",
                  parse("[{\"type\": \"dense\", \"units\": 10, \"kernel\": 3}]", &spec, mnist, 10),
-                 (const char *[]){"model[0].kernel`", "does not take `kernel`", NULL});
-    expect_error("output size mismatch",
+                 "model[0].kernel`", "does not take `kernel`");
+    EXPECT_ERROR("output size mismatch",
                  parse("[{\"type\": \"flatten\"}, {\"type\": \"dense\", \"units\": 7}]", &spec,
                        mnist, 10),
-                 (const char *[]){"config key `model`", "outputs 7", "expected 10", NULL});
-    expect_error("kernel too large",
+                 "config key `model`", "outputs 7", "expected 10");
+    EXPECT_ERROR("kernel too large",
                  parse("[{\"type\": \"conv2d\", \"filters\": 2, \"kernel\": 9},"
                        " {\"type\": \"flatten\"}, {\"type\": \"dense\", \"units\": 10}]",
                        &spec, small, 10),
-                 (const char *[]){"config key `model[0]`", "conv2d", "kernel 9", NULL});
-    expect_error("pool too large",
+                 "config key `model[0]`", "conv2d", "kernel 9");
+    EXPECT_ERROR("pool too large",
                  parse("[{\"type\": \"maxpool\", \"kernel\": 4}, {\"type\": \"maxpool\", "
                        "\"kernel\": 3}, {\"type\": \"flatten\"}, {\"type\": \"dense\", "
                        "\"units\": 10}]",
                        &spec, small, 10),
-                 (const char *[]){"model[1]`", "maxpool", "kernel 3", NULL});
-    expect_error("zero units",
+                 "model[1]`", "maxpool", "kernel 3");
+    EXPECT_ERROR("zero units",
                  parse("[{\"type\": \"dense\", \"units\": 0}]", &spec, mnist, 10),
-                 (const char *[]){"model[0]`", "dense", "units", NULL});
-    expect_error("fractional units",
+                 "model[0]`", "dense", "units");
+    EXPECT_ERROR("fractional units",
                  parse("[{\"type\": \"dense\", \"units\": 2.5}]", &spec, mnist, 10),
-                 (const char *[]){"model[0].units`", "integer", "2.5", NULL});
-    expect_error("bad init",
+                 "model[0].units`", "integer", "2.5");
+    EXPECT_ERROR("bad init",
                  parse("[{\"type\": \"dense\", \"units\": 10, \"init\": \"xavier\"}]", &spec,
                        mnist, 10),
-                 (const char *[]){"model[0].init`", "xavier", "glorot", NULL});
-    expect_error("missing type", parse("[{\"units\": 10}]", &spec, mnist, 10),
-                 (const char *[]){"model[0].type`", "missing", NULL});
-    expect_error("layer not an object", parse("[\"dense\"]", &spec, mnist, 10),
-                 (const char *[]){"model[0]`", "object", NULL});
-    expect_error("empty list", parse("[]", &spec, mnist, 10),
-                 (const char *[]){"config key `model`", "layers", NULL});
-    expect_error("wrong type", parse("42", &spec, mnist, 10),
-                 (const char *[]){"config key `model`", "preset", "42", NULL});
-    expect_error("cnn on tiny images", fedkd_model_spec_preset(&spec, "cnn", small, 10),
-                 (const char *[]){"model `cnn` layer 3 (conv2d)", "kernel 5", NULL});
+                 "model[0].init`", "xavier", "glorot");
+    EXPECT_ERROR("missing type", parse("[{\"units\": 10}]", &spec, mnist, 10),
+                 "model[0].type`", "missing");
+    EXPECT_ERROR("layer not an object", parse("[\"dense\"]", &spec, mnist, 10),
+                 "model[0]`", "object");
+    EXPECT_ERROR("empty list", parse("[]", &spec, mnist, 10),
+                 "config key `model`", "layers");
+    EXPECT_ERROR("wrong type", parse("42", &spec, mnist, 10),
+                 "config key `model`", "preset", "42");
+    EXPECT_ERROR("cnn on tiny images", fedkd_model_spec_preset(&spec, "cnn", small, 10),
+                 "model `cnn` layer 3 (conv2d)", "kernel 5");
 
     /* A spec built by hand is checked again by fedkd_model_create. */
     fedkd_model_spec_preset(&spec, "mlp", mnist, 10);
     spec.layers[3].units = -5;
     fedkd_model *model = NULL;
-    expect_error("model_create with bad units", fedkd_model_create(&model, &spec, 4),
-                 (const char *[]){"layer 3 (dense)", "units", "-5", NULL});
+    EXPECT_ERROR("model_create with bad units", fedkd_model_create(&model, &spec, 4),
+                 "layer 3 (dense)", "units", "-5");
     CHECK(model == NULL, "failed create leaves NULL");
     fedkd_model_spec_preset(&spec, "mlp", mnist, 10);
     snprintf(spec.layers[2].kind, sizeof spec.layers[2].kind, "gelu");
-    expect_error("model_create with unknown kind", fedkd_model_create(&model, &spec, 4),
-                 (const char *[]){"layer 2", "gelu", NULL});
+    EXPECT_ERROR("model_create with unknown kind", fedkd_model_create(&model, &spec, 4),
+                 "layer 2", "gelu");
 }
 
 int main(void)
