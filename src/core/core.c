@@ -34,7 +34,7 @@ static void log_to_stderr(const char *prefix, const char *format, va_list args)
 {
     char line[2048];
     vsnprintf(line, sizeof line, format, args);
-    if (log_size > 1)
+    if (log_size > 1 && log_rank != 0)
         fprintf(stderr, "fedkd-sim: %s[rank %d] %s\n", prefix, log_rank, line);
     else
         fprintf(stderr, "fedkd-sim: %s%s\n", prefix, line);
