@@ -11,7 +11,7 @@
 
 /* Rank-aware logging: fedkd_log_info prints on the speaking rank only
  * (rank 0 by default); fedkd_log_warn and fedkd_log_error print on any rank,
- * prefixed with the rank on ranks other than 0. *
+ * prefixed with the rank on ranks other than 0. */
 void fedkd_log_set_rank(int rank, int size);
 void fedkd_log_set_quiet(int quiet);
 void fedkd_log_info(const char *format, ...) __attribute__((format(printf, 1, 2)));
