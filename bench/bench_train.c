@@ -59,6 +59,7 @@ typedef struct bench_options {
     int batch;
     float lr;
     float momentum;
+    int lr_drop_epoch;      /* from this epoch on (1-based) lr is divided by 10; 0 never */
     const char *data_dir;
     int threads;
     uint64_t seed;
@@ -75,14 +76,15 @@ typedef struct model_defaults {
     int epochs;
     float lr;
     float momentum;
+    int lr_drop_epoch;
     double target_accuracy;
     double target_ratio_batch64; /* the issue states a ratio target for mlp only */
 } model_defaults;
 
 static const model_defaults model_defaults_table[] = {
-    {"mlp", 15, 0.01f, 0.9f, 0.88, 0.5},
-    {"cnn", 12, 0.01f, 0.9f, 0.90, 0.0},
-    {NULL, 0, 0.0f, 0.0f, 0.0, 0.0},
+    {"mlp", 15, 0.01f, 0.9f, 0, 0.88, 0.5},
+    {"cnn", 12, 0.01f, 0.9f, 0, 0.90, 0.0},
+    {NULL, 0, 0.0f, 0.0f, 0, 0.0, 0.0},
 };
 
 /* ---- the step's GEMMs, replayed on their own ------------------------------ */
@@ -407,6 +409,30 @@ fail:
 
 /* ---- one model ------------------------------------------------------------ */
 
+/* fedkd_optimizer has no setter for lr, so a step decay swaps in a new
+ * optimizer with lr / 10 that carries over the old one's momentum. */
+static fedkd_status optimizer_drop_lr(fedkd_optimizer **optimizer, fedkd_optimizer_settings *settings,
+                                      size_t num_params)
+{
+    fedkd_optimizer *lowered = NULL;
+    settings->lr *= 0.1f;
+    fedkd_status status = fedkd_optimizer_create(&lowered, settings, num_params);
+    if (status) return status;
+    size_t old_floats = 0, new_floats = 0;
+    const float *old_state = fedkd_optimizer_state(*optimizer, &old_floats);
+    float *new_state = fedkd_optimizer_state(lowered, &new_floats);
+    if (old_floats != new_floats) {
+        fedkd_optimizer_destroy(&lowered);
+        return FEDKD_FAIL(FEDKD_ERR_INVALID,
+                          "benchmark: optimizer state sizes differ (%zu and %zu floats)",
+                          old_floats, new_floats);
+    }
+    if (old_floats) memcpy(new_state, old_state, old_floats * sizeof *new_state);
+    fedkd_optimizer_destroy(optimizer);
+    *optimizer = lowered;
+    return FEDKD_OK;
+}
+
 typedef struct bench_result {
     double accuracy;
     double samples_per_second;
@@ -429,6 +455,8 @@ static fedkd_status bench_model(const model_defaults *defaults, const bench_opti
     int batch = options->batch;
     float lr = options->lr >= 0.0f ? options->lr : defaults->lr;
     float momentum = options->momentum >= 0.0f ? options->momentum : defaults->momentum;
+    int lr_drop_epoch = options->lr_drop_epoch >= 0 ? options->lr_drop_epoch
+                                                    : defaults->lr_drop_epoch;
     double target_accuracy = options->target_accuracy >= 0.0 ? options->target_accuracy
                                                              : defaults->target_accuracy;
     double target_ratio = options->target_ratio >= 0.0 ? options->target_ratio
@@ -458,6 +486,7 @@ static fedkd_status bench_model(const model_defaults *defaults, const bench_opti
            "thread(s)\n",
            defaults->name, model->num_params, batch, epochs, (double)lr, (double)momentum,
            options->threads);
+    if (lr_drop_epoch > 0) printf("lr / 10 from epoch %d on\n", lr_drop_epoch);
     printf("FLOPs per training sample: %.4g in the GEMMs executed (%d GEMMs per step), "
            "3 x 2 x forward MACs = %.4g\n",
            step_flops_per_sample, plan->count, model_flops);
@@ -470,6 +499,11 @@ static fedkd_status bench_model(const model_defaults *defaults, const bench_opti
     double train_seconds = 0.0, train_cpu_seconds = 0.0;
     long samples = 0;
     for (int epoch = 0; epoch < epochs; epoch++) {
+        if (lr_drop_epoch > 0 && epoch + 1 == lr_drop_epoch) {
+            status = optimizer_drop_lr(&optimizer, &opt, model->num_params);
+            if (status) goto fail;
+            printf("learning rate lowered to %g from epoch %d on\n", (double)opt.lr, epoch + 1);
+        }
         fedkd_train_settings settings = fedkd_train_default_settings();
         settings.epochs = 1;
         settings.batch_size = batch;
@@ -554,6 +588,7 @@ static void print_usage(FILE *out)
             "  --batch B           minibatch size (default 64)\n"
             "  --lr X              SGD learning rate (default 0.01)\n"
             "  --momentum X        SGD momentum (default 0.9)\n"
+            "  --lr-drop-epoch E   divide lr by 10 from epoch E on (0 = constant lr)\n"
             "  --data DIR          Fashion-MNIST directory (default "
             "/usr/share/datasets/fashion-mnist)\n"
             "  --threads N         OpenBLAS threads (default 1)\n"
@@ -614,6 +649,9 @@ static int parse_arguments(int argc, char **argv, bench_options *options)
         } else if (strcmp(flag, "--threads") == 0) {
             ok = parse_int(value, 1, &count);
             options->threads = (int)count;
+        } else if (strcmp(flag, "--lr-drop-epoch") == 0) {
+            ok = parse_int(value, 0, &count);
+            options->lr_drop_epoch = (int)count;
         } else if (strcmp(flag, "--seed") == 0) {
             ok = parse_int(value, 0, &count);
             options->seed = (uint64_t)count;
@@ -652,6 +690,7 @@ int main(int argc, char **argv)
 {
     bench_options options = {
         .models = "all", .epochs = -1, .batch = 64, .lr = -1.0f, .momentum = -1.0f,
+        .lr_drop_epoch = -1,
         .data_dir = "/usr/share/datasets/fashion-mnist", .threads = 1, .seed = 42,
         .target_accuracy = -1.0, .target_ratio = -1.0, .sgemm_seconds = 2.0,
         .breakdown_steps = 300,

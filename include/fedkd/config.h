@@ -16,7 +16,7 @@
 
 typedef struct fedkd_config {
     uint64_t seed;
-    char mode[32];             /* "federated" or "centralized" */
+    char mode[32];             /* "federated", "centralized", "pretrain", "kd-study", "kd-start" */
 
     struct {
         char name[32];         /* "fashion-mnist", "synthetic", "hdf5" */
@@ -93,6 +93,10 @@ typedef struct fedkd_config {
         int every;
         int keep;
     } checkpoint;
+
+    struct {
+        char model[512];       /* model file to start the global model from ("": seeded init) */
+    } init;
 
     int eval_batch_size;       /* key `eval.batch_size` */
 

@@ -13,6 +13,20 @@
 #include "fedkd/data.h"
 #include "fedkd/nn.h"
 
+/* A source of soft targets for KD. For each minibatch the loop asks for the
+ * teacher distribution at `temperature` of the samples `rows` (indices into
+ * the training dataset) whose features are `batch_features`; the callback
+ * writes (count, classes) probabilities into `probs` and, optionally, a
+ * per-sample KD weight into `sample_weight` (NULL-safe: leave it untouched to
+ * use settings.kd_weight for every sample). Frozen teachers precompute; deep
+ * mutual learning asks its peers' current models. */
+typedef struct fedkd_teacher {
+    fedkd_status (*soft_targets)(void *context, const uint32_t *rows, int count,
+                                 const float *batch_features, float temperature, float *probs,
+                                 float *sample_weight);
+    void *context;
+} fedkd_teacher;
+
 typedef struct fedkd_train_settings {
     int epochs;
     int batch_size;
@@ -22,6 +36,9 @@ typedef struct fedkd_train_settings {
     const float *prox_center;   /* FedProx: w_global, or NULL */
     float prox_mu;              /* FedProx: adds mu * (w - centre) to the gradient */
     int drop_last;              /* 1: skip a final partial batch */
+    const fedkd_teacher *teacher; /* NULL: plain cross-entropy */
+    float kd_temperature;       /* T of the KD loss */
+    float kd_weight;            /* a in (1 - a) CE + a T^2 KL */
 } fedkd_train_settings;
 
 fedkd_train_settings fedkd_train_default_settings(void);

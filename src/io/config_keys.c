@@ -20,7 +20,8 @@
 #define AT_LEAST(x) .flags = CONFIG_HAS_MIN, .min = (x)
 #define BETWEEN(a, b) .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX, .min = (a), .max = (b)
 
-static const char *const modes[] = {"federated", "centralized", NULL};
+static const char *const modes[] = {"federated", "centralized", "pretrain", "kd-study",
+                                    "kd-start", NULL};
 static const char *const dataset_names[] = {"fashion-mnist", "synthetic", "hdf5", NULL};
 static const char *const partition_schemes[] = {"iid", "dirichlet", "shards", "quantity",
                                                 "feature-noise", NULL};
@@ -82,6 +83,8 @@ static const config_key keys[] = {
 
     {.path = "server.lr", .type = CONFIG_DOUBLE, AT(server.lr), ABOVE(0.0)},
     {.path = "fedprox.mu", .type = CONFIG_DOUBLE, AT(fedprox.mu), AT_LEAST(0.0)},
+
+    {.path = "init.model", .type = CONFIG_STRING, AT(init.model)},
 
     {.path = "kd.method", .type = CONFIG_STRING, AT(kd.method), .flags = CONFIG_NON_EMPTY},
     {.path = "kd.temperature", .type = CONFIG_DOUBLE, AT(kd.temperature), ABOVE(0.0)},

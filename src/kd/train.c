@@ -11,6 +11,7 @@ fedkd_train_settings fedkd_train_default_settings(void)
     fedkd_train_settings s = {
         .epochs = 1, .batch_size = 64, .seed = 0, .stream_a = 0, .stream_b = 0,
         .prox_center = NULL, .prox_mu = 0.0f, .drop_last = 0,
+        .teacher = NULL, .kd_temperature = 1.0f, .kd_weight = 0.0f,
     };
     return s;
 }
@@ -27,6 +28,32 @@ void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t
     }
 }
 
+/* The KD loss with a weight per sample: runs of equal weight go through
+ * fedkd_loss_kd, whose gradient is divided by the run length, so it is
+ * rescaled to the whole batch. With one weight for all samples this is
+ * exactly fedkd_loss_kd on the batch. */
+static float kd_loss_per_sample(const float *logits, const float *teacher_probs,
+                                const int32_t *labels, int count, int classes, float temperature,
+                                const float *sample_weight, float *d_logits, float *d_part)
+{
+    double loss = 0.0;
+    int start = 0;
+    while (start < count) {
+        int end = start + 1;
+        while (end < count && sample_weight[end] == sample_weight[start]) end++;
+        int run = end - start;
+        size_t offset = (size_t)start * (size_t)classes;
+        float part = fedkd_loss_kd(logits + offset, teacher_probs + offset, labels + start, run,
+                                   classes, temperature, sample_weight[start], d_part);
+        float scale = (float)run / (float)count;
+        for (size_t i = 0; i < (size_t)run * (size_t)classes; i++)
+            d_logits[offset + i] = run == count ? d_part[i] : d_part[i] * scale;
+        loss += (double)part * run;
+        start = end;
+    }
+    return (float)(loss / count);
+}
+
 fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                                const fedkd_dataset *data, const fedkd_train_settings *settings,
                                fedkd_train_stats *stats)
@@ -41,8 +68,16 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
     float *batch_x = fedkd_alloc((size_t)batch_size * sample * sizeof(float));
     int32_t *batch_y = malloc((size_t)batch_size * sizeof *batch_y);
     float *d_logits = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
+    const fedkd_teacher *teacher = settings->teacher;
+    float *teacher_probs = NULL, *sample_weight = NULL, *d_part = NULL;
+    if (teacher) {
+        teacher_probs = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
+        sample_weight = fedkd_alloc((size_t)batch_size * sizeof(float));
+        d_part = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
+    }
     memset(stats, 0, sizeof *stats);
-    if (!order || !batch_x || !batch_y || !d_logits) {
+    if (!order || !batch_x || !batch_y || !d_logits ||
+        (teacher && (!teacher_probs || !sample_weight || !d_part))) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "local training: out of memory for %zu samples",
                             data->count);
         goto fail;
@@ -67,8 +102,23 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             int count = left < (size_t)batch_size ? (int)left : batch_size;
             if (settings->drop_last && count < batch_size) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
-            const float *logits = fedkd_model_forward(model, batch_x, count);
-            float loss = fedkd_loss_cross_entropy(logits, batch_y, count, classes, d_logits);
+            float loss;
+            if (teacher) {
+                for (int i = 0; i < count; i++) sample_weight[i] = settings->kd_weight;
+                status = teacher->soft_targets(teacher->context, order + first, count, batch_x,
+                                               settings->kd_temperature, teacher_probs,
+                                               sample_weight);
+                if (status) goto fail;
+                /* Teachers may ask for more than one model's forward pass:
+                 * the student's own runs after them. */
+                const float *logits = fedkd_model_forward(model, batch_x, count);
+                loss = kd_loss_per_sample(logits, teacher_probs, batch_y, count, classes,
+                                          settings->kd_temperature, sample_weight, d_logits,
+                                          d_part);
+            } else {
+                const float *logits = fedkd_model_forward(model, batch_x, count);
+                loss = fedkd_loss_cross_entropy(logits, batch_y, count, classes, d_logits);
+            }
             if (!isfinite(loss)) {
                 status = FEDKD_FAIL(FEDKD_ERR_NUMERIC,
                                     "local training on %s: loss became %g at epoch %d step %ld; "
@@ -99,6 +149,9 @@ fail:
     fedkd_free(batch_x);
     free(batch_y);
     fedkd_free(d_logits);
+    fedkd_free(teacher_probs);
+    fedkd_free(sample_weight);
+    fedkd_free(d_part);
     return status;
 }
 

@@ -52,7 +52,7 @@ static void test_default(void)
     fedkd_status status = fedkd_config_load(&config, NULL, NULL, 0);
     CHECK(status == FEDKD_OK, "default load: %s", fedkd_error_message());
     CHECK(config.seed == 42, "seed %llu", (unsigned long long)config.seed);
-    CHECK(strcmp(config.mode, "centralized") == 0, "mode %s", config.mode);
+    CHECK(strcmp(config.mode, "federated") == 0, "mode %s", config.mode);
     CHECK(strcmp(config.data.name, "fashion-mnist") == 0, "data.name %s", config.data.name);
     CHECK(strcmp(config.data.dir, "/usr/share/datasets/fashion-mnist") == 0, "data.dir %s",
           config.data.dir);

@@ -1,0 +1,44 @@
+/* HDF5 model files: one model's spec and weights, readable without the
+ * simulator (h5py, h5dump). Pre-trained client models, exported final models
+ * and the models inside checkpoints share this layout (README.md documents it):
+ *
+ *   /                       attributes: format = "fedkd-model", format_version (int),
+ *                           spec (JSON layer list), input_shape (int[3]),
+ *                           num_classes (int), num_params (int64),
+ *                           metadata (JSON text, free-form: client, accuracy, ...)
+ *   /layers/<i>_<kind>/weight   float32, the layer's natural shape
+ *                               (dense: [out, in]; conv2d: [filters, in, k, k])
+ *   /layers/<i>_<kind>/bias     float32 [out]
+ *
+ * The flat parameter buffer is the concatenation of these datasets in layer
+ * order (weight then bias), exactly fedkd_model's layout. */
+#ifndef FEDKD_MODEL_FILE_H
+#define FEDKD_MODEL_FILE_H
+
+#include <stddef.h>
+
+#include <hdf5.h>
+
+#include "fedkd/nn.h"
+
+#define FEDKD_MODEL_FORMAT_VERSION 1
+
+/* Writes path.tmp, then renames it to path. metadata_json may be NULL. */
+fedkd_status fedkd_model_file_save(const char *path, const fedkd_model_spec *spec,
+                                   const float *params, size_t num_params,
+                                   const char *metadata_json);
+
+/* Reads a model file. *params is malloc'd (num_params floats); *metadata_json
+ * (may pass NULL to skip) is malloc'd. Validates the format, the version, the
+ * spec and that every dataset's shape matches the spec; messages name the
+ * file and the dataset. */
+fedkd_status fedkd_model_file_load(const char *path, fedkd_model_spec *spec, float **params,
+                                   size_t *num_params, char **metadata_json);
+
+/* The same layout under an open HDF5 group (used inside checkpoints). */
+fedkd_status fedkd_model_group_write(hid_t group, const char *where, const fedkd_model_spec *spec,
+                                     const float *params, size_t num_params);
+fedkd_status fedkd_model_group_read(hid_t group, const char *where, fedkd_model_spec *spec,
+                                    float **params, size_t *num_params);
+
+#endif
