@@ -74,6 +74,16 @@ typedef struct fedkd_config {
         char method[32];
         double temperature;
         double weight;
+        /* kd-study (see include/fedkd/kd.h) */
+        char methods[128];          /* comma-separated method names */
+        char pairs[32];             /* "all-ordered", "rest" or "ring" */
+        char students[256];         /* "": every client; else comma-separated ids */
+        int epochs;                 /* epochs of distillation per run */
+        char temperature_grid[128]; /* tuned KD: comma-separated T values */
+        char weight_grid[128];      /* tuned KD: comma-separated weights */
+        double validation_fraction; /* tuned KD: share of the student's data held out */
+        char ensemble[16];          /* teachers combined by mean of "probs" or "logits" */
+        int peers;                  /* deep mutual learning: K */
     } kd;
 
     struct {
@@ -83,6 +93,7 @@ typedef struct fedkd_config {
 
     struct {
         int epochs;
+        char dir[512];          /* model files; "": <run.dir>/pretrained */
     } pretrain;
 
     struct {

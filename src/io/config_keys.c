@@ -26,6 +26,8 @@ static const char *const dataset_names[] = {"fashion-mnist", "synthetic", "hdf5"
 static const char *const partition_schemes[] = {"iid", "dirichlet", "shards", "quantity",
                                                 "feature-noise", NULL};
 static const char *const optimizers[] = {"sgd", "adam", NULL};
+static const char *const kd_pairings[] = {"all-ordered", "rest", "ring", NULL};
+static const char *const kd_ensemble_rules[] = {"probs", "logits", NULL};
 
 static const config_key keys[] = {
     {.path = "seed", .type = CONFIG_SEED, AT(seed),
@@ -89,12 +91,27 @@ static const config_key keys[] = {
     {.path = "kd.method", .type = CONFIG_STRING, AT(kd.method), .flags = CONFIG_NON_EMPTY},
     {.path = "kd.temperature", .type = CONFIG_DOUBLE, AT(kd.temperature), ABOVE(0.0)},
     {.path = "kd.weight", .type = CONFIG_DOUBLE, AT(kd.weight), BETWEEN(0.0, 1.0)},
+    /* kd-study: method names and grid values are checked by the kd layer. */
+    {.path = "kd.methods", .type = CONFIG_STRING, AT(kd.methods), .flags = CONFIG_NON_EMPTY},
+    {.path = "kd.pairs", .type = CONFIG_STRING, AT(kd.pairs), .choices = kd_pairings},
+    {.path = "kd.students", .type = CONFIG_STRING, AT(kd.students)},
+    {.path = "kd.epochs", .type = CONFIG_INT, AT(kd.epochs), AT_LEAST(1.0)},
+    {.path = "kd.temperature_grid", .type = CONFIG_STRING, AT(kd.temperature_grid),
+     .flags = CONFIG_NON_EMPTY},
+    {.path = "kd.weight_grid", .type = CONFIG_STRING, AT(kd.weight_grid),
+     .flags = CONFIG_NON_EMPTY},
+    {.path = "kd.validation_fraction", .type = CONFIG_DOUBLE, AT(kd.validation_fraction),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MIN_EXCLUSIVE | CONFIG_MAX_EXCLUSIVE,
+     .min = 0.0, .max = 1.0},
+    {.path = "kd.ensemble", .type = CONFIG_STRING, AT(kd.ensemble), .choices = kd_ensemble_rules},
+    {.path = "kd.peers", .type = CONFIG_INT, AT(kd.peers), AT_LEAST(1.0)},
 
     {.path = "public.size", .type = CONFIG_INT64, AT(public_set.size), AT_LEAST(0.0)},
     {.path = "public.source", .type = CONFIG_STRING, AT(public_set.source),
      .flags = CONFIG_NON_EMPTY},
 
     {.path = "pretrain.epochs", .type = CONFIG_INT, AT(pretrain.epochs), AT_LEAST(0.0)},
+    {.path = "pretrain.dir", .type = CONFIG_STRING, AT(pretrain.dir)},
     {.path = "eval.batch_size", .type = CONFIG_INT, AT(eval_batch_size), AT_LEAST(1.0)},
     {.path = "run.dir", .type = CONFIG_STRING, AT(run.dir), .flags = CONFIG_NON_EMPTY},
     {.path = "checkpoint.every", .type = CONFIG_INT, AT(checkpoint.every), AT_LEAST(0.0)},
