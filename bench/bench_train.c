@@ -137,9 +137,14 @@ static fedkd_status plan_build(gemm_plan *plan, const fedkd_model *model, int ba
     const fedkd_layer_kind *dense = fedkd_layer_kind_find("dense");
     const fedkd_layer_kind *conv = fedkd_layer_kind_find("conv2d");
     memset(plan, 0, sizeof *plan);
+    /* fedkd_model_backward passes NULL as the input gradient of the first
+     * layer with parameters (and skips the parameter-free layers below it). */
+    int first_trainable = 0;
+    while (first_trainable < model->num_layers - 1 && model->layers[first_trainable].num_params == 0)
+        first_trainable++;
     for (int i = 0; i < model->num_layers; i++) {
         const fedkd_layer *layer = &model->layers[i];
-        int needs_d_input = i > 0; /* fedkd_model_backward passes NULL to layer 0 */
+        int needs_d_input = i > first_trainable;
         if (layer->kind == dense) {
             int in = (int)fedkd_shape_size(layer->in_shape);
             int out = layer->spec.units;
@@ -312,6 +317,13 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
     double gather = 0.0, input_copy = 0.0, loss = 0.0, zero_grad = 0.0, optimizer_step = 0.0;
     if (!order || !batch_x || !batch_y || !d_logits || !layers) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "benchmark: out of memory for the step breakdown");
+        goto fail;
+    }
+    if (train->count < (size_t)batch) {
+        status = FEDKD_FAIL(FEDKD_ERR_INVALID,
+                            "benchmark: the step breakdown needs a full batch of %d, the "
+                            "training set has %zu samples",
+                            batch, train->count);
         goto fail;
     }
     for (size_t i = 0; i < train->count; i++) order[i] = (uint32_t)i;
