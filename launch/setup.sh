@@ -9,18 +9,24 @@ FEDKD_BUILD=${FEDKD_BUILD:-$FEDKD_ROOT/build}
 
 FEDKD_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-openmpi-dev hdf5-tools
     libcjson-dev zlib1g-dev meson ninja-build pkg-config gcc dataset-fashion-mnist)
+# Only launch/test needs these: a private single-node SLURM for the batch
+# scripts' test (tests/slurm) and matplotlib for the plots' (tests/plot).
+FEDKD_TEST_PACKAGES=(slurm-wlm munge python3-matplotlib)
 
+# fedkd_missing_packages [PACKAGE...]: those not installed (default: FEDKD_PACKAGES).
 fedkd_missing_packages() {
     local missing=() p
-    for p in "${FEDKD_PACKAGES[@]}"; do
+    [ $# -gt 0 ] || set -- "${FEDKD_PACKAGES[@]}"
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     echo "${missing[@]:-}"
 }
 
+# fedkd_install_packages [PACKAGE...]: installs the missing ones (default: FEDKD_PACKAGES).
 fedkd_install_packages() {
     local missing
-    missing=$(fedkd_missing_packages)
+    missing=$(fedkd_missing_packages "$@")
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "fedkd-sim: missing Debian packages; install them with:" >&2

@@ -1,0 +1,787 @@
+/* Grid-search sweeps (include/fedkd/sweep.h): the grid file and its points,
+ * and the MPI orchestration.
+ *
+ * The world is split into groups of group_size consecutive ranks; each
+ * group is one federation whose rank 0 (the group leader) takes the next
+ * point from a counter on world rank 0 (an MPI window, fetch-and-add with a
+ * request waited for by fl_wait, so that an idle leader yields its core) and
+ * broadcasts it to its group. Points therefore go to whichever group is free,
+ * which matters when points differ in cost (rounds, models, partitions). */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/core.h"
+#include "fl_private.h"
+#include "sweep_private.h"
+
+static const char *const grid_file_keys[] = {"base", "group_size", "grid", "output",
+                                             "description", NULL};
+
+/* ---- the grid file ------------------------------------------------------------ */
+
+static char *make_override(const char *key, const cJSON *value)
+{
+    char *json = cJSON_PrintUnformatted(value);
+    if (!json) return NULL;
+    size_t size = strlen(key) + strlen(json) + 2;
+    char *text = malloc(size);
+    if (text) snprintf(text, size, "%s=%s", key, json);
+    free(json);
+    return text;
+}
+
+static void free_strings(char **strings, int count)
+{
+    for (int i = 0; strings && i < count; i++) free(strings[i]);
+    free(strings);
+}
+
+/* The loader words override errors as "--set: ..."; in a grid file the
+ * values come from the file, which the caller names instead. */
+static const char *without_set_origin(const char *message)
+{
+    static const char prefix[] = "--set: ";
+    return strncmp(message, prefix, sizeof prefix - 1) == 0 ? message + sizeof prefix - 1
+                                                            : message;
+}
+
+/* Base, then (with_user) the caller's overrides, then extra[0..num_extra). */
+static fedkd_status load_config(const fedkd_sweep_grid *g, int with_user, char *const *extra,
+                                int num_extra, fedkd_config *config)
+{
+    int total = g->num_base_overrides + (with_user ? g->num_user_overrides : 0) + num_extra;
+    const char **all = malloc((size_t)(total > 0 ? total : 1) * sizeof *all);
+    if (!all) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory loading a sweep point's config");
+    int n = 0;
+    for (int i = 0; i < g->num_base_overrides; i++) all[n++] = g->base_overrides[i];
+    for (int i = 0; with_user && i < g->num_user_overrides; i++) all[n++] = g->user_overrides[i];
+    for (int i = 0; i < num_extra; i++) all[n++] = extra[i];
+    fedkd_status status =
+        fedkd_config_load(config, g->base_path[0] ? g->base_path : NULL, all, n);
+    free(all);
+    return status;
+}
+
+static fedkd_status load_base(fedkd_sweep_grid *g, const cJSON *base)
+{
+    if (!base) return FEDKD_OK;
+    if (cJSON_IsString(base)) {
+        const char *name = base->valuestring;
+        if (!name[0]) return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: `base` is empty", g->path);
+        const char *slash = strrchr(g->path, '/');
+        int written = name[0] == '/' || !slash
+                          ? snprintf(g->base_path, sizeof g->base_path, "%s", name)
+                          : snprintf(g->base_path, sizeof g->base_path, "%.*s/%s",
+                                     (int)(slash - g->path), g->path, name);
+        if (written < 0 || (size_t)written >= sizeof g->base_path)
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: `base` path is too long", g->path);
+        return FEDKD_OK;
+    }
+    if (!cJSON_IsObject(base))
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "%s: `base`: expected a config file name or an object of config "
+                          "keys", g->path);
+    int count = cJSON_GetArraySize(base);
+    g->base_overrides = calloc((size_t)(count > 0 ? count : 1), sizeof *g->base_overrides);
+    if (!g->base_overrides) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading `base`");
+    for (const cJSON *item = base->child; item; item = item->next) {
+        char *text = make_override(item->string, item);
+        if (!text) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading `base`");
+        g->base_overrides[g->num_base_overrides++] = text;
+    }
+    return FEDKD_OK;
+}
+
+static fedkd_status read_group_size(fedkd_sweep_grid *g, const cJSON *item, int world_size)
+{
+    if (!item) {
+        g->group_size = world_size;
+        return FEDKD_OK;
+    }
+    double v = cJSON_IsNumber(item) ? item->valuedouble : -1.0;
+    if (!cJSON_IsNumber(item) || v < 1.0 || v > 1.0e6 || v != (double)(int)v)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "%s: `group_size`: expected a whole number >= 1 (processes per "
+                          "federation)", g->path);
+    g->group_size = (int)v;
+    if (world_size % g->group_size != 0)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "%s: `group_size` %d does not divide the %d MPI process(es): run "
+                          "with -np a multiple of %d, or use a group_size that divides %d",
+                          g->path, g->group_size, world_size, g->group_size, world_size);
+    return FEDKD_OK;
+}
+
+/* One grid key: a non-empty list of distinct values, each valid on top of
+ * the base config (checked by loading it, so the config table decides). */
+static fedkd_status check_grid_key(fedkd_sweep_grid *g, const cJSON *list)
+{
+    const char *key = list->string;
+    if (strcmp(key, "run.dir") == 0 || strcmp(key, "run") == 0)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "%s: grid key `%s`: the sweep sets run.dir for each point "
+                          "(<output>/point-N); set `output` instead", g->path, key);
+    if (!cJSON_IsArray(list))
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: grid key `%s`: expected a list of values",
+                          g->path, key);
+    if (!list->child)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "%s: grid key `%s`: the list of values is empty; give at least one",
+                          g->path, key);
+    for (const cJSON *value = list->child; value; value = value->next) {
+        for (const cJSON *earlier = list->child; earlier != value; earlier = earlier->next)
+            if (cJSON_Compare(earlier, value, 1)) {
+                char *text = cJSON_PrintUnformatted(value);
+                fedkd_status status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                                 "%s: grid key `%s`: value %s is listed twice",
+                                                 g->path, key, text ? text : "?");
+                free(text);
+                return status;
+            }
+        char *override = make_override(key, value);
+        if (!override) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory checking the grid");
+        fedkd_config config;
+        fedkd_status status = load_config(g, 1, &override, 1, &config);
+        fedkd_config_free(&config);
+        if (status) {
+            char message[1024];
+            snprintf(message, sizeof message, "%s", without_set_origin(fedkd_error_message()));
+            status = FEDKD_FAIL(status, "%s: grid key `%s`, value %s: %s", g->path, key,
+                                override + strlen(key) + 1, message);
+        }
+        free(override);
+        if (status) return status;
+    }
+    return FEDKD_OK;
+}
+
+static fedkd_status read_grid(fedkd_sweep_grid *g, const cJSON *grid)
+{
+    if (!cJSON_IsObject(grid))
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "%s: `grid`: expected an object of config keys and lists of values, "
+                          "e.g. {\"kd.temperature\": [1, 2, 4]}", g->path);
+    int count = cJSON_GetArraySize(grid);
+    if (count == 0)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: `grid` is empty; list at least one key",
+                          g->path);
+    g->keys = calloc((size_t)count, sizeof *g->keys);
+    g->lists = calloc((size_t)count, sizeof *g->lists);
+    g->counts = calloc((size_t)count, sizeof *g->counts);
+    if (!g->keys || !g->lists || !g->counts)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading the grid");
+    long long points = 1;
+    for (const cJSON *list = grid->child; list; list = list->next) {
+        for (const cJSON *earlier = grid->child; earlier != list; earlier = earlier->next)
+            if (strcmp(earlier->string, list->string) == 0)
+                return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: grid key `%s` appears twice", g->path,
+                                  list->string);
+        fedkd_status status = check_grid_key(g, list);
+        if (status) return status;
+        g->keys[g->num_keys] = list->string;
+        g->lists[g->num_keys] = list;
+        g->counts[g->num_keys] = cJSON_GetArraySize(list);
+        points *= g->counts[g->num_keys];
+        g->num_keys++;
+        if (points > SWEEP_MAX_POINTS)
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: the grid has more than %d points", g->path,
+                              SWEEP_MAX_POINTS);
+    }
+    g->num_points = (int)points;
+    return FEDKD_OK;
+}
+
+static fedkd_status read_output(fedkd_sweep_grid *g, const cJSON *output)
+{
+    int written;
+    if (output) {
+        if (!cJSON_IsString(output) || !output->valuestring[0])
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: `output`: expected a directory name",
+                              g->path);
+        written = snprintf(g->output, sizeof g->output, "%s", output->valuestring);
+    } else {
+        const char *slash = strrchr(g->path, '/');
+        const char *name = slash ? slash + 1 : g->path;
+        const char *dot = strrchr(name, '.');
+        int length = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
+        written = snprintf(g->output, sizeof g->output, "runs/sweep-%.*s", length, name);
+    }
+    if (written < 0 || (size_t)written >= sizeof g->output)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: `output` is longer than %zu bytes", g->path,
+                          sizeof g->output - 1);
+    while (written > 1 && g->output[written - 1] == '/') g->output[--written] = '\0';
+    return FEDKD_OK;
+}
+
+/* Hash of the grid lists and of the merged base config without run.dir: a
+ * restart must see the same points with the same settings. */
+static fedkd_status compute_fingerprint(fedkd_sweep_grid *g, const fedkd_config *base)
+{
+    cJSON *copy = cJSON_Duplicate(base->json, 1);
+    if (!copy) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory hashing the grid");
+    cJSON *run = cJSON_GetObjectItemCaseSensitive(copy, "run");
+    if (cJSON_IsObject(run)) cJSON_DeleteItemFromObjectCaseSensitive(run, "dir");
+    cJSON *normal = cJSON_CreateObject();
+    cJSON *keys = cJSON_AddArrayToObject(normal, "keys");
+    for (int k = 0; keys && k < g->num_keys; k++) {
+        cJSON *entry = cJSON_CreateArray();
+        cJSON_AddItemToArray(entry, cJSON_CreateString(g->keys[k]));
+        cJSON_AddItemToArray(entry, cJSON_Duplicate(g->lists[k], 1));
+        cJSON_AddItemToArray(keys, entry);
+    }
+    cJSON_AddItemToObject(normal, "base", copy);
+    char *text = cJSON_PrintUnformatted(normal);
+    cJSON_Delete(normal);
+    if (!text) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory hashing the grid");
+    snprintf(g->fingerprint, sizeof g->fingerprint, "%016llx",
+             (unsigned long long)fedkd_checksum(text, strlen(text)));
+    free(text);
+    return FEDKD_OK;
+}
+
+/* A client rank that hosts no client would have nothing to do (and the
+ * federation expects every client rank to host one), so a group must not
+ * have more client ranks than a point has clients. */
+static fedkd_status check_points_fill_groups(const fedkd_sweep_grid *g)
+{
+    if (g->group_size < 2) return FEDKD_OK;
+    for (int point = 0; point < g->num_points; point++) {
+        fedkd_config config;
+        /* A combination that does not load becomes a failed row later. */
+        if (fedkd_sweep_point_config(g, point, &config)) {
+            fedkd_error_clear();
+            continue;
+        }
+        int clients = config.clients.count;
+        int centralized = strcmp(config.mode, "centralized") == 0;
+        fedkd_config_free(&config);
+        if (!centralized && clients < g->group_size - 1)
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                              "%s: `group_size` %d leaves client ranks without clients: each "
+                              "group has %d client rank(s) but point %d has clients.count = %d; "
+                              "use a group_size of at most %d",
+                              g->path, g->group_size, g->group_size - 1, point, clients,
+                              clients + 1);
+    }
+    return FEDKD_OK;
+}
+
+fedkd_status fedkd_sweep_grid_load(fedkd_sweep_grid **out, const char *grid_path,
+                                   const char *const *overrides, int num_overrides,
+                                   int world_size)
+{
+    *out = NULL;
+    if (!grid_path || world_size < 1 || num_overrides < 0 || (num_overrides && !overrides))
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "fedkd_sweep_grid_load: invalid arguments");
+    fedkd_config base = {0};
+    fedkd_sweep_grid *g = calloc(1, sizeof *g);
+    if (!g) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading the grid");
+    fedkd_status status = FEDKD_OK;
+    if (snprintf(g->path, sizeof g->path, "%s", grid_path) >= (int)sizeof g->path) {
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG, "grid file name is too long: %s", grid_path);
+        goto fail;
+    }
+    status = sweep_read_json(grid_path, "grid file", &g->document);
+    if (status) goto fail;
+    if (!g->document) {
+        status = FEDKD_FAIL(FEDKD_ERR_IO, "cannot open grid file `%s`: %s", grid_path,
+                            strerror(ENOENT));
+        goto fail;
+    }
+    if (!cJSON_IsObject(g->document)) {
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: expected a JSON object with `base`, "
+                            "`group_size`, `grid` and `output`", grid_path);
+        goto fail;
+    }
+    for (const cJSON *item = g->document->child; item; item = item->next) {
+        int known = 0;
+        for (int i = 0; grid_file_keys[i]; i++) known |= strcmp(item->string, grid_file_keys[i]) == 0;
+        if (!known) {
+            status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                "%s: unknown key `%s`; a grid file has `base`, `group_size`, "
+                                "`grid`, `output` and `description`", grid_path, item->string);
+            goto fail;
+        }
+    }
+
+    status = load_base(g, cJSON_GetObjectItemCaseSensitive(g->document, "base"));
+    if (status) goto fail;
+    status = load_config(g, 0, NULL, 0, &base);
+    fedkd_config_free(&base);
+    if (status) {
+        char message[1024];
+        snprintf(message, sizeof message, "%s", without_set_origin(fedkd_error_message()));
+        status = FEDKD_FAIL(status, "%s: base config: %s", grid_path, message);
+        goto fail;
+    }
+    g->user_overrides = calloc((size_t)(num_overrides > 0 ? num_overrides : 1),
+                               sizeof *g->user_overrides);
+    if (!g->user_overrides) {
+        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading the grid");
+        goto fail;
+    }
+    for (int i = 0; i < num_overrides; i++) {
+        g->user_overrides[i] = strdup(overrides[i]);
+        if (!g->user_overrides[i]) {
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading the grid");
+            goto fail;
+        }
+        g->num_user_overrides++;
+    }
+    /* The user's --set errors are worded as the loader words them. */
+    status = load_config(g, 1, NULL, 0, &base);
+    if (status) goto fail;
+
+    status = read_group_size(g, cJSON_GetObjectItemCaseSensitive(g->document, "group_size"),
+                             world_size);
+    if (!status) status = read_grid(g, cJSON_GetObjectItemCaseSensitive(g->document, "grid"));
+    if (!status) status = read_output(g, cJSON_GetObjectItemCaseSensitive(g->document, "output"));
+    if (!status) status = compute_fingerprint(g, &base);
+    if (!status) status = check_points_fill_groups(g);
+    if (status) goto fail;
+    fedkd_config_free(&base);
+    *out = g;
+    return FEDKD_OK;
+fail:
+    fedkd_config_free(&base);
+    fedkd_sweep_grid_destroy(&g);
+    return status;
+}
+
+void fedkd_sweep_grid_destroy(fedkd_sweep_grid **grid)
+{
+    if (!grid || !*grid) return;
+    fedkd_sweep_grid *g = *grid;
+    cJSON_Delete(g->document);
+    free_strings(g->base_overrides, g->num_base_overrides);
+    free_strings(g->user_overrides, g->num_user_overrides);
+    free(g->keys);
+    free(g->lists);
+    free(g->counts);
+    free(g);
+    *grid = NULL;
+}
+
+int fedkd_sweep_grid_num_points(const fedkd_sweep_grid *grid) { return grid->num_points; }
+int fedkd_sweep_grid_num_keys(const fedkd_sweep_grid *grid) { return grid->num_keys; }
+int fedkd_sweep_grid_group_size(const fedkd_sweep_grid *grid) { return grid->group_size; }
+const char *fedkd_sweep_grid_output(const fedkd_sweep_grid *grid) { return grid->output; }
+const char *fedkd_sweep_grid_fingerprint(const fedkd_sweep_grid *grid)
+{
+    return grid->fingerprint;
+}
+
+const char *fedkd_sweep_grid_key(const fedkd_sweep_grid *grid, int key_index)
+{
+    return key_index >= 0 && key_index < grid->num_keys ? grid->keys[key_index] : NULL;
+}
+
+const cJSON *fedkd_sweep_point_value(const fedkd_sweep_grid *grid, int point, int key_index)
+{
+    if (point < 0 || point >= grid->num_points || key_index < 0 || key_index >= grid->num_keys)
+        return NULL;
+    /* Mixed radix, last key fastest. */
+    int stride = 1;
+    for (int k = grid->num_keys - 1; k > key_index; k--) stride *= grid->counts[k];
+    return cJSON_GetArrayItem(grid->lists[key_index], (point / stride) % grid->counts[key_index]);
+}
+
+void sweep_point_dir(const fedkd_sweep_grid *grid, int point, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%s/point-%04d", grid->output, point);
+}
+
+fedkd_status fedkd_sweep_point_config(const fedkd_sweep_grid *grid, int point,
+                                      fedkd_config *config)
+{
+    memset(config, 0, sizeof *config);
+    if (point < 0 || point >= grid->num_points)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "sweep point %d is outside 0..%d", point,
+                          grid->num_points - 1);
+    int num_extra = grid->num_keys + 1;
+    char **extra = calloc((size_t)num_extra, sizeof *extra);
+    if (!extra) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory building point %d", point);
+    fedkd_status status = FEDKD_OK;
+    for (int k = 0; k < grid->num_keys && !status; k++) {
+        extra[k] = make_override(grid->keys[k], fedkd_sweep_point_value(grid, point, k));
+        if (!extra[k]) status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory building point %d", point);
+    }
+    if (!status) {
+        char dir[512];
+        sweep_point_dir(grid, point, dir, sizeof dir);
+        cJSON *value = cJSON_CreateString(dir);
+        extra[grid->num_keys] = value ? make_override("run.dir", value) : NULL;
+        cJSON_Delete(value);
+        if (!extra[grid->num_keys])
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory building point %d", point);
+    }
+    if (!status) status = load_config(grid, 1, extra, num_extra, config);
+    free_strings(extra, num_extra);
+    return status;
+}
+
+/* ---- running ------------------------------------------------------------------ */
+
+enum { COMMAND_STOP = -1, COMMAND_INTERRUPTED = -2 };
+enum { COUNTER_NEXT = 0, COUNTER_FINISHED = 1, NUM_COUNTERS = 2 };
+enum { MESSAGE_BYTES = 512 };
+
+typedef struct sweep_run {
+    fedkd_sweep_grid *grid;
+    MPI_Comm world, group;
+    int world_rank, world_size;
+    int group_rank, group_index, num_groups;
+    int *todo;                  /* (num_points) points to run, ascending */
+    int num_todo;
+    MPI_Win window;             /* world rank 0 holds NUM_COUNTERS int64 */
+    int64_t *counters;
+} sweep_run;
+
+/* fedkd_log_info speaks on log rank 0 only. With several groups their
+ * per-round lines would interleave, so during a point no rank is log rank 0
+ * (the user's --quiet stays as it was), and each leader speaks its own point
+ * lines as log rank 0. The library prints no warnings or errors meanwhile,
+ * so the borrowed rank numbers never show; the world's numbering returns
+ * between these moments. */
+enum log_role { LOG_AS_WORLD, LOG_MUTED, LOG_SPEAKING };
+
+static void log_role(const sweep_run *s, enum log_role role)
+{
+    int rank = s->world_rank;
+    if (role == LOG_SPEAKING) rank = 0;
+    else if (role == LOG_MUTED && rank == 0) rank = s->world_size;
+    fedkd_log_set_rank(rank, s->world_size);
+}
+
+static fedkd_status counter_fetch_add(const sweep_run *s, int which, int64_t *value)
+{
+    int64_t one = 1;
+    MPI_Request request;
+    if (MPI_Rget_accumulate(&one, 1, MPI_INT64_T, value, 1, MPI_INT64_T, 0, (MPI_Aint)which, 1,
+                            MPI_INT64_T, MPI_SUM, s->window, &request) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Rget_accumulate on the sweep's counter failed");
+    return fl_wait(&request, "the sweep's point counter");
+}
+
+/* The federation's outcome when a point ran but wrote no summary.json. */
+static cJSON *summary_from_result(const fedkd_run_result *r)
+{
+    cJSON *summary = cJSON_CreateObject();
+    if (!summary) return NULL;
+    char checksum[32];
+    snprintf(checksum, sizeof checksum, "%016llx", (unsigned long long)r->params_checksum);
+    cJSON_AddNumberToObject(summary, "rounds_run", r->rounds_run);
+    cJSON_AddNumberToObject(summary, "final_accuracy", r->final_accuracy);
+    cJSON_AddNumberToObject(summary, "best_accuracy", r->best_accuracy);
+    if (r->rounds_to_target > 0) {
+        cJSON_AddNumberToObject(summary, "rounds_to_target", r->rounds_to_target);
+        cJSON_AddNumberToObject(summary, "bytes_to_target", (double)r->bytes_to_target);
+    } else {
+        cJSON_AddNullToObject(summary, "rounds_to_target");
+        cJSON_AddNullToObject(summary, "bytes_to_target");
+    }
+    cJSON_AddNumberToObject(summary, "bytes_down_total", (double)r->bytes_down_total);
+    cJSON_AddNumberToObject(summary, "bytes_up_total", (double)r->bytes_up_total);
+    cJSON_AddNumberToObject(summary, "wire_bytes_total", (double)r->wire_bytes_total);
+    cJSON_AddNumberToObject(summary, "wall_seconds", r->wall_seconds);
+    cJSON_AddNumberToObject(summary, "num_params", (double)r->num_params);
+    cJSON_AddStringToObject(summary, "params_checksum", checksum);
+    return summary;
+}
+
+static void describe_point(const fedkd_sweep_grid *g, int point, char *out, size_t out_size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int k = 0; k < g->num_keys && used + 1 < out_size; k++) {
+        const cJSON *value = fedkd_sweep_point_value(g, point, k);
+        char *json = cJSON_IsString(value) ? NULL : cJSON_PrintUnformatted(value);
+        int n = snprintf(out + used, out_size - used, "%s%s=%.40s", k ? " " : "", g->keys[k],
+                         json ? json : value->valuestring);
+        free(json);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+}
+
+/* The leader's part after a point: the row, the tables, one line. */
+static fedkd_status record_point(const sweep_run *s, int point, fedkd_status outcome,
+                                 const char *message, const fedkd_run_result *result)
+{
+    const fedkd_sweep_grid *g = s->grid;
+    cJSON *summary = outcome ? NULL : sweep_read_summary(g, point);
+    if (!outcome && !summary) summary = summary_from_result(result);
+    cJSON *row = sweep_row_create(g, point, outcome ? "failed" : "completed", message, summary);
+    cJSON_Delete(summary);
+    if (!row) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory recording point %d", point);
+    fedkd_status status = sweep_row_write(g, point, row);
+    cJSON_Delete(row);
+    if (!status) status = sweep_tables_write(g, NULL, NULL);
+    int64_t finished = 0;
+    if (!status) status = counter_fetch_add(s, COUNTER_FINISHED, &finished);
+    if (status) return status;
+
+    char values[256];
+    describe_point(g, point, values, sizeof values);
+    log_role(s, LOG_SPEAKING);
+    if (outcome)
+        fedkd_log_info("[%lld/%d] point-%04d %s: failed: %s", (long long)finished + 1,
+                       s->num_todo, point, values, message);
+    else
+        fedkd_log_info("[%lld/%d] point-%04d %s: final accuracy %.4f (best %.4f), %.1fs",
+                       (long long)finished + 1, s->num_todo, point, values,
+                       result->final_accuracy, result->best_accuracy, result->wall_seconds);
+    log_role(s, LOG_AS_WORLD);
+    return FEDKD_OK;
+}
+
+/* What a group's ranks say about a point, decided on every rank alike. The
+ * server (group rank 0) decides an interruption, since clients that were
+ * merely told to stop report one too; otherwise the lowest rank that failed
+ * for a reason of its own (preferably one with a message) names the
+ * failure, and that rank sends its message to the others. */
+typedef struct point_outcome {
+    int code;
+    char message[MESSAGE_BYTES];
+} point_outcome;
+
+static fedkd_status agree_outcome(const sweep_run *s, fedkd_status local, point_outcome *out)
+{
+    enum { WITH_MESSAGE, OWN_FAILURE, ANY_FAILURE, MPI_FAILURE, NUM_KEYS };
+    point_outcome mine = {(int)local, ""};
+    if (local) snprintf(mine.message, sizeof mine.message, "%s", fedkd_error_message());
+    fedkd_error_clear();
+    int own = local != FEDKD_OK && local != FEDKD_ERR_INTERRUPTED;
+    int keys[NUM_KEYS] = {own && mine.message[0] ? s->group_rank : INT_MAX,
+                          own ? s->group_rank : INT_MAX, local ? s->group_rank : INT_MAX,
+                          local == FEDKD_ERR_MPI ? -1 : 0};
+    int lowest[NUM_KEYS];
+    MPI_Request request;
+    if (MPI_Iallreduce(keys, lowest, NUM_KEYS, MPI_INT, MPI_MIN, s->group, &request) !=
+            MPI_SUCCESS ||
+        fl_wait(&request, "the agreement on a point's outcome"))
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed while agreeing on a point's outcome");
+    int chosen = lowest[WITH_MESSAGE];
+    if (chosen == INT_MAX) chosen = lowest[OWN_FAILURE];
+    if (chosen == INT_MAX) chosen = lowest[ANY_FAILURE];
+    *out = (point_outcome){FEDKD_OK, ""};
+    if (chosen != INT_MAX) {
+        if (s->group_rank == chosen) *out = mine;
+        if (MPI_Ibcast(out, (int)sizeof *out, MPI_BYTE, chosen, s->group, &request) !=
+                MPI_SUCCESS ||
+            fl_wait(&request, "the broadcast of a point's failure"))
+            return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed while agreeing on a point's outcome");
+        out->message[sizeof out->message - 1] = '\0';
+        if (!out->message[0])
+            snprintf(out->message, sizeof out->message, "%s",
+                     fedkd_status_name((fedkd_status)out->code));
+        if (chosen > 0) {
+            char prefix[32];
+            size_t n = (size_t)snprintf(prefix, sizeof prefix, "[group rank %d] ", chosen);
+            size_t length = strlen(out->message);
+            if (length > sizeof out->message - 1 - n) length = sizeof out->message - 1 - n;
+            memmove(out->message + n, out->message, length);
+            memcpy(out->message, prefix, n);
+            out->message[n + length] = '\0';
+        }
+    }
+    if (lowest[MPI_FAILURE] < 0) out->code = FEDKD_ERR_MPI;
+    /* The server's own word on an interruption; everyone heard it at the
+     * last round header. */
+    int server_interrupted = s->group_rank == 0 && local == FEDKD_ERR_INTERRUPTED;
+    if (MPI_Ibcast(&server_interrupted, 1, MPI_INT, 0, s->group, &request) != MPI_SUCCESS ||
+        fl_wait(&request, "the broadcast of a point's outcome"))
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed while agreeing on a point's outcome");
+    if (server_interrupted) out->code = FEDKD_ERR_INTERRUPTED;
+    return FEDKD_OK;
+}
+
+/* Every rank of the group. Returns FEDKD_OK when the point was recorded
+ * (completed or failed); a status that must stop the sweep otherwise. */
+static fedkd_status run_point(const sweep_run *s, int point)
+{
+    const fedkd_sweep_grid *g = s->grid;
+    fedkd_config config;
+    fedkd_run_result result;
+    memset(&result, 0, sizeof result);
+    fedkd_status local = fedkd_sweep_point_config(g, point, &config);
+    local = fl_agree(s->group, local);
+    if (!local) {
+        if (s->num_groups > 1) log_role(s, LOG_MUTED);
+        local = fedkd_run(&config, s->group, &result);
+        log_role(s, LOG_AS_WORLD);
+    }
+    fedkd_config_free(&config);
+    point_outcome outcome;
+    fedkd_status status = agree_outcome(s, local, &outcome);
+    if (!status && (outcome.code == FEDKD_ERR_INTERRUPTED || outcome.code == FEDKD_ERR_MPI))
+        status = (fedkd_status)outcome.code;
+    if (!status && s->group_rank == 0)
+        status = record_point(s, point, (fedkd_status)outcome.code, outcome.message, &result);
+    free(result.final_params);
+    return status;
+}
+
+/* Each group takes points until none is left or something stops it. */
+static fedkd_status run_points(sweep_run *s)
+{
+    fedkd_status local = FEDKD_OK;
+    for (;;) {
+        int command = COMMAND_STOP;
+        if (s->group_rank == 0) {
+            if (!local && !fedkd_stop_requested) {
+                int64_t next = 0;
+                local = counter_fetch_add(s, COUNTER_NEXT, &next);
+                if (!local && next < s->num_todo) command = s->todo[next];
+            }
+            if (!local && fedkd_stop_requested) command = COMMAND_INTERRUPTED;
+        }
+        MPI_Request request;
+        if (MPI_Ibcast(&command, 1, MPI_INT, 0, s->group, &request) != MPI_SUCCESS)
+            return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibcast of the next sweep point failed");
+        fedkd_status status = fl_wait(&request, "the broadcast of the next sweep point");
+        if (status) return status;
+        if (command == COMMAND_STOP) return local;
+        if (command == COMMAND_INTERRUPTED) return FEDKD_ERR_INTERRUPTED;
+        status = run_point(s, command);
+        /* The leader stops the group at the next command; the others learn
+         * it from that broadcast. */
+        if (status && !local) local = status;
+    }
+}
+
+static fedkd_status share_plan(sweep_run *s, fedkd_status status)
+{
+    int header[2] = {(int)status, s->num_todo};
+    MPI_Request request;
+    if (MPI_Ibcast(header, 2, MPI_INT, 0, s->world, &request) != MPI_SUCCESS ||
+        fl_wait(&request, "the broadcast of the sweep plan"))
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed while sharing the sweep plan");
+    if (header[0]) {
+        if (s->world_rank != 0) fedkd_error_clear();
+        return (fedkd_status)header[0];
+    }
+    s->num_todo = header[1];
+    if (MPI_Ibcast(s->todo, s->num_todo, MPI_INT, 0, s->world, &request) != MPI_SUCCESS ||
+        fl_wait(&request, "the broadcast of the sweep plan"))
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed while sharing the sweep plan");
+    return FEDKD_OK;
+}
+
+static fedkd_status open_counters(sweep_run *s)
+{
+    MPI_Aint bytes = s->world_rank == 0 ? NUM_COUNTERS * (MPI_Aint)sizeof(int64_t) : 0;
+    if (MPI_Win_allocate(bytes, (int)sizeof(int64_t), MPI_INFO_NULL, s->world, &s->counters,
+                         &s->window) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Win_allocate of the sweep's counters failed");
+    /* One passive epoch for the whole sweep; rank 0 zeroes its counters and
+     * publishes them before anyone reads. */
+    if (MPI_Win_lock_all(0, s->window) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Win_lock_all on the sweep's counters failed");
+    if (s->world_rank == 0) {
+        for (int i = 0; i < NUM_COUNTERS; i++) s->counters[i] = 0;
+        MPI_Win_sync(s->window);
+    }
+    MPI_Request request;
+    if (MPI_Ibarrier(s->world, &request) != MPI_SUCCESS ||
+        fl_wait(&request, "the barrier before the sweep"))
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed while starting the sweep");
+    return FEDKD_OK;
+}
+
+/* Rank 0, at the end: the final tables and the sweep's verdict. */
+static fedkd_status conclude(const sweep_run *s, fedkd_status status)
+{
+    const fedkd_sweep_grid *g = s->grid;
+    int completed = 0, failed = 0;
+    fedkd_status written = sweep_tables_write(g, &completed, &failed);
+    if (status == FEDKD_ERR_INTERRUPTED) {
+        fedkd_error_clear();
+        return FEDKD_FAIL(FEDKD_ERR_INTERRUPTED,
+                          "sweep interrupted: %d of %d points completed, results in %s; run "
+                          "the same command again to continue (completed points are skipped)",
+                          completed, g->num_points, g->output);
+    }
+    if (status) return status;
+    if (written) return written;
+    if (failed)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "sweep: %d of %d points failed; their rows in %s/results.csv say "
+                          "why, and running the same command again retries them",
+                          failed, g->num_points, g->output);
+    fedkd_log_info("sweep: %d of %d points completed; results in %s/results.csv and "
+                   "results.json", completed, g->num_points, g->output);
+    return FEDKD_OK;
+}
+
+fedkd_status fedkd_sweep_run(const char *grid_path, const char *const *overrides,
+                             int num_overrides, MPI_Comm world)
+{
+    sweep_run run = {0};
+    sweep_run *s = &run;
+    s->world = world;
+    s->group = MPI_COMM_NULL;
+    s->window = MPI_WIN_NULL;
+    MPI_Comm_rank(world, &s->world_rank);
+    MPI_Comm_size(world, &s->world_size);
+
+    fedkd_status status =
+        fedkd_sweep_grid_load(&s->grid, grid_path, overrides, num_overrides, s->world_size);
+    status = fl_agree(world, status);
+    if (status) goto done;
+    const fedkd_sweep_grid *g = s->grid;
+    s->todo = malloc((size_t)g->num_points * sizeof *s->todo);
+    if (!s->todo) status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the sweep plan");
+    status = fl_agree(world, status);
+    if (status) goto done;
+    if (s->world_rank == 0) status = sweep_prepare_output(g, s->todo, &s->num_todo);
+    status = share_plan(s, status);
+    if (status) goto done;
+
+    s->num_groups = s->world_size / g->group_size;
+    s->group_index = s->world_rank / g->group_size;
+    if (MPI_Comm_split(world, s->group_index, s->world_rank, &s->group) != MPI_SUCCESS) {
+        status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Comm_split into sweep groups failed");
+        goto done;
+    }
+    MPI_Comm_rank(s->group, &s->group_rank);
+    status = open_counters(s);
+    if (status) goto done;
+    if (s->world_rank == 0)
+        fedkd_log_info("sweep: %d points, %d to run, on %d group(s) of %d process(es); "
+                       "output %s", g->num_points, s->num_todo, s->num_groups, g->group_size,
+                       g->output);
+
+    fedkd_status local = run_points(s);
+    /* Wait for every group without spinning: a finished group must not
+     * steal the cores of those still training. */
+    MPI_Request request;
+    if (MPI_Ibarrier(world, &request) != MPI_SUCCESS ||
+        fl_wait(&request, "the barrier after the sweep"))
+        local = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed while ending the sweep");
+    status = fl_agree(world, local);
+    if (status == FEDKD_ERR_INTERRUPTED && s->world_rank != 0) fedkd_error_clear();
+
+    int verdict = (int)status;
+    if (s->world_rank == 0) verdict = (int)conclude(s, status);
+    if (MPI_Ibcast(&verdict, 1, MPI_INT, 0, world, &request) != MPI_SUCCESS ||
+        fl_wait(&request, "the broadcast of the sweep's outcome"))
+        verdict = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed while ending the sweep");
+    if (s->world_rank != 0 && verdict != (int)status) fedkd_error_clear();
+    status = (fedkd_status)verdict;
+
+done:
+    if (s->window != MPI_WIN_NULL) {
+        MPI_Win_unlock_all(s->window);
+        MPI_Win_free(&s->window);
+    }
+    if (s->group != MPI_COMM_NULL) MPI_Comm_free(&s->group);
+    log_role(s, LOG_AS_WORLD);
+    free(s->todo);
+    fedkd_sweep_grid_destroy(&s->grid);
+    return status;
+}
