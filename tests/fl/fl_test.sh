@@ -7,6 +7,8 @@ case_name=$1 mpiexec=$2 sim=$3 check=$4 fashion=$5
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
+# mpirun kills the ranks 1 s after forwarding SIGTERM unless told to wait.
+export OMPI_MCA_odls_base_sigkill_timeout=5
 work=$(mktemp -d /tmp/fedkd-fl-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 failures=0
