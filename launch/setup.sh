@@ -52,9 +52,6 @@ fedkd_build() {
 # Open MPI refuses to run as root unless told; every rank runs one BLAS thread.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-# On SIGINT / SIGTERM mpirun forwards the signal to the ranks and kills them
-# 1 s later by default; give them time to finish the round and write logs.
-export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-10}
 # Quiet Open MPI's warnings about a missing high-speed network on a laptop.
 export OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader,tcp}
 export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}

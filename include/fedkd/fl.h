@@ -95,6 +95,20 @@ void fedkd_install_signal_handlers(void);
  * message recorded (rank 0 too if every rank failed the same way). */
 fedkd_status fedkd_run(const fedkd_config *config, MPI_Comm comm, fedkd_run_result *result);
 
+typedef struct fedkd_run_options {
+    /* NULL or "": a fresh run. "auto": continue from the newest complete
+     * checkpoint in run.dir, or start fresh when there is none. Otherwise
+     * the path of a checkpoint to continue from (include/fedkd/checkpoint.h).
+     * A resumed run ends bit-identical to one never interrupted, at any
+     * number of processes; a config that differs in anything but rounds,
+     * run.dir, checkpoint.* and target_accuracy is refused. */
+    const char *resume;
+} fedkd_run_options;
+
+/* fedkd_run with options (a resume); options may be NULL. */
+fedkd_status fedkd_run_with_options(const fedkd_config *config, MPI_Comm comm,
+                                    const fedkd_run_options *options, fedkd_run_result *result);
+
 /* `fedkd-sim partition`: rank 0 prints per-client sizes and histograms. */
 fedkd_status fedkd_partition_report(const fedkd_config *config, MPI_Comm comm);
 

@@ -52,6 +52,12 @@ fedkd_status fedkd_model_group_write(hid_t group, const char *where, const fedkd
                                      const float *params, size_t num_params);
 fedkd_status fedkd_model_group_read(hid_t group, const char *where, fedkd_model_spec *spec,
                                     float **params, size_t *num_params);
+/* Writes the weights into a group made by fedkd_model_group_write with
+ * params = NULL: parallel writers create every dataset first and write the
+ * data afterwards (independent I/O, one rank). */
+fedkd_status fedkd_model_group_write_weights(hid_t group, const char *where,
+                                             const fedkd_model_spec *spec, const float *params,
+                                             size_t num_params);
 
 /* Returns 0 when the two specs describe the same network (input, classes,
  * layers; the preset name does not matter), else 1 with the first difference

@@ -1,7 +1,10 @@
 /* fedkd-sim: the command line.
  *
  *   mpirun -np P fedkd-sim [run] [CONFIG.json] [--config FILE] [--set key=value ...]
+ *                          [--resume PATH|auto]
  *   mpirun -np P fedkd-sim partition [--config FILE] [--set key=value ...]
+ *   fedkd-sim inspect FILE.h5
+ *   fedkd-sim export [CONFIG.json] [--set run.dir=DIR] [--resume PATH|auto] --output MODEL.h5
  *
  * Only main decides to print an error and exit; every rank exits with the
  * same non-zero status when anything failed anywhere. */
@@ -12,9 +15,12 @@
 #include <cblas.h>
 #include <mpi.h>
 
+#include "fedkd/checkpoint.h"
 #include "fedkd/config.h"
 #include "fedkd/core.h"
 #include "fedkd/fl.h"
+#include "fedkd/inspect.h"
+#include "fedkd/sweep.h"
 
 enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
@@ -29,21 +35,42 @@ static void print_help(void)
         "round-robin). With P = 1 one process plays both parts.\n"
         "\n"
         "commands:\n"
-        "  run          run the configured job (default): a federation (mode=federated)\n"
-        "               or centralized training (mode=centralized)\n"
+        "  run          run the configured job (default): a federation (mode=federated),\n"
+        "               centralized training (mode=centralized), pre-training of every\n"
+        "               client's model (mode=pretrain) or the KD study between the\n"
+        "               pre-trained models (mode=kd-study)\n"
         "  partition    print per-client sample counts and class histograms, no training\n"
+        "  sweep GRID.json\n"
+        "               run a grid search: every combination of the grid's values, in\n"
+        "               groups of group_size processes; results in <output>/results.csv\n"
+        "               and results.json; run again to continue (configs/README.md)\n"
+        "  inspect FILE.h5\n"
+        "               print what a checkpoint or model file holds: format version,\n"
+        "               round, config summary, model and parameter count, clients,\n"
+        "               partition, the last rounds' metrics\n"
+        "  export --output MODEL.h5 [--resume PATH|auto]\n"
+        "               write the global model of a checkpoint (by default the newest\n"
+        "               in run.dir, from the config and --set) to a model file\n"
         "\n"
         "options:\n"
         "  --config FILE       JSON config merged over the built-in default\n"
         "                      (configs/default.json); a bare FILE argument means the same\n"
         "  --set KEY=VALUE     override one key, e.g. --set local.lr=0.1 --set rounds=5;\n"
         "                      VALUE is JSON when it parses as JSON, else a string\n"
+        "  --resume PATH|auto  continue a run from a checkpoint: PATH, or with auto the\n"
+        "                      newest complete one in run.dir (a fresh start if none).\n"
+        "                      The result is bit-identical to an uninterrupted run at any\n"
+        "                      -np; only rounds, run.dir, checkpoint.* and target_accuracy\n"
+        "                      may differ from the checkpoint's config\n"
+        "  --output FILE       export: the model file to write\n"
         "  --print-config      print the merged config as JSON and exit\n"
         "  --quiet             rank 0 prints no progress lines\n"
         "  --help, -h          this text and the list of config keys\n"
         "  --version           the version\n"
         "\n"
-        "outputs (in run.dir): rounds.jsonl, rounds.csv, partition.json, summary.json\n"
+        "outputs (in run.dir): rounds.jsonl, rounds.csv, partition.json, summary.json,\n"
+        "  checkpoint-<round>.h5 every checkpoint.every rounds (0: only at the end) and\n"
+        "  at the end; the newest checkpoint.keep are kept\n"
         "exit status: 0 done, 1 error, 2 usage error, 130 interrupted (SIGINT/SIGTERM)\n"
         "\n"
         "config keys:\n",
@@ -54,6 +81,9 @@ static void print_help(void)
 typedef struct arguments {
     const char *command;
     const char *config_path;
+    const char *file;       /* inspect: the file to inspect */
+    const char *resume;     /* --resume PATH|auto */
+    const char *output;     /* --output FILE */
     const char **overrides;
     int num_overrides;
     int print_config;
@@ -82,13 +112,20 @@ static int parse_arguments(int argc, char **argv, arguments *args)
             args->quiet = 1;
         } else if (strcmp(a, "--print-config") == 0) {
             args->print_config = 1;
-        } else if (strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0) {
+        } else if (strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0 ||
+                   strcmp(a, "--resume") == 0 || strcmp(a, "--output") == 0) {
             if (i + 1 >= argc) {
                 FEDKD_FAIL(FEDKD_ERR_INVALID, "option %s needs a value; see fedkd-sim --help", a);
                 return EXIT_USAGE;
             }
             if (a[2] == 'c') args->config_path = argv[++i];
+            else if (a[2] == 'r') args->resume = argv[++i];
+            else if (a[2] == 'o') args->output = argv[++i];
             else args->overrides[args->num_overrides++] = argv[++i];
+        } else if (strncmp(a, "--resume=", 9) == 0) {
+            args->resume = a + 9;
+        } else if (strncmp(a, "--output=", 9) == 0) {
+            args->output = a + 9;
         } else if (strncmp(a, "--set=", 6) == 0) {
             args->overrides[args->num_overrides++] = a + 6;
         } else if (strncmp(a, "--config=", 9) == 0) {
@@ -96,8 +133,12 @@ static int parse_arguments(int argc, char **argv, arguments *args)
         } else if (a[0] == '-') {
             FEDKD_FAIL(FEDKD_ERR_INVALID, "unknown option `%s`; see fedkd-sim --help", a);
             return EXIT_USAGE;
-        } else if (i == 1 && (strcmp(a, "run") == 0 || strcmp(a, "partition") == 0)) {
+        } else if (i == 1 && (strcmp(a, "run") == 0 || strcmp(a, "partition") == 0 ||
+                              strcmp(a, "inspect") == 0 || strcmp(a, "export") == 0 ||
+                              strcmp(a, "sweep") == 0)) {
             args->command = a;
+        } else if (strcmp(args->command, "inspect") == 0 && !args->file) {
+            args->file = a;
         } else if (!args->config_path) {
             args->config_path = a;
         } else {
@@ -107,7 +148,57 @@ static int parse_arguments(int argc, char **argv, arguments *args)
             return EXIT_USAGE;
         }
     }
+    int is_run = strcmp(args->command, "run") == 0, is_export = strcmp(args->command, "export") == 0;
+    if (strcmp(args->command, "inspect") == 0 && !args->file && !args->help) {
+        FEDKD_FAIL(FEDKD_ERR_INVALID, "inspect needs a file: fedkd-sim inspect FILE.h5");
+        return EXIT_USAGE;
+    }
+    if (args->resume && !args->resume[0]) {
+        FEDKD_FAIL(FEDKD_ERR_INVALID, "--resume needs a checkpoint path or `auto`");
+        return EXIT_USAGE;
+    }
+    if (args->resume && !is_run && !is_export) {
+        FEDKD_FAIL(FEDKD_ERR_INVALID, "--resume applies to run and export, not to %s",
+                   args->command);
+        return EXIT_USAGE;
+    }
+    if (is_export != (args->output != NULL) && !args->help) {
+        FEDKD_FAIL(FEDKD_ERR_INVALID, is_export ? "export needs --output MODEL.h5"
+                                                : "--output applies to export only");
+        return EXIT_USAGE;
+    }
     return 0;
+}
+
+/* Rank 0 does the work of a file command; every rank exits with its status. */
+static fedkd_status agree_with_rank0(fedkd_status status)
+{
+    int code = (int)status;
+    if (MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Bcast failed");
+    return (fedkd_status)code;
+}
+
+static fedkd_status export_model(const fedkd_config *config, const arguments *args, int rank)
+{
+    fedkd_status status = FEDKD_OK;
+    if (rank == 0) {
+        char path[1024];
+        int round = 0;
+        if (args->resume && strcmp(args->resume, "auto") != 0) {
+            snprintf(path, sizeof path, "%s", args->resume);
+        } else {
+            status = fedkd_checkpoint_find_latest(config->run.dir, path, sizeof path, &round);
+            if (!status && round == 0)
+                status = FEDKD_FAIL(FEDKD_ERR_IO,
+                                    "export: no checkpoint in run directory %s (set run.dir, or "
+                                    "name one with --resume PATH)",
+                                    config->run.dir);
+        }
+        if (!status) status = fedkd_checkpoint_export(path, args->output);
+        if (!status) fedkd_log_info("exported the global model of %s to %s", path, args->output);
+    }
+    return agree_with_rank0(status);
 }
 
 static int exit_code(fedkd_status status)
@@ -150,6 +241,30 @@ int main(int argc, char **argv)
     }
     fedkd_log_set_quiet(args.quiet);
 
+    if (strcmp(args.command, "inspect") == 0) {
+        /* Needs no config: the file carries its own. */
+        status = rank == 0 ? fedkd_inspect_file(args.file, stdout) : FEDKD_OK;
+        if (rank == 0) fflush(stdout);
+        status = agree_with_rank0(status);
+        if (status && fedkd_error_message()[0]) fedkd_log_error("%s", fedkd_error_message());
+        code = exit_code(status);
+        goto finish;
+    }
+
+    if (strcmp(args.command, "sweep") == 0) {
+        /* The grid names its base config; --set applies to every point. */
+        if (!args.config_path) {
+            if (rank == 0) fedkd_log_error("sweep needs a grid file: fedkd-sim sweep GRID.json");
+            code = EXIT_USAGE;
+            goto finish;
+        }
+        status = fedkd_sweep_run(args.config_path, args.overrides, args.num_overrides,
+                                 MPI_COMM_WORLD);
+        if (status && fedkd_error_message()[0]) fedkd_log_error("%s", fedkd_error_message());
+        code = exit_code(status);
+        goto finish;
+    }
+
     /* Every rank parses the same config; a config error is the same
      * everywhere, so rank 0 alone reports it. */
     status = fedkd_config_load(&config, args.config_path, args.overrides, args.num_overrides);
@@ -169,9 +284,12 @@ int main(int argc, char **argv)
 
     if (strcmp(args.command, "partition") == 0) {
         status = fedkd_partition_report(&config, MPI_COMM_WORLD);
+    } else if (strcmp(args.command, "export") == 0) {
+        status = export_model(&config, &args, rank);
     } else {
         fedkd_run_result result;
-        status = fedkd_run(&config, MPI_COMM_WORLD, &result);
+        fedkd_run_options options = {args.resume};
+        status = fedkd_run_with_options(&config, MPI_COMM_WORLD, &options, &result);
         free(result.final_params);
     }
     if (status && fedkd_error_message()[0]) fedkd_log_error("%s", fedkd_error_message());

@@ -124,8 +124,21 @@ fedkd_status fl_write_summary(const fedkd_config *config, const char *status_tex
 
 fedkd_status fedkd_run(const fedkd_config *config, MPI_Comm comm, fedkd_run_result *result)
 {
+    return fedkd_run_with_options(config, comm, NULL, result);
+}
+
+fedkd_status fedkd_run_with_options(const fedkd_config *config, MPI_Comm comm,
+                                    const fedkd_run_options *options, fedkd_run_result *result)
+{
     memset(result, 0, sizeof *result);
-    if (strcmp(config->mode, "centralized") == 0)
+    int resuming = options && options->resume && options->resume[0];
+    if (strcmp(config->mode, "centralized") == 0) {
+        /* Every rank sees the same options: rank 0 alone says so. */
+        if (resuming)
+            return fl_agree(comm, FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                             "--resume: config key `mode` is \"centralized\"; only "
+                                             "federated runs write checkpoints and resume"));
         return fedkd_run_centralized(config, comm, result);
-    return fedkd_run_federated(config, comm, result);
+    }
+    return fedkd_run_federated(config, comm, options, result);
 }

@@ -30,6 +30,6 @@ void fl_print_progress(const fedkd_round_metrics *m, int total_rounds, double el
 fedkd_status fedkd_run_centralized(const fedkd_config *config, MPI_Comm comm,
                                    fedkd_run_result *result);
 fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
-                                 fedkd_run_result *result);
+                                 const fedkd_run_options *options, fedkd_run_result *result);
 
 #endif

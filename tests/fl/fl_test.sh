@@ -7,8 +7,6 @@ case_name=$1 mpiexec=$2 sim=$3 check=$4 fashion=$5
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
-# mpirun kills the ranks 1 s after forwarding SIGTERM unless told to wait.
-export OMPI_MCA_odls_base_sigkill_timeout=5
 work=$(mktemp -d /tmp/fedkd-fl-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 failures=0
@@ -45,6 +43,12 @@ determinism)
     "$check" same "$work/syn1" "$work/syn2" || fail "P=1 and P=2 differ"
     "$check" same "$work/syn1" "$work/syn4" || fail "P=1 and P=4 differ"
     "$check" same "$work/syn2" "$work/syn2again" || fail "repeated runs at P=2 differ"
+    # Fewer clients than client ranks: idle ranks still take part.
+    for np in 1 4; do
+        run $np "$work/few$np" "${synthetic[@]}" --set rounds=2 --set clients.count=2 \
+            || fail "2 clients at -np $np exited $?: $(tail -2 "$work/few$np.err")"
+    done
+    "$check" same "$work/few1" "$work/few4" || fail "2 clients: P=1 and P=4 differ"
     # A different seed must change the result (the check can fail).
     run 2 "$work/synseed" "${synthetic[@]}" --set rounds=4 --set algorithm=fedprox \
         --set clients.per_round=0.6 --set seed=7 || fail "seed-7 run exited $?"
@@ -121,6 +125,9 @@ signal)
     # SIGTERM (as from a scheduler or Ctrl-C through mpirun) mid-run: a
     # clean stop with the finished rounds logged and a non-zero exit.
     dir="$work/sig"
+    # mpirun kills the ranks 1 s after forwarding SIGTERM unless told to wait
+    # (it then also waits that long after any rank fails: set it here only).
+    export OMPI_MCA_odls_base_sigkill_timeout=5
     "$mpiexec" --oversubscribe -np 3 "$sim" "${synthetic[@]}" --set rounds=100000 \
         --set run.dir="$dir" >"$dir.out" 2>"$dir.err" &
     pid=$!

@@ -1,0 +1,13 @@
+/* Private to src/io/checkpoint*.c and inspect.c. */
+#ifndef FEDKD_IO_CHECKPOINT_INTERNAL_H
+#define FEDKD_IO_CHECKPOINT_INTERNAL_H
+
+#include <hdf5.h>
+
+#include "fedkd/checkpoint.h"
+
+/* The compound type of /metrics/rounds: the file type (packed, little
+ * endian) and the memory type (fedkd_round_metrics). Close both. */
+fedkd_status fedkd_checkpoint_metrics_types(hid_t *file_type, hid_t *memory_type);
+
+#endif

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# MPI tests of the kd-study, run by meson test:
+#   kd_test.sh CASE MPIEXEC KD_RUN
+# KD_RUN is tests/kd/kd_run (fedkd-sim's runner for the pretrain and kd-study
+# modes). Each case exits non-zero, saying why, when what it checks fails.
+set -uo pipefail
+case_name=$1 mpiexec=$2 runner=$3
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
+work=$(mktemp -d /tmp/fedkd-kd-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+run() { # run NP RUN_DIR [args...]; output in RUN_DIR.out / .err
+    local np=$1 dir=$2
+    shift 2
+    timeout 200 "$mpiexec" --oversubscribe -np "$np" "$runner" --quiet --set run.dir="$dir" "$@" \
+        >"$dir.out" 2>"$dir.err"
+}
+
+# A small synthetic task: 5 clients, skewed labels, every method.
+study=(--set mode=kd-study --set data.name=synthetic --set data.synthetic_train=1000
+    --set data.synthetic_test=300 --set data.synthetic_features=8 --set data.synthetic_classes=4
+    --set data.synthetic_separation=0.8
+    --set 'model=[{"type":"dense","units":16},{"type":"relu"},{"type":"dense","units":4}]'
+    --set clients.count=5 --set partition.scheme=dirichlet --set partition.alpha=0.5
+    --set partition.min_size=10 --set local.batch_size=16 --set local.lr=0.05
+    --set pretrain.epochs=3 --set kd.epochs=1 --set kd.temperature_grid=1,4,8
+    --set kd.weight_grid=0.25,0.5,0.9)
+
+# kd_results.csv without its timing column (14).
+strip_timing() { cut -d, -f1-13,15- "$1"; }
+
+case $case_name in
+determinism)
+    # The same tables at P = 1, 3 and 4 (client placement differs), and
+    # from reused models.
+    for np in 1 3 4; do
+        run $np "$work/p$np" "${study[@]}" || fail "-np $np exited $?: $(tail -2 "$work/p$np.err")"
+    done
+    for np in 3 4; do
+        cmp -s <(strip_timing "$work/p1/kd_results.csv") <(strip_timing "$work/p$np/kd_results.csv") \
+            || fail "kd_results.csv differs between -np 1 and -np $np: $(diff <(strip_timing "$work/p1/kd_results.csv") <(strip_timing "$work/p$np/kd_results.csv") | head -4)"
+        cmp -s "$work/p1/kd_summary.csv" "$work/p$np/kd_summary.csv" \
+            || fail "kd_summary.csv differs between -np 1 and -np $np"
+    done
+    # 5 students x 4 teachers x 4 pairing methods + 5 ensemble runs, plus the header.
+    [ "$(wc -l <"$work/p1/kd_results.csv")" = $((1 + 5 * 4 * 4 + 5)) ] \
+        || fail "expected 86 lines in kd_results.csv, got $(wc -l <"$work/p1/kd_results.csv")"
+    grep -q '"origin":[[:space:]]*"trained"' "$work/p3/pretrain.json" || fail "pretrain.json origin"
+    for file in kd_results.json kd_summary.json pretrain.json; do
+        "$runner" check-json "$work/p3/$file" || fail "$file is not valid JSON"
+    done
+    ls "$work/p3/pretrained/"client-{0,1,2,3,4}.h5 >/dev/null || fail "model files missing"
+    [ -s "$work/p3.err" ] && fail "a clean run printed on stderr: $(head -2 "$work/p3.err")"
+    # Again at P = 3: models reused, same tables.
+    run 3 "$work/p3" "${study[@]}" || fail "rerun exited $?"
+    [ "$(grep -o '"reused"' "$work/p3/pretrain.json" | wc -l)" = 5 ] \
+        || fail "rerun did not reuse the 5 models: $(cat "$work/p3/pretrain.json")"
+    cmp -s <(strip_timing "$work/p1/kd_results.csv") <(strip_timing "$work/p3/kd_results.csv") \
+        || fail "the run from reused models differs"
+    # A different seed changes the tables (the comparison can fail).
+    run 3 "$work/seed" "${study[@]}" --set seed=5 || fail "seed-5 run exited $?"
+    cmp -s <(strip_timing "$work/p1/kd_results.csv") <(strip_timing "$work/seed/kd_results.csv") \
+        && fail "a different seed gave identical tables"
+    # Other pairings: row counts.
+    run 2 "$work/rest" "${study[@]}" --set kd.pairs=rest --set kd.peers=3 \
+        --set kd.students=1,3 || fail "rest pairing exited $?: $(tail -1 "$work/rest.err")"
+    [ "$(wc -l <"$work/rest/kd_results.csv")" = $((1 + 2 * 5)) ] \
+        || fail "rest pairing: expected 11 lines, got $(wc -l <"$work/rest/kd_results.csv")"
+    grep -q '^42,dirichlet(0.5),dml,1,0;2,' "$work/rest/kd_results.csv" \
+        || fail "rest pairing: DML of student 1 should have peers 0;2: $(grep ',dml,' "$work/rest/kd_results.csv")"
+    grep -q '^42,dirichlet(0.5),ensemble,3,0;1;2;4,' "$work/rest/kd_results.csv" \
+        || fail "ensemble of student 3 should have teachers 0;1;2;4"
+    ;;
+bad-input)
+    # Each bad input: non-zero exit on every rank, the message once, no hang.
+    expect_error() { # NAME MESSAGE [args...]
+        local name=$1 message=$2
+        shift 2
+        run 3 "$work/$name" "${study[@]}" "$@"
+        local code=$?
+        [ $code -ne 0 ] || fail "$name: exited 0"
+        [ $code -eq 124 ] && fail "$name: timed out (a rank hung)"
+        local count
+        count=$(grep -cF -- "$message" "$work/$name.err")
+        [ "$count" = 1 ] || fail "$name: expected the message once, found $count times in: $(head -3 "$work/$name.err")"
+    }
+    expect_error method "config key \`kd.methods\`: unknown method \`fancy\`; expected vanilla, tuned, ensemble, dml or partition-aware" \
+        --set kd.methods=vanilla,fancy
+    expect_error temperature "config key \`kd.temperature\`: expected a number > 0, got 0" \
+        --set kd.temperature=0
+    expect_error weight "config key \`kd.weight\`: expected a number in [0, 1], got 1.5" \
+        --set kd.weight=1.5
+    expect_error t-grid "config key \`kd.temperature_grid\`: expected numbers > 0 separated by commas, got \"1,-2\"" \
+        --set kd.temperature_grid=1,-2
+    expect_error a-grid "config key \`kd.weight_grid\`: expected numbers in [0, 1] separated by commas, got \"0.5,1.2\"" \
+        --set kd.weight_grid=0.5,1.2
+    expect_error students "config key \`kd.students\`: expected distinct client ids in [0, 5)" \
+        --set kd.students=1,7
+    expect_error peers "config key \`kd.peers\`: 6 peers need as many clients, clients.count is 5" \
+        --set kd.peers=6
+    # Model files made elsewhere: another number of classes, and datasets
+    # that do not match the spec. Client 2 is hosted by rank 2 at -np 3.
+    mkdir -p "$work/models"
+    "$runner" write-model "$work/models/client-2.h5" 8 3 || fail "write-model failed"
+    expect_error classes "client-2.h5: the model of client 2 has 3 classes, the data have 4" \
+        --set pretrain.dir="$work/models"
+    "$runner" write-model "$work/models/client-2.h5" 8 4 && "$runner" corrupt-model "$work/models/client-2.h5" \
+        || fail "corrupt-model failed"
+    expect_error layout "client-2.h5" --set pretrain.dir="$work/models"
+    grep -q "weight" "$work/layout.err" || fail "layout: the message does not name the dataset: $(cat "$work/layout.err")"
+    ;;
+test-set)
+    # Tuned KD chooses (T, a) without the test set: another test set changes
+    # the accuracies, never the choices. (Every run also keeps the test set
+    # sealed while distilling, so a read would fault; test_kd_methods shows
+    # that the seal faults.)
+    run 2 "$work/a" "${study[@]}" --set kd.methods=tuned --set data.synthetic_test=300 \
+        || fail "run a exited $?: $(tail -1 "$work/a.err")"
+    run 2 "$work/b" "${study[@]}" --set kd.methods=tuned --set data.synthetic_test=77 \
+        || fail "run b exited $?: $(tail -1 "$work/b.err")"
+    # Columns: ...,student(4),teachers(5),temperature(6),weight(7),before(8),after(9),...,validation(11)
+    cmp -s <(cut -d, -f3-7,11 "$work/a/kd_results.csv") <(cut -d, -f3-7,11 "$work/b/kd_results.csv") \
+        || fail "the tuned choices depend on the test set: $(diff <(cut -d, -f3-7,11 "$work/a/kd_results.csv") <(cut -d, -f3-7,11 "$work/b/kd_results.csv") | head -4)"
+    cmp -s <(cut -d, -f8 "$work/a/kd_results.csv") <(cut -d, -f8 "$work/b/kd_results.csv") \
+        && fail "the test accuracies did not change with the test set (the check cannot fail)"
+    [ "$(cut -d, -f6,7 "$work/a/kd_results.csv" | sort -u | wc -l)" -gt 2 ] \
+        || echo "note: every tuned run chose the same (T, a)"
+    ;;
+*)
+    echo "unknown case $case_name" >&2
+    exit 2
+    ;;
+esac
+
+if [ $failures -ne 0 ]; then
+    echo "$case_name: $failures check(s) failed" >&2
+    exit 1
+fi
+echo "$case_name: all checks passed"
