@@ -70,6 +70,19 @@ fedkd_optimizer_settings fl_optimizer_settings(const fedkd_config *config)
     return s;
 }
 
+fedkd_partition_settings fl_partition_settings(const fedkd_config *config)
+{
+    fedkd_partition_settings s = fedkd_partition_default_settings();
+    snprintf(s.scheme, sizeof s.scheme, "%s", config->partition.scheme);
+    s.num_clients = config->clients.count;
+    s.alpha = config->partition.alpha;
+    s.classes_per_client = config->partition.classes_per_client;
+    s.sigma = config->partition.sigma;
+    s.min_size = config->partition.min_size;
+    s.seed = config->seed;
+    return s;
+}
+
 fedkd_status fl_model_spec(const fedkd_config *config, fedkd_shape shape, int num_classes,
                            fedkd_model_spec *spec)
 {

@@ -96,14 +96,7 @@ static fedkd_status load_data(federation *f)
     status = source->describe(config, &info);
     if (status) return status;
 
-    fedkd_partition_settings ps = fedkd_partition_default_settings();
-    snprintf(ps.scheme, sizeof ps.scheme, "%s", config->partition.scheme);
-    ps.num_clients = config->clients.count;
-    ps.alpha = config->partition.alpha;
-    ps.classes_per_client = config->partition.classes_per_client;
-    ps.sigma = config->partition.sigma;
-    ps.min_size = config->partition.min_size;
-    ps.seed = config->seed;
+    fedkd_partition_settings ps = fl_partition_settings(config);
     status = fedkd_partition_create(&f->partition, &ps, info.train_labels, info.train_count,
                                     info.num_classes);
     if (status) goto done;

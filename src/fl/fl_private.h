@@ -4,6 +4,7 @@
 
 #include "fedkd/fl.h"
 #include "fedkd/model_json.h"
+#include "fedkd/partition.h"
 #include "fedkd/runlog.h"
 #include "fedkd/source.h"
 
@@ -17,6 +18,8 @@ fedkd_status fl_agree(MPI_Comm comm, fedkd_status local);
 fedkd_status fl_wait(MPI_Request *request, const char *what);
 
 fedkd_optimizer_settings fl_optimizer_settings(const fedkd_config *config);
+/* The config's `partition.*`, `clients.count` and `seed` as partitioner settings. */
+fedkd_partition_settings fl_partition_settings(const fedkd_config *config);
 fedkd_status fl_model_spec(const fedkd_config *config, fedkd_shape shape, int num_classes,
                            fedkd_model_spec *spec);
 

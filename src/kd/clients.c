@@ -85,14 +85,7 @@ fedkd_status kd_clients_load(const fedkd_config *config, int rank, int size, kd_
     k->shape = info.shape;
     k->num_classes = info.num_classes;
 
-    fedkd_partition_settings ps = fedkd_partition_default_settings();
-    snprintf(ps.scheme, sizeof ps.scheme, "%s", config->partition.scheme);
-    ps.num_clients = config->clients.count;
-    ps.alpha = config->partition.alpha;
-    ps.classes_per_client = config->partition.classes_per_client;
-    ps.sigma = config->partition.sigma;
-    ps.min_size = config->partition.min_size;
-    ps.seed = config->seed;
+    fedkd_partition_settings ps = fl_partition_settings(config);
     status = fedkd_partition_create(&k->partition, &ps, info.train_labels, info.train_count,
                                     info.num_classes);
     if (status) goto done;
