@@ -18,6 +18,8 @@
 typedef struct fedkd_algorithm {
     const char *name;
     const char *summary;
+    /* 1: the algorithm needs the public / proxy set (include/fedkd/clientset.h). */
+    int uses_public;
     /* Adapts one client's local training to the algorithm (FedProx adds its
      * proximal term around the global weights). */
     void (*configure_local)(const fedkd_config *config, const float *global_params,

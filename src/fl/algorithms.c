@@ -22,9 +22,15 @@ static void fedprox_configure_local(const fedkd_config *config, const float *glo
 }
 
 static const fedkd_algorithm fedavg = {
-    "fedavg", "sample-weighted average of client weights", fedavg_configure_local};
+    .name = "fedavg",
+    .summary = "sample-weighted average of client weights",
+    .configure_local = fedavg_configure_local,
+};
 static const fedkd_algorithm fedprox = {
-    "fedprox", "FedAvg with a proximal term mu/2 ||w - w_global||^2", fedprox_configure_local};
+    .name = "fedprox",
+    .summary = "FedAvg with a proximal term mu/2 ||w - w_global||^2",
+    .configure_local = fedprox_configure_local,
+};
 
 const fedkd_algorithm *const fedkd_algorithms[] = {&fedavg, &fedprox, NULL};
 

@@ -70,17 +70,16 @@ fedkd_optimizer_settings fl_optimizer_settings(const fedkd_config *config)
     return s;
 }
 
-fedkd_partition_settings fl_partition_settings(const fedkd_config *config)
+unsigned fl_data_flags(const fedkd_config *config)
 {
-    fedkd_partition_settings s = fedkd_partition_default_settings();
-    snprintf(s.scheme, sizeof s.scheme, "%s", config->partition.scheme);
-    s.num_clients = config->clients.count;
-    s.alpha = config->partition.alpha;
-    s.classes_per_client = config->partition.classes_per_client;
-    s.sigma = config->partition.sigma;
-    s.min_size = config->partition.min_size;
-    s.seed = config->seed;
-    return s;
+    if (strcmp(config->mode, "kd-start") == 0) return FEDKD_CLIENTSET_PUBLIC;
+    if (strcmp(config->mode, "federated") != 0 && strcmp(config->mode, "pretrain") != 0) return 0;
+    const fedkd_algorithm *algorithm = NULL;
+    if (fedkd_algorithm_find(config->algorithm, &algorithm) != FEDKD_OK) {
+        fedkd_error_clear(); /* reported where the run looks the algorithm up */
+        return 0;
+    }
+    return algorithm->uses_public ? FEDKD_CLIENTSET_PUBLIC : 0;
 }
 
 fedkd_status fl_model_spec(const fedkd_config *config, fedkd_shape shape, int num_classes,

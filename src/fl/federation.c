@@ -42,12 +42,13 @@ typedef struct federation {
     int rank, size;
     const fedkd_algorithm *algorithm;
     fedkd_model_spec spec;
-    fedkd_partition *partition;
+    fedkd_client_set data;       /* owns the partition and every dataset below */
+    const fedkd_partition *partition;
     int num_clients;
     int num_hosted;
     int *hosted;                 /* (num_hosted) client ids, ascending */
     fedkd_dataset **client_data; /* (num_hosted) */
-    fedkd_dataset *test;         /* rank 0 */
+    const fedkd_dataset *test;   /* rank 0 */
     fedkd_model *train_model;    /* ranks hosting clients */
     fedkd_model *eval_model;     /* rank 0 */
     fedkd_optimizer *optimizer;
@@ -73,19 +74,9 @@ typedef struct federation {
     char resume_path[1024];      /* the checkpoint resumed from, or "" */
 } federation;
 
-static int compare_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static fedkd_status load_data(federation *f)
 {
     const fedkd_config *config = f->config;
-    const fedkd_source *source = NULL;
-    fedkd_source_info info = {0};
-    fedkd_status status = fedkd_source_find(config->data.name, &source);
-    if (status) return status;
     /* Test hook: pretend the data is missing on one rank, to check that a
      * fault on a single rank stops every rank cleanly. */
     const char *fail_rank = getenv("FEDKD_TEST_FAIL_DATA_ON_RANK");
@@ -93,93 +84,24 @@ static fedkd_status load_data(federation *f)
         return FEDKD_FAIL(FEDKD_ERR_IO,
                           "%s/train-images-idx3-ubyte.gz: not found on this rank (injected by "
                           "FEDKD_TEST_FAIL_DATA_ON_RANK)", config->data.dir);
-    status = source->describe(config, &info);
-    if (status) return status;
-
-    fedkd_partition_settings ps = fl_partition_settings(config);
-    status = fedkd_partition_create(&f->partition, &ps, info.train_labels, info.train_count,
-                                    info.num_classes);
-    if (status) goto done;
-    status = fl_model_spec(config, info.shape, info.num_classes, &f->spec);
-    if (status) goto done;
-
-    f->num_hosted = 0;
-    f->hosted = malloc((size_t)f->num_clients * sizeof *f->hosted);
-    f->client_data = calloc((size_t)f->num_clients, sizeof *f->client_data);
-    if (!f->hosted || !f->client_data) {
-        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
-        goto done;
-    }
-    size_t hosted_rows = 0;
+    int *hosted = malloc((size_t)(f->num_clients > 0 ? f->num_clients : 1) * sizeof *hosted);
+    if (!hosted) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
+    int num_hosted = 0;
     for (int c = 0; c < f->num_clients; c++)
-        if (fedkd_client_host_rank(c, f->size) == f->rank) {
-            f->hosted[f->num_hosted++] = c;
-            hosted_rows += fedkd_partition_client_size(f->partition, c);
-        }
-    /* Read the rows of every hosted client in one pass over the file (the
-     * source streams it), then split them per client. */
-    fedkd_dataset *base = info.full_train;
-    uint32_t *union_rows = NULL, *positions = NULL;
-    if (!base && f->num_hosted > 0) {
-        union_rows = malloc(hosted_rows * sizeof *union_rows);
-        if (!union_rows) {
-            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row indices", hosted_rows);
-            goto done;
-        }
-        size_t used = 0;
-        for (int h = 0; h < f->num_hosted; h++) {
-            int c = f->hosted[h];
-            size_t n = fedkd_partition_client_size(f->partition, c);
-            memcpy(union_rows + used, f->partition->indices + f->partition->offsets[c],
-                   n * sizeof *union_rows);
-            used += n;
-        }
-        qsort(union_rows, hosted_rows, sizeof *union_rows, compare_u32);
-        status = source->load_train_rows(config, union_rows, hosted_rows, &base);
-        if (status) {
-            free(union_rows);
-            goto done;
-        }
-    }
-    for (int h = 0; h < f->num_hosted && !status; h++) {
-        int c = f->hosted[h];
-        const uint32_t *rows = f->partition->indices + f->partition->offsets[c];
-        size_t n = fedkd_partition_client_size(f->partition, c);
-        const uint32_t *picked = rows;
-        if (union_rows) {
-            /* Rows of the union are ascending: a client's row sits where a
-             * binary search finds it. */
-            positions = realloc(positions, (n ? n : 1) * sizeof *positions);
-            if (!positions) {
-                status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for row positions");
-                break;
-            }
-            for (size_t i = 0; i < n; i++) {
-                const uint32_t *at = bsearch(&rows[i], union_rows, hosted_rows,
-                                             sizeof *union_rows, compare_u32);
-                positions[i] = (uint32_t)(at - union_rows);
-            }
-            picked = positions;
-        }
-        status = fedkd_dataset_subset(&f->client_data[h], base, picked, n);
-        if (status) break;
-        fedkd_dataset *data = f->client_data[h];
-        snprintf(data->origin, sizeof data->origin, "client %d", c);
-        fedkd_partition_apply_noise(f->partition, c, config->seed, data->features, n,
-                                    fedkd_dataset_sample_floats(data));
-    }
-    free(positions);
-    if (union_rows) {
-        free(union_rows);
-        fedkd_dataset_destroy(&base);
-    }
-    if (status) goto done;
-    if (f->rank == 0) status = source->load_test(config, &f->test);
-done:
-    /* The full training set (when the source handed it over) goes now:
-     * a rank keeps only what it hosts. */
-    fedkd_source_info_clear(&info);
-    return status;
+        if (fedkd_client_host_rank(c, f->size) == f->rank) hosted[num_hosted++] = c;
+    unsigned flags = fl_data_flags(config);
+    if (f->rank == 0) flags |= FEDKD_CLIENTSET_LOAD_TEST;
+    if (num_hosted > 0 || f->rank == 0) flags |= FEDKD_CLIENTSET_LOAD_PUBLIC;
+    fedkd_status status = fedkd_client_set_load(config, hosted, num_hosted, flags, &f->data);
+    free(hosted);
+    if (status) return status;
+    /* Short names for what the round loop uses most. */
+    f->partition = f->data.partition;
+    f->num_hosted = f->data.num_hosted;
+    f->hosted = f->data.hosted;
+    f->client_data = f->data.data;
+    f->test = f->data.test;
+    return fl_model_spec(config, f->data.shape, f->data.num_classes, &f->spec);
 }
 
 static fedkd_status build_models(federation *f)
@@ -507,15 +429,10 @@ static void add_to_result(fedkd_run_result *result, const fedkd_round_metrics *m
 static void free_federation(federation *f)
 {
     fedkd_runlog_close(&f->log);
-    for (int h = 0; f->client_data && h < f->num_hosted; h++)
-        fedkd_dataset_destroy(&f->client_data[h]);
-    free(f->client_data);
-    free(f->hosted);
-    fedkd_dataset_destroy(&f->test);
+    fedkd_client_set_free(&f->data);
     fedkd_model_destroy(&f->train_model);
     fedkd_model_destroy(&f->eval_model);
     fedkd_optimizer_destroy(&f->optimizer);
-    fedkd_partition_destroy(&f->partition);
     fedkd_free(f->global);
     fedkd_free(f->delta);
     fedkd_free(f->accumulator);

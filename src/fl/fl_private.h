@@ -2,6 +2,7 @@
 #ifndef FEDKD_FL_PRIVATE_H
 #define FEDKD_FL_PRIVATE_H
 
+#include "fedkd/clientset.h"
 #include "fedkd/fl.h"
 #include "fedkd/model_json.h"
 #include "fedkd/partition.h"
@@ -18,8 +19,9 @@ fedkd_status fl_agree(MPI_Comm comm, fedkd_status local);
 fedkd_status fl_wait(MPI_Request *request, const char *what);
 
 fedkd_optimizer_settings fl_optimizer_settings(const fedkd_config *config);
-/* The config's `partition.*`, `clients.count` and `seed` as partitioner settings. */
-fedkd_partition_settings fl_partition_settings(const fedkd_config *config);
+/* FEDKD_CLIENTSET_PUBLIC when the run's mode or algorithm uses a public
+ * set, else 0: the same on every rank. */
+unsigned fl_data_flags(const fedkd_config *config);
 fedkd_status fl_model_spec(const fedkd_config *config, fedkd_shape shape, int num_classes,
                            fedkd_model_spec *spec);
 

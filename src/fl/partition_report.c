@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fedkd/clientset.h"
 #include "fedkd/core.h"
 #include "fedkd/partition.h"
 #include "fl_private.h"
@@ -12,19 +13,15 @@ fedkd_status fedkd_partition_report(const fedkd_config *config, MPI_Comm comm)
     MPI_Comm_rank(comm, &rank);
     fedkd_status status = FEDKD_OK;
     if (rank == 0) {
-        const fedkd_source *source = NULL;
-        fedkd_source_info info = {0};
-        fedkd_partition *p = NULL;
-        status = fedkd_source_find(config->data.name, &source);
-        if (!status) status = source->describe(config, &info);
+        fedkd_client_set set;
+        status = fedkd_client_set_load(config, NULL, 0, fl_data_flags(config), &set);
+        const fedkd_partition *p = set.partition;
         if (!status) {
-            fedkd_partition_settings ps = fl_partition_settings(config);
-            status = fedkd_partition_create(&p, &ps, info.train_labels, info.train_count,
-                                            info.num_classes);
-        }
-        if (!status) {
-            printf("partition %s of %zu samples (%s) into %d clients; %zu dropped\n",
-                   p->scheme, p->total, config->data.name, p->num_clients, p->dropped);
+            printf("partition %s of %zu samples (%s) into %d clients; %zu dropped", p->scheme,
+                   p->total, config->data.name, p->num_clients, p->dropped);
+            if (set.public_count)
+                printf("; %zu held out as the public set", set.public_count);
+            printf("\n");
             printf("%6s %7s", "client", "size");
             for (int k = 0; k < p->num_classes; k++) printf(" %6d", k);
             printf("\n");
@@ -37,8 +34,7 @@ fedkd_status fedkd_partition_report(const fedkd_config *config, MPI_Comm comm)
             }
             fflush(stdout);
         }
-        fedkd_partition_destroy(&p);
-        fedkd_source_info_clear(&info);
+        fedkd_client_set_free(&set);
     }
     int code = (int)status, agreed = 0;
     MPI_Request request;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fedkd/clientset.h"
 #include "fedkd/kd.h"
 #include "fedkd/partition.h"
 
@@ -13,14 +14,16 @@
 typedef struct kd_clients {
     int rank, size;
     int num_clients;
-    fedkd_partition *partition;  /* every rank: the whole partition (labels only) */
+    fedkd_client_set set;        /* owns the partition and the datasets below */
+    const fedkd_partition *partition; /* every rank: the whole partition (labels only) */
     fedkd_model_spec spec;       /* the config's model for this data */
     fedkd_shape shape;
     int num_classes;
     int num_hosted;
     int *hosted;                 /* (num_hosted) client ids, ascending */
     fedkd_dataset **data;        /* (num_hosted) each client's local data */
-    fedkd_dataset *test;         /* ranks hosting clients: the global test set */
+    const fedkd_dataset *test;   /* ranks hosting clients: the global test set */
+    /* ranks hosting clients, when the run uses one: set.public_set */
 } kd_clients;
 
 /* Describes the data, partitions it (identically on every rank) and loads

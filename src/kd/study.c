@@ -544,7 +544,8 @@ static fedkd_status setup(study *s)
     if (s->clients.test) {
         status = kd_sealed_create(&s->test, s->clients.test);
         if (!status) status = kd_sealed_lock(&s->test);
-        fedkd_dataset_destroy(&s->clients.test);
+        fedkd_dataset_destroy(&s->clients.set.test);
+        s->clients.test = NULL;
     }
     status = kd_agree(s->comm, status);
     if (status) return status;

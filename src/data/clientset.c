@@ -1,0 +1,338 @@
+/* What one process holds of a run's data: see include/fedkd/clientset.h. */
+#include "fedkd/clientset.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/rng.h"
+#include "fedkd/source.h"
+
+static int compare_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+fedkd_partition_settings fedkd_partition_settings_from_config(const fedkd_config *config)
+{
+    fedkd_partition_settings s = fedkd_partition_default_settings();
+    snprintf(s.scheme, sizeof s.scheme, "%s", config->partition.scheme);
+    s.num_clients = config->clients.count;
+    s.alpha = config->partition.alpha;
+    s.classes_per_client = config->partition.classes_per_client;
+    s.sigma = config->partition.sigma;
+    s.min_size = config->partition.min_size;
+    s.seed = config->seed;
+    return s;
+}
+
+static int is_holdout(const fedkd_config *config)
+{
+    return strcmp(config->public_set.source, "train-holdout") == 0;
+}
+
+fedkd_status fedkd_public_holdout_rows(uint64_t seed, size_t train_count, size_t size,
+                                       uint32_t **rows)
+{
+    *rows = NULL;
+    if (size == 0)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `public.size`: the run uses a public set (public.source "
+                          "\"train-holdout\"), expected a size > 0, got 0");
+    if (size >= train_count)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `public.size`: %zu public rows leave none of the %zu "
+                          "training rows for the clients",
+                          size, train_count);
+    uint32_t *all = malloc(train_count * sizeof *all);
+    if (!all) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row numbers", train_count);
+    for (size_t i = 0; i < train_count; i++) all[i] = (uint32_t)i;
+    fedkd_rng rng = fedkd_rng_stream(seed, FEDKD_RNG_PUBLIC_SPLIT, FEDKD_PUBLIC_STREAM, 0);
+    fedkd_rng_shuffle_u32(&rng, all, train_count);
+    uint32_t *kept = realloc(all, size * sizeof *kept);
+    if (kept) all = kept;
+    qsort(all, size, sizeof *all, compare_u32);
+    *rows = all;
+    return FEDKD_OK;
+}
+
+/* Partitions the training rows that are not public. The partitioner sees a
+ * compact label array; its row numbers are mapped back afterwards, which
+ * keeps them ascending within each client. */
+static fedkd_status partition_rest(const fedkd_config *config, const int32_t *labels,
+                                   size_t count, int num_classes, const uint32_t *public_rows,
+                                   size_t public_count, fedkd_partition **out)
+{
+    fedkd_partition_settings settings = fedkd_partition_settings_from_config(config);
+    if (public_count == 0) return fedkd_partition_create(out, &settings, labels, count, num_classes);
+
+    size_t rest = count - public_count;
+    uint32_t *kept = malloc(rest * sizeof *kept);
+    int32_t *kept_labels = malloc(rest * sizeof *kept_labels);
+    fedkd_status status = FEDKD_OK;
+    if (!kept || !kept_labels) {
+        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row numbers", rest);
+        goto done;
+    }
+    size_t n = 0, p = 0;
+    for (size_t row = 0; row < count; row++) {
+        if (p < public_count && public_rows[p] == row) {
+            p++;
+            continue;
+        }
+        kept[n] = (uint32_t)row;
+        kept_labels[n++] = labels[row];
+    }
+    status = fedkd_partition_create(out, &settings, kept_labels, rest, num_classes);
+    if (status) goto done;
+    fedkd_partition *partition = *out;
+    size_t assigned = partition->offsets[partition->num_clients];
+    for (size_t i = 0; i < assigned; i++) partition->indices[i] = kept[partition->indices[i]];
+done:
+    free(kept);
+    free(kept_labels);
+    return status;
+}
+
+/* Splits `base` (the rows `loaded` of the training set, ascending, or the
+ * whole set when loaded is NULL) into the datasets of the given rows. */
+static fedkd_status pick_rows(const fedkd_dataset *base, const uint32_t *loaded,
+                              size_t loaded_count, const uint32_t *rows, size_t n,
+                              fedkd_dataset **out)
+{
+    if (!loaded) return fedkd_dataset_subset(out, base, rows, n);
+    uint32_t *positions = malloc((n ? n : 1) * sizeof *positions);
+    if (!positions) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row positions", n);
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t *at = bsearch(&rows[i], loaded, loaded_count, sizeof *loaded, compare_u32);
+        positions[i] = (uint32_t)(at - loaded);
+    }
+    fedkd_status status = fedkd_dataset_subset(out, base, positions, n);
+    free(positions);
+    return status;
+}
+
+static uint64_t sample_hash(const float *x, size_t floats)
+{
+    uint64_t hash = 1469598103934665603ull;
+    const unsigned char *bytes = (const unsigned char *)x;
+    for (size_t i = 0; i < floats * sizeof(float); i++) {
+        hash ^= bytes[i];
+        hash *= 1099511628211ull;
+    }
+    return hash;
+}
+
+/* A public set from another file must not hold a test sample: a method
+ * trained on it would have seen the test set. Compared by content, exactly. */
+static fedkd_status check_disjoint_from_test(const fedkd_dataset *public_set,
+                                             const fedkd_dataset *test, const char *path)
+{
+    size_t floats = fedkd_dataset_sample_floats(test);
+    if (fedkd_dataset_sample_floats(public_set) != floats) return FEDKD_OK;
+    uint64_t *hashes = malloc((test->count ? test->count : 1) * sizeof *hashes);
+    if (!hashes) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu hashes", test->count);
+    for (size_t i = 0; i < test->count; i++)
+        hashes[i] = sample_hash(test->features + i * floats, floats);
+    qsort(hashes, test->count, sizeof *hashes, compare_u64);
+    fedkd_status status = FEDKD_OK;
+    for (size_t i = 0; i < public_set->count && !status; i++) {
+        const float *x = public_set->features + i * floats;
+        uint64_t h = sample_hash(x, floats);
+        if (!bsearch(&h, hashes, test->count, sizeof *hashes, compare_u64)) continue;
+        for (size_t j = 0; j < test->count; j++)
+            if (memcmp(test->features + j * floats, x, floats * sizeof(float)) == 0) {
+                status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                    "config key `public.source`: sample %zu of %s is test sample "
+                                    "%zu; the public set must not overlap the test set",
+                                    i, path, j);
+                break;
+            }
+    }
+    free(hashes);
+    return status;
+}
+
+static fedkd_status load_public_file(const fedkd_config *config, const fedkd_shape *shape,
+                                     fedkd_dataset **out)
+{
+    const char *path = config->public_set.source;
+    if (config->data.test_file[0] && strcmp(path, config->data.test_file) == 0)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `public.source`: %s is the test file (data.test_file); "
+                          "the public set must not overlap the test set",
+                          path);
+    fedkd_status status = fedkd_h5data_load_all(out, path, (size_t)config->public_set.size);
+    if (status) {
+        char message[1024];
+        snprintf(message, sizeof message, "%s", fedkd_error_message());
+        return FEDKD_FAIL(status, "config key `public.source`: %s", message);
+    }
+    fedkd_dataset *d = *out;
+    if (d->count == 0) {
+        fedkd_dataset_destroy(out);
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "config key `public.source`: %s holds no samples; "
+                                            "expected a non-empty public set",
+                          path);
+    }
+    if (fedkd_shape_size(d->shape) != fedkd_shape_size(*shape)) {
+        size_t got = fedkd_shape_size(d->shape), want = fedkd_shape_size(*shape);
+        fedkd_dataset_destroy(out);
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `public.source`: %s has samples of %zu features; the "
+                          "training data has %zu",
+                          path, got, want);
+    }
+    d->shape = *shape;
+    return FEDKD_OK;
+}
+
+fedkd_status fedkd_client_set_load(const fedkd_config *config, const int *hosted, int num_hosted,
+                                   unsigned flags, fedkd_client_set *k)
+{
+    memset(k, 0, sizeof *k);
+    k->num_clients = config->clients.count;
+    const fedkd_source *source = NULL;
+    fedkd_source_info info = {0};
+    uint32_t *public_rows = NULL, *union_rows = NULL;
+    fedkd_dataset *loaded = NULL;
+    const int holdout = (flags & FEDKD_CLIENTSET_PUBLIC) && is_holdout(config);
+    const int load_public = (flags & FEDKD_CLIENTSET_PUBLIC) && (flags & FEDKD_CLIENTSET_LOAD_PUBLIC);
+    fedkd_status status = fedkd_source_find(config->data.name, &source);
+    if (status) return status;
+    status = source->describe(config, &info);
+    if (status) goto done;
+    k->shape = info.shape;
+    k->num_classes = info.num_classes;
+
+    size_t public_count = 0;
+    if (holdout) {
+        public_count = (size_t)config->public_set.size;
+        status = fedkd_public_holdout_rows(config->seed, info.train_count, public_count,
+                                           &public_rows);
+        if (status) goto done;
+        k->public_count = public_count;
+    }
+    status = partition_rest(config, info.train_labels, info.train_count, info.num_classes,
+                            public_rows, public_count, &k->partition);
+    if (status) goto done;
+
+    k->hosted = malloc((size_t)(num_hosted > 0 ? num_hosted : 1) * sizeof *k->hosted);
+    k->data = calloc((size_t)(num_hosted > 0 ? num_hosted : 1), sizeof *k->data);
+    if (!k->hosted || !k->data) {
+        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
+        goto done;
+    }
+    size_t union_count = 0;
+    for (int h = 0; h < num_hosted; h++) {
+        k->hosted[k->num_hosted++] = hosted[h];
+        union_count += fedkd_partition_client_size(k->partition, hosted[h]);
+    }
+    const int public_from_train = load_public && holdout;
+    if (public_from_train) union_count += public_count;
+
+    /* One pass over the file for every row this process needs. */
+    const fedkd_dataset *base = info.full_train;
+    if (!base && union_count > 0) {
+        union_rows = malloc(union_count * sizeof *union_rows);
+        if (!union_rows) {
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row indices", union_count);
+            goto done;
+        }
+        size_t used = 0;
+        for (int h = 0; h < k->num_hosted; h++) {
+            int c = k->hosted[h];
+            size_t n = fedkd_partition_client_size(k->partition, c);
+            memcpy(union_rows + used, k->partition->indices + k->partition->offsets[c],
+                   n * sizeof *union_rows);
+            used += n;
+        }
+        if (public_from_train) memcpy(union_rows + used, public_rows, public_count * sizeof *union_rows);
+        qsort(union_rows, union_count, sizeof *union_rows, compare_u32);
+        status = source->load_train_rows(config, union_rows, union_count, &loaded);
+        if (status) goto done;
+        base = loaded;
+    }
+    for (int h = 0; h < k->num_hosted && !status; h++) {
+        int c = k->hosted[h];
+        size_t n = fedkd_partition_client_size(k->partition, c);
+        status = pick_rows(base, union_rows, union_count,
+                           k->partition->indices + k->partition->offsets[c], n, &k->data[h]);
+        if (status) break;
+        fedkd_dataset *data = k->data[h];
+        snprintf(data->origin, sizeof data->origin, "client %d", c);
+        fedkd_partition_apply_noise(k->partition, c, config->seed, data->features, n,
+                                    fedkd_dataset_sample_floats(data));
+    }
+    if (status) goto done;
+    if (public_from_train) {
+        status = pick_rows(base, union_rows, union_count, public_rows, public_count,
+                           &k->public_set);
+        if (status) goto done;
+        snprintf(k->public_set->origin, sizeof k->public_set->origin,
+                 "public set (%zu training rows held out)", public_count);
+    } else if (load_public) {
+        status = load_public_file(config, &k->shape, &k->public_set);
+        if (status) goto done;
+    }
+    if (flags & FEDKD_CLIENTSET_LOAD_TEST) {
+        status = source->load_test(config, &k->test);
+        if (status) goto done;
+        if (k->public_set && !holdout)
+            status = check_disjoint_from_test(k->public_set, k->test, config->public_set.source);
+    }
+    if (!status && (flags & FEDKD_CLIENTSET_PUBLIC) && !holdout) {
+        /* Every rank learns the public set's size, loaded or not: only the
+         * file's row count is read. */
+        if (k->public_set) {
+            k->public_count = k->public_set->count;
+        } else {
+            size_t rows = 0;
+            status = fedkd_h5data_count(config->public_set.source, &rows);
+            if (status) {
+                char message[1024];
+                snprintf(message, sizeof message, "%s", fedkd_error_message());
+                status = FEDKD_FAIL(status, "config key `public.source`: %s", message);
+            }
+            if (!status && config->public_set.size > 0 && (size_t)config->public_set.size < rows)
+                rows = (size_t)config->public_set.size;
+            if (!status && rows == 0)
+                status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                    "config key `public.source`: %s holds no samples; expected "
+                                    "a non-empty public set",
+                                    config->public_set.source);
+            k->public_count = rows;
+        }
+    }
+done:
+    free(public_rows);
+    free(union_rows);
+    fedkd_dataset_destroy(&loaded);
+    fedkd_source_info_clear(&info);
+    return status;
+}
+
+void fedkd_client_set_free(fedkd_client_set *k)
+{
+    for (int h = 0; k->data && h < k->num_hosted; h++) fedkd_dataset_destroy(&k->data[h]);
+    free(k->data);
+    free(k->hosted);
+    fedkd_dataset_destroy(&k->public_set);
+    fedkd_dataset_destroy(&k->test);
+    fedkd_partition_destroy(&k->partition);
+    memset(k, 0, sizeof *k);
+}
+
+int fedkd_client_set_find(const fedkd_client_set *k, int client)
+{
+    for (int h = 0; h < k->num_hosted; h++)
+        if (k->hosted[h] == client) return h;
+    return -1;
+}
