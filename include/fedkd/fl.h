@@ -73,7 +73,8 @@ typedef struct fedkd_round_metrics {
     double comm_seconds;     /* server time in collectives not spent waiting for training */
     double aggregate_seconds;
     double eval_seconds;
-    double round_seconds;
+    double round_seconds;    /* the round's critical path: eval_seconds only when not overlapped */
+    int eval_overlapped;     /* 1: the server evaluated this round while clients trained the next */
 } fedkd_round_metrics;
 
 typedef struct fedkd_run_result {

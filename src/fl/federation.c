@@ -486,6 +486,32 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     return fl_agree(f->comm, status);
 }
 
+/* Rank 0: the test evaluation of an aggregated round (eval_model holds its
+ * global weights), then its log row, progress line and history entry.
+ * With P > 1 this runs while the clients train the next round, so the
+ * server's evaluation leaves the round's critical path. */
+static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int overlapped,
+                                 fedkd_run_result *result, double run_start)
+{
+    double t = fedkd_time_now();
+    fedkd_status status = fedkd_evaluate(f->eval_model, f->test, &m->test_accuracy, &m->test_loss);
+    m->eval_seconds = fedkd_time_now() - t;
+    m->eval_overlapped = overlapped;
+    if (!overlapped) m->round_seconds += m->eval_seconds;
+    if (status) return status;
+    status = fedkd_runlog_write_round(&f->log, m);
+    if (status) return status;
+    /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
+     * then can block until the kill. */
+    if (!fedkd_stop_requested)
+        fl_print_progress(m, f->config->rounds, fedkd_time_now() - run_start);
+    status = reserve_history(f, f->history_len + 1);
+    if (status) return status;
+    f->history[f->history_len++] = *m;
+    add_to_result(result, m, f->config);
+    return FEDKD_OK;
+}
+
 fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
                                  const fedkd_run_options *options, fedkd_run_result *result)
 {
@@ -522,6 +548,9 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     const int buffer_len = (int)(f->num_params + SLOT_EXTRA);
     int *selected = f->header + HEADER_FIXED;
     fedkd_status local_failure = FEDKD_OK;
+    /* Rank 0: the aggregated round whose evaluation is still to come. */
+    fedkd_round_metrics pending = {0};
+    int has_pending = 0;
 
     for (int round = f->first_round;; round++) {
         double round_start = fedkd_time_now();
@@ -573,6 +602,18 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         comm_seconds += fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)header_len * sizeof(int);
+        if (has_pending && (f->header[HEADER_CHECKPOINT] > 0 ||
+                            f->header[HEADER_COMMAND] != HEADER_CONTINUE)) {
+            /* A checkpoint holds every finished round's metrics, and the
+             * last round's row comes before the summary. */
+            has_pending = 0;
+            fedkd_status finished = finish_round(f, &pending, 0, result, start);
+            if (finished && !local_failure) local_failure = finished;
+            if (finished && f->header[HEADER_COMMAND] == HEADER_STOP) {
+                status = finished;
+                break;
+            }
+        }
         if (f->header[HEADER_CHECKPOINT] > 0) {
             /* The checkpoint's time is not the round's. */
             t = fedkd_time_now();
@@ -611,10 +652,19 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         if (f->accumulator[f->num_params + SLOT_ERRORS] && f->rank != 0)
             local_failure = FEDKD_ERR_NUMERIC;
 
-        /* 4. Updates up: one exact integer sum. */
+        /* 4. Updates up: one exact integer sum. The server evaluates the
+         * previous round while the clients train this one. */
         t = fedkd_time_now();
         MPI_Ireduce(f->accumulator, f->reduced, buffer_len, MPI_INT64_T, MPI_SUM, 0, comm,
                     &request);
+        double overlapped_seconds = 0.0;
+        if (has_pending) {
+            has_pending = 0;
+            double e = fedkd_time_now();
+            fedkd_status finished = finish_round(f, &pending, 1, result, start);
+            if (finished && !local_failure) local_failure = finished;
+            overlapped_seconds = fedkd_time_now() - e;
+        }
         status = fl_wait(&request, "the update reduction");
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
@@ -634,8 +684,10 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         m.round = round;
         m.participants = count;
         m.train_seconds = slowest;
-        /* With P > 1 the server's reduce wait contains the clients' training. */
-        double waiting = f->size > 1 ? reduce_seconds - slowest : reduce_seconds;
+        /* With P > 1 the server's reduce wait contains the clients' training
+         * and, alongside it, the previous round's evaluation. */
+        double waiting =
+            f->size > 1 ? reduce_seconds - fmax(slowest, overlapped_seconds) : reduce_seconds;
         m.comm_seconds = comm_seconds + (waiting > 0.0 ? waiting : 0.0);
         if (f->reduced[f->num_params + SLOT_ERRORS] != 0) {
             /* The failing client's rank reports it; say nothing twice. */
@@ -651,28 +703,20 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         m.train_loss = fedkd_fixed_to_double(f->reduced[f->num_params + SLOT_TRAIN_LOSS]);
         m.aggregate_seconds = fedkd_time_now() - t;
 
-        t = fedkd_time_now();
+        /* The evaluation needs the weights as they are now; the next
+         * round changes f->global only after its reduce. */
         memcpy(f->eval_model->params, f->global, f->num_params * sizeof(float));
-        status = fedkd_evaluate(f->eval_model, f->test, &m.test_accuracy, &m.test_loss);
-        m.eval_seconds = fedkd_time_now() - t;
-        if (status) {
-            local_failure = status;
-            continue;
-        }
         m.round_seconds = fedkd_time_now() - round_start;
-        status = fedkd_runlog_write_round(&f->log, &m);
-        if (status) {
-            local_failure = status;
+        if (f->size > 1) {
+            pending = m;
+            has_pending = 1;
             continue;
         }
-        fl_print_progress(&m, config->rounds, fedkd_time_now() - start);
-        status = reserve_history(f, f->history_len + 1);
+        status = finish_round(f, &m, 0, result, start);
         if (status) {
             local_failure = status;
-            continue;
+            status = FEDKD_OK;
         }
-        f->history[f->history_len++] = m;
-        add_to_result(result, &m, config);
     }
 
     if (f->rank == 0) {

@@ -41,7 +41,7 @@ static FILE *open_in_dir(const char *dir, const char *name, const char *mode, ch
 
 static const char csv_header[] =
     "round,participants,test_accuracy,test_loss,train_loss,bytes_down,bytes_up,wire_bytes,"
-    "train_seconds,comm_seconds,aggregate_seconds,eval_seconds,round_seconds\n";
+    "train_seconds,comm_seconds,aggregate_seconds,eval_seconds,round_seconds,eval_overlapped\n";
 
 fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir)
 {
@@ -74,16 +74,16 @@ fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metri
                     "\"test_loss\":%.17g,\"train_loss\":%.17g,\"bytes_down\":%llu,"
                     "\"bytes_up\":%llu,\"wire_bytes\":%llu,\"train_seconds\":%.6f,"
                     "\"comm_seconds\":%.6f,\"aggregate_seconds\":%.6f,"
-                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f}\n",
+                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d}\n",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
-                    m->aggregate_seconds, m->eval_seconds, m->round_seconds);
-    int b = fprintf(log->csv, "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f\n",
+                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
+    int b = fprintf(log->csv, "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
-                    m->aggregate_seconds, m->eval_seconds, m->round_seconds);
+                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
     if (a < 0 || b < 0 || fflush(log->jsonl) != 0 || fflush(log->csv) != 0)
         return FEDKD_FAIL(FEDKD_ERR_IO, "%s/rounds.jsonl: write failed: %s", log->dir,
                           strerror(errno));

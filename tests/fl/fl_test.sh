@@ -43,6 +43,13 @@ determinism)
     "$check" same "$work/syn1" "$work/syn2" || fail "P=1 and P=2 differ"
     "$check" same "$work/syn1" "$work/syn4" || fail "P=1 and P=4 differ"
     "$check" same "$work/syn2" "$work/syn2again" || fail "repeated runs at P=2 differ"
+    # With P > 1 the server evaluates round r while clients train round r + 1:
+    # every round but the last (and checkpoint rounds) is flagged overlapped,
+    # with its evaluation left out of round_seconds. P = 1 cannot overlap.
+    overlapped() { awk -F, 'NR > 1 { printf "%s", $14 }' "$1/rounds.csv"; }
+    [ "$(overlapped "$work/syn2")" = 1110 ] || fail "P=2: eval_overlapped per round $(overlapped "$work/syn2"), expected 1110"
+    [ "$(overlapped "$work/syn1")" = 0000 ] || fail "P=1: eval_overlapped per round $(overlapped "$work/syn1"), expected 0000"
+    head -1 "$work/syn2/rounds.csv" | grep -q ',eval_overlapped$' || fail "rounds.csv lacks the eval_overlapped column"
     # Fewer clients than client ranks: idle ranks still take part.
     for np in 1 4; do
         run $np "$work/few$np" "${synthetic[@]}" --set rounds=2 --set clients.count=2 \
