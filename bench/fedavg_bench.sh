@@ -17,7 +17,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 out=$root/bench/out
 mkdir -p "$out"
 
-echo "| model | partition | rounds | acc r1 | acc r5 | acc r10 | acc final | best | s/round | train s | comm s | aggregate s | eval s | non-train share |"
+echo "| model | partition | rounds | acc r1 | acc r5 | acc r10 | acc final | best | s/round | train s | comm s | aggregate s | eval s (overlapped) | non-train share |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for model in $models; do
     for scheme in $schemes; do
@@ -38,14 +38,18 @@ for model in $models; do
             --set run.dir="$dir" >/dev/null
         # Columns of rounds.csv: round,participants,test_accuracy,test_loss,train_loss,
         # bytes_down,bytes_up,wire_bytes,train_seconds,comm_seconds,aggregate_seconds,
-        # eval_seconds,round_seconds
+        # eval_seconds,round_seconds,eval_overlapped. An overlapped evaluation
+        # ran while the clients trained the next round: it is not part of
+        # round_seconds and not counted in the non-training share.
         awk -F, -v model="$model" -v scheme="$label" 'NR > 1 {
                 n++; acc[n] = $3; if ($3 > best) best = $3
-                train += $9; comm += $10; agg += $11; ev += $12; total += $13 }
+                train += $9; comm += $10; agg += $11; ev += $12; total += $13
+                if ($14 == 1) hidden += $12; else inline += $12 }
             END {
-                printf "| %s | %s | %d | %.4f | %.4f | %.4f | %.4f | %.4f | %.2f | %.2f | %.3f | %.3f | %.3f | %.1f%% |\n",
+                printf "| %s | %s | %d | %.4f | %.4f | %.4f | %.4f | %.4f | %.2f | %.2f | %.3f | %.3f | %.3f (%.0f%%) | %.1f%% |\n",
                     model, scheme, n, acc[1], acc[5], acc[10], acc[n], best, total / n,
-                    train / n, comm / n, agg / n, ev / n, 100 * (comm + agg + ev) / total }' \
+                    train / n, comm / n, agg / n, ev / n, 100 * hidden / ev,
+                    100 * (comm + agg + inline) / total }' \
             "$dir/rounds.csv"
     done
 done
