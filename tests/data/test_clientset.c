@@ -11,8 +11,11 @@
 #include "fedkd/core.h"
 #include "test_util.h"
 
+/* `config` (zeroed at first) is loaded again and again: each load frees
+ * the previous one. */
 static int load_config(fedkd_config *config, const char *extra)
 {
+    fedkd_config_free(config);
     const char *overrides[] = {"data.name=synthetic", "data.synthetic_train=600",
                                "data.synthetic_test=100", "clients.count=5",
                                "partition.scheme=dirichlet", "public.size=120", extra};
@@ -22,7 +25,7 @@ static int load_config(fedkd_config *config, const char *extra)
 
 static void check_holdout(void)
 {
-    fedkd_config config;
+    fedkd_config config = {0};
     CHECK(load_config(&config, NULL), "config: %s", fedkd_error_message());
     int hosted[] = {1, 3};
     fedkd_client_set set, again, plain;
@@ -66,11 +69,12 @@ static void check_holdout(void)
     fedkd_client_set_free(&plain);
     free(seen);
     free(public_rows);
+    fedkd_config_free(&config);
 }
 
 static void check_refusals(const char *dir)
 {
-    fedkd_config config;
+    fedkd_config config = {0};
     fedkd_client_set set;
     CHECK(load_config(&config, "public.size=0"), "config");
     fedkd_status status = fedkd_client_set_load(&config, NULL, 0, FEDKD_CLIENTSET_PUBLIC, &set);
@@ -118,6 +122,7 @@ static void check_refusals(const char *dir)
     CHECK(status != FEDKD_OK && strstr(fedkd_error_message(), "public.source"),
           "missing file: %s", fedkd_error_message());
     fedkd_client_set_free(&set);
+    fedkd_config_free(&config);
 }
 
 int main(void)
