@@ -25,4 +25,10 @@ double fedkd_time_now(void);
 void *fedkd_alloc(size_t bytes);
 void fedkd_free(void *pointer);
 
+/* Appends formatted text at out[used] without overflowing out[size]: the
+ * text is cut where it does not fit. Returns the new length, for chaining:
+ * used = fedkd_appendf(out, size, used, ...). */
+size_t fedkd_appendf(char *out, size_t size, size_t used, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #endif

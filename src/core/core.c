@@ -74,3 +74,15 @@ void *fedkd_alloc(size_t bytes)
 }
 
 void fedkd_free(void *pointer) { free(pointer); }
+
+size_t fedkd_appendf(char *out, size_t size, size_t used, const char *format, ...)
+{
+    if (used >= size) return used;
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(out + used, size - used, format, args);
+    va_end(args);
+    if (n < 0) return used;
+    used += (size_t)n;
+    return used < size ? used : size - 1;
+}

@@ -1,4 +1,5 @@
 /* HDF5 model files (layout in include/fedkd/model_file.h). */
+#include "fedkd/core.h"
 #include "fedkd/model_file.h"
 
 #include <errno.h>
@@ -620,25 +621,19 @@ int fedkd_model_spec_difference(const fedkd_model_spec *a, const fedkd_model_spe
 
 void fedkd_model_spec_describe(const fedkd_model_spec *spec, char *out, size_t out_size)
 {
-    size_t used = 0;
-#define APPEND(...)                                                           \
-    do {                                                                      \
-        if (used < out_size) {                                                \
-            int n_ = snprintf(out + used, out_size - used, __VA_ARGS__);      \
-            if (n_ > 0) used += (size_t)n_;                                   \
-        }                                                                     \
-    } while (0)
+    size_t n = 0;
     if (out_size) out[0] = '\0';
     for (int i = 0; i < spec->num_layers; i++) {
         const fedkd_layer_spec *l = &spec->layers[i];
-        APPEND("%s%.16s", i ? ", " : "", l->kind);
-        if (l->units) APPEND(" %d", l->units);
-        if (l->filters) APPEND(" %dx%dx%d", l->filters, l->kernel, l->kernel);
-        else if (l->kernel) APPEND(" %d", l->kernel);
-        if (l->stride) APPEND(" stride %d", l->stride);
-        if (l->padding) APPEND(" pad %d", l->padding);
+        n = fedkd_appendf(out, out_size, n, "%s%.16s", i ? ", " : "", l->kind);
+        if (l->units) n = fedkd_appendf(out, out_size, n, " %d", l->units);
+        if (l->filters)
+            n = fedkd_appendf(out, out_size, n, " %dx%dx%d", l->filters, l->kernel, l->kernel);
+        else if (l->kernel)
+            n = fedkd_appendf(out, out_size, n, " %d", l->kernel);
+        if (l->stride) n = fedkd_appendf(out, out_size, n, " stride %d", l->stride);
+        if (l->padding) n = fedkd_appendf(out, out_size, n, " pad %d", l->padding);
     }
-    APPEND(" on %dx%dx%d -> %d classes", spec->input.channels, spec->input.height,
-           spec->input.width, spec->num_classes);
-#undef APPEND
+    fedkd_appendf(out, out_size, n, " on %dx%dx%d -> %d classes", spec->input.channels,
+                  spec->input.height, spec->input.width, spec->num_classes);
 }
