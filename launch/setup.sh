@@ -10,8 +10,9 @@ FEDKD_BUILD=${FEDKD_BUILD:-$FEDKD_ROOT/build}
 FEDKD_PACKAGES=(libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-openmpi-dev hdf5-tools
     libcjson-dev zlib1g-dev meson ninja-build pkg-config gcc dataset-fashion-mnist)
 # Only launch/test needs these: a private single-node SLURM for the batch
-# scripts' test (tests/slurm) and matplotlib for the plots' (tests/plot).
-FEDKD_TEST_PACKAGES=(slurm-wlm munge python3-matplotlib)
+# scripts' test (tests/slurm), matplotlib for the plots' (tests/plot) and
+# python3 for the sweep's study table (tests/sweep, bench/study_table.py).
+FEDKD_TEST_PACKAGES=(slurm-wlm munge python3 python3-matplotlib)
 
 # fedkd_missing_packages [PACKAGE...]: those not installed (default: FEDKD_PACKAGES).
 fedkd_missing_packages() {

@@ -77,6 +77,20 @@ if [ -d "$fashion" ]; then
         --set data.test_file="$work/test.h5"
 fi
 
+# Every mode runs from the command line: pretrain writes the model files,
+# kd-study its tables; only federated and kd-start runs resume.
+kd=(--set data.name=synthetic --set data.synthetic_train=600 --set clients.count=3
+    --set pretrain.epochs=1 --set kd.methods=vanilla)
+timeout 120 "$mpiexec" --oversubscribe -np 2 "$sim" --quiet "${kd[@]}" --set mode=pretrain \
+    --set run.dir="$work/pre" >"$work/pre.out" 2>&1 || fail "mode=pretrain: $(tail -2 "$work/pre.out")"
+[ -s "$work/pre/pretrain.json" ] && [ -s "$work/pre/pretrained/client-2.h5" ] \
+    || fail "mode=pretrain wrote no pretrain.json or model files"
+timeout 120 "$mpiexec" --oversubscribe -np 2 "$sim" --quiet "${kd[@]}" --set mode=kd-study \
+    --set run.dir="$work/study" >"$work/study.out" 2>&1 || fail "mode=kd-study: $(tail -2 "$work/study.out")"
+grep -q '"vanilla"' "$work/study/kd_summary.json" 2>/dev/null || fail "mode=kd-study wrote no kd_summary.json"
+[ -e "$work/study/rounds.csv" ] && fail "mode=kd-study ran a federation (rounds.csv written)"
+expect_error 2 1 "only federated and kd-start runs" "${kd[@]}" --set mode=kd-study --resume auto
+
 if [ $failures != 0 ]; then
     echo "cli: $failures failure(s)" >&2
     exit 1
