@@ -38,6 +38,11 @@ typedef struct fedkd_config {
     struct {
         int count;
         double per_round;      /* <= 1: fraction of clients; > 1: a count */
+        /* Heterogeneous clients (key `clients.models`): "" (every client
+         * uses `model`), a string of comma-separated preset names, or an
+         * array of specs (preset names or layer lists); client c uses entry
+         * c mod n. Owned by json. */
+        cJSON *models;
     } clients;
 
     struct {
@@ -89,7 +94,30 @@ typedef struct fedkd_config {
     struct {
         int64_t size;
         char source[512];
+        int64_t per_round;     /* public samples used per round, seeded per round (0: all) */
     } public_set;              /* config key `public` */
+
+    /* Soft-label federations (../shared/METHODS.md; src/fl/softlabel*.c). */
+    struct {
+        int digest_epochs;     /* epochs fitting the consensus on the public sample */
+        char digest_loss[8];   /* "mae" on logits or "kl" at kd.temperature */
+    } fedmd;
+
+    struct {
+        double temperature;    /* entropy-reduction aggregation, in (0, 1] */
+        int epochs;            /* epochs on the open set's global labels */
+    } dsfl;
+
+    struct {
+        int epochs;            /* epochs of the mutual KL term on the public sample */
+    } dml;
+
+    struct {
+        int epochs;            /* most server distillation epochs per round */
+        double lr;             /* server distillation learning rate */
+        int patience;          /* epochs without validation improvement before stopping */
+        double validation_fraction; /* share of the round's proxy sample held out */
+    } feddf;
 
     struct {
         int epochs;

@@ -15,15 +15,28 @@
 
 /* ---- algorithms ---------------------------------------------------------- */
 
+/* The round hooks of an algorithm: private to the fl layer (src/fl/fl_round.h). */
+struct fl_algorithm_ops;
+
 typedef struct fedkd_algorithm {
     const char *name;
     const char *summary;
     /* 1: the algorithm needs the public / proxy set (include/fedkd/clientset.h). */
     int uses_public;
+    /* 1: the server keeps a global model, broadcast every round and scored
+     * on the test set (FedAvg, FedProx, FedDF). 0: every client keeps its
+     * own model between rounds (FedMD, DS-FL, FD, DML); a round's test
+     * accuracy and loss are the means over its participants' models, each
+     * scored on the test set by the rank hosting it after its training. */
+    int global_model;
+    /* 1: clients may train different architectures (`clients.models`). */
+    int mixed_models;
     /* Adapts one client's local training to the algorithm (FedProx adds its
-     * proximal term around the global weights). */
+     * proximal term around the global weights); NULL where clients keep
+     * their own models. */
     void (*configure_local)(const fedkd_config *config, const float *global_params,
                             fedkd_train_settings *settings);
+    const struct fl_algorithm_ops *ops;
 } fedkd_algorithm;
 
 extern const fedkd_algorithm *const fedkd_algorithms[];
@@ -84,9 +97,12 @@ typedef struct fedkd_run_result {
     uint64_t bytes_to_target;
     uint64_t bytes_down_total, bytes_up_total, wire_bytes_total;
     double wall_seconds;
-    uint64_t params_checksum;/* FNV-1a of the final parameters' bytes */
-    size_t num_params;
-    float *final_params;     /* rank 0: (num_params), free() it; NULL elsewhere */
+    /* FNV-1a of the final global parameters' bytes; without a global model
+     * (clients keep their own) the FNV-1a of the clients' model checksums in
+     * client order, for completed runs. */
+    uint64_t params_checksum;
+    size_t num_params;       /* the global model's (config key `model`) */
+    float *final_params;     /* rank 0 with a global model: (num_params), free() it; else NULL */
 } fedkd_run_result;
 
 /* Set by the SIGINT / SIGTERM handler; runs stop at the next clean point. */

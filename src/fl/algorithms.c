@@ -1,7 +1,14 @@
+/* The federated algorithms, one table row each (found by name), and the
+ * round hooks of those that average weights: FedAvg, FedProx and FedDF.
+ * The soft-label ones (FedMD, DS-FL, FD, DML) are in alg_softlabel.c. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "fedkd/core.h"
 #include "fedkd/fl.h"
+#include "fl/fl_round.h"
+#include "fl/softlabel.h"
 
 /* FedAvg: plain local training from the global weights. */
 static void fedavg_configure_local(const fedkd_config *config, const float *global_params,
@@ -21,18 +28,193 @@ static void fedprox_configure_local(const fedkd_config *config, const float *glo
     settings->prox_mu = (float)config->fedprox.mu;
 }
 
+fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd_teacher *teacher,
+                              const float *global)
+{
+    const fedkd_config *config = run->config;
+    fedkd_train_settings train = fedkd_train_default_settings();
+    train.epochs = config->local.epochs;
+    train.batch_size = config->local.batch_size;
+    train.seed = config->seed;
+    train.stream_a = (uint64_t)c->client;
+    train.stream_b = (uint64_t)(c->round - 1) * (uint64_t)config->local.epochs;
+    if (run->algorithm->configure_local) run->algorithm->configure_local(config, global, &train);
+    if (teacher) {
+        train.teacher = teacher;
+        train.kd_temperature = (float)config->kd.temperature;
+        train.kd_weight = (float)config->kd.weight;
+    }
+    fedkd_train_stats stats;
+    fedkd_status status = fedkd_train_local(c->model, c->optimizer, c->data, &train, &stats);
+    c->train_loss = stats.mean_loss;
+    return status;
+}
+
+/* ---- FedAvg and FedProx ------------------------------------------------------ */
+
+static fl_payload weights_payload(const fl_run *run, int round)
+{
+    (void)round;
+    fl_payload p = {.down = run->num_params, .up = run->num_params, .sent_up = run->num_params};
+    return p;
+}
+
+static size_t no_server_state(const fl_run *run)
+{
+    (void)run;
+    return 0;
+}
+
+/* Trains from the global weights (c->down) and adds weight * (w - w_global). */
+static fedkd_status weights_client(const fl_run *run, fl_client_round *c)
+{
+    fedkd_status status = fl_train_private(run, c, NULL, c->down);
+    if (status) return status;
+    float *delta = fedkd_alloc(run->num_params * sizeof(float));
+    if (!delta) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu parameters", run->num_params);
+    for (size_t i = 0; i < run->num_params; i++) delta[i] = c->model->params[i] - c->down[i];
+    status = fedkd_fixed_accumulate(c->sum, delta, run->num_params, c->weight);
+    fedkd_free(delta);
+    return status;
+}
+
+/* w_global += server.lr * (sample-weighted mean of the deltas). */
+static fedkd_status weights_server(const fl_run *run, fl_server_round *s)
+{
+    double server_lr = run->config->server.lr;
+    for (size_t i = 0; i < run->num_params; i++)
+        s->global[i] = (float)((double)s->global[i] + server_lr * fedkd_fixed_to_double(s->sum[i]));
+    return FEDKD_OK;
+}
+
+static const fl_algorithm_ops weights_ops = {
+    .payload = weights_payload,
+    .server_state_len = no_server_state,
+    .client_round = weights_client,
+    .server_update = weights_server,
+};
+
+/* ---- FedDF --------------------------------------------------------------------
+ * Up: the weight delta (as FedAvg) and the client's logits on the round's
+ * proxy sample; the server averages the weights, then distils the average
+ * on the sample from the mean of the clients' logits (softmax at
+ * kd.temperature), stopping early on a validation share of the sample. */
+
+static fl_payload feddf_payload(const fl_run *run, int round)
+{
+    (void)round;
+    size_t logits = run->sample_len * (size_t)run->num_classes;
+    fl_payload p = {.down = run->num_params, .up = run->num_params + logits,
+                    .sent_up = run->num_params + logits};
+    return p;
+}
+
+static fedkd_status feddf_client(const fl_run *run, fl_client_round *c)
+{
+    fedkd_status status = weights_client(run, c);
+    if (status) return status;
+    size_t floats = run->sample_len * (size_t)run->num_classes;
+    float *logits = fedkd_alloc(floats * sizeof(float));
+    if (!logits) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu logits", floats);
+    status = fl_logits_on_rows(c->model, run->public_set, c->sample, run->sample_len, logits);
+    if (!status)
+        status = fedkd_fixed_accumulate(c->sum + run->num_params, logits, floats, 1.0 / c->count);
+    fedkd_free(logits);
+    return status;
+}
+
+static fedkd_status feddf_server(const fl_run *run, fl_server_round *s)
+{
+    const fedkd_config *config = run->config;
+    fedkd_status status = weights_server(run, s);
+    size_t floats = run->sample_len * (size_t)run->num_classes;
+    float *ensemble = fedkd_alloc(floats * sizeof(float));
+    if (!ensemble) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu logits", floats);
+    fl_fixed_decode(s->sum + run->num_params, floats, ensemble);
+    memcpy(s->model->params, s->global, run->num_params * sizeof(float));
+    fedkd_optimizer_reset(s->optimizer);
+    fl_distil_settings d = {
+        .kind = FL_TARGET_PROBS_KL,
+        .temperature = (float)config->kd.temperature,
+        .epochs = config->feddf.epochs,
+        .batch_size = config->local.batch_size,
+        .seed = config->seed,
+        .stream_a = FL_SERVER_SHUFFLE_A,
+        .stream_b = (uint64_t)(s->round - 1) * (uint64_t)config->feddf.epochs,
+    };
+    int epochs_run = 0;
+    if (!status)
+        status = fl_feddf_distil(s->model, s->optimizer, run->public_set, s->sample,
+                                 run->sample_len, ensemble, &d, s->round,
+                                 config->feddf.validation_fraction, config->feddf.patience,
+                                 &epochs_run);
+    if (!status) memcpy(s->global, s->model->params, run->num_params * sizeof(float));
+    fedkd_free(ensemble);
+    return status;
+}
+
+static const fl_algorithm_ops feddf_ops = {
+    .payload = feddf_payload,
+    .server_state_len = no_server_state,
+    .client_round = feddf_client,
+    .server_update = feddf_server,
+    .needs_server_model = 1,
+};
+
+/* ---- the table ------------------------------------------------------------------ */
+
 static const fedkd_algorithm fedavg = {
     .name = "fedavg",
     .summary = "sample-weighted average of client weights",
+    .global_model = 1,
     .configure_local = fedavg_configure_local,
+    .ops = &weights_ops,
 };
 static const fedkd_algorithm fedprox = {
     .name = "fedprox",
     .summary = "FedAvg with a proximal term mu/2 ||w - w_global||^2",
+    .global_model = 1,
     .configure_local = fedprox_configure_local,
+    .ops = &weights_ops,
+};
+static const fedkd_algorithm fedmd = {
+    .name = "fedmd",
+    .summary = "clients fit the consensus of their logits on the public set, then their data",
+    .uses_public = 1,
+    .mixed_models = 1,
+    .ops = &fl_fedmd_ops,
+};
+static const fedkd_algorithm feddf = {
+    .name = "feddf",
+    .summary = "FedAvg, then the server distils the average from the clients' mean logits",
+    .uses_public = 1,
+    .global_model = 1,
+    .configure_local = fedavg_configure_local,
+    .ops = &feddf_ops,
+};
+static const fedkd_algorithm dsfl = {
+    .name = "dsfl",
+    .summary = "clients learn from the sharpened mean of their predictions on the open set",
+    .uses_public = 1,
+    .mixed_models = 1,
+    .ops = &fl_dsfl_ops,
+};
+static const fedkd_algorithm fd = {
+    .name = "fd",
+    .summary = "clients distil from the global per-class mean logits of each sample's class",
+    .mixed_models = 1,
+    .ops = &fl_fd_ops,
+};
+static const fedkd_algorithm dml = {
+    .name = "dml",
+    .summary = "deep mutual learning across clients through predictions on the public set",
+    .uses_public = 1,
+    .mixed_models = 1,
+    .ops = &fl_dml_ops,
 };
 
-const fedkd_algorithm *const fedkd_algorithms[] = {&fedavg, &fedprox, NULL};
+const fedkd_algorithm *const fedkd_algorithms[] = {&fedavg, &fedprox, &fedmd, &feddf,
+                                                    &dsfl,   &fd,      &dml,   NULL};
 
 fedkd_status fedkd_algorithm_find(const char *name, const fedkd_algorithm **out)
 {

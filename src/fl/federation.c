@@ -1,22 +1,24 @@
 /* The federated round protocol (../shared/DESIGN.md, "One round").
  *
  * Every rank runs the same loop. Rank 0 is the server: it selects the
- * round's clients, broadcasts a header and the global weights, receives the
- * sum of the clients' weighted updates, applies it, evaluates and logs.
- * Ranks 1..P-1 host virtual clients round-robin and train the selected ones
- * one after another. With P = 1 rank 0 plays both parts.
+ * round's clients, broadcasts a header and the algorithm's payload (the
+ * global weights, or the consensus it keeps), receives the exact sum of the
+ * clients' contributions, applies it, evaluates and logs. Ranks 1..P-1 host
+ * virtual clients round-robin and run the selected ones one after another.
+ * With P = 1 rank 0 plays both parts. What is sent, what a client does and
+ * what the server makes of the sum are the algorithm's hooks (fl_round.h).
  *
  * Collectives are non-blocking and waited for with fl_wait, which yields the
  * core: with 16 ranks on 2 cores a spinning waiter would steal the trainers'
  * time.
  *
- * Checkpoints (include/fedkd/checkpoint.h) are written by every rank
- * together at the start of the round after the one they capture, when the
- * round header says so: every checkpoint.every rounds and at the end. A
- * resumed run starts from a checkpoint's global model, state and metrics
- * history; since every random stream is keyed by (seed, purpose, client,
- * round) and aggregation is exact, it continues bit-identically at any
- * number of ranks. */
+ * Checkpoints (include/fedkd/checkpoint.h, federation_state.c) are written
+ * by every rank together at the start of the round after the one they
+ * capture, when the round header says so: every checkpoint.every rounds and
+ * at the end. A resumed run starts from a checkpoint's global model, state
+ * and metrics history; since every random stream is keyed by (seed,
+ * purpose, client, round) and aggregation is exact, it continues
+ * bit-identically at any number of ranks. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -25,54 +27,28 @@
 
 #include "fedkd/checkpoint.h"
 #include "fedkd/core.h"
-#include "fedkd/model_file.h"
 #include "fedkd/partition.h"
-#include "fl_private.h"
+#include "fl/federation_private.h"
+#include "fl/softlabel.h"
 
 enum { HEADER_CONTINUE = 0, HEADER_STOP = 1, HEADER_ERROR = 2 };
 /* HEADER_CHECKPOINT: the round to checkpoint before going on (0: none). */
 enum { HEADER_ROUND, HEADER_COMMAND, HEADER_COUNT, HEADER_CHECKPOINT, HEADER_FIXED };
 
-/* Extra slots after the parameter deltas in the reduced buffer. */
-enum { SLOT_TRAIN_LOSS, SLOT_ERRORS, SLOT_EXTRA };
-
-typedef struct federation {
-    const fedkd_config *config;
-    MPI_Comm comm;
-    int rank, size;
-    const fedkd_algorithm *algorithm;
-    fedkd_model_spec spec;
-    fedkd_client_set data;       /* owns the partition and every dataset below */
-    const fedkd_partition *partition;
-    int num_clients;
-    int num_hosted;
-    int *hosted;                 /* (num_hosted) client ids, ascending */
-    fedkd_dataset **client_data; /* (num_hosted) */
-    const fedkd_dataset *test;   /* rank 0 */
-    fedkd_model *train_model;    /* ranks hosting clients */
-    fedkd_model *eval_model;     /* rank 0 */
-    fedkd_optimizer *optimizer;
-    size_t num_params;
-    float *global;               /* (num_params) */
-    float *delta;                /* (num_params) */
-    int64_t *accumulator;        /* (num_params + SLOT_EXTRA) */
-    int64_t *reduced;            /* rank 0: same size */
-    int *header;                 /* (HEADER_FIXED + num_clients) */
-    int first_failed_client;     /* INT_MAX while every hosted client trains fine */
-    fedkd_runlog log;
-    /* Persistent state between rounds (none for FedAvg / FedProx). */
-    size_t client_state_len;     /* floats per client */
-    float *client_state;         /* (num_hosted, client_state_len) */
-    size_t server_state_len;
-    float *server_state;         /* rank 0: (server_state_len) */
-    /* Rank 0: every finished round's metrics, for checkpoints. */
-    fedkd_round_metrics *history;/* (history_capacity), history_len used */
-    int history_len, history_capacity;
-    int first_round;             /* 1, or the checkpoint's round + 1 */
-    int last_checkpoint;         /* round of the newest checkpoint written or resumed */
-    double earlier_seconds;      /* run time before the resumed checkpoint */
-    char resume_path[1024];      /* the checkpoint resumed from, or "" */
-} federation;
+/* Config checks that need no data, made by every rank before the first
+ * collective so that all of them refuse the same way. */
+static fedkd_status check_config(federation *f)
+{
+    const fedkd_config *config = f->config;
+    fedkd_status status = fedkd_algorithm_find(config->algorithm, &f->algorithm);
+    if (!status) status = fl_client_models_check(config, f->algorithm);
+    if (!status && !f->algorithm->global_model && config->init.model[0])
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                            "config key `init.model`: algorithm `%s` keeps one model per client "
+                            "and has no global model to start from; set init.model to \"\"",
+                            f->algorithm->name);
+    return status;
+}
 
 static fedkd_status load_data(federation *f)
 {
@@ -90,7 +66,9 @@ static fedkd_status load_data(federation *f)
     for (int c = 0; c < f->num_clients; c++)
         if (fedkd_client_host_rank(c, f->size) == f->rank) hosted[num_hosted++] = c;
     unsigned flags = fl_data_flags(config);
-    if (f->rank == 0) flags |= FEDKD_CLIENTSET_LOAD_TEST;
+    /* Without a global model each host scores its own clients' models. */
+    if (f->rank == 0 || (num_hosted > 0 && !f->algorithm->global_model))
+        flags |= FEDKD_CLIENTSET_LOAD_TEST;
     if (num_hosted > 0 || f->rank == 0) flags |= FEDKD_CLIENTSET_LOAD_PUBLIC;
     fedkd_status status = fedkd_client_set_load(config, hosted, num_hosted, flags, &f->data);
     free(hosted);
@@ -101,43 +79,85 @@ static fedkd_status load_data(federation *f)
     f->hosted = f->data.hosted;
     f->client_data = f->data.data;
     f->test = f->data.test;
-    return fl_model_spec(config, f->data.shape, f->data.num_classes, &f->spec);
+    fl_run *run = &f->run;
+    run->config = config;
+    run->algorithm = f->algorithm;
+    run->rank = f->rank;
+    run->size = f->size;
+    run->num_clients = f->num_clients;
+    run->num_classes = f->data.num_classes;
+    run->partition = f->partition;
+    run->public_set = f->data.public_set;
+    run->public_count = f->algorithm->uses_public ? f->data.public_count : 0;
+    run->sample_len = fl_public_sample_size(run->public_count, config->public_set.per_round);
+    if (f->algorithm->uses_public && config->public_set.per_round > 0 &&
+        (uint64_t)config->public_set.per_round > run->public_count)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `public.per_round`: %lld samples per round, but the public "
+                          "set holds %zu (public.size, public.source)",
+                          (long long)config->public_set.per_round, run->public_count);
+    status = fl_model_spec(config, f->data.shape, f->data.num_classes, &f->spec);
+    if (!status) status = fl_client_models_resolve(config, f->data.shape, f->data.num_classes,
+                                                   &run->models);
+    return status;
 }
 
 static fedkd_status build_models(federation *f)
 {
     const fedkd_config *config = f->config;
+    fl_run *run = &f->run;
     fedkd_status status = FEDKD_OK;
-    if (f->num_hosted > 0) {
-        fedkd_optimizer_settings opt = fl_optimizer_settings(config);
-        status = fedkd_model_create(&f->train_model, &f->spec, config->local.batch_size);
-        if (!status) status = fedkd_optimizer_create(&f->optimizer, &opt,
-                                                     f->train_model->num_params);
+    int entries = run->models.num_entries;
+    f->train_models = calloc((size_t)entries, sizeof *f->train_models);
+    f->optimizers = calloc((size_t)entries, sizeof *f->optimizers);
+    if (!f->train_models || !f->optimizers)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d client models", entries);
+    fedkd_optimizer_settings opt = fl_optimizer_settings(config);
+    for (int h = 0; h < f->num_hosted; h++) {
+        int e = fl_client_model_entry(&run->models, f->hosted[h]);
+        if (f->train_models[e]) continue;
+        status = fedkd_model_create(&f->train_models[e], &run->models.specs[e],
+                                    config->local.batch_size);
+        if (!status) status = fedkd_optimizer_create(&f->optimizers[e], &opt,
+                                                     f->train_models[e]->num_params);
         if (status) return status;
     }
+    /* The global model: every rank needs its size, the collectives carry it. */
+    fedkd_model *probe = NULL;
+    status = fedkd_model_create(&probe, &f->spec, 1);
+    if (status) return status;
+    f->num_params = run->num_params = probe->num_params;
+    fedkd_model_destroy(&probe);
     if (f->rank == 0) {
         status = fedkd_model_create(&f->eval_model, &f->spec, config->eval_batch_size);
         if (status) return status;
         fedkd_model_init_params(f->eval_model, config->seed, 0);
+        if (f->algorithm->ops->needs_server_model) {
+            fedkd_optimizer_settings server = opt;
+            server.lr = (float)config->feddf.lr;
+            status = fedkd_model_create(&f->server_model, &f->spec, config->local.batch_size);
+            if (!status) status = fedkd_optimizer_create(&f->server_optimizer, &server,
+                                                         f->num_params);
+            if (status) return status;
+        }
     }
-    if (f->train_model || f->eval_model) {
-        f->num_params = f->train_model ? f->train_model->num_params : f->eval_model->num_params;
-    } else {
-        /* A client rank with no client (clients.count < P - 1) still takes
-         * part in every collective, so it needs the parameter count. */
-        fedkd_model *probe = NULL;
-        status = fedkd_model_create(&probe, &f->spec, 1);
-        if (status) return status;
-        f->num_params = probe->num_params;
-        fedkd_model_destroy(&probe);
-    }
+    /* The largest payload is round 2's (round 1 has no consensus to send). */
+    fl_payload payload = f->algorithm->ops->payload(run, 2);
+    f->sum_len = payload.up;
+    size_t down_len = f->algorithm->global_model ? 0 : payload.down;
+    size_t sample_len = run->sample_len ? run->sample_len : 1;
     f->global = fedkd_alloc(f->num_params * sizeof(float));
-    f->delta = fedkd_alloc(f->num_params * sizeof(float));
-    f->accumulator = fedkd_alloc((f->num_params + SLOT_EXTRA) * sizeof(int64_t));
-    f->reduced = fedkd_alloc((f->num_params + SLOT_EXTRA) * sizeof(int64_t));
+    f->down = fedkd_alloc((down_len ? down_len : 1) * sizeof(float));
+    f->sample = malloc(sample_len * sizeof *f->sample);
+    f->next_sample = malloc(sample_len * sizeof *f->next_sample);
+    f->accumulator = fedkd_alloc((f->sum_len + SLOT_EXTRA) * sizeof(int64_t));
+    f->reduced = fedkd_alloc((f->sum_len + SLOT_EXTRA) * sizeof(int64_t));
+    f->checksums = calloc(2 * (size_t)f->num_clients, sizeof *f->checksums);
     f->header = calloc((size_t)(HEADER_FIXED + f->num_clients), sizeof(int));
-    if (!f->global || !f->delta || !f->accumulator || !f->reduced || !f->header)
-        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu parameters", f->num_params);
+    if (!f->global || !f->down || !f->sample || !f->next_sample || !f->accumulator ||
+        !f->reduced || !f->checksums || !f->header)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for a payload of %zu values",
+                          f->sum_len);
     if (f->rank == 0) memcpy(f->global, f->eval_model->params, f->num_params * sizeof(float));
     return FEDKD_OK;
 }
@@ -149,265 +169,95 @@ static size_t selected_samples(const federation *f, const int *selected, int m)
     return total;
 }
 
-/* Trains the hosted clients among the selected ones and adds their weighted
- * updates into the accumulator. Returns seconds spent. A failure is counted
- * in SLOT_ERRORS so that the server learns of it through the reduce. */
-static double train_hosted_clients(federation *f, int round, const int *selected, int m)
+/* accumulator[i] += fixed(weight * values[i]) for doubles (test scores). */
+static fedkd_status accumulate_doubles(int64_t *accumulator, const double *values, size_t n,
+                                       double weight)
 {
-    const fedkd_config *config = f->config;
+    for (size_t i = 0; i < n; i++) {
+        double v = weight * values[i];
+        if (!(fabs(v) <= FEDKD_FIXED_LIMIT))
+            return FEDKD_FAIL(FEDKD_ERR_NUMERIC, "aggregation: a test score of %g cannot be summed",
+                              values[i]);
+        accumulator[i] += (int64_t)llround(v * FEDKD_FIXED_SCALE);
+    }
+    return FEDKD_OK;
+}
+
+/* A client that keeps its model: its test scores into the round's means,
+ * its trained model back into its state row. */
+static fedkd_status keep_client_model(federation *f, int h, fedkd_model *model, int m,
+                                      int64_t *slots)
+{
+    double scores[2];
+    fedkd_status status = fedkd_evaluate(model, f->test, &scores[0], &scores[1]);
+    if (!status) status = accumulate_doubles(slots + SLOT_TEST_ACCURACY, scores, 2, 1.0 / m);
+    if (!status)
+        memcpy(f->client_state + (size_t)h * f->client_state_len, model->params,
+               model->num_params * sizeof(float));
+    return status;
+}
+
+/* This round's and the next round's public sample, where the public set is. */
+static fedkd_status draw_samples(federation *f, int round)
+{
+    const fl_run *run = &f->run;
+    if (!run->sample_len || !run->public_set) return FEDKD_OK;
+    uint64_t seed = f->config->seed;
+    int64_t per_round = f->config->public_set.per_round;
+    if (fl_public_sample(seed, round, run->public_count, per_round, f->sample) == 0 ||
+        fl_public_sample(seed, round + 1, run->public_count, per_round, f->next_sample) == 0)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory drawing the public sample");
+    return FEDKD_OK;
+}
+
+/* Runs the hosted clients among the selected ones and adds their
+ * contributions into the accumulator. Returns seconds spent. A failure is
+ * counted in SLOT_ERRORS so that the server learns of it through the reduce. */
+static double train_hosted_clients(federation *f, int round, const int *selected, int m,
+                                   const fl_payload *payload)
+{
     double start = fedkd_time_now();
-    memset(f->accumulator, 0, (f->num_params + SLOT_EXTRA) * sizeof(int64_t));
+    const fedkd_algorithm *algorithm = f->algorithm;
+    memset(f->accumulator, 0, (f->sum_len + SLOT_EXTRA) * sizeof(int64_t));
+    int64_t *slots = f->accumulator + f->sum_len;
     double total = (double)selected_samples(f, selected, m);
+    const float *down = !payload->down ? NULL : algorithm->global_model ? f->global : f->down;
+    fedkd_status status = draw_samples(f, round);
     int next = 0;
-    for (int h = 0; h < f->num_hosted; h++) {
+    for (int h = 0; !status && h < f->num_hosted; h++) {
         int client = f->hosted[h];
         while (next < m && selected[next] < client) next++;
         if (next >= m || selected[next] != client) continue;
-        fedkd_model *model = f->train_model;
-        memcpy(model->params, f->global, f->num_params * sizeof(float));
-        fedkd_optimizer_reset(f->optimizer);
-        fedkd_train_settings train = fedkd_train_default_settings();
-        train.epochs = config->local.epochs;
-        train.batch_size = config->local.batch_size;
-        train.seed = config->seed;
-        train.stream_a = (uint64_t)client;
-        train.stream_b = (uint64_t)(round - 1) * (uint64_t)config->local.epochs;
-        f->algorithm->configure_local(config, f->global, &train);
-        fedkd_train_stats stats;
-        fedkd_status status =
-            fedkd_train_local(model, f->optimizer, f->client_data[h], &train, &stats);
-        double weight = (double)f->client_data[h]->count / total;
+        int entry = fl_client_model_entry(&f->run.models, client);
+        fedkd_model *model = f->train_models[entry];
+        const float *start_params =
+            algorithm->global_model ? f->global : f->client_state + (size_t)h * f->client_state_len;
+        memcpy(model->params, start_params, model->num_params * sizeof(float));
+        fedkd_optimizer_reset(f->optimizers[entry]);
+        fl_client_round c = {
+            .round = round, .client = client, .selected = selected, .count = m,
+            .data = f->client_data[h], .model = model, .optimizer = f->optimizers[entry],
+            .down = down, .sample = f->sample, .next_sample = f->next_sample,
+            .weight = (double)f->client_data[h]->count / total, .sum = f->accumulator,
+        };
+        status = algorithm->ops->client_round(&f->run, &c);
         if (!status) {
-            for (size_t i = 0; i < f->num_params; i++)
-                f->delta[i] = model->params[i] - f->global[i];
-            status = fedkd_fixed_accumulate(f->accumulator, f->delta, f->num_params, weight);
+            float loss = (float)c.train_loss;
+            status = fedkd_fixed_accumulate(slots + SLOT_TRAIN_LOSS, &loss, 1, c.weight);
         }
-        if (!status) {
-            float loss = (float)stats.mean_loss;
-            status = fedkd_fixed_accumulate(f->accumulator + f->num_params + SLOT_TRAIN_LOSS,
-                                            &loss, 1, weight);
-        }
-        if (status) {
-            /* This rank prints the message at exit; the server learns of the
-             * failure through the reduce and stops the run. The remaining
-             * clients are skipped so that the first failure is the one told. */
-            char message[1024];
-            snprintf(message, sizeof message, "%s", fedkd_error_message());
-            FEDKD_FAIL(status, "round %d: %s", round, message);
-            f->accumulator[f->num_params + SLOT_ERRORS] = 1;
-            if (client < f->first_failed_client) f->first_failed_client = client;
-            break;
-        }
+        if (!status && !algorithm->global_model) status = keep_client_model(f, h, model, m, slots);
+        if (status && client < f->first_failed_client) f->first_failed_client = client;
     }
-    return fedkd_time_now() - start;
-}
-
-/* ---- persistent state, init.model, resume, checkpoints --------------------- */
-
-/* Floats of state an algorithm keeps between rounds, per client and on the
- * server. FedAvg and FedProx keep none: every selected client starts from
- * the global weights with a fresh optimizer and the server scales the
- * averaged delta by server.lr. Algorithms that keep client models (FedMD,
- * DS-FL) or a server optimizer report their sizes here; checkpoints then
- * save and restore the state by client id, whatever the number of ranks. */
-static void state_sizes(const federation *f, size_t *per_client, size_t *server)
-{
-    (void)f;
-    *per_client = 0;
-    *server = 0;
-}
-
-static fedkd_status allocate_state(federation *f)
-{
-    state_sizes(f, &f->client_state_len, &f->server_state_len);
-    size_t client_floats = f->client_state_len * (size_t)f->num_hosted;
-    if (client_floats && !(f->client_state = fedkd_alloc(client_floats * sizeof(float))))
-        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu floats of client state",
-                          client_floats);
-    if (f->rank == 0 && f->server_state_len &&
-        !(f->server_state = fedkd_alloc(f->server_state_len * sizeof(float))))
-        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu floats of server state",
-                          f->server_state_len);
-    return FEDKD_OK;
-}
-
-/* Rank 0, fresh runs: the global model starts from init.model's weights. */
-static fedkd_status load_init_model(federation *f)
-{
-    const char *path = f->config->init.model;
-    fedkd_model_spec spec;
-    float *params = NULL;
-    size_t num_params = 0;
-    char difference[256];
-    fedkd_status status = fedkd_model_file_load(path, &spec, &params, &num_params, NULL);
     if (status) {
+        /* This rank prints the message at exit; the server learns of the
+         * failure through the reduce and stops the run. The remaining
+         * clients are skipped so that the first failure is the one told. */
         char message[1024];
         snprintf(message, sizeof message, "%s", fedkd_error_message());
-        return FEDKD_FAIL(status, "config key `init.model`: %s", message);
+        FEDKD_FAIL(status, "round %d: %s", round, message);
+        slots[SLOT_ERRORS] = 1;
     }
-    if (fedkd_model_spec_difference(&f->spec, &spec, difference, sizeof difference))
-        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                            "config key `init.model`: %s holds another model than config key "
-                            "`model` describes (config vs file: %s)",
-                            path, difference);
-    else
-        memcpy(f->global, params, f->num_params * sizeof(float));
-    free(params);
-    if (!status) fedkd_log_info("global model initialised from %s", path);
-    return status;
-}
-
-/* The partition computed now must be the checkpoint's: it depends on the
- * data, and a changed file would silently change the clients. */
-static fedkd_status compare_partition(const fedkd_partition *now, const fedkd_partition *then,
-                                      const char *path)
-{
-    if (now->num_clients != then->num_clients || now->total != then->total)
-        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                          "resume refused: the training data now has %zu samples for %d "
-                          "clients; the checkpoint %s was written with %zu for %d",
-                          now->total, now->num_clients, path, then->total, then->num_clients);
-    for (int c = 0; c < now->num_clients; c++) {
-        size_t n = fedkd_partition_client_size(now, c);
-        if (n != fedkd_partition_client_size(then, c))
-            return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                              "resume refused: client %d now has %zu samples, %zu in the "
-                              "checkpoint %s (did the training data change?)",
-                              c, n, fedkd_partition_client_size(then, c), path);
-        if (memcmp(now->indices + now->offsets[c], then->indices + then->offsets[c],
-                   n * sizeof *now->indices) != 0)
-            return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                              "resume refused: client %d's samples differ from those in the "
-                              "checkpoint %s (did the training data change?)",
-                              c, path);
-    }
-    return FEDKD_OK;
-}
-
-static fedkd_status reserve_history(federation *f, int rows)
-{
-    if (rows <= f->history_capacity) return FEDKD_OK;
-    int capacity = f->history_capacity ? f->history_capacity : 16;
-    while (capacity < rows) capacity *= 2;
-    fedkd_round_metrics *grown = realloc(f->history, (size_t)capacity * sizeof *grown);
-    if (!grown) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d rounds of metrics", rows);
-    f->history = grown;
-    f->history_capacity = capacity;
-    return FEDKD_OK;
-}
-
-/* Rank 0: continues from a checkpoint once it is known to belong to this
- * run (same config but rounds, same model, same partition). */
-static fedkd_status resume_from(federation *f, const char *path)
-{
-    fedkd_checkpoint k;
-    char difference[256];
-    fedkd_status status = fedkd_checkpoint_read(path, &k);
-    if (status) return status;
-    status = fedkd_checkpoint_check_config(path, k.config_json, k.round, f->config);
-    if (!status && fedkd_model_spec_difference(&f->spec, &k.spec, difference, sizeof difference))
-        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                            "resume refused: the model in %s differs from the configured one "
-                            "(config vs checkpoint: %s)",
-                            path, difference);
-    if (!status) status = compare_partition(f->partition, k.partition, path);
-    if (!status &&
-        (k.client_state_len != f->client_state_len || k.server_state_len != f->server_state_len))
-        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
-                            "resume refused: %s holds %zu floats of state per client and %zu on "
-                            "the server; algorithm `%s` keeps %zu and %zu",
-                            path, k.client_state_len, k.server_state_len, f->algorithm->name,
-                            f->client_state_len, f->server_state_len);
-    if (!status) status = reserve_history(f, k.round);
-    if (!status) {
-        memcpy(f->history, k.metrics, (size_t)k.round * sizeof *f->history);
-        f->history_len = k.round;
-        memcpy(f->global, k.global, f->num_params * sizeof(float));
-        if (f->server_state_len)
-            memcpy(f->server_state, k.server_state, f->server_state_len * sizeof(float));
-        f->first_round = k.round + 1;
-        f->last_checkpoint = k.round;
-        f->earlier_seconds = k.wall_seconds;
-        snprintf(f->resume_path, sizeof f->resume_path, "%s", path);
-        fedkd_log_info("resuming from %s: %d round(s) done", path, k.round);
-    }
-    fedkd_checkpoint_clear(&k);
-    return status;
-}
-
-/* Where the run starts: a checkpoint (--resume), init.model or the seeded
- * initialisation. Rank 0 decides and reads; the others learn the first
- * round and, where clients keep state, read their rows themselves. */
-static fedkd_status choose_start(federation *f, const fedkd_run_options *options)
-{
-    const fedkd_config *config = f->config;
-    fedkd_status status = FEDKD_OK;
-    f->first_round = 1;
-    if (f->rank == 0) {
-        const char *resume = options && options->resume ? options->resume : "";
-        char found[1024];
-        if (strcmp(resume, "auto") == 0) {
-            int round = 0;
-            status = fedkd_checkpoint_find_latest(config->run.dir, found, sizeof found, &round);
-            if (!status && round == 0)
-                fedkd_log_info("--resume auto: no checkpoint in %s; starting at round 1",
-                               config->run.dir);
-            resume = round ? found : "";
-        }
-        if (!status && resume[0]) status = resume_from(f, resume);
-        else if (!status && config->init.model[0]) status = load_init_model(f);
-    }
-    status = fl_agree(f->comm, status);
-    if (status) return status;
-
-    struct {
-        int first_round;
-        char path[1024];
-    } start = {f->first_round, ""};
-    snprintf(start.path, sizeof start.path, "%s", f->resume_path);
-    MPI_Request request;
-    MPI_Ibcast(&start, (int)sizeof start, MPI_BYTE, 0, f->comm, &request);
-    status = fl_wait(&request, "the start broadcast");
-    if (status) return status;
-    f->first_round = start.first_round;
-    if (start.path[0] && f->client_state_len && f->num_hosted)
-        status = fedkd_checkpoint_read_client_states(start.path, f->hosted, f->num_hosted,
-                                                     f->client_state_len, f->client_state);
-    return fl_agree(f->comm, status);
-}
-
-/* Every rank: the state after `round` rounds into checkpoint-<round>.h5. */
-static fedkd_status write_checkpoint(federation *f, int round, double run_start)
-{
-    const fedkd_config *config = f->config;
-    /* Rank 0's history has exactly `round` rows here: one per finished round. */
-    fedkd_checkpoint_contents c = {
-        .round = round,
-        .config = config,
-        .spec = &f->spec,
-        .num_params = f->num_params,
-        .global = f->global,
-        .server_state_len = f->server_state_len,
-        .server_state = f->server_state,
-        .partition = f->partition,
-        .client_state_len = f->client_state_len,
-        .num_hosted = f->num_hosted,
-        .hosted = f->hosted,
-        .client_state = f->client_state,
-        .metrics = f->history,
-        .wall_seconds = fedkd_time_now() - run_start,
-    };
-    char path[1024];
-    double t = fedkd_time_now();
-    fedkd_status status = fedkd_checkpoint_write(f->comm, config->run.dir, config->checkpoint.keep,
-                                                 &c, path, sizeof path);
-    if (status) return status;
-    f->last_checkpoint = round;
-    /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
-     * then can block until the kill. */
-    if (!fedkd_stop_requested)
-        fedkd_log_info("checkpoint %s written in %.3fs", path, fedkd_time_now() - t);
-    return FEDKD_OK;
+    return fedkd_time_now() - start;
 }
 
 /* Rank 0: one finished round into the run's result. */
@@ -430,13 +280,23 @@ static void free_federation(federation *f)
 {
     fedkd_runlog_close(&f->log);
     fedkd_client_set_free(&f->data);
-    fedkd_model_destroy(&f->train_model);
+    for (int e = 0; f->train_models && e < f->run.models.num_entries; e++) {
+        fedkd_model_destroy(&f->train_models[e]);
+        fedkd_optimizer_destroy(&f->optimizers[e]);
+    }
+    free(f->train_models);
+    free(f->optimizers);
+    fl_client_models_free(&f->run.models);
     fedkd_model_destroy(&f->eval_model);
-    fedkd_optimizer_destroy(&f->optimizer);
+    fedkd_model_destroy(&f->server_model);
+    fedkd_optimizer_destroy(&f->server_optimizer);
     fedkd_free(f->global);
-    fedkd_free(f->delta);
+    fedkd_free(f->down);
+    free(f->sample);
+    free(f->next_sample);
     fedkd_free(f->accumulator);
     fedkd_free(f->reduced);
+    free(f->checksums);
     free(f->header);
     fedkd_free(f->client_state);
     fedkd_free(f->server_state);
@@ -446,18 +306,18 @@ static void free_federation(federation *f)
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
 {
     const fedkd_config *config = f->config;
-    fedkd_status status = fedkd_algorithm_find(config->algorithm, &f->algorithm);
+    fedkd_status status = check_config(f);
     status = fl_agree(f->comm, status);
     if (status) return status;
     status = load_data(f);
     status = fl_agree(f->comm, status);
     if (status) return status;
     status = build_models(f);
-    if (!status) status = allocate_state(f);
+    if (!status) status = fl_fed_allocate_state(f);
     status = fl_agree(f->comm, status);
     if (status) return status;
     /* Before the logs are opened: a refused resume leaves them as they are. */
-    status = choose_start(f, options);
+    status = fl_fed_choose_start(f, options);
     if (status) return status;
     if (f->rank == 0) {
         status = fedkd_runlog_open(&f->log, config->run.dir);
@@ -487,25 +347,30 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
 }
 
 /* Rank 0: the test evaluation of an aggregated round (eval_model holds its
- * global weights), then its log row, progress line and history entry.
+ * global weights; without one, its scores came with the sum), then its log
+ * row, progress line and history entry.
  * With P > 1 this runs while the clients train the next round, so the
  * server's evaluation leaves the round's critical path. */
 static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int overlapped,
                                  fedkd_run_result *result, double run_start)
 {
-    double t = fedkd_time_now();
-    fedkd_status status = fedkd_evaluate(f->eval_model, f->test, &m->test_accuracy, &m->test_loss);
-    m->eval_seconds = fedkd_time_now() - t;
-    m->eval_overlapped = overlapped;
-    if (!overlapped) m->round_seconds += m->eval_seconds;
-    if (status) return status;
-    status = fedkd_runlog_write_round(&f->log, m);
+    /* Without a global model the hosts scored their clients while training. */
+    if (f->algorithm->global_model) {
+        double t = fedkd_time_now();
+        fedkd_status status =
+            fedkd_evaluate(f->eval_model, f->test, &m->test_accuracy, &m->test_loss);
+        m->eval_seconds = fedkd_time_now() - t;
+        m->eval_overlapped = overlapped;
+        if (!overlapped) m->round_seconds += m->eval_seconds;
+        if (status) return status;
+    }
+    fedkd_status status = fedkd_runlog_write_round(&f->log, m);
     if (status) return status;
     /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
      * then can block until the kill. */
     if (!fedkd_stop_requested)
         fl_print_progress(m, f->config->rounds, fedkd_time_now() - run_start);
-    status = reserve_history(f, f->history_len + 1);
+    status = fl_fed_reserve_history(f, f->history_len + 1);
     if (status) return status;
     f->history[f->history_len++] = *m;
     add_to_result(result, m, f->config);
@@ -537,15 +402,22 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         add_to_result(result, &f->history[i], config);
     if (f->rank == 0) {
         int m = fedkd_clients_per_round(f->num_clients, config->clients.per_round);
+        char models[128];
+        if (f->algorithm->global_model)
+            snprintf(models, sizeof models, "model %.32s with %zu parameters", f->spec.name,
+                     f->num_params);
+        else
+            snprintf(models, sizeof models, "%d client model(s) of up to %zu parameters",
+                     f->run.models.num_entries, f->run.models.max_params);
         fedkd_log_info("federation: %s, %d clients (%d per round) on %d rank(s), partition %s, "
-                       "model %s with %zu parameters, %d rounds",
+                       "%s, %d rounds",
                        f->algorithm->name, f->num_clients, m, f->size, config->partition.scheme,
-                       f->spec.name, f->num_params, config->rounds);
+                       models, config->rounds);
     }
 
-    const uint64_t payload = (uint64_t)f->num_params * sizeof(float);
     const uint64_t peers = (uint64_t)(f->size - 1);
-    const int buffer_len = (int)(f->num_params + SLOT_EXTRA);
+    const int buffer_len = (int)(f->sum_len + SLOT_EXTRA);
+    int64_t *reduced_slots = f->reduced + f->sum_len;
     int *selected = f->header + HEADER_FIXED;
     fedkd_status local_failure = FEDKD_OK;
     /* Rank 0: the aggregated round whose evaluation is still to come. */
@@ -617,7 +489,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         if (f->header[HEADER_CHECKPOINT] > 0) {
             /* The checkpoint's time is not the round's. */
             t = fedkd_time_now();
-            status = write_checkpoint(f, f->header[HEADER_CHECKPOINT], start);
+            status = fl_fed_write_checkpoint(f, f->header[HEADER_CHECKPOINT], start);
             if (status) break;
             round_start += fedkd_time_now() - t;
         }
@@ -638,18 +510,24 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
         int count = f->header[HEADER_COUNT];
 
-        /* 2. Global weights down. */
-        t = fedkd_time_now();
-        MPI_Ibcast(f->global, (int)f->num_params, MPI_FLOAT, 0, comm, &request);
-        status = fl_wait(&request, "the global model broadcast");
-        comm_seconds += fedkd_time_now() - t;
-        if (status) break;
-        m.wire_bytes += peers * payload;
-        m.bytes_down = payload * (uint64_t)count;
+        /* 2. The payload down: global weights or the server's consensus. */
+        fl_payload payload = f->algorithm->ops->payload(&f->run, round);
+        if (payload.down) {
+            float *down = f->algorithm->global_model ? f->global : f->down;
+            if (f->rank == 0 && !f->algorithm->global_model)
+                memcpy(f->down, f->server_state, payload.down * sizeof(float));
+            t = fedkd_time_now();
+            MPI_Ibcast(down, (int)payload.down, MPI_FLOAT, 0, comm, &request);
+            status = fl_wait(&request, "the payload broadcast");
+            comm_seconds += fedkd_time_now() - t;
+            if (status) break;
+            m.wire_bytes += peers * (uint64_t)payload.down * sizeof(float);
+            m.bytes_down = (uint64_t)payload.down * sizeof(float) * (uint64_t)count;
+        }
 
         /* 3. Local training of the hosted, selected clients. */
-        double train_seconds = train_hosted_clients(f, round, selected, count);
-        if (f->accumulator[f->num_params + SLOT_ERRORS] && f->rank != 0)
+        double train_seconds = train_hosted_clients(f, round, selected, count, &payload);
+        if (f->accumulator[f->sum_len + SLOT_ERRORS] && f->rank != 0)
             local_failure = FEDKD_ERR_NUMERIC;
 
         /* 4. Updates up: one exact integer sum. The server evaluates the
@@ -669,7 +547,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)buffer_len * sizeof(int64_t);
-        m.bytes_up = payload * (uint64_t)count;
+        m.bytes_up = (uint64_t)payload.sent_up * sizeof(float) * (uint64_t)count;
         double slowest = 0.0;
         t = fedkd_time_now();
         MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
@@ -689,25 +567,36 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double waiting =
             f->size > 1 ? reduce_seconds - fmax(slowest, overlapped_seconds) : reduce_seconds;
         m.comm_seconds = comm_seconds + (waiting > 0.0 ? waiting : 0.0);
-        if (f->reduced[f->num_params + SLOT_ERRORS] != 0) {
+        if (reduced_slots[SLOT_ERRORS] != 0) {
             /* The failing client's rank reports it; say nothing twice. */
-            if (f->accumulator[f->num_params + SLOT_ERRORS] == 0) fedkd_error_clear();
+            if (f->accumulator[f->sum_len + SLOT_ERRORS] == 0) fedkd_error_clear();
             local_failure = FEDKD_ERR_NUMERIC;
             continue;
         }
         t = fedkd_time_now();
-        double server_lr = config->server.lr;
-        for (size_t i = 0; i < f->num_params; i++)
-            f->global[i] = (float)((double)f->global[i] +
-                                   server_lr * fedkd_fixed_to_double(f->reduced[i]));
-        m.train_loss = fedkd_fixed_to_double(f->reduced[f->num_params + SLOT_TRAIN_LOSS]);
+        fl_server_round update = {
+            .round = round, .count = count, .sum = f->reduced, .global = f->global,
+            .state = f->server_state, .sample = f->sample, .model = f->server_model,
+            .optimizer = f->server_optimizer,
+        };
+        status = f->algorithm->ops->server_update(&f->run, &update);
+        if (status) {
+            local_failure = status;
+            status = FEDKD_OK;
+            continue;
+        }
+        m.train_loss = fedkd_fixed_to_double(reduced_slots[SLOT_TRAIN_LOSS]);
+        if (!f->algorithm->global_model) {
+            m.test_accuracy = fedkd_fixed_to_double(reduced_slots[SLOT_TEST_ACCURACY]);
+            m.test_loss = fedkd_fixed_to_double(reduced_slots[SLOT_TEST_LOSS]);
+        }
         m.aggregate_seconds = fedkd_time_now() - t;
 
         /* The evaluation needs the weights as they are now; the next
          * round changes f->global only after its reduce. */
         memcpy(f->eval_model->params, f->global, f->num_params * sizeof(float));
         m.round_seconds = fedkd_time_now() - round_start;
-        if (f->size > 1) {
+        if (f->size > 1 && f->algorithm->global_model) {
             pending = m;
             has_pending = 1;
             continue;
@@ -719,13 +608,24 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
     }
 
+    /* Clients' own models: every rank knows the run completed (the header
+     * said so), so all take part in the checksum's reduction. (Rank 0 leaves
+     * a stopping round early only over a pending evaluation, which needs a
+     * global model.) */
+    uint64_t client_checksum = 0;
+    if (!f->algorithm->global_model && strcmp(outcome, "completed") == 0)
+        client_checksum = fl_fed_client_checksum(f);
     if (f->rank == 0) {
         result->wall_seconds = fedkd_time_now() - start;
         result->num_params = f->num_params;
-        result->params_checksum = fedkd_checksum(f->global, f->num_params * sizeof(float));
-        result->final_params = malloc(f->num_params * sizeof(float));
-        if (result->final_params)
-            memcpy(result->final_params, f->global, f->num_params * sizeof(float));
+        if (f->algorithm->global_model) {
+            result->params_checksum = fedkd_checksum(f->global, f->num_params * sizeof(float));
+            result->final_params = malloc(f->num_params * sizeof(float));
+            if (result->final_params)
+                memcpy(result->final_params, f->global, f->num_params * sizeof(float));
+        } else {
+            result->params_checksum = client_checksum;
+        }
         char first_message[1024];
         snprintf(first_message, sizeof first_message, "%s", fedkd_error_message());
         fedkd_status written = fl_write_summary(config, outcome, result, 1);

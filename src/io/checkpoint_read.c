@@ -209,11 +209,17 @@ static fedkd_status read_partition(hid_t file, fedkd_checkpoint *k)
         status = read_exact(group, "noise_sigma", "/partition/noise_sigma", H5T_FLOAT,
                             H5T_NATIVE_DOUBLE, 1, client_dims, p->noise_sigma, path,
                             "(one per client)");
-    for (size_t i = 0; !status && i < p->offsets[n]; i++)
-        if (p->indices[i] >= (uint64_t)total)
-            status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
-                                "%s: /partition/indices[%zu] = %u is beyond the %lld samples", path,
-                                i, p->indices[i], (long long)total);
+    /* Indices are training-set rows, ascending within each client. They
+     * are not bounded by `total`: with a public set held out of the training
+     * set (include/fedkd/clientset.h), `total` counts the rows partitioned
+     * while the indices still number the whole training set. */
+    for (int c = 0; !status && c < n; c++)
+        for (size_t i = p->offsets[c] + 1; !status && i < p->offsets[c + 1]; i++)
+            if (p->indices[i] <= p->indices[i - 1])
+                status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                                    "%s: /partition/indices[%zu] = %u of client %d is not above "
+                                    "the client's previous row %u", path, i, p->indices[i], c,
+                                    p->indices[i - 1]);
 done:
     free(scheme);
     free(offsets);

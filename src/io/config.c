@@ -337,6 +337,13 @@ static fedkd_status apply_override(cJSON *document, const char *text, const char
             status = fedkd_config_check_value(fedkd_config_key_at(index), value, override_origin);
             goto fail;
         }
+        /* kd.students=3 means the text "3" to a string key. */
+        if (fedkd_config_key_at(index)->type == CONFIG_STRING &&
+            (cJSON_IsNumber(value) || cJSON_IsBool(value))) {
+            cJSON_Delete(value);
+            value = cJSON_CreateString(value_text);
+            if (!value) return fail_nomem();
+        }
         key_origins[index] = override_origin;
     } else if (fedkd_config_is_section(path)) {
         if (!cJSON_IsObject(value)) {
@@ -411,6 +418,20 @@ fedkd_status fedkd_config_load(fedkd_config *config, const char *path,
             goto fail;
         }
         status = apply_override(document, overrides[i], key_origins);
+        if (status != FEDKD_OK) goto fail;
+    }
+
+    /* Keys whose default the table holds go into the document, so that it
+     * (summary.json, checkpoints, --print-config) is complete. */
+    for (int i = 0; i < num_keys; i++) {
+        const config_key *key = fedkd_config_key_at(i);
+        if (!key->fallback || fedkd_config_lookup(document, key->path)) continue;
+        cJSON *value = cJSON_Parse(key->fallback);
+        if (!value) {
+            status = fail_nomem();
+            goto fail;
+        }
+        status = set_path(document, key->path, value);
         if (status != FEDKD_OK) goto fail;
     }
 

@@ -28,6 +28,7 @@ static const char *const partition_schemes[] = {"iid", "dirichlet", "shards", "q
 static const char *const optimizers[] = {"sgd", "adam", NULL};
 static const char *const kd_pairings[] = {"all-ordered", "rest", "ring", NULL};
 static const char *const kd_ensemble_rules[] = {"probs", "logits", NULL};
+static const char *const fedmd_digest_losses[] = {"mae", "kl", NULL};
 
 static const config_key keys[] = {
     {.path = "seed", .type = CONFIG_SEED, AT(seed),
@@ -56,6 +57,10 @@ static const config_key keys[] = {
     {.path = "clients.count", .type = CONFIG_INT, AT(clients.count), AT_LEAST(1.0)},
     {.path = "clients.per_round", .type = CONFIG_DOUBLE, AT(clients.per_round),
      .flags = CONFIG_FRACTION_OR_COUNT},
+    /* Model names and layer lists are checked by the federation, which
+     * knows the data's shape. */
+    {.path = "clients.models", .type = CONFIG_MODEL_LIST, AT(clients.models),
+     .fallback = "\"\""},
 
     {.path = "partition.scheme", .type = CONFIG_STRING, AT(partition.scheme),
      .choices = partition_schemes},
@@ -109,6 +114,27 @@ static const config_key keys[] = {
     {.path = "public.size", .type = CONFIG_INT64, AT(public_set.size), AT_LEAST(0.0)},
     {.path = "public.source", .type = CONFIG_STRING, AT(public_set.source),
      .flags = CONFIG_NON_EMPTY},
+    /* At most the public set's size: checked once the data is known. */
+    {.path = "public.per_round", .type = CONFIG_INT64, AT(public_set.per_round), AT_LEAST(0.0),
+     .fallback = "0"},
+
+    {.path = "fedmd.digest_epochs", .type = CONFIG_INT, AT(fedmd.digest_epochs), AT_LEAST(0.0),
+     .fallback = "1"},
+    {.path = "fedmd.digest_loss", .type = CONFIG_STRING, AT(fedmd.digest_loss),
+     .choices = fedmd_digest_losses, .fallback = "\"mae\""},
+    {.path = "dsfl.temperature", .type = CONFIG_DOUBLE, AT(dsfl.temperature),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MIN_EXCLUSIVE, .min = 0.0, .max = 1.0,
+     .fallback = "0.1"},
+    {.path = "dsfl.epochs", .type = CONFIG_INT, AT(dsfl.epochs), AT_LEAST(0.0), .fallback = "1"},
+    {.path = "dml.epochs", .type = CONFIG_INT, AT(dml.epochs), AT_LEAST(0.0), .fallback = "1"},
+    {.path = "feddf.epochs", .type = CONFIG_INT, AT(feddf.epochs), AT_LEAST(0.0),
+     .fallback = "5"},
+    {.path = "feddf.lr", .type = CONFIG_DOUBLE, AT(feddf.lr), ABOVE(0.0), .fallback = "0.01"},
+    {.path = "feddf.patience", .type = CONFIG_INT, AT(feddf.patience), AT_LEAST(1.0),
+     .fallback = "2"},
+    {.path = "feddf.validation_fraction", .type = CONFIG_DOUBLE, AT(feddf.validation_fraction),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MIN_EXCLUSIVE | CONFIG_MAX_EXCLUSIVE,
+     .min = 0.0, .max = 1.0, .fallback = "0.2"},
 
     {.path = "pretrain.epochs", .type = CONFIG_INT, AT(pretrain.epochs), AT_LEAST(0.0)},
     {.path = "pretrain.dir", .type = CONFIG_STRING, AT(pretrain.dir)},
@@ -265,6 +291,9 @@ void fedkd_config_describe(const config_key *key, char *out, size_t out_size)
     switch (key->type) {
     case CONFIG_BOOL: APPEND("true or false"); return;
     case CONFIG_MODEL: APPEND("a model preset name or a non-empty layer list"); return;
+    case CONFIG_MODEL_LIST:
+        APPEND("\"\", comma-separated preset names, or a list of presets and layer lists");
+        return;
     case CONFIG_STRING:
         APPEND("%s", key->flags & CONFIG_NON_EMPTY ? "a non-empty string" : "a string");
         return;
@@ -358,6 +387,33 @@ static fedkd_status check_number(const config_key *key, const cJSON *value, cons
     return FEDKD_OK;
 }
 
+/* "" (none), "a,b" (names without empty items), or an array of non-empty
+ * names and non-empty layer lists. */
+static int model_list_ok(const cJSON *value)
+{
+    if (cJSON_IsString(value) && value->valuestring) {
+        const char *text = value->valuestring;
+        if (!text[0]) return 1;
+        int item_has_name = 0;
+        for (const char *p = text;; p++) {
+            if (*p == ',' || !*p) {
+                if (!item_has_name) return 0;
+                if (!*p) return 1;
+                item_has_name = 0;
+            } else if (*p != ' ') {
+                item_has_name = 1;
+            }
+        }
+    }
+    if (!cJSON_IsArray(value) || !value->child) return 0;
+    for (const cJSON *item = value->child; item; item = item->next) {
+        if (cJSON_IsString(item) && item->valuestring && item->valuestring[0]) continue;
+        if (cJSON_IsArray(item) && item->child) continue;
+        return 0;
+    }
+    return 1;
+}
+
 fedkd_status fedkd_config_check_value(const config_key *key, const cJSON *value,
                                       const char *origin)
 {
@@ -375,6 +431,8 @@ fedkd_status fedkd_config_check_value(const config_key *key, const cJSON *value,
         if (cJSON_IsString(value) && value->valuestring && value->valuestring[0]) return FEDKD_OK;
         if (cJSON_IsArray(value) && value->child) return FEDKD_OK;
         return fail_value(key, value, origin, expected, "");
+    case CONFIG_MODEL_LIST:
+        return model_list_ok(value) ? FEDKD_OK : fail_value(key, value, origin, expected, "");
     case CONFIG_STRING:
         break;
     }
@@ -429,7 +487,8 @@ void fedkd_config_store_value(const config_key *key, const cJSON *value, fedkd_c
         memcpy(member, value->valuestring, length + 1);
         break;
     }
-    case CONFIG_MODEL: {
+    case CONFIG_MODEL:
+    case CONFIG_MODEL_LIST: {
         const cJSON *model = value;
         memcpy(member, &model, sizeof model);
         break;
@@ -449,6 +508,7 @@ static const char *type_name(config_value_type type)
     case CONFIG_BOOL: return "bool";
     case CONFIG_STRING: return "string";
     case CONFIG_MODEL: return "model";
+    case CONFIG_MODEL_LIST: return "models";
     }
     return "?";
 }
@@ -463,8 +523,9 @@ void fedkd_config_print_keys(FILE *out)
         fedkd_config_describe(key, allowed, sizeof allowed);
         const cJSON *item = defaults ? fedkd_config_lookup(defaults, key->path) : NULL;
         char *shown = item ? cJSON_PrintUnformatted(item) : NULL;
+        const char *fallback = key->fallback ? key->fallback : "?";
         fprintf(out, "  %-28s %-7s %-24s %s\n", key->path, type_name(key->type),
-                shown ? shown : "?", allowed);
+                shown ? shown : fallback, allowed);
         free(shown);
     }
     cJSON_Delete(defaults);

@@ -21,7 +21,9 @@ typedef enum config_value_type {
     CONFIG_DOUBLE,  /* double member */
     CONFIG_BOOL,    /* int member, 0 or 1 */
     CONFIG_STRING,  /* char array member; `size` is its capacity */
-    CONFIG_MODEL    /* cJSON * member pointing into the merged document */
+    CONFIG_MODEL,   /* cJSON * member pointing into the merged document */
+    CONFIG_MODEL_LIST /* cJSON * member: "" , "preset,preset,..." or an array of
+                       * model specs (preset names or non-empty layer lists) */
 } config_value_type;
 
 enum {
@@ -42,6 +44,9 @@ typedef struct config_key {
     unsigned flags;
     double min, max;              /* read when CONFIG_HAS_MIN / CONFIG_HAS_MAX */
     const char *const *choices;   /* NULL-terminated closed set of strings, or NULL */
+    /* JSON text of the default for a key that configs/default.json does not
+     * (yet) hold; NULL: the default file must hold the key. */
+    const char *fallback;
 } config_key;
 
 int fedkd_config_num_keys(void);

@@ -233,7 +233,7 @@ refuse)
         --set eval.batch_size=7 --resume auto
     expect_error 2 "beyond config key \`rounds\` = 3" "$work/base" "${synthetic[@]}" --set rounds=3 \
         --resume auto
-    expect_error 2 "only federated runs" "$work/base" "${synthetic[@]}" --set mode=centralized \
+    expect_error 2 "only federated and kd-start runs" "$work/base" "${synthetic[@]}" --set mode=centralized \
         --resume auto
     expect_error 2 "nowhere.h5: cannot open" "$work/base" "${synthetic[@]}" --set rounds=6 \
         --resume "$work/nowhere.h5"

@@ -5,6 +5,11 @@
  *   check_run logs DIR ROUNDS     rounds.jsonl and rounds.csv parse, have ROUNDS
  *                                 rows, bytes = 4 * num_params * participants in
  *                                 each direction, and summary.json totals match
+ *   check_run bytes DIR FIRST_DOWN DOWN UP
+ *                                 every round moved DOWN bytes (FIRST_DOWN in
+ *                                 round 1) to and UP bytes from each participant,
+ *                                 and summary.json totals match (soft-label
+ *                                 payloads)
  * Exits 0 when the check holds, 1 (with the reason on stderr) when it does not. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,13 +171,53 @@ done:
     return failures;
 }
 
+static int check_bytes(const char *dir, double first_down, double down_each, double up_each)
+{
+    int failures = 0;
+    cJSON *rounds = read_rounds(dir);
+    cJSON *summary = read_json(dir, "summary.json");
+    if (!rounds || !summary || cJSON_GetArraySize(rounds) == 0) {
+        fprintf(stderr, "check_run: %s has no rounds to check\n", dir);
+        failures++;
+        goto done;
+    }
+    double down = 0.0, up = 0.0;
+    for (int i = 0; i < cJSON_GetArraySize(rounds); i++) {
+        const cJSON *row = cJSON_GetArrayItem(rounds, i);
+        double participants = number(row, "participants");
+        double want_down = (number(row, "round") == 1 ? first_down : down_each) * participants;
+        double want_up = up_each * participants;
+        if (participants < 1 || number(row, "bytes_down") != want_down ||
+            number(row, "bytes_up") != want_up) {
+            fprintf(stderr, "check_run: %s round %d (%.0f participants): bytes down %.0f, up %.0f; "
+                    "expected %.0f, %.0f\n", dir, i + 1, participants, number(row, "bytes_down"),
+                    number(row, "bytes_up"), want_down, want_up);
+            failures++;
+        }
+        down += number(row, "bytes_down");
+        up += number(row, "bytes_up");
+    }
+    if (number(summary, "bytes_down_total") != down || number(summary, "bytes_up_total") != up) {
+        fprintf(stderr, "check_run: summary totals %.0f / %.0f, rounds sum to %.0f / %.0f\n",
+                number(summary, "bytes_down_total"), number(summary, "bytes_up_total"), down, up);
+        failures++;
+    }
+done:
+    cJSON_Delete(rounds);
+    cJSON_Delete(summary);
+    return failures;
+}
+
 int main(int argc, char **argv)
 {
     int failures;
     if (argc == 4 && strcmp(argv[1], "same") == 0) failures = check_same(argv[2], argv[3]);
     else if (argc == 4 && strcmp(argv[1], "logs") == 0) failures = check_logs(argv[2], atoi(argv[3]));
+    else if (argc == 6 && strcmp(argv[1], "bytes") == 0)
+        failures = check_bytes(argv[2], atof(argv[3]), atof(argv[4]), atof(argv[5]));
     else {
-        fprintf(stderr, "usage: check_run same DIR_A DIR_B | check_run logs DIR ROUNDS\n");
+        fprintf(stderr, "usage: check_run same DIR_A DIR_B | check_run logs DIR ROUNDS | "
+                "check_run bytes DIR FIRST_DOWN DOWN UP\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "fedkd/config.h"
+#include "io/config_keys.h"
 #include "../test_util.h"
 
 static char temp_path[64];
@@ -52,7 +53,7 @@ static void test_default(void)
     fedkd_status status = fedkd_config_load(&config, NULL, NULL, 0);
     CHECK(status == FEDKD_OK, "default load: %s", fedkd_error_message());
     CHECK(config.seed == 42, "seed %llu", (unsigned long long)config.seed);
-    CHECK(strcmp(config.mode, "federated") == 0, "mode %s", config.mode);
+    CHECK(strcmp(config.mode, "kd-start") == 0, "mode %s", config.mode);
     CHECK(strcmp(config.data.name, "fashion-mnist") == 0, "data.name %s", config.data.name);
     CHECK(strcmp(config.data.dir, "/usr/share/datasets/fashion-mnist") == 0, "data.dir %s",
           config.data.dir);
@@ -98,9 +99,40 @@ static void test_default(void)
     cJSON_Delete(round_trip);
     free(text);
 
+    /* The built-in default, plus the keys whose default only the table
+     * holds (config_key.fallback) where default.json lacks them. */
     cJSON *embedded = cJSON_Parse(fedkd_config_default_text());
-    CHECK(embedded && cJSON_Compare(embedded, config.json, 1),
-          "with no file and no --set the document is the built-in default");
+    int fallbacks_added = 0;
+    for (int i = 0; embedded && i < fedkd_config_num_keys(); i++) {
+        const config_key *key = fedkd_config_key_at(i);
+        if (!key->fallback || fedkd_config_lookup(embedded, key->path)) continue;
+        const cJSON *value = fedkd_config_lookup(config.json, key->path);
+        cJSON *expected = cJSON_Parse(key->fallback);
+        CHECK(value && expected && cJSON_Compare(value, expected, 1),
+              "key `%s` takes the table's default %s", key->path, key->fallback);
+        cJSON_Delete(expected);
+        fallbacks_added++;
+    }
+    cJSON *merged = cJSON_Duplicate(config.json, 1);
+    for (int i = 0; merged && embedded && i < fedkd_config_num_keys(); i++) {
+        const config_key *key = fedkd_config_key_at(i);
+        if (!key->fallback || fedkd_config_lookup(embedded, key->path)) continue;
+        /* Drop it from the copy; a section left empty goes too. */
+        char path[128];
+        snprintf(path, sizeof path, "%s", key->path);
+        char *dot = strrchr(path, '.');
+        cJSON *parent = merged;
+        if (dot) {
+            *dot = '\0';
+            parent = fedkd_config_lookup(merged, path);
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(parent, dot ? dot + 1 : path);
+        if (dot && parent && !parent->child) cJSON_DeleteItemFromObjectCaseSensitive(merged, path);
+    }
+    CHECK(embedded && merged && cJSON_Compare(embedded, merged, 1),
+          "with no file and no --set the document is the built-in default (plus %d table "
+          "defaults)", fallbacks_added);
+    cJSON_Delete(merged);
     cJSON_Delete(embedded);
 
     fedkd_config_free(&config);
@@ -364,6 +396,19 @@ static void test_rejected_values(void)
           fedkd_error_message());
     fedkd_config_free(&config);
 
+    /* Digits given to a string key on the command line are its text, not a
+     * number; in a file, a number for a string key is still refused. */
+    const char *digits[] = {"kd.students=3", "run.dir=2024"};
+    status = fedkd_config_load(&config, NULL, digits, 2);
+    CHECK(status == FEDKD_OK && strcmp(config.kd.students, "3") == 0 &&
+              strcmp(config.run.dir, "2024") == 0,
+          "digit-only strings from --set: %s", fedkd_error_message());
+    if (status == FEDKD_OK) fedkd_config_free(&config);
+    status = load(&config, "{\"kd\": {\"students\": 3}}", NULL, 0);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("`kd.students`"),
+          "a number for a string key in a file: %s", fedkd_error_message());
+    if (status == FEDKD_OK) fedkd_config_free(&config);
+
     /* A bad value from a file names the file. */
     status = load(&config, "{\"kd\": {\"temperature\": 0}}", NULL, 0);
     CHECK(status == FEDKD_ERR_CONFIG && message_names_temp_file() &&
@@ -414,11 +459,17 @@ static void test_print_keys(void)
     fclose(out);
     int lines = 0;
     for (const char *c = text; *c; c++) lines += *c == '\n';
-    /* A header and one line per key of default.json. */
+    /* A header and one line per key: those of default.json and those whose
+     * default only the table holds. */
     cJSON *defaults = cJSON_Parse(fedkd_config_default_text());
     int keys = count_leaves(defaults);
+    for (int i = 0; i < fedkd_config_num_keys(); i++) {
+        const config_key *key = fedkd_config_key_at(i);
+        if (key->fallback && !fedkd_config_lookup(defaults, key->path)) keys++;
+    }
     cJSON_Delete(defaults);
-    CHECK(keys > 30 && lines == 1 + keys, "%d lines for %d keys", lines, keys);
+    CHECK(keys > 30 && keys == fedkd_config_num_keys() && lines == 1 + keys,
+          "%d lines for %d keys (the table has %d)", lines, keys, fedkd_config_num_keys());
     CHECK(strstr(text, "kd.temperature") && strstr(text, "a number > 0"), "kd.temperature row");
     CHECK(strstr(text, "eval.batch_size") && strstr(text, "\"train-holdout\""),
           "eval.batch_size row and a string default");

@@ -1,0 +1,111 @@
+/* What the round loop (federation.c) shares with the algorithms' hooks
+ * (algorithms.c for the weight-averaging ones, alg_softlabel.c for the
+ * soft-label ones). ../shared/DESIGN.md, "One round":
+ *
+ *   1. header down (round, command, selected clients)
+ *   2. payload down: payload.down floats (global weights, or the server
+ *      state: consensus soft labels / per-class logits), when not 0
+ *   3. every hosted, selected client: client_round() trains its model and
+ *      adds its contribution into `sum` with exact fixed-point weights
+ *   4. one integer reduction of payload.up + SLOT_EXTRA values
+ *   5. rank 0: server_update() turns the sum into the new global weights or
+ *      server state; evaluation, logs, checkpoints as for every algorithm.
+ *
+ * Soft-label algorithms that keep client models (FedMD, DS-FL, DML) shift
+ * the exchange by half a round so that each round has one broadcast and one
+ * reduction: the uploads of round r are predictions on round r + 1's public
+ * sample, the server state after round r is their consensus, and round
+ * r + 1's participants fit it before their private training. */
+#ifndef FEDKD_FL_ROUND_H
+#define FEDKD_FL_ROUND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fedkd/config.h"
+#include "fedkd/data.h"
+#include "fedkd/fl.h"
+#include "fedkd/nn.h"
+#include "fedkd/partition.h"
+#include "fl/client_models.h"
+
+/* Values after an algorithm's payload in the reduced int64 buffer. */
+enum {
+    SLOT_TRAIN_LOSS,    /* sample-weighted mean of the last private epoch's loss */
+    SLOT_ERRORS,        /* clients that failed */
+    SLOT_TEST_ACCURACY, /* clients keeping models: mean test accuracy of the participants */
+    SLOT_TEST_LOSS,     /* ... and mean test loss */
+    SLOT_EXTRA
+};
+
+/* What every hook may read about the run; the same on every rank except
+ * where noted. */
+typedef struct fl_run {
+    const fedkd_config *config;
+    const fedkd_algorithm *algorithm;
+    int rank, size;
+    int num_clients, num_classes;
+    const fedkd_partition *partition;
+    const fedkd_dataset *public_set; /* ranks hosting clients and rank 0, when used */
+    size_t public_count;             /* public samples (0: none) */
+    size_t sample_len;               /* public rows a round uses (public.per_round) */
+    fl_client_models models;         /* each client's architecture */
+    size_t num_params;               /* the global model's (config key `model`) */
+} fl_run;
+
+/* A round's sizes in floats, the same on every rank. */
+typedef struct fl_payload {
+    size_t down;     /* broadcast to the participants (0: nothing this round) */
+    size_t up;       /* summed contributions carried by the reduction */
+    size_t sent_up;  /* one participant's upload: bytes_up = 4 * sent_up * participants */
+} fl_payload;
+
+/* One hosted, selected client's round. */
+typedef struct fl_client_round {
+    int round;
+    int client;
+    const int *selected;          /* (count) the round's participants, ascending */
+    int count;
+    const fedkd_dataset *data;    /* the client's own samples */
+    fedkd_model *model;           /* in: the global weights or the client's model; out: trained */
+    fedkd_optimizer *optimizer;   /* freshly reset */
+    const float *down;            /* (payload.down) what the server broadcast, NULL if nothing */
+    const uint32_t *sample;       /* (sample_len) this round's public rows */
+    const uint32_t *next_sample;  /* (sample_len) the next round's */
+    double weight;                /* its share of the participants' samples */
+    int64_t *sum;                 /* (payload.up) where its contribution goes */
+    double train_loss;            /* out: mean loss of its last private epoch */
+} fl_client_round;
+
+/* Rank 0's update after the reduction. */
+typedef struct fl_server_round {
+    int round;
+    int count;
+    const int64_t *sum;           /* (payload.up) */
+    float *global;                /* (num_params) the global model */
+    float *state;                 /* (server_state_len) */
+    const uint32_t *sample;       /* (sample_len) this round's public rows */
+    fedkd_model *model;           /* needs_server_model: a trainable model of `model` */
+    fedkd_optimizer *optimizer;   /* needs_server_model: reset before use */
+} fl_server_round;
+
+typedef struct fl_algorithm_ops {
+    fl_payload (*payload)(const fl_run *run, int round);
+    /* Floats the server keeps between rounds (checkpointed as /server/state). */
+    size_t (*server_state_len)(const fl_run *run);
+    fedkd_status (*client_round)(const fl_run *run, fl_client_round *c);
+    fedkd_status (*server_update)(const fl_run *run, fl_server_round *s);
+    /* 1: rank 0 needs a trainable model and optimizer (FedDF's distillation). */
+    int needs_server_model;
+} fl_algorithm_ops;
+
+extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;
+
+/* Local training of c->model on its own data for local.epochs: cross-entropy,
+ * plus KD from `teacher` (NULL: none) at kd.temperature and kd.weight, and
+ * the algorithm's configure_local. Stream (seed, LOCAL_SHUFFLE, client,
+ * (round - 1) * local.epochs + epoch), as FedAvg's clients. */
+fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd_teacher *teacher,
+                              const float *global);
+
+#endif
