@@ -160,4 +160,22 @@ fedkd_status fedkd_run_pretrain(const fedkd_config *config, MPI_Comm comm,
 fedkd_status fedkd_run_kd_study(const fedkd_config *config, MPI_Comm comm,
                                 fedkd_run_result *result);
 
+/* `kd-start`, the KD-consolidated start (../shared/METHODS.md): with the
+ * public set held out of the partition, pretrain (or reuse) every client's
+ * model; consolidate them twice, by the sample-weighted average of their
+ * weights and by distilling the mean of their softened predictions on the
+ * public set into a fresh student on rank 0 (only logits travel; a = 1,
+ * kd.temperature, kd.epochs); then run config->algorithm (fedavg or fedprox)
+ * three times on the same partition, from the seeded initialisation, the
+ * average and the student, in run.dir/fedavg-random, fedavg-average and
+ * fedavg-kd. rank 0 writes run.dir/kd_start.json and .csv (per start:
+ * rounds and bytes to target_accuracy, consolidation bytes, accuracies,
+ * reduction against the random start) and summary.json (the KD start's
+ * outcome plus per-start fields). options->resume may be NULL, "" or
+ * "auto": sub-runs whose summary says completed with the same config are
+ * kept, the others continue from their newest checkpoint. The result is
+ * the KD start's federation, its bytes including the logits. */
+fedkd_status fedkd_run_kd_start(const fedkd_config *config, MPI_Comm comm,
+                                const fedkd_run_options *options, fedkd_run_result *result);
+
 #endif

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "fedkd/core.h"
+#include "fedkd/kd.h"
 #include "fl_private.h"
 
 volatile sig_atomic_t fedkd_stop_requested = 0;
@@ -100,6 +101,13 @@ void fl_print_progress(const fedkd_round_metrics *m, int total_rounds, double el
 fedkd_status fl_write_summary(const fedkd_config *config, const char *status_text,
                               const fedkd_run_result *result, int num_params_known)
 {
+    return fl_write_summary_extra(config, status_text, result, num_params_known, NULL);
+}
+
+fedkd_status fl_write_summary_extra(const fedkd_config *config, const char *status_text,
+                                    const fedkd_run_result *result, int num_params_known,
+                                    const cJSON *extra)
+{
     cJSON *summary = cJSON_CreateObject();
     if (!summary) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
     char checksum[32];
@@ -128,6 +136,8 @@ fedkd_status fl_write_summary(const fedkd_config *config, const char *status_tex
         cJSON_AddNumberToObject(summary, "num_params", (double)result->num_params);
         cJSON_AddStringToObject(summary, "params_checksum", checksum);
     }
+    for (const cJSON *item = extra ? extra->child : NULL; item; item = item->next)
+        cJSON_AddItemToObject(summary, item->string, cJSON_Duplicate(item, 1));
     cJSON_AddItemToObject(summary, "config", cJSON_Duplicate(config->json, 1));
     fedkd_status status = fedkd_write_json_file(config->run.dir, "summary.json", summary);
     cJSON_Delete(summary);
@@ -144,13 +154,21 @@ fedkd_status fedkd_run_with_options(const fedkd_config *config, MPI_Comm comm,
 {
     memset(result, 0, sizeof *result);
     int resuming = options && options->resume && options->resume[0];
-    if (strcmp(config->mode, "centralized") == 0) {
-        /* Every rank sees the same options: rank 0 alone says so. */
-        if (resuming)
-            return fl_agree(comm, FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                                             "--resume: config key `mode` is \"centralized\"; only "
-                                             "federated runs write checkpoints and resume"));
-        return fedkd_run_centralized(config, comm, result);
-    }
-    return fedkd_run_federated(config, comm, options, result);
+    /* kd-start runs federations itself, from three starts. */
+    if (strcmp(config->mode, "kd-start") == 0)
+        return fedkd_run_kd_start(config, comm, options, result);
+    if (strcmp(config->mode, "federated") == 0)
+        return fedkd_run_federated(config, comm, options, result);
+    /* Every rank sees the same options: rank 0 alone says so. */
+    if (resuming)
+        return fl_agree(comm, FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                         "--resume: config key `mode` is \"%s\"; only federated "
+                                         "and kd-start runs write checkpoints and resume "
+                                         "(pretrain and kd-study reuse their model files)",
+                                         config->mode));
+    if (strcmp(config->mode, "centralized") == 0) return fedkd_run_centralized(config, comm, result);
+    if (strcmp(config->mode, "pretrain") == 0) return fedkd_run_pretrain(config, comm, result);
+    if (strcmp(config->mode, "kd-study") == 0) return fedkd_run_kd_study(config, comm, result);
+    return fl_agree(comm, FEDKD_FAIL(FEDKD_ERR_CONFIG, "config key `mode`: unknown mode `%s`",
+                                     config->mode));
 }

@@ -28,6 +28,12 @@ fedkd_status fl_model_spec(const fedkd_config *config, fedkd_shape shape, int nu
 /* Rank 0: summary.json from the result and the config. */
 fedkd_status fl_write_summary(const fedkd_config *config, const char *status_text,
                               const fedkd_run_result *result, int num_params_known);
+/* The same with the members of `extra` (an object, may be NULL) added
+ * after the outcome fields: a mode's own outcomes, which sweeps turn into
+ * columns like the others. */
+fedkd_status fl_write_summary_extra(const fedkd_config *config, const char *status_text,
+                                    const fedkd_run_result *result, int num_params_known,
+                                    const cJSON *extra);
 
 /* Rank 0's progress line. */
 void fl_print_progress(const fedkd_round_metrics *m, int total_rounds, double elapsed);

@@ -4,6 +4,9 @@
  *                            of the gain, mean accuracy before and after,
  *                            the (T, weight) used (for tuned KD the most
  *                            frequent choice, and every choice with counts)
+ *   summary.json             the file every mode leaves in run.dir, which a
+ *                            sweep turns into its table's columns: the same
+ *                            figures per method under "kd.<method>.*"
  * Gain = after - before, test accuracies of the student. The standard
  * deviation is the sample one (n - 1), over the runs of one seed and one
  * partition; bench/kd_aggregate.py pools several runs. Files are written
@@ -267,6 +270,84 @@ static fedkd_status write_summary_json(const fedkd_config *config, const char *s
     return status;
 }
 
+/* One method's figures as a JSON object: the fields of kd_summary.json's
+ * method entries, less the list of choices (a sweep's table wants scalars),
+ * plus the share of runs that used the reported (T, weight). */
+static cJSON *method_figures(const method_summary *s)
+{
+    cJSON *item = cJSON_CreateObject();
+    if (!item) return NULL;
+    cJSON_AddNumberToObject(item, "runs", s->runs);
+    add_number_or_null(item, "temperature", s->temperature);
+    add_number_or_null(item, "weight", s->weight);
+    cJSON_AddNumberToObject(item, "choice_share",
+                            s->runs ? (double)s->choice_count[0] / s->runs : 0.0);
+    cJSON_AddNumberToObject(item, "before_mean", s->before_mean);
+    cJSON_AddNumberToObject(item, "after_mean", s->after_mean);
+    cJSON_AddNumberToObject(item, "gain_mean", s->gain_mean);
+    cJSON_AddNumberToObject(item, "gain_std", s->gain_std);
+    return item;
+}
+
+/* summary.json. A sweep flattens nested objects into dotted column names,
+ * so "kd": {"vanilla": {"gain_mean": ...}} becomes the column
+ * kd.vanilla.gain_mean. A study of one method also puts that method's
+ * gain and accuracies at the top level: a grid over kd.methods (one method
+ * per point) then has every point's gain in one column, which is what a
+ * heatmap over (T, weight) per method needs. Written after the kd_* tables:
+ * a sweep that restarts takes a completed summary.json as proof that the
+ * point finished. */
+static fedkd_status write_run_summary(const fedkd_config *config, const char *scheme,
+                                      const fedkd_kd_method *const *methods, int num_methods,
+                                      const method_summary *summaries,
+                                      const kd_study_totals *totals)
+{
+    cJSON *json = cJSON_CreateObject();
+    if (!json) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
+    cJSON_AddStringToObject(json, "fedkd_sim_version", FEDKD_VERSION);
+    cJSON_AddStringToObject(json, "status", "completed");
+    cJSON_AddNumberToObject(json, "seed", (double)config->seed);
+    cJSON_AddStringToObject(json, "mode", config->mode);
+    cJSON_AddStringToObject(json, "scheme", scheme);
+    int runs = 0, reported = 0, only = -1;
+    for (int m = 0; m < num_methods; m++) {
+        runs += summaries[m].runs;
+        if (summaries[m].runs > 0) {
+            reported++;
+            only = m;
+        }
+    }
+    cJSON_AddNumberToObject(json, "runs", runs);
+    if (reported == 1) {
+        const method_summary *s = &summaries[only];
+        cJSON_AddNumberToObject(json, "before_mean", s->before_mean);
+        cJSON_AddNumberToObject(json, "after_mean", s->after_mean);
+        cJSON_AddNumberToObject(json, "gain_mean", s->gain_mean);
+        cJSON_AddNumberToObject(json, "gain_std", s->gain_std);
+    }
+    cJSON *per_method = cJSON_AddObjectToObject(json, "kd");
+    int complete = per_method != NULL;
+    for (int m = 0; m < num_methods && complete; m++) {
+        if (summaries[m].runs == 0) continue;
+        cJSON *item = method_figures(&summaries[m]);
+        complete = item && cJSON_AddItemToObject(per_method, methods[m]->name, item);
+        if (!complete) cJSON_Delete(item);
+    }
+    cJSON_AddNumberToObject(json, "teacher_bytes_total", (double)totals->teacher_bytes);
+    cJSON_AddNumberToObject(json, "wire_bytes_total", (double)totals->wire_bytes);
+    cJSON_AddNumberToObject(json, "wall_seconds", totals->wall_seconds);
+    cJSON *echo = complete ? cJSON_Duplicate(config->json, 1) : NULL;
+    if (echo && !cJSON_AddItemToObject(json, "config", echo)) {
+        cJSON_Delete(echo);
+        echo = NULL;
+    }
+    complete = complete && echo;
+    fedkd_status status = complete ? fedkd_write_json_file(config->run.dir, "summary.json", json)
+                                   : FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
+    cJSON_Delete(json);
+    return status;
+}
+
 static void print_summary(const fedkd_config *config, const char *scheme,
                           const fedkd_kd_method *const *methods, int num_methods,
                           const method_summary *summaries, const kd_study_totals *totals)
@@ -307,6 +388,8 @@ fedkd_status kd_study_write(const fedkd_config *config, const fedkd_kd_method *c
     if (!status) status = write_summary_csv(config, scheme, methods, num_methods, summaries);
     if (!status)
         status = write_summary_json(config, scheme, methods, num_methods, summaries, totals);
+    if (!status)
+        status = write_run_summary(config, scheme, methods, num_methods, summaries, totals);
     if (!status) print_summary(config, scheme, methods, num_methods, summaries, totals);
     for (int m = 0; m < num_methods; m++) free_summary(&summaries[m]);
     free(summaries);
