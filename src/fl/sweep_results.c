@@ -125,7 +125,7 @@ static int is_grid_key(const fedkd_sweep_grid *grid, const char *name)
     return 0;
 }
 
-/* Nested objects become dotted names ("kd.vanilla.gain"); a name that
+/* Nested objects become dotted names ("kd.vanilla.gain_mean"); a name that
  * would shadow a grid key or a fixed column is left out. */
 static void add_metrics(const fedkd_sweep_grid *grid, cJSON *metrics, const cJSON *object,
                         const char *prefix, int depth)
@@ -365,6 +365,56 @@ static cJSON *flat_row(const fedkd_sweep_grid *grid, const cJSON *row, const cJS
     return flat;
 }
 
+/* Length of the dotted prefix the two names share ("kd.vanilla.gain_mean"
+ * and "kd.tuned.runs" share "kd.", 3), whole components only. */
+static size_t shared_prefix(const char *a, const char *b)
+{
+    size_t shared = 0;
+    for (size_t i = 0; a[i] && a[i] == b[i]; i++)
+        if (a[i] == '.') shared = i + 1;
+    return shared;
+}
+
+/* Adds `name` to the column list unless it is there. A new name goes right
+ * after the last column with which it shares the longest dotted prefix, so
+ * that a method's figures stay together and after the other methods' when
+ * one grid point is the first to run a method (kd.ensemble.* next to
+ * kd.vanilla.*, not after wall_seconds); a name with no such kin goes last.
+ * The list is rebuilt rather than inserted into: Debian 12's cJSON 1.7.15
+ * refuses cJSON_InsertItemInArray. Returns 0 when out of memory. */
+static int add_metric_name(cJSON **names, const char *name)
+{
+    size_t best = 0;
+    int count = 0, insert_at = -1;
+    for (const cJSON *have = (*names)->child; have; have = have->next, count++) {
+        if (strcmp(have->valuestring, name) == 0) return 1;
+        size_t shared = shared_prefix(have->valuestring, name);
+        if (shared > 0 && shared >= best) {
+            best = shared;
+            insert_at = count + 1;
+        }
+    }
+    if (insert_at < 0 || insert_at == count) {
+        cJSON *item = cJSON_CreateString(name);
+        if (item && cJSON_AddItemToArray(*names, item)) return 1;
+        cJSON_Delete(item);
+        return 0;
+    }
+    cJSON *rebuilt = cJSON_CreateArray();
+    int index = 0, ok = rebuilt != NULL;
+    for (const cJSON *have = (*names)->child; have && ok; have = have->next, index++) {
+        if (index == insert_at) ok = cJSON_AddItemToArray(rebuilt, cJSON_CreateString(name));
+        if (ok) ok = cJSON_AddItemToArray(rebuilt, cJSON_CreateString(have->valuestring));
+    }
+    if (!ok) {
+        cJSON_Delete(rebuilt);
+        return 0;
+    }
+    cJSON_Delete(*names);
+    *names = rebuilt;
+    return 1;
+}
+
 fedkd_status sweep_tables_write(const fedkd_sweep_grid *grid, int *completed, int *failed)
 {
     fedkd_status status = FEDKD_OK;
@@ -375,7 +425,8 @@ fedkd_status sweep_tables_write(const fedkd_sweep_grid *grid, int *completed, in
     int num_completed = 0, num_failed = 0;
     if (!rows || !metric_names || !table) goto nomem;
 
-    /* Metric columns: every name any row has, in order of first appearance. */
+    /* Metric columns: every name any row has, in order of first appearance,
+     * but kept next to their kin (below). */
     for (int point = 0; point < grid->num_points; point++) {
         cJSON *row = NULL;
         status = read_row(grid, point, &row);
@@ -386,10 +437,10 @@ fedkd_status sweep_tables_write(const fedkd_sweep_grid *grid, int *completed, in
         else num_failed++;
         const cJSON *metrics = cJSON_GetObjectItemCaseSensitive(row, "metrics");
         for (const cJSON *m = cJSON_IsObject(metrics) ? metrics->child : NULL; m; m = m->next) {
-            int seen = 0;
-            for (const cJSON *name = metric_names->child; name && !seen; name = name->next)
-                seen = strcmp(name->valuestring, m->string) == 0;
-            if (!seen) cJSON_AddItemToArray(metric_names, cJSON_CreateString(m->string));
+            if (!add_metric_name(&metric_names, m->string)) {
+                cJSON_Delete(row);
+                goto nomem;
+            }
         }
         cJSON_AddItemToArray(rows, row);
     }
