@@ -48,6 +48,9 @@ fedkd_status fedkd_algorithm_find(const char *name, const fedkd_algorithm **out)
 /* The rank hosting `client`: rank 0 when the communicator has one process,
  * else 1 + client mod (size - 1), a fixed round-robin over client ranks. */
 int fedkd_client_host_rank(int client, int comm_size);
+/* Fills out[0..n) with the clients `rank` hosts, ascending, and returns n
+ * (out has room for num_clients). */
+int fedkd_hosted_clients(int num_clients, int rank, int comm_size, int *out);
 /* Clients per round: per_round <= 1 is a fraction (at least 1 client),
  * otherwise a count (at most num_clients). */
 int fedkd_clients_per_round(int num_clients, double per_round);

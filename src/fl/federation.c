@@ -62,9 +62,7 @@ static fedkd_status load_data(federation *f)
                           "FEDKD_TEST_FAIL_DATA_ON_RANK)", config->data.dir);
     int *hosted = malloc((size_t)(f->num_clients > 0 ? f->num_clients : 1) * sizeof *hosted);
     if (!hosted) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
-    int num_hosted = 0;
-    for (int c = 0; c < f->num_clients; c++)
-        if (fedkd_client_host_rank(c, f->size) == f->rank) hosted[num_hosted++] = c;
+    int num_hosted = fedkd_hosted_clients(f->num_clients, f->rank, f->size, hosted);
     unsigned flags = fl_data_flags(config);
     /* Without a global model each host scores its own clients' models. */
     if (f->rank == 0 || (num_hosted > 0 && !f->algorithm->global_model))

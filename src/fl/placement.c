@@ -9,6 +9,14 @@ int fedkd_client_host_rank(int client, int comm_size)
     return 1 + client % (comm_size - 1);
 }
 
+int fedkd_hosted_clients(int num_clients, int rank, int comm_size, int *out)
+{
+    int n = 0;
+    for (int c = 0; c < num_clients; c++)
+        if (fedkd_client_host_rank(c, comm_size) == rank) out[n++] = c;
+    return n;
+}
+
 int fedkd_clients_per_round(int num_clients, double per_round)
 {
     int m;

@@ -23,7 +23,8 @@ void kd_scheme_label(const fedkd_config *config, char *out, size_t out_size)
         snprintf(out, out_size, "%s", scheme);
 }
 
-fedkd_status kd_clients_load(const fedkd_config *config, int rank, int size, kd_clients *k)
+fedkd_status kd_clients_load(const fedkd_config *config, int rank, int size, unsigned flags,
+                             kd_clients *k)
 {
     memset(k, 0, sizeof *k);
     k->rank = rank;
@@ -31,11 +32,9 @@ fedkd_status kd_clients_load(const fedkd_config *config, int rank, int size, kd_
     k->num_clients = config->clients.count;
     int *hosted = malloc((size_t)(k->num_clients > 0 ? k->num_clients : 1) * sizeof *hosted);
     if (!hosted) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
-    int num_hosted = 0;
-    for (int c = 0; c < k->num_clients; c++)
-        if (fedkd_client_host_rank(c, size) == rank) hosted[num_hosted++] = c;
+    int num_hosted = fedkd_hosted_clients(k->num_clients, rank, size, hosted);
     /* Students are scored where their data lives. */
-    unsigned flags = fl_data_flags(config);
+    flags |= fl_data_flags(config);
     if (num_hosted > 0) flags |= FEDKD_CLIENTSET_LOAD_TEST | FEDKD_CLIENTSET_LOAD_PUBLIC;
     fedkd_status status = fedkd_client_set_load(config, hosted, num_hosted, flags, &k->set);
     free(hosted);

@@ -29,7 +29,8 @@ typedef struct kd_clients {
 /* Describes the data, partitions it (identically on every rank) and loads
  * the rows of the clients this rank hosts, plus the test set when it hosts
  * any. Does not talk to other ranks. */
-fedkd_status kd_clients_load(const fedkd_config *config, int rank, int size, kd_clients *clients);
+fedkd_status kd_clients_load(const fedkd_config *config, int rank, int size, unsigned flags,
+                             kd_clients *clients);
 void kd_clients_free(kd_clients *clients);
 /* Index of `client` among the hosted ones, or -1. */
 int kd_clients_find(const kd_clients *clients, int client);

@@ -187,29 +187,9 @@ static fedkd_status check_request(const fedkd_config *config, const fedkd_run_op
 static fedkd_status load_clients(pipeline *p)
 {
     kd_clients *k = &p->clients;
-    memset(k, 0, sizeof *k);
-    k->rank = p->rank;
-    k->size = p->size;
-    k->num_clients = p->config->clients.count;
-    int *hosted = malloc((size_t)(k->num_clients > 0 ? k->num_clients : 1) * sizeof *hosted);
-    if (!hosted) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
-    int num_hosted = 0;
-    for (int c = 0; c < k->num_clients; c++)
-        if (fedkd_client_host_rank(c, p->size) == p->rank) hosted[num_hosted++] = c;
-    unsigned flags = fl_data_flags(p->config) | FEDKD_CLIENTSET_PUBLIC;
-    if (num_hosted > 0 || p->rank == 0)
-        flags |= FEDKD_CLIENTSET_LOAD_TEST | FEDKD_CLIENTSET_LOAD_PUBLIC;
-    fedkd_status status = fedkd_client_set_load(p->config, hosted, num_hosted, flags, &k->set);
-    free(hosted);
-    if (status) return status;
-    k->partition = k->set.partition;
-    k->shape = k->set.shape;
-    k->num_classes = k->set.num_classes;
-    k->num_hosted = k->set.num_hosted;
-    k->hosted = k->set.hosted;
-    k->data = k->set.data;
-    k->test = k->set.test;
-    status = fl_model_spec(p->config, k->shape, k->num_classes, &k->spec);
+    unsigned flags = FEDKD_CLIENTSET_PUBLIC;
+    if (p->rank == 0) flags |= FEDKD_CLIENTSET_LOAD_TEST | FEDKD_CLIENTSET_LOAD_PUBLIC;
+    fedkd_status status = kd_clients_load(p->config, p->rank, p->size, flags, k);
     if (status) return status;
     fedkd_model *probe = NULL;
     status = fedkd_model_create(&probe, &k->spec, 1);

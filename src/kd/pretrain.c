@@ -324,7 +324,7 @@ fedkd_status fedkd_run_pretrain(const fedkd_config *config, MPI_Comm comm,
     double start = fedkd_time_now();
     kd_clients clients;
     kd_pretrained *models = NULL;
-    fedkd_status status = kd_clients_load(config, rank, size, &clients);
+    fedkd_status status = kd_clients_load(config, rank, size, 0, &clients);
     if (!status) {
         models = calloc((size_t)(clients.num_hosted ? clients.num_hosted : 1), sizeof *models);
         if (!models) status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client models");

@@ -514,7 +514,7 @@ static fedkd_status setup(study *s)
     fedkd_status status = read_settings(s);
     status = kd_agree(s->comm, status);
     if (status) return status;
-    status = kd_clients_load(s->config, s->rank, s->size, &s->clients);
+    status = kd_clients_load(s->config, s->rank, s->size, 0, &s->clients);
     if (!status) {
         s->pretrained = calloc((size_t)(s->clients.num_hosted ? s->clients.num_hosted : 1),
                                sizeof *s->pretrained);

@@ -8,9 +8,8 @@
 set -uo pipefail
 case_name=$1 mpiexec=$2 sim=$3 check=$4 tool=$5 parallel_test=$6 h5dump=$7
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
-work=$(mktemp -d /tmp/fedkd-ckpt-test.XXXXXX)
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+test_begin ckpt
 mounts=()
 cleanup() {
     local m
@@ -18,8 +17,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
 run() { # run NP RUN_DIR [args...]; output in RUN_DIR.out / .err
     local np=$1 out=${2%%:*} dir=${2#*:}
@@ -403,8 +400,4 @@ reports=$(find "$work" -name '*.err' -o -name '*.out' | xargs grep -l -E \
 for report in $reports; do
     fail "sanitizer report in $report: $(grep -m3 -E 'Sanitizer|runtime error' "$report")"
 done
-if [ $failures != 0 ]; then
-    echo "$case_name: $failures failure(s)" >&2
-    exit 1
-fi
-echo "$case_name: passed"
+test_end

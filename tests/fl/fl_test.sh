@@ -5,19 +5,10 @@
 set -uo pipefail
 case_name=$1 mpiexec=$2 sim=$3 check=$4 fashion=$5
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
-work=$(mktemp -d /tmp/fedkd-fl-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+test_begin fl
 
-run() { # run NP RUN_DIR [args...]; output in RUN_DIR.out / .err
-    local np=$1 dir=$2
-    shift 2
-    timeout 120 "$mpiexec" --oversubscribe -np "$np" "$sim" --quiet --set run.dir="$dir" "$@" \
-        >"$dir.out" 2>"$dir.err"
-}
+run() { test_run 120 "$sim" "$@" --quiet; } # run NP RUN_DIR [args...]
 
 # A small synthetic task that trains in well under a second per round.
 synthetic=(--set mode=federated --set data.name=synthetic --set data.synthetic_train=1200
@@ -156,8 +147,4 @@ signal)
     exit 2
     ;;
 esac
-if [ $failures != 0 ]; then
-    echo "$case_name: $failures failure(s)" >&2
-    exit 1
-fi
-echo "$case_name: passed"
+test_end

@@ -11,19 +11,10 @@
 set -uo pipefail
 case_name=$1 mpiexec=$2 sim=$3 check=$4 softlabel_check=$5
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
-work=$(mktemp -d /tmp/fedkd-softlabel-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+test_begin softlabel
 
-run() { # run NP RUN_DIR [args...]; output in RUN_DIR.out / .err
-    local np=$1 dir=$2
-    shift 2
-    timeout 120 "$mpiexec" --oversubscribe -np "$np" "$sim" --quiet --set run.dir="$dir" "$@" \
-        >"$dir.out" 2>"$dir.err"
-}
+run() { test_run 120 "$sim" "$@" --quiet; } # run NP RUN_DIR [args...]
 
 # expect_error NP "substring" args...: a non-zero exit (no hang) with exactly
 # one `fedkd-sim: error` line that contains the substring.
@@ -183,8 +174,4 @@ bad-input)
     exit 2
     ;;
 esac
-if [ $failures != 0 ]; then
-    echo "$case_name: $failures failure(s)" >&2
-    exit 1
-fi
-echo "$case_name: passed"
+test_end

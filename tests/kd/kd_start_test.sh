@@ -8,23 +8,14 @@
 set -uo pipefail
 case_name=$1 mpiexec=$2 sim=$3 check=$4 kd_run=$5 fashion=$6
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 if [ ! -f "$fashion/train-images-idx3-ubyte.gz" ]; then
     echo "SKIP: Fashion-MNIST is not in $fashion"
     exit 77
 fi
-work=$(mktemp -d /tmp/fedkd-kd-start-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+test_begin kd-start
 
-run() { # run NP RUN_DIR [args...]; output in RUN_DIR.out / .err
-    local np=$1 dir=$2
-    shift 2
-    timeout 200 "$mpiexec" --oversubscribe -np "$np" "$sim" --set run.dir="$dir" "$@" \
-        >"$dir.out" 2>"$dir.err"
-}
+run() { test_run 200 "$sim" "$@"; } # run NP RUN_DIR [args...]
 
 # 3000 training images (600 of them the public set), 6 clients, 4 rounds.
 subset=(--set data.name=fashion-mnist --set data.dir="$fashion" --set data.train_limit=3000
@@ -165,8 +156,4 @@ bad-input)
     ;;
 esac
 
-if [ $failures -ne 0 ]; then
-    echo "$case_name: $failures check(s) failed" >&2
-    exit 1
-fi
-echo "$case_name: all checks passed"
+test_end

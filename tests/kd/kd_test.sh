@@ -6,19 +6,10 @@
 set -uo pipefail
 case_name=$1 mpiexec=$2 runner=$3
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
-work=$(mktemp -d /tmp/fedkd-kd-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+test_begin kd
 
-run() { # run NP RUN_DIR [args...]; output in RUN_DIR.out / .err
-    local np=$1 dir=$2
-    shift 2
-    timeout 200 "$mpiexec" --oversubscribe -np "$np" "$runner" --quiet --set run.dir="$dir" "$@" \
-        >"$dir.out" 2>"$dir.err"
-}
+run() { test_run 200 "$runner" "$@" --quiet; } # run NP RUN_DIR [args...]
 
 # A small synthetic task: 5 clients, skewed labels, every method.
 study=(--set mode=kd-study --set data.name=synthetic --set data.synthetic_train=1000
@@ -136,8 +127,4 @@ test-set)
     ;;
 esac
 
-if [ $failures -ne 0 ]; then
-    echo "$case_name: $failures check(s) failed" >&2
-    exit 1
-fi
-echo "$case_name: all checks passed"
+test_end

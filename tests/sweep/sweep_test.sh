@@ -8,12 +8,8 @@
 set -uo pipefail
 case_name=$1 mpiexec=$2 sweep=$3 sim=$4 check=$5
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
-work=$(mktemp -d /tmp/fedkd-sweep-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+test_begin sweep
 sweep_command=("$sweep")
 "$sim" --help 2>/dev/null | grep -qE '^ +sweep ' && sweep_command=("$sim" sweep)
 
@@ -301,8 +297,4 @@ bad-input)
     exit 2
     ;;
 esac
-if [ $failures != 0 ]; then
-    echo "$case_name: $failures failure(s)" >&2
-    exit 1
-fi
-echo "$case_name: passed"
+test_end

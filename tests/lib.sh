@@ -1,0 +1,35 @@
+# Sourced by the MPI test scripts (tests/*/*_test.sh):
+#   test_begin NAME   Open MPI's environment for root and oversubscription,
+#                     a scratch directory $work (removed at exit unless the
+#                     script sets its own EXIT trap afterwards), failures=0
+#   fail MESSAGE      counts a failure and says why on stderr
+#   test_run TIMEOUT PROGRAM NP RUN_DIR [args...]
+#                     PROGRAM under mpiexec ($mpiexec) with run.dir=RUN_DIR,
+#                     output in RUN_DIR.out / RUN_DIR.err
+#   test_end          exit status 1 after any failure, else a "passed" line
+# The script sets case_name and mpiexec before calling them.
+
+test_begin() {
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+    export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
+    work=$(mktemp -d "/tmp/fedkd-$1-test.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    failures=0
+}
+
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+test_run() {
+    local seconds=$1 program=$2 np=$3 dir=$4
+    shift 4
+    timeout "$seconds" "$mpiexec" --oversubscribe -np "$np" "$program" --set run.dir="$dir" "$@" \
+        >"$dir.out" 2>"$dir.err"
+}
+
+test_end() {
+    if [ "$failures" != 0 ]; then
+        echo "$case_name: $failures failure(s)" >&2
+        exit 1
+    fi
+    echo "$case_name: passed"
+}
