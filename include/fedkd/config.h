@@ -153,6 +153,10 @@ fedkd_status fedkd_config_load(fedkd_config *config, const char *path,
                                const char *const *overrides, int num_overrides);
 void fedkd_config_free(fedkd_config *config);
 
+/* "key=<value as compact JSON>", an override that fedkd_config_load takes
+ * as if from --set (malloc'ed; NULL when out of memory). */
+char *fedkd_config_override_text(const char *key, const cJSON *value);
+
 /* The merged document as compact JSON (caller frees with free()). */
 char *fedkd_config_to_string(const fedkd_config *config);
 

@@ -45,6 +45,10 @@ double fedkd_rng_normal(fedkd_rng *rng);
 double fedkd_rng_gamma(fedkd_rng *rng, double shape);
 /* Fills out[0..k) with a draw from Dirichlet(alpha, ..., alpha). */
 void fedkd_rng_dirichlet(fedkd_rng *rng, double alpha, double *out, size_t k);
+/* A uniform k-subset of [0, n) into out[0..k), ascending: the first k steps
+ * of a forward Fisher-Yates shuffle of 0..n-1 (no draw when k == n).
+ * Returns 0, or -1 when out of memory (k <= n). */
+int fedkd_rng_subset_u32(fedkd_rng *rng, size_t n, size_t k, uint32_t *out);
 /* Fisher-Yates shuffle of an index array. */
 void fedkd_rng_shuffle_u32(fedkd_rng *rng, uint32_t *items, size_t n);
 

@@ -24,6 +24,19 @@ void fedkd_runlog_close(fedkd_runlog *log);
 /* Writes `json` to dir/name atomically (tmp + rename). */
 fedkd_status fedkd_write_json_file(const char *dir, const char *name, const cJSON *json);
 
+/* summary.json, which every mode leaves in run.dir: fedkd_summary_new
+ * starts it with the fields every mode shares (fedkd_sim_version, status,
+ * seed, mode, algorithm); the mode adds its own; fedkd_summary_write
+ * appends the config echo, writes run.dir/summary.json atomically and
+ * deletes `summary`. */
+cJSON *fedkd_summary_new(const fedkd_config *config, const char *status);
+fedkd_status fedkd_summary_write(const fedkd_config *config, cJSON *summary);
+
+/* Reads a JSON document. *out stays NULL (and FEDKD_OK) when the file does
+ * not exist; `what` names the file in messages ("grid file"), and malformed
+ * JSON is reported with its line and column. */
+fedkd_status fedkd_read_json_file(const char *path, const char *what, cJSON **out);
+
 /* mkdir -p; messages name the path. */
 fedkd_status fedkd_make_directories(const char *path);
 

@@ -1,6 +1,8 @@
 #include "fedkd/rng.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define GOLDEN_GAMMA 0x9E3779B97F4A7C15ull
 
@@ -112,4 +114,31 @@ void fedkd_rng_shuffle_u32(fedkd_rng *rng, uint32_t *items, size_t n)
         items[i - 1] = items[j];
         items[j] = t;
     }
+}
+
+static int compare_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int fedkd_rng_subset_u32(fedkd_rng *rng, size_t n, size_t k, uint32_t *out)
+{
+    if (k >= n) {
+        for (size_t i = 0; i < n; i++) out[i] = (uint32_t)i;
+        return 0;
+    }
+    uint32_t *pool = malloc((n ? n : 1) * sizeof *pool);
+    if (!pool) return -1;
+    for (size_t i = 0; i < n; i++) pool[i] = (uint32_t)i;
+    for (size_t i = 0; i < k; i++) {
+        size_t j = i + (size_t)fedkd_rng_below(rng, (uint64_t)(n - i));
+        uint32_t t = pool[i];
+        pool[i] = pool[j];
+        pool[j] = t;
+    }
+    memcpy(out, pool, k * sizeof *out);
+    free(pool);
+    qsort(out, k, sizeof *out, compare_u32);
+    return 0;
 }

@@ -108,15 +108,10 @@ fedkd_status fl_write_summary_extra(const fedkd_config *config, const char *stat
                                     const fedkd_run_result *result, int num_params_known,
                                     const cJSON *extra)
 {
-    cJSON *summary = cJSON_CreateObject();
+    cJSON *summary = fedkd_summary_new(config, status_text);
     if (!summary) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
     char checksum[32];
     snprintf(checksum, sizeof checksum, "%016llx", (unsigned long long)result->params_checksum);
-    cJSON_AddStringToObject(summary, "fedkd_sim_version", FEDKD_VERSION);
-    cJSON_AddStringToObject(summary, "status", status_text);
-    cJSON_AddNumberToObject(summary, "seed", (double)config->seed);
-    cJSON_AddStringToObject(summary, "mode", config->mode);
-    cJSON_AddStringToObject(summary, "algorithm", config->algorithm);
     cJSON_AddNumberToObject(summary, "rounds_run", result->rounds_run);
     cJSON_AddNumberToObject(summary, "final_accuracy", result->final_accuracy);
     cJSON_AddNumberToObject(summary, "best_accuracy", result->best_accuracy);
@@ -138,10 +133,7 @@ fedkd_status fl_write_summary_extra(const fedkd_config *config, const char *stat
     }
     for (const cJSON *item = extra ? extra->child : NULL; item; item = item->next)
         cJSON_AddItemToObject(summary, item->string, cJSON_Duplicate(item, 1));
-    cJSON_AddItemToObject(summary, "config", cJSON_Duplicate(config->json, 1));
-    fedkd_status status = fedkd_write_json_file(config->run.dir, "summary.json", summary);
-    cJSON_Delete(summary);
-    return status;
+    return fedkd_summary_write(config, summary);
 }
 
 fedkd_status fedkd_run(const fedkd_config *config, MPI_Comm comm, fedkd_run_result *result)

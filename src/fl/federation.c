@@ -67,7 +67,10 @@ static fedkd_status load_data(federation *f)
     /* Without a global model each host scores its own clients' models. */
     if (f->rank == 0 || (num_hosted > 0 && !f->algorithm->global_model))
         flags |= FEDKD_CLIENTSET_LOAD_TEST;
-    if (num_hosted > 0 || f->rank == 0) flags |= FEDKD_CLIENTSET_LOAD_PUBLIC;
+    /* kd-start's federations hold the public rows out of the partition
+     * (FEDKD_CLIENTSET_PUBLIC) but FedAvg never reads them. */
+    if (f->algorithm->uses_public && (num_hosted > 0 || f->rank == 0))
+        flags |= FEDKD_CLIENTSET_LOAD_PUBLIC;
     fedkd_status status = fedkd_client_set_load(config, hosted, num_hosted, flags, &f->data);
     free(hosted);
     if (status) return status;

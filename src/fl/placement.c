@@ -29,12 +29,6 @@ int fedkd_clients_per_round(int num_clients, double per_round)
     return m;
 }
 
-static int compare_int(const void *a, const void *b)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
-}
-
 int fedkd_select_clients(uint64_t seed, int round, int num_clients, double per_round,
                          int *selected)
 {
@@ -44,19 +38,13 @@ int fedkd_select_clients(uint64_t seed, int round, int num_clients, double per_r
         return m;
     }
     /* Partial Fisher-Yates: the first m of a seeded permutation. */
-    int *pool = malloc((size_t)num_clients * sizeof *pool);
-    if (!pool) return -1;
-    for (int i = 0; i < num_clients; i++) pool[i] = i;
+    uint32_t *picked = malloc((size_t)m * sizeof *picked);
+    if (!picked) return -1;
     fedkd_rng rng = fedkd_rng_stream(seed, FEDKD_RNG_SAMPLE_CLIENTS, (uint64_t)round, 0);
-    for (int i = 0; i < m; i++) {
-        int j = i + (int)fedkd_rng_below(&rng, (uint64_t)(num_clients - i));
-        int t = pool[i];
-        pool[i] = pool[j];
-        pool[j] = t;
-    }
-    for (int i = 0; i < m; i++) selected[i] = pool[i];
-    free(pool);
-    qsort(selected, (size_t)m, sizeof *selected, compare_int);
+    int failed = fedkd_rng_subset_u32(&rng, (size_t)num_clients, (size_t)m, picked);
+    for (int i = 0; i < m && !failed; i++) selected[i] = (int)picked[i];
+    free(picked);
+    if (failed) return -1;
     return m;
 }
 

@@ -17,36 +17,14 @@ size_t fl_public_sample_size(size_t public_count, int64_t per_round)
     return (size_t)per_round;
 }
 
-static int compare_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 size_t fl_public_sample(uint64_t seed, int round, size_t public_count, int64_t per_round,
                         uint32_t *rows)
 {
     size_t n = fl_public_sample_size(public_count, per_round);
-    if (n == public_count) {
-        for (size_t i = 0; i < n; i++) rows[i] = (uint32_t)i;
-        return n;
-    }
-    uint32_t *all = malloc(public_count * sizeof *all);
-    if (!all) return 0;
-    for (size_t i = 0; i < public_count; i++) all[i] = (uint32_t)i;
-    /* The first n steps of a Fisher-Yates shuffle: a uniform n-subset. */
     fedkd_rng rng = fedkd_rng_stream(seed, FEDKD_RNG_PUBLIC_SPLIT, (uint64_t)round,
                                      FL_PUBLIC_SAMPLE_STREAM);
-    for (size_t i = 0; i < n; i++) {
-        size_t j = i + (size_t)fedkd_rng_below(&rng, (uint64_t)(public_count - i));
-        uint32_t t = all[i];
-        all[i] = all[j];
-        all[j] = t;
-    }
-    memcpy(rows, all, n * sizeof *rows);
-    free(all);
     /* Ascending, so that the payload's layout is the public set's order. */
-    qsort(rows, n, sizeof *rows, compare_u32);
+    if (fedkd_rng_subset_u32(&rng, public_count, n, rows)) return 0;
     return n;
 }
 

@@ -23,17 +23,6 @@ static const char *const grid_file_keys[] = {"base", "group_size", "grid", "outp
 
 /* ---- the grid file ------------------------------------------------------------ */
 
-static char *make_override(const char *key, const cJSON *value)
-{
-    char *json = cJSON_PrintUnformatted(value);
-    if (!json) return NULL;
-    size_t size = strlen(key) + strlen(json) + 2;
-    char *text = malloc(size);
-    if (text) snprintf(text, size, "%s=%s", key, json);
-    free(json);
-    return text;
-}
-
 static void free_strings(char **strings, int count)
 {
     for (int i = 0; strings && i < count; i++) free(strings[i]);
@@ -89,7 +78,7 @@ static fedkd_status load_base(fedkd_sweep_grid *g, const cJSON *base)
     g->base_overrides = calloc((size_t)(count > 0 ? count : 1), sizeof *g->base_overrides);
     if (!g->base_overrides) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading `base`");
     for (const cJSON *item = base->child; item; item = item->next) {
-        char *text = make_override(item->string, item);
+        char *text = fedkd_config_override_text(item->string, item);
         if (!text) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading `base`");
         g->base_overrides[g->num_base_overrides++] = text;
     }
@@ -142,7 +131,7 @@ static fedkd_status check_grid_key(fedkd_sweep_grid *g, const cJSON *list)
                 free(text);
                 return status;
             }
-        char *override = make_override(key, value);
+        char *override = fedkd_config_override_text(key, value);
         if (!override) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory checking the grid");
         fedkd_config config;
         fedkd_status status = load_config(g, 1, &override, 1, &config);
@@ -285,7 +274,7 @@ fedkd_status fedkd_sweep_grid_load(fedkd_sweep_grid **out, const char *grid_path
         status = FEDKD_FAIL(FEDKD_ERR_CONFIG, "grid file name is too long: %s", grid_path);
         goto fail;
     }
-    status = sweep_read_json(grid_path, "grid file", &g->document);
+    status = fedkd_read_json_file(grid_path, "grid file", &g->document);
     if (status) goto fail;
     if (!g->document) {
         status = FEDKD_FAIL(FEDKD_ERR_IO, "cannot open grid file `%s`: %s", grid_path,
@@ -407,14 +396,14 @@ fedkd_status fedkd_sweep_point_config(const fedkd_sweep_grid *grid, int point,
     if (!extra) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory building point %d", point);
     fedkd_status status = FEDKD_OK;
     for (int k = 0; k < grid->num_keys && !status; k++) {
-        extra[k] = make_override(grid->keys[k], fedkd_sweep_point_value(grid, point, k));
+        extra[k] = fedkd_config_override_text(grid->keys[k], fedkd_sweep_point_value(grid, point, k));
         if (!extra[k]) status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory building point %d", point);
     }
     if (!status) {
         char dir[512];
         sweep_point_dir(grid, point, dir, sizeof dir);
         cJSON *value = cJSON_CreateString(dir);
-        extra[grid->num_keys] = value ? make_override("run.dir", value) : NULL;
+        extra[grid->num_keys] = value ? fedkd_config_override_text("run.dir", value) : NULL;
         cJSON_Delete(value);
         if (!extra[grid->num_keys])
             status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory building point %d", point);

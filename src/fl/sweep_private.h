@@ -34,9 +34,6 @@ void sweep_point_dir(const fedkd_sweep_grid *grid, int point, char *out, size_t 
 
 /* ---- sweep_results.c --------------------------------------------------------- */
 
-/* Reads a JSON document. *out stays NULL (and FEDKD_OK) when the file does
- * not exist; `what` names the file in messages ("grid file"). */
-fedkd_status sweep_read_json(const char *path, const char *what, cJSON **out);
 
 /* Rank 0 before any point runs: creates the output directory, checks or
  * writes sweep.json, reads the rows of earlier runs (each must match its

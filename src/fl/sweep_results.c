@@ -33,58 +33,6 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-fedkd_status sweep_read_json(const char *path, const char *what, cJSON **out)
-{
-    *out = NULL;
-    FILE *file = fopen(path, "rb");
-    if (!file) {
-        if (errno == ENOENT) return FEDKD_OK;
-        return FEDKD_FAIL(FEDKD_ERR_IO, "cannot open %s `%s`: %s", what, path, strerror(errno));
-    }
-    char *text = NULL;
-    size_t length = 0, capacity = 0;
-    fedkd_status status = FEDKD_OK;
-    for (;;) {
-        if (capacity - length < 4096) {
-            capacity = capacity ? 2 * capacity : 16384;
-            char *grown = capacity <= (64u << 20) ? realloc(text, capacity) : NULL;
-            if (!grown) {
-                status = FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s: too large for a %s", path, what);
-                goto done;
-            }
-            text = grown;
-        }
-        size_t got = fread(text + length, 1, capacity - length - 1, file);
-        length += got;
-        if (got == 0) break;
-    }
-    if (ferror(file)) {
-        status = FEDKD_FAIL(FEDKD_ERR_IO, "cannot read %s `%s`: %s", what, path, strerror(errno));
-        goto done;
-    }
-    text[length] = '\0';
-    const char *end = NULL;
-    *out = cJSON_ParseWithOpts(text, &end, 1);
-    if (!*out) {
-        size_t offset = end && end >= text ? (size_t)(end - text) : length;
-        int line = 1, column = 1;
-        for (size_t i = 0; i < offset && i < length; i++) {
-            if (text[i] == '\n') {
-                line++;
-                column = 1;
-            } else {
-                column++;
-            }
-        }
-        status = FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s:%d:%d: malformed JSON in this %s", path, line,
-                            column, what);
-    }
-done:
-    fclose(file);
-    free(text);
-    return status;
-}
-
 /* dir/name through a temporary name unique to this process (host and pid:
  * leaders may run on several nodes), so that two leaders rewriting the
  * tables at once never mix their bytes. */
@@ -190,7 +138,7 @@ cJSON *sweep_read_summary(const fedkd_sweep_grid *grid, int point)
     sweep_point_dir(grid, point, path, sizeof path - 16);
     strcat(path, "/summary.json");
     cJSON *summary = NULL;
-    if (sweep_read_json(path, "run summary", &summary)) fedkd_error_clear();
+    if (fedkd_read_json_file(path, "run summary", &summary)) fedkd_error_clear();
     if (summary && !cJSON_IsObject(summary)) {
         cJSON_Delete(summary);
         summary = NULL;
@@ -205,7 +153,7 @@ static fedkd_status read_row(const fedkd_sweep_grid *grid, int point, cJSON **ou
     char path[600];
     sweep_point_dir(grid, point, path, sizeof path - 16);
     strcat(path, "/row.json");
-    fedkd_status status = sweep_read_json(path, "sweep row", out);
+    fedkd_status status = fedkd_read_json_file(path, "sweep row", out);
     if (status || !*out) return status;
     const cJSON *row = *out;
     const cJSON *index = cJSON_GetObjectItemCaseSensitive(row, "point");
@@ -515,7 +463,7 @@ static fedkd_status check_ownership(const fedkd_sweep_grid *grid, int *fresh)
     char path[640];
     snprintf(path, sizeof path, "%s/sweep.json", grid->output);
     cJSON *record = NULL;
-    fedkd_status status = sweep_read_json(path, "sweep record", &record);
+    fedkd_status status = fedkd_read_json_file(path, "sweep record", &record);
     if (status) return status;
     *fresh = record == NULL;
     if (record) {
@@ -534,7 +482,7 @@ static fedkd_status check_ownership(const fedkd_sweep_grid *grid, int *fresh)
     }
     /* results.json names its grid too: a copied-in table is caught. */
     snprintf(path, sizeof path, "%s/results.json", grid->output);
-    status = sweep_read_json(path, "sweep results file", &record);
+    status = fedkd_read_json_file(path, "sweep results file", &record);
     if (status) return status;
     if (record) {
         const cJSON *fingerprint = cJSON_GetObjectItemCaseSensitive(record, "fingerprint");

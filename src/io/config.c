@@ -478,3 +478,14 @@ char *fedkd_config_to_string(const fedkd_config *config)
     if (!config || !config->json) return NULL;
     return cJSON_PrintUnformatted(config->json);
 }
+
+char *fedkd_config_override_text(const char *key, const cJSON *value)
+{
+    char *json = cJSON_PrintUnformatted(value);
+    if (!json) return NULL;
+    size_t size = strlen(key) + strlen(json) + 2;
+    char *text = malloc(size);
+    if (text) snprintf(text, size, "%s=%s", key, json);
+    free(json);
+    return text;
+}

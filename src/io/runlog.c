@@ -1,6 +1,8 @@
 #include "fedkd/runlog.h"
+#include "fedkd/core.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -119,4 +121,82 @@ fedkd_status fedkd_write_json_file(const char *dir, const char *name, const cJSO
         return FEDKD_FAIL(FEDKD_ERR_IO, "%s: write failed: %s", path, strerror(saved));
     }
     return FEDKD_OK;
+}
+
+fedkd_status fedkd_read_json_file(const char *path, const char *what, cJSON **out)
+{
+    *out = NULL;
+    FILE *file = fopen(path, "rb");
+    if (!file) {
+        if (errno == ENOENT) return FEDKD_OK;
+        return FEDKD_FAIL(FEDKD_ERR_IO, "cannot open %s `%s`: %s", what, path, strerror(errno));
+    }
+    char *text = NULL;
+    size_t length = 0, capacity = 0;
+    fedkd_status status = FEDKD_OK;
+    for (;;) {
+        if (capacity - length < 4096) {
+            capacity = capacity ? 2 * capacity : 16384;
+            char *grown = capacity <= (64u << 20) ? realloc(text, capacity) : NULL;
+            if (!grown) {
+                status = FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s: too large for a %s", path, what);
+                goto done;
+            }
+            text = grown;
+        }
+        size_t got = fread(text + length, 1, capacity - length - 1, file);
+        length += got;
+        if (got == 0) break;
+    }
+    if (ferror(file)) {
+        status = FEDKD_FAIL(FEDKD_ERR_IO, "cannot read %s `%s`: %s", what, path, strerror(errno));
+        goto done;
+    }
+    text[length] = '\0';
+    const char *end = NULL;
+    *out = cJSON_ParseWithOpts(text, &end, 1);
+    if (!*out) {
+        size_t offset = end && end >= text ? (size_t)(end - text) : length;
+        int line = 1, column = 1;
+        for (size_t i = 0; i < offset && i < length; i++) {
+            if (text[i] == '\n') {
+                line++;
+                column = 1;
+            } else {
+                column++;
+            }
+        }
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s:%d:%d: malformed JSON in this %s", path, line,
+                            column, what);
+    }
+done:
+    fclose(file);
+    free(text);
+    return status;
+}
+
+cJSON *fedkd_summary_new(const fedkd_config *config, const char *status)
+{
+    cJSON *summary = cJSON_CreateObject();
+    if (!summary) return NULL;
+    cJSON_AddStringToObject(summary, "fedkd_sim_version", FEDKD_VERSION);
+    cJSON_AddStringToObject(summary, "status", status);
+    cJSON_AddNumberToObject(summary, "seed", (double)config->seed);
+    cJSON_AddStringToObject(summary, "mode", config->mode);
+    cJSON_AddStringToObject(summary, "algorithm", config->algorithm);
+    return summary;
+}
+
+fedkd_status fedkd_summary_write(const fedkd_config *config, cJSON *summary)
+{
+    cJSON *echo = cJSON_Duplicate(config->json, 1);
+    if (!summary || !echo || !cJSON_AddItemToObject(summary, "config", echo)) {
+        cJSON_Delete(echo);
+        cJSON_Delete(summary);
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing %s/summary.json",
+                          config->run.dir);
+    }
+    fedkd_status status = fedkd_write_json_file(config->run.dir, "summary.json", summary);
+    cJSON_Delete(summary);
+    return status;
 }

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "fedkd/core.h"
+#include "fedkd/runlog.h"
 #include "fedkd/model_file.h"
 #include "fl/fl_private.h"
 #include "kd/kd_private.h"
@@ -436,17 +437,6 @@ static void free_consolidation(pipeline *p)
 
 /* ---- the three federations -------------------------------------------------------- */
 
-static char *override_text(const char *key, const cJSON *value)
-{
-    char *json = cJSON_PrintUnformatted(value);
-    if (!json) return NULL;
-    size_t length = strlen(key) + strlen(json) + 2;
-    char *text = malloc(length);
-    if (text) snprintf(text, length, "%s=%s", key, json);
-    free(json);
-    return text;
-}
-
 /* This run's config with run.dir and init.model set: every top-level
  * member of the merged document is given again as an override. */
 static fedkd_status sub_config(const fedkd_config *config, const char *run_dir,
@@ -458,11 +448,11 @@ static fedkd_status sub_config(const fedkd_config *config, const char *run_dir,
     int n = 0;
     if (!texts) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for a federation's config");
     for (const cJSON *item = config->json->child; item && !status; item = item->next)
-        if (!(texts[n++] = override_text(item->string, item)))
+        if (!(texts[n++] = fedkd_config_override_text(item->string, item)))
             status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for a federation's config");
     cJSON *dir = cJSON_CreateString(run_dir), *model = cJSON_CreateString(init_model);
-    if (!status && !(dir && model && (texts[n++] = override_text("run.dir", dir)) &&
-                     (texts[n++] = override_text("init.model", model))))
+    if (!status && !(dir && model && (texts[n++] = fedkd_config_override_text("run.dir", dir)) &&
+                     (texts[n++] = fedkd_config_override_text("init.model", model))))
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for a federation's config");
     cJSON_Delete(dir);
     cJSON_Delete(model);
@@ -470,25 +460,6 @@ static fedkd_status sub_config(const fedkd_config *config, const char *run_dir,
     for (int i = 0; i < n; i++) free(texts[i]);
     free(texts);
     return status;
-}
-
-static char *read_text(const char *path)
-{
-    FILE *file = fopen(path, "rb");
-    if (!file) return NULL;
-    char *text = NULL;
-    long length = -1;
-    if (fseek(file, 0, SEEK_END) == 0) length = ftell(file);
-    if (length >= 0 && fseek(file, 0, SEEK_SET) == 0 && (text = malloc((size_t)length + 1))) {
-        if (fread(text, 1, (size_t)length, file) == (size_t)length) {
-            text[length] = '\0';
-        } else {
-            free(text);
-            text = NULL;
-        }
-    }
-    fclose(file);
-    return text;
 }
 
 static double number_of(const cJSON *object, const char *name)
@@ -506,9 +477,9 @@ static int completed_before(const fedkd_config *sub, fedkd_run_result *run)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/summary.json", sub->run.dir);
-    char *text = read_text(path);
-    cJSON *summary = text ? cJSON_Parse(text) : NULL;
-    free(text);
+    cJSON *summary = NULL;
+    /* A missing or unreadable summary means the run is done again. */
+    if (fedkd_read_json_file(path, "run summary", &summary)) fedkd_error_clear();
     const cJSON *state = cJSON_GetObjectItemCaseSensitive(summary, "status");
     const cJSON *checksum = cJSON_GetObjectItemCaseSensitive(summary, "params_checksum");
     int kept = cJSON_IsString(state) && strcmp(state->valuestring, "completed") == 0 &&

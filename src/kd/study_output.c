@@ -302,12 +302,8 @@ static fedkd_status write_run_summary(const fedkd_config *config, const char *sc
                                       const method_summary *summaries,
                                       const kd_study_totals *totals)
 {
-    cJSON *json = cJSON_CreateObject();
+    cJSON *json = fedkd_summary_new(config, "completed");
     if (!json) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
-    cJSON_AddStringToObject(json, "fedkd_sim_version", FEDKD_VERSION);
-    cJSON_AddStringToObject(json, "status", "completed");
-    cJSON_AddNumberToObject(json, "seed", (double)config->seed);
-    cJSON_AddStringToObject(json, "mode", config->mode);
     cJSON_AddStringToObject(json, "scheme", scheme);
     int runs = 0, reported = 0, only = -1;
     for (int m = 0; m < num_methods; m++) {
@@ -336,16 +332,11 @@ static fedkd_status write_run_summary(const fedkd_config *config, const char *sc
     cJSON_AddNumberToObject(json, "teacher_bytes_total", (double)totals->teacher_bytes);
     cJSON_AddNumberToObject(json, "wire_bytes_total", (double)totals->wire_bytes);
     cJSON_AddNumberToObject(json, "wall_seconds", totals->wall_seconds);
-    cJSON *echo = complete ? cJSON_Duplicate(config->json, 1) : NULL;
-    if (echo && !cJSON_AddItemToObject(json, "config", echo)) {
-        cJSON_Delete(echo);
-        echo = NULL;
+    if (!complete) {
+        cJSON_Delete(json);
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
     }
-    complete = complete && echo;
-    fedkd_status status = complete ? fedkd_write_json_file(config->run.dir, "summary.json", json)
-                                   : FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
-    cJSON_Delete(json);
-    return status;
+    return fedkd_summary_write(config, json);
 }
 
 static void print_summary(const fedkd_config *config, const char *scheme,
