@@ -3,7 +3,7 @@
 # (data, model, clients, partition, seed, local.*, pretrain.epochs) must stay
 # the same across both scripts, or the grid runs could not reuse the models.
 kd_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-kd_sim=${FEDKD_SIM:-$kd_root/build/tests/kd/kd_run}
+kd_sim=${FEDKD_SIM:-$kd_root/build/fedkd-sim}
 kd_np=${FEDKD_NP:-3}
 kd_data=${FEDKD_DATA:-/usr/share/datasets/fashion-mnist}
 kd_out=$kd_root/bench/out

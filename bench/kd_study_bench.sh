@@ -7,9 +7,7 @@
 # untuned method. Usage, from the repository root after a build:
 #   bench/kd_study_bench.sh [SEEDS] [SCHEMES]
 #   bench/kd_study_bench.sh "1 2 3" "iid dirichlet0.5 dirichlet0.1 shards2"
-# Environment: FEDKD_SIM (the runner; default build/tests/kd/kd_run, which
-# takes fedkd-sim's options and runs the kd-study code; build/fedkd-sim does
-# the same once fedkd_run dispatches mode=kd-study), FEDKD_NP (ranks, default 3: rank 0 and two
+# Environment: FEDKD_SIM (default build/fedkd-sim), FEDKD_NP (ranks, default 3: rank 0 and two
 # client ranks on a 2-core machine), FEDKD_DATA (Fashion-MNIST directory),
 # FEDKD_KD_PAIRS (default ring), FEDKD_KD_EXTRA (more --set options).
 # Writes bench/out/kd-<scheme>-s<seed>/ run directories and

@@ -6,6 +6,10 @@
 #   test_run TIMEOUT PROGRAM NP RUN_DIR [args...]
 #                     PROGRAM under mpiexec ($mpiexec) with run.dir=RUN_DIR,
 #                     output in RUN_DIR.out / RUN_DIR.err
+#   test_check_error LABEL CODE ERR_FILE "substring"
+#                     a run that should have failed: a non-zero exit CODE that
+#                     is not timeout's 124 (a hang), and exactly one
+#                     `fedkd-sim: error` line in ERR_FILE, holding the substring
 #   test_end          exit status 1 after any failure, else a "passed" line
 # The script sets case_name and mpiexec before calling them.
 
@@ -24,6 +28,18 @@ test_run() {
     shift 4
     timeout "$seconds" "$mpiexec" --oversubscribe -np "$np" "$program" --set run.dir="$dir" "$@" \
         >"$dir.out" 2>"$dir.err"
+}
+
+test_check_error() {
+    local label=$1 code=$2 err=$3 want=$4
+    if [ "$code" = 0 ] || [ "$code" = 124 ]; then
+        fail "[$label] exited $code (expected an error, no hang)"
+        return
+    fi
+    local lines
+    lines=$(grep -c 'fedkd-sim: error' "$err")
+    [ "$lines" = 1 ] || fail "[$label] printed $lines error lines, expected 1: $(cat "$err")"
+    grep -qF -- "$want" "$err" || fail "[$label] message lacks '$want': $(grep 'fedkd-sim' "$err")"
 }
 
 test_end() {

@@ -33,15 +33,7 @@ expect_error() {
     local np=$1 want=$2 dir=${3%%:*} target=$3
     shift 3
     run "$np" "$target" "$@"
-    local code=$?
-    if [ $code = 0 ] || [ $code = 124 ]; then
-        fail "[$*] exited $code (expected an error, no hang)"
-        return
-    fi
-    local lines
-    lines=$(grep -c 'fedkd-sim: error' "$dir.err")
-    [ "$lines" = 1 ] || fail "[$*] printed $lines error lines, expected 1: $(cat "$dir.err")"
-    grep -qF -- "$want" "$dir.err" || fail "[$*] message lacks '$want': $(grep 'fedkd-sim' "$dir.err")"
+    test_check_error "$*" $? "$dir.err" "$want"
 }
 
 # A small synthetic task: a round takes milliseconds.

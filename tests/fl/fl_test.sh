@@ -95,15 +95,7 @@ bad-input)
         shift 2
         local dir="$work/bad$RANDOM"
         run "$np" "$dir" "$@"
-        local code=$?
-        if [ $code = 0 ] || [ $code = 124 ]; then
-            fail "[$*] exited $code (expected an error, no hang)"
-            return
-        fi
-        local lines
-        lines=$(grep -c 'fedkd-sim: error' "$dir.err")
-        grep -qF -- "$want" "$dir.err" || fail "[$*] message lacks '$want': $(cat "$dir.err")"
-        [ "$lines" = 1 ] || fail "[$*] printed $lines error lines, expected 1: $(cat "$dir.err")"
+        test_check_error "$*" $? "$dir.err" "$want"
     }
     expect_error 2 "partition.alpha" "${synthetic[@]}" --set partition.alpha=0
     expect_error 2 "partition.alpha" "${synthetic[@]}" --set partition.alpha=-1

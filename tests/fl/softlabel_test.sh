@@ -23,15 +23,7 @@ expect_error() {
     shift 2
     local dir="$work/bad$RANDOM"
     run "$np" "$dir" "$@"
-    local code=$?
-    if [ $code = 0 ] || [ $code = 124 ]; then
-        fail "[$*] exited $code (expected an error, no hang)"
-        return
-    fi
-    local lines
-    lines=$(grep -c 'fedkd-sim: error' "$dir.err")
-    [ "$lines" = 1 ] || fail "[$*] printed $lines error lines, expected 1: $(cat "$dir.err")"
-    grep -qF -- "$want" "$dir.err" || fail "[$*] message lacks '$want': $(grep 'fedkd-sim' "$dir.err")"
+    test_check_error "$*" $? "$dir.err" "$want"
 }
 
 # A synthetic task: 4 classes, 20 features, a 804-parameter model; 200 public

@@ -1,10 +1,5 @@
-/* Test driver for the pretrain and kd-study runners, until fedkd-sim's
- * `fedkd_run` dispatches to them:
+/* Helpers of the kd tests (the runs themselves go through fedkd-sim):
  *
- *   mpiexec -np P kd_run [--quiet] [--set key=value ...]
- *       loads the config like fedkd-sim and runs fedkd_run_pretrain or
- *       fedkd_run_kd_study by config `mode`; the error handling is main's:
- *       a rank with a message prints it, every rank exits with the status.
  *   kd_run write-model PATH FEATURES CLASSES
  *       writes a model file "made elsewhere" (no fingerprint): dense 16,
  *       relu, dense CLASSES on FEATURES inputs, seeded weights.
@@ -18,15 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 #include <hdf5.h>
-#include <mpi.h>
 
-#include "fedkd/config.h"
 #include "fedkd/core.h"
-#include "fedkd/kd.h"
 #include "fedkd/model_file.h"
 #include "fedkd/model_json.h"
+#include "fedkd/runlog.h"
 
 static int write_model(const char *path, int features, int classes)
 {
@@ -87,26 +79,9 @@ static int corrupt_model(const char *path)
 
 static int check_json(const char *path)
 {
-    FILE *file = fopen(path, "rb");
-    if (!file) return 1;
-    char *text = NULL;
-    size_t length = 0, capacity = 0, got;
-    do {
-        if (capacity - length < 4096) {
-            char *grown = realloc(text, capacity + 65536);
-            if (!grown) break;
-            text = grown;
-            capacity += 65536;
-        }
-        got = fread(text + length, 1, capacity - length - 1, file);
-        length += got;
-    } while (got > 0);
-    fclose(file);
-    if (!text) return 1;
-    text[length] = '\0';
-    cJSON *json = cJSON_Parse(text);
-    free(text);
-    int ok = json != NULL;
+    cJSON *json = NULL;
+    int ok = fedkd_read_json_file(path, "file", &json) == FEDKD_OK && json != NULL;
+    if (!ok) fprintf(stderr, "check-json: %s\n", fedkd_error_message());
     cJSON_Delete(json);
     return ok ? 0 : 1;
 }
@@ -118,33 +93,7 @@ int main(int argc, char **argv)
         return write_model(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (argc >= 3 && strcmp(argv[1], "corrupt-model") == 0) return corrupt_model(argv[2]);
 
-    if (MPI_Init(&argc, &argv) != MPI_SUCCESS) return 1;
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    int rank = 0, size = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    fedkd_log_set_rank(rank, size);
-    openblas_set_num_threads(1);
-    const char **overrides = calloc((size_t)argc, sizeof *overrides);
-    int num_overrides = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quiet") == 0) fedkd_log_set_quiet(1);
-        else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) overrides[num_overrides++] = argv[++i];
-    }
-    fedkd_config config = {0};
-    fedkd_status status = fedkd_config_load(&config, NULL, overrides, num_overrides);
-    if (status) {
-        if (rank == 0) fedkd_log_error("%s", fedkd_error_message());
-    } else {
-        fedkd_run_result result;
-        if (strcmp(config.mode, "pretrain") == 0)
-            status = fedkd_run_pretrain(&config, MPI_COMM_WORLD, &result);
-        else
-            status = fedkd_run_kd_study(&config, MPI_COMM_WORLD, &result);
-        if (status && fedkd_error_message()[0]) fedkd_log_error("%s", fedkd_error_message());
-    }
-    fedkd_config_free(&config);
-    free(overrides);
-    MPI_Finalize();
-    return status ? 1 : 0;
+    fprintf(stderr, "usage: kd_run write-model PATH FEATURES CLASSES | corrupt-model PATH | "
+                    "check-json PATH\n");
+    return 2;
 }

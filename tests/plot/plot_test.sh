@@ -4,7 +4,7 @@
 # partition scheme. Exits 77 (skipped) without Debian's python3-matplotlib.
 #   plot_test.sh SOURCE_ROOT MPIEXEC FEDKD_SIM SWEEP_DRIVER
 set -uo pipefail
-root=$1 mpiexec=$2 sim=$3 driver=$4
+root=$1 mpiexec=$2 sim=$3
 if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
     echo "SKIP: /usr/bin/python3 has no matplotlib; install python3-matplotlib (./launch/test does)"
     exit 77
@@ -15,8 +15,7 @@ work=$(mktemp -d /tmp/fedkd-plot-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-sweep_command=("$driver")
-"$sim" --help 2>/dev/null | grep -qE '^ +sweep ' && sweep_command=("$sim" sweep)
+sweep_command=("$sim" sweep)
 
 # is_png FILE: exists, not empty, starts with the PNG signature.
 is_png() {

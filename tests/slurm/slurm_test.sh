@@ -3,13 +3,13 @@
 # and stops itself: munged, slurmctld and slurmd from Debian's packages, with
 # their config, key, sockets, state and logs in a private temporary directory
 # and ports of their own, so that nothing on the machine is touched.
-#   slurm_test.sh SOURCE_ROOT FEDKD_SIM SWEEP_DRIVER CHECK_SWEEP
+#   slurm_test.sh SOURCE_ROOT FEDKD_SIM CHECK_SWEEP
 # Jobs: launch/slurm-run.sbatch with srun and with mpirun inside the
 # allocation, launch/slurm-sweep.sbatch with both; each must complete and
 # leave its results under the submit directory. Exits 77 (skipped) when the
 # packages are missing (./launch/test installs them) or when not root.
 set -uo pipefail
-root=$1 sim=$2 driver=$3 check=$4
+root=$1 sim=$2 check=$3
 
 for program in munged slurmctld slurmd sbatch sinfo squeue scontrol scancel srun; do
     if ! command -v "$program" >/dev/null; then
@@ -117,10 +117,7 @@ if [ $idle = 0 ]; then
     exit 1
 fi
 
-# The sweep command: fedkd-sim's once the command line has it, else the
-# test driver (which takes the same arguments).
-sweep_program=$driver
-"$sim" --help 2>/dev/null | grep -qE '^ +sweep ' && sweep_program=$sim
+sweep_program=$sim
 
 # submit NAME SCRIPT [args...]: runs the job to its end (bounded), leaves
 # its job id in $job and its output in $work/submit/NAME.out.

@@ -1,17 +1,13 @@
 #!/usr/bin/env bash
 # MPI tests of sweeps, run by meson test:
-#   sweep_test.sh CASE MPIEXEC SWEEP FEDKD_SIM CHECK_SWEEP
-# SWEEP is the test driver, which takes `GRID.json [--set k=v ...] [--quiet]`
-# like `fedkd-sim sweep`; once fedkd-sim --help lists the sweep command, the
-# tests run `fedkd-sim sweep` instead. Each case exits non-zero (saying why)
-# when what it checks does not hold.
+#   sweep_test.sh CASE MPIEXEC FEDKD_SIM CHECK_SWEEP
+# Each case exits non-zero (saying why) when what it checks does not hold.
 set -uo pipefail
-case_name=$1 mpiexec=$2 sweep=$3 sim=$4 check=$5
+case_name=$1 mpiexec=$2 sim=$3 check=$4
 
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 test_begin sweep
-sweep_command=("$sweep")
-"$sim" --help 2>/dev/null | grep -qE '^ +sweep ' && sweep_command=("$sim" sweep)
+sweep_command=("$sim" sweep)
 
 # A small synthetic task that trains in a fraction of a second per point.
 cat >"$work/base.json" <<'EOF'
