@@ -497,6 +497,29 @@ static void describe_point(const fedkd_sweep_grid *g, int point, char *out, size
     }
 }
 
+/* A completed point's figures for the progress line: the mean KD gain of
+ * each method for a kd-study point (it has no final accuracy), the final and
+ * best test accuracy otherwise. */
+static void describe_outcome(const cJSON *summary, const fedkd_run_result *result, char *out,
+                             size_t out_size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    const cJSON *methods = cJSON_GetObjectItemCaseSensitive(summary, "kd");
+    if (!cJSON_IsObject(methods)) methods = NULL;
+    const cJSON *method;
+    cJSON_ArrayForEach(method, methods)
+    {
+        const cJSON *gain = cJSON_GetObjectItemCaseSensitive(method, "gain_mean");
+        if (cJSON_IsNumber(gain))
+            used = fedkd_appendf(out, out_size, used, "%s%s gain %+.4f", used ? ", " : "",
+                                 method->string, gain->valuedouble);
+    }
+    if (!used)
+        fedkd_appendf(out, out_size, used, "final accuracy %.4f (best %.4f)",
+                      result->final_accuracy, result->best_accuracy);
+}
+
 /* The leader's part after a point: the row, the tables, one line. */
 static fedkd_status record_point(const sweep_run *s, int point, fedkd_status outcome,
                                  const char *message, const fedkd_run_result *result)
@@ -505,25 +528,31 @@ static fedkd_status record_point(const sweep_run *s, int point, fedkd_status out
     cJSON *summary = outcome ? NULL : sweep_read_summary(g, point);
     if (!outcome && !summary) summary = summary_from_result(result);
     cJSON *row = sweep_row_create(g, point, outcome ? "failed" : "completed", message, summary);
-    cJSON_Delete(summary);
-    if (!row) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory recording point %d", point);
+    if (!row) {
+        cJSON_Delete(summary);
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory recording point %d", point);
+    }
     fedkd_status status = sweep_row_write(g, point, row);
     cJSON_Delete(row);
     if (!status) status = sweep_tables_write(g, NULL, NULL);
     int64_t finished = 0;
     if (!status) status = counter_fetch_add(s, COUNTER_FINISHED, &finished);
-    if (status) return status;
+    if (status) {
+        cJSON_Delete(summary);
+        return status;
+    }
 
-    char values[256];
+    char values[256], figures[256];
     describe_point(g, point, values, sizeof values);
+    if (!outcome) describe_outcome(summary, result, figures, sizeof figures);
+    cJSON_Delete(summary);
     log_role(s, LOG_SPEAKING);
     if (outcome)
         fedkd_log_info("[%lld/%d] point-%04d %s: failed: %s", (long long)finished + 1,
                        s->num_todo, point, values, message);
     else
-        fedkd_log_info("[%lld/%d] point-%04d %s: final accuracy %.4f (best %.4f), %.1fs",
-                       (long long)finished + 1, s->num_todo, point, values,
-                       result->final_accuracy, result->best_accuracy, result->wall_seconds);
+        fedkd_log_info("[%lld/%d] point-%04d %s: %s, %.1fs", (long long)finished + 1,
+                       s->num_todo, point, values, figures, result->wall_seconds);
     log_role(s, LOG_AS_WORLD);
     return FEDKD_OK;
 }
