@@ -167,8 +167,8 @@ fedkd_status fedkd_run_kd_study(const fedkd_config *config, MPI_Comm comm,
  * public set into a fresh student on rank 0 (only logits travel; a = 1,
  * kd.temperature, kd.epochs); then run config->algorithm (fedavg or fedprox)
  * three times on the same partition, from the seeded initialisation, the
- * average and the student, in run.dir/fedavg-random, fedavg-average and
- * fedavg-kd. rank 0 writes run.dir/kd_start.json and .csv (per start:
+ * average and the student, in run.dir/<algorithm>-random, -average and
+ * -kd. rank 0 writes run.dir/kd_start.json and .csv (per start:
  * rounds and bytes to target_accuracy, consolidation bytes, accuracies,
  * reduction against the random start) and summary.json (the KD start's
  * outcome plus per-start fields). options->resume may be NULL, "" or

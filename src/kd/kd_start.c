@@ -35,8 +35,6 @@
 #include "kd/kd_start_private.h"
 
 const char *const kd_start_names[KD_START_COUNT] = {"random", "average", "kd"};
-static const char *const run_dir_names[KD_START_COUNT] = {"fedavg-random", "fedavg-average",
-                                                          "fedavg-kd"};
 static const char *const start_files[KD_START_COUNT] = {"", "start-average.h5", "start-kd.h5"};
 
 typedef struct pipeline {
@@ -507,7 +505,9 @@ static fedkd_status run_federation(pipeline *p, int s)
     const fedkd_config *config = p->config;
     kd_start_outcome *o = &p->report.starts[s];
     char run_dir[sizeof o->run_dir];
-    snprintf(run_dir, sizeof run_dir, "%s/%s", config->run.dir, run_dir_names[s]);
+    /* run.dir/<algorithm>-<start>: fedavg-random, fedprox-kd, ... */
+    snprintf(run_dir, sizeof run_dir, "%s/%s-%s", config->run.dir, config->algorithm,
+             kd_start_names[s]);
     /* Every rank builds the federation's config, with the start file rank 0
      * wrote (none for the seeded start). */
     char init_model[sizeof o->init_model] = "";

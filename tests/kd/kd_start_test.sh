@@ -57,15 +57,19 @@ pipeline)
     "$check" same "$work/first.json" "$work/a/kd_start.json" || fail "the rerun's tables differ"
 
     # Models pre-trained without the public rows held out are not reused:
-    # the partition differs, so does the fingerprint. (KD_RUN runs the
-    # pretrain mode, which fedkd-sim does not dispatch yet.)
+    # the partition differs, so does the fingerprint. That run is FedProx:
+    # its federations are run.dir/fedprox-random, -average and -kd.
     timeout 200 "$mpiexec" --oversubscribe -np 3 "$sim" --quiet --set mode=pretrain "${subset[@]}" \
         --set run.dir="$work/plain" --set pretrain.dir="$work/plain-models" >/dev/null 2>"$work/plain.err" \
         || fail "pretrain exited $?: $(tail -2 "$work/plain.err")"
     [ "$(grep -o '"trained"' "$work/plain/pretrain.json" | wc -l)" = 6 ] \
         || fail "the plain pre-training did not train 6 models"
     run 3 "$work/held" "${kd_start[@]}" --set pretrain.dir="$work/plain-models" --set rounds=1 \
-        || fail "kd-start on the plain models exited $?: $(tail -2 "$work/held.err")"
+        --set algorithm=fedprox || fail "kd-start on the plain models exited $?: $(tail -2 "$work/held.err")"
+    for start in random average kd; do
+        grep -qs '"algorithm":[[:space:]]*"fedprox"' "$work/held/fedprox-$start/summary.json" \
+            || fail "no FedProx summary in $work/held/fedprox-$start: $(ls "$work/held")"
+    done
     [ "$(grep -o '"retrained"' "$work/held/pretrain.json" | wc -l)" = 6 ] \
         || fail "models of a partition with the public rows were reused: $(cat "$work/held/pretrain.json")"
     ;;
