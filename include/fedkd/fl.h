@@ -70,6 +70,10 @@ int fedkd_select_clients(uint64_t seed, int round, int num_clients, double per_r
  * value is not finite or too large. */
 fedkd_status fedkd_fixed_accumulate(int64_t *accumulator, const float *values, size_t n,
                                     double weight);
+/* accumulator[i] += fixed(weight * (after[i] - before[i])), the difference
+ * in float: a client's weight delta without a buffer for it. */
+fedkd_status fedkd_fixed_accumulate_delta(int64_t *accumulator, const float *after,
+                                          const float *before, size_t n, double weight);
 static inline double fedkd_fixed_to_double(int64_t value)
 {
     return (double)value / FEDKD_FIXED_SCALE;

@@ -70,12 +70,8 @@ static fedkd_status weights_client(const fl_run *run, fl_client_round *c)
 {
     fedkd_status status = fl_train_private(run, c, NULL, c->down);
     if (status) return status;
-    float *delta = fedkd_alloc(run->num_params * sizeof(float));
-    if (!delta) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu parameters", run->num_params);
-    for (size_t i = 0; i < run->num_params; i++) delta[i] = c->model->params[i] - c->down[i];
-    status = fedkd_fixed_accumulate(c->sum, delta, run->num_params, c->weight);
-    fedkd_free(delta);
-    return status;
+    return fedkd_fixed_accumulate_delta(c->sum, c->model->params, c->down, run->num_params,
+                                        c->weight);
 }
 
 /* w_global += server.lr * (sample-weighted mean of the deltas). */

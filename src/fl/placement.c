@@ -48,19 +48,34 @@ int fedkd_select_clients(uint64_t seed, int round, int num_clients, double per_r
     return m;
 }
 
-fedkd_status fedkd_fixed_accumulate(int64_t *accumulator, const float *values, size_t n,
-                                    double weight)
+/* accumulator[i] += fixed(weight * (values[i] - minus[i])), minus optional.
+ * The difference is taken in float, as a stored delta would be. */
+static fedkd_status accumulate(int64_t *accumulator, const float *values, const float *minus,
+                               size_t n, double weight)
 {
     for (size_t i = 0; i < n; i++) {
-        double v = weight * (double)values[i];
+        float x = minus ? values[i] - minus[i] : values[i];
+        double v = weight * (double)x;
         if (!(fabs(v) <= FEDKD_FIXED_LIMIT))
             return FEDKD_FAIL(FEDKD_ERR_NUMERIC,
                               "aggregation: update value %g at parameter %zu is not finite or "
                               "exceeds %g; lower local.lr",
-                              (double)values[i], i, FEDKD_FIXED_LIMIT);
+                              (double)x, i, FEDKD_FIXED_LIMIT);
         accumulator[i] += (int64_t)llround(v * FEDKD_FIXED_SCALE);
     }
     return FEDKD_OK;
+}
+
+fedkd_status fedkd_fixed_accumulate(int64_t *accumulator, const float *values, size_t n,
+                                    double weight)
+{
+    return accumulate(accumulator, values, NULL, n, weight);
+}
+
+fedkd_status fedkd_fixed_accumulate_delta(int64_t *accumulator, const float *after,
+                                          const float *before, size_t n, double weight)
+{
+    return accumulate(accumulator, after, before, n, weight);
 }
 
 uint64_t fedkd_checksum(const void *data, size_t bytes)
