@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """The KD study's table from a sweep of kd-study points, as markdown.
 
-    bench/study_table.py SWEEP_DIR [--untuned T,W] [--out FILE]
+    bench/study_table.py SWEEP_DIR... [--untuned T,W] [--out FILE]
 
 SWEEP_DIR is a sweep's output (results.json), for example of
-configs/grid-study-kd.json. Every completed point's per-method columns
+configs/grid-study-kd.json; the rows of several sweeps are pooled (for
+example one sweep per partition scheme, bench/study_sweep_bench.sh). Every completed point's per-method columns
 (kd.<method>.gain_mean, .gain_std, .runs, .temperature, .weight, ...; see
 src/kd/study_output.c) are grouped by partition scheme (the point's `scheme`
 label, e.g. dirichlet(0.5)), method, and the (T, weight) the method used;
@@ -247,7 +248,8 @@ def build(table, untuned):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep's output directory")
+    parser.add_argument("sweep_dirs", metavar="SWEEP_DIR", nargs="+",
+                        help="a sweep's output directory (several are pooled)")
     parser.add_argument("--untuned", default="1,0.5", help="the untuned (T, weight) (default 1,0.5)")
     parser.add_argument("--out", help="write the markdown here as well as to stdout")
     args = parser.parse_args()
@@ -257,7 +259,12 @@ def main():
             raise ValueError
     except ValueError:
         fail("--untuned expects T,WEIGHT (two numbers), got %s" % args.untuned)
-    text = build(read_table(args.sweep_dir), untuned)
+    tables = [read_table(d) for d in args.sweep_dirs]
+    keys = []
+    for t in tables:
+        keys += [k for k in t.get("keys", []) if k not in keys]
+    pooled = {"keys": keys, "rows": [row for t in tables for row in t["rows"]]}
+    text = build(pooled, untuned)
     print(text)
     if args.out:
         with open(args.out, "w") as handle:

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The KD study's table from `fedkd-sim sweep` on Fashion-MNIST: for each
+# partition scheme, one sweep over the study's (T, weight) grid (T in 1, 2, 4,
+# 8, 16; weight in 0.1, 0.25, 0.5, 0.75, 0.9: 25 points), each point a
+# kd-study of vanilla, ensemble and partition-aware KD over the 10 ring pairs,
+# from the models bench/kd_study_bench.sh pre-trained (copied, so that a
+# mismatch retrains the copies, never the originals); then
+# bench/study_table.py pools the sweeps into the study's table.
+#
+#   bench/study_sweep_bench.sh [SCHEMES] [SEED]
+#   bench/study_sweep_bench.sh "iid dirichlet0.5 dirichlet0.1 shards2" 1
+#
+# The settings are kd_bench_common.sh's (10 clients, mlp, lr 0.02, 5
+# pre-training epochs, 1 KD epoch). Each sweep runs in one group of FEDKD_NP
+# (3) ranks and writes bench/out/study-sweep/<scheme>-s<seed>/ (results.json
+# and .csv, point-NNNN/); an interrupted sweep, run again, skips its finished
+# points. A point where a student's loss diverges fails, and the table leaves
+# it out (the sweep's results list it with its message). The table goes to
+# bench/out/study-sweep/study_table.md.
+set -euo pipefail
+. "$(dirname "$0")/kd_bench_common.sh"
+schemes=${1:-iid dirichlet0.5 dirichlet0.1 shards2}
+seed=${2:-1}
+out=$kd_out/study-sweep
+[ -x "$kd_sim" ] || { echo "study_sweep_bench: $kd_sim is not built" >&2; exit 1; }
+mkdir -p "$out"
+
+partition_json() { # SCHEME -> the partition object
+    case $1 in
+    iid) echo '{"scheme": "iid", "min_size": 10}' ;;
+    dirichlet*) echo "{\"scheme\": \"dirichlet\", \"alpha\": ${1#dirichlet}, \"min_size\": 10}" ;;
+    shards*) echo "{\"scheme\": \"shards\", \"classes_per_client\": ${1#shards}, \"min_size\": 10}" ;;
+    *) echo "study_sweep_bench: unknown scheme $1 (iid, dirichletALPHA, shardsK)" >&2; return 1 ;;
+    esac
+}
+
+echo "load before: $(uptime)" >&2
+dirs=()
+for scheme in $schemes; do
+    models=$kd_out/kd-$scheme-s$seed/pretrained
+    [ -d "$models" ] || { echo "$models missing: run bench/kd_study_bench.sh \"$seed\" $scheme first" >&2; exit 2; }
+    dir=$out/$scheme-s$seed
+    mkdir -p "$dir/pretrained"
+    cp -n "$models"/*.h5 "$dir/pretrained/"
+    cat >"$dir/base.json" <<EOF
+{"mode": "kd-study", "seed": $seed,
+ "data": {"name": "fashion-mnist", "dir": "$kd_data"},
+ "model": "mlp", "clients": {"count": 10}, "partition": $(partition_json "$scheme"),
+ "local": {"batch_size": 64, "lr": 0.02, "optimizer": "sgd", "momentum": 0.9},
+ "pretrain": {"epochs": 5, "dir": "$dir/pretrained"},
+ "kd": {"methods": "vanilla,ensemble,partition-aware", "pairs": "ring", "epochs": 1,
+        "peers": 2, "validation_fraction": 0.1}}
+EOF
+    cat >"$dir/grid.json" <<EOF
+{"description": "The study's (T, weight) grid under $scheme, seed $seed (bench/study_sweep_bench.sh).",
+ "base": "base.json", "group_size": $kd_np, "output": "$dir",
+ "grid": {"kd.temperature": [1, 2, 4, 8, 16], "kd.weight": [0.1, 0.25, 0.5, 0.75, 0.9]}}
+EOF
+    start=$(date +%s)
+    # A sweep with failed (diverged) points exits non-zero; the table shows
+    # what completed, and a failure of another kind stops the benchmark.
+    if ! mpirun --oversubscribe -np "$kd_np" "$kd_sim" sweep "$dir/grid.json" >"$dir.log" 2>&1; then
+        grep -q 'failed' "$dir.log" || { echo "sweep $scheme failed: $(tail -3 "$dir.log")" >&2; exit 1; }
+    fi
+    if grep -qs '"retrained"\|"trained"' "$dir"/point-*/pretrain.json; then
+        echo "$dir: the pre-trained models were not reused (fingerprint mismatch)" >&2
+        exit 1
+    fi
+    echo "sweep $scheme seed $seed: $(( $(date +%s) - start )) s, $(grep -c '"status": *"failed"' "$dir/results.json" || true) failed point(s) (load $(cut -d" " -f1-3 /proc/loadavg))" >&2
+    dirs+=("$dir")
+done
+echo "load after: $(uptime)" >&2
+/usr/bin/python3 "$kd_root/bench/study_table.py" "${dirs[@]}" --out "$out/study_table.md"
