@@ -22,7 +22,9 @@ method ignores counts once); any other grid key makes a table of its own. It pri
    validation split), its gain and most frequent choice against the same
    baseline; then the average of the improvements over the non-IID schemes.
 
-Picking the best cell of a grid uses the test set (the gains are test
+A cell (T, weight) where some run's training diverged has no mean and is
+never the best; the `cells` column counts such cells. Picking the best
+cell of a grid uses the test set (the gains are test
 accuracies): it is the best any tuning rule could do, not a method. Methods
 without a (T, weight) (dml) have one cell. Uses only the standard library.
 """
@@ -67,12 +69,16 @@ class Cell:
     def __init__(self):
         self.points = 0
         self.runs = 0
+        self.diverged = 0  # runs whose training diverged (not in the mean)
         self.gain_sum = 0.0  # sum over runs
         self.square_sum = 0.0  # sum over runs of gain^2, from each point's mean and std
         self.choices = {}  # tuned: (T, weight) -> runs that chose it
 
-    def add(self, runs, gain_mean, gain_std):
+    def add(self, runs, gain_mean, gain_std, diverged=0):
         self.points += 1
+        self.diverged += diverged
+        if runs < 1:
+            return
         self.runs += runs
         self.gain_sum += runs * gain_mean
         # sum of squares of n values with mean m and sample std s:
@@ -80,9 +86,15 @@ class Cell:
         self.square_sum += (runs - 1) * gain_std * gain_std + runs * gain_mean * gain_mean
 
     def mean(self):
+        """The mean gain; None where some run diverged (as in a grid, such a
+        (T, weight) has no mean and is never the best) or none ran."""
+        if self.diverged or self.runs < 1:
+            return None
         return self.gain_sum / self.runs
 
     def std(self):
+        if self.mean() is None:
+            return None
         if self.runs < 2:
             return 0.0
         variance = (self.square_sum - self.runs * self.mean() ** 2) / (self.runs - 1)
@@ -103,14 +115,17 @@ def collect(table, setting_keys):
         seed = json.dumps(row.get("seed"))
         for column, value in row.items():
             match = METHOD_COLUMN.match(column)
-            if not match or not is_number(value):
+            if not match:
                 continue
             method = match.group(1)
             prefix = "kd.%s." % method
             runs = row.get(prefix + "runs")
             std = row.get(prefix + "gain_std")
+            diverged = row.get(prefix + "diverged")
+            diverged = int(diverged) if is_number(diverged) else 0
             t, w = row.get(prefix + "temperature"), row.get(prefix + "weight")
-            if not is_number(runs) or runs < 1:
+            if not is_number(runs) or (runs < 1 and diverged < 1) or \
+                    (runs >= 1 and not is_number(value)):
                 continue
             has_setting = is_number(t) and is_number(w)
             if method == VALIDATION_TUNED or not has_setting:
@@ -124,7 +139,8 @@ def collect(table, setting_keys):
                 continue
             seen.add((key, seed))
             cell = cells.setdefault(key, Cell())
-            cell.add(int(runs), float(value), float(std) if is_number(std) else 0.0)
+            cell.add(int(runs), float(value) if is_number(value) else 0.0,
+                     float(std) if is_number(std) else 0.0, diverged)
             if method == VALIDATION_TUNED and has_setting:
                 share = row.get(prefix + "choice_share")
                 chosen = int(round(runs * share)) if is_number(share) else int(runs)
@@ -189,15 +205,23 @@ def build(table, untuned):
                 if method == VALIDATION_TUNED:
                     validation = next(iter(group.values()))
                     continue
-                (_, _, _, t, w), cell = max(group.items(), key=lambda item: item[1].mean())
+                usable = {k: c for k, c in group.items() if c.mean() is not None}
+                diverged_cells = len(group) - len(usable)
+                cells_text = "%d" % len(group) + (
+                    " (%d diverged)" % diverged_cells if diverged_cells else "")
                 at_untuned = group.get((setting, scheme, method, untuned[0], untuned[1]))
+                if not usable:  # every cell had a diverged run
+                    lines.append("| %s | %s | - | - | - | - | 0 | - | - | %s |" % (
+                        scheme, method, cells_text))
+                    continue
+                (_, _, _, t, w), cell = max(usable.items(), key=lambda item: item[1].mean())
                 if t is None:  # no (T, weight): its one cell is its untuned value
                     at_untuned = cell
                 untuned_gain = at_untuned.mean() if at_untuned else None
-                lines.append("| %s | %s | %s | %s | %s | %s | %d | %s | %s | %d |" % (
+                lines.append("| %s | %s | %s | %s | %s | %s | %d | %s | %s | %s |" % (
                     scheme, method, short(t), short(w), number(cell.mean(), signed=True),
                     number(cell.std()), cell.runs, number(untuned_gain, signed=True),
-                    percent(relative(cell.mean(), untuned_gain)), len(group)))
+                    percent(relative(cell.mean(), untuned_gain)), cells_text))
                 if best_cell is None or cell.mean() > best_cell[0]:
                     best_cell = (cell.mean(), method, t, w)
                 if untuned_gain is not None and (best_untuned is None or untuned_gain > best_untuned[0]):

@@ -96,6 +96,7 @@ typedef struct kd_study_row {
     long steps;
     double seconds;
     int diverged;                /* tuned: grid points skipped because training diverged */
+    int diverged_run;            /* 1: the run's own training diverged (after is NaN) */
 } kd_study_row;
 
 typedef struct kd_study_totals {

@@ -390,15 +390,26 @@ static fedkd_status run_student_jobs(study *s, int first, int end)
             .student_client = student, .student = model, .transfer = transfer,
             .student_histogram = s->clients.partition->histograms + (size_t)student * (size_t)classes,
             .num_teachers = row->num_teachers, .teachers = teachers};
-        fedkd_kd_outcome outcome = {.validation_accuracy = NAN, .num_peers = 1};
+        fedkd_kd_outcome outcome = {.temperature = NAN, .weight = NAN, .validation_accuracy = NAN,
+                                    .num_peers = 1};
         double start = fedkd_time_now();
         /* The test set is sealed here: nothing the method does can read it. */
         status = s->methods[row->method]->distil(&s->settings, &job, &outcome);
         row->seconds = fedkd_time_now() - start;
-        double loss = 0.0;
-        if (!status) status = kd_sealed_unlock(&s->test);
-        if (!status) status = fedkd_evaluate(model, &s->test.view, &row->after, &loss);
-        if (!status) status = kd_sealed_lock(&s->test);
+        row->diverged_run = status == FEDKD_ERR_NUMERIC;
+        if (row->diverged_run) {
+            /* Training that diverges is an outcome of the run's (T, weight),
+             * not a failed study: the row says so (after = NaN) and the
+             * summaries count it apart. The next job starts afresh. */
+            fedkd_error_clear();
+            status = FEDKD_OK;
+            row->after = NAN;
+        } else {
+            double loss = 0.0;
+            if (!status) status = kd_sealed_unlock(&s->test);
+            if (!status) status = fedkd_evaluate(model, &s->test.view, &row->after, &loss);
+            if (!status) status = kd_sealed_lock(&s->test);
+        }
         if (status) {
             char message[1024];
             snprintf(message, sizeof message, "%s", fedkd_error_message());
@@ -437,7 +448,7 @@ static fedkd_status run_hosted_jobs(study *s)
 /* ---- collecting the rows ------------------------------------------------------- */
 
 enum { FIELD_T, FIELD_WEIGHT, FIELD_BEFORE, FIELD_AFTER, FIELD_VALIDATION, FIELD_PEERS,
-       FIELD_STEPS, FIELD_SECONDS, FIELD_DIVERGED, NUM_FIELDS };
+       FIELD_STEPS, FIELD_SECONDS, FIELD_DIVERGED, FIELD_DIVERGED_RUN, NUM_FIELDS };
 
 static fedkd_status collect_rows(study *s)
 {
@@ -460,6 +471,7 @@ static fedkd_status collect_rows(study *s)
         f[FIELD_STEPS] = (double)row->steps;
         f[FIELD_SECONDS] = row->seconds;
         f[FIELD_DIVERGED] = row->diverged;
+        f[FIELD_DIVERGED_RUN] = row->diverged_run;
     }
     /* Exactly one rank fills each row; adding zeros (NaN stays NaN) is exact. */
     MPI_Request request;
@@ -481,6 +493,7 @@ static fedkd_status collect_rows(study *s)
         row->steps = (long)f[FIELD_STEPS];
         row->seconds = f[FIELD_SECONDS];
         row->diverged = (int)f[FIELD_DIVERGED];
+        row->diverged_run = (int)f[FIELD_DIVERGED_RUN];
     }
 done:
     free(mine);

@@ -7,7 +7,10 @@
  *   summary.json             the file every mode leaves in run.dir, which a
  *                            sweep turns into its table's columns: the same
  *                            figures per method under "kd.<method>.*"
- * Gain = after - before, test accuracies of the student. The standard
+ * Gain = after - before, test accuracies of the student. A run whose
+ * training diverged has no after (empty cell, null) and run_diverged 1; a
+ * method's figures are over its other runs, its diverged runs counted
+ * apart ("diverged"). The standard
  * deviation is the sample one (n - 1), over the runs of one seed and one
  * partition; bench/kd_aggregate.py pools several runs. Files are written
  * to a temporary name and renamed. */
@@ -22,7 +25,8 @@
 #include "kd/kd_private.h"
 
 typedef struct method_summary {
-    int runs;
+    int runs;     /* completed runs: the figures are over these */
+    int diverged; /* runs whose training diverged, left out */
     double gain_mean, gain_std, before_mean, after_mean;
     double temperature, weight; /* the most frequent (T, weight) */
     int num_choices;
@@ -50,20 +54,30 @@ static fedkd_status summarise(const kd_study_row *rows, int num_rows, int method
                               method_summary *m)
 {
     memset(m, 0, sizeof *m);
-    for (int j = 0; j < num_rows; j++) m->runs += rows[j].method == method;
-    if (m->runs == 0) return FEDKD_OK;
-    m->choice_t = malloc((size_t)m->runs * sizeof(double));
-    m->choice_a = malloc((size_t)m->runs * sizeof(double));
-    m->choice_count = calloc((size_t)m->runs, sizeof(int));
+    for (int j = 0; j < num_rows; j++)
+        if (rows[j].method == method) {
+            if (rows[j].diverged_run) m->diverged++;
+            else m->runs++;
+        }
+    int total = m->runs + m->diverged;
+    if (total == 0) return FEDKD_OK;
+    m->choice_t = malloc((size_t)total * sizeof(double));
+    m->choice_a = malloc((size_t)total * sizeof(double));
+    m->choice_count = calloc((size_t)total, sizeof(int));
     if (!m->choice_t || !m->choice_a || !m->choice_count)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory summarising the kd-study");
+    /* The (T, weight) choices of the completed runs; when every run
+     * diverged, of those (a fixed method's T and weight are still known). */
+    int choices_of_diverged = m->runs == 0;
     double sum = 0.0, before = 0.0, after = 0.0;
     for (int j = 0; j < num_rows; j++) {
         const kd_study_row *r = &rows[j];
-        if (r->method != method) continue;
-        sum += r->after - r->before;
-        before += r->before;
-        after += r->after;
+        if (r->method != method || r->diverged_run != choices_of_diverged) continue;
+        if (!r->diverged_run) {
+            sum += r->after - r->before;
+            before += r->before;
+            after += r->after;
+        }
         int k = 0;
         while (k < m->num_choices &&
                !(same_value(m->choice_t[k], r->temperature) && same_value(m->choice_a[k], r->weight)))
@@ -75,16 +89,16 @@ static fedkd_status summarise(const kd_study_row *rows, int num_rows, int method
         }
         m->choice_count[k]++;
     }
-    m->gain_mean = sum / m->runs;
-    m->before_mean = before / m->runs;
-    m->after_mean = after / m->runs;
+    m->gain_mean = m->runs ? sum / m->runs : (double)NAN;
+    m->before_mean = m->runs ? before / m->runs : (double)NAN;
+    m->after_mean = m->runs ? after / m->runs : (double)NAN;
     double squares = 0.0;
     for (int j = 0; j < num_rows; j++)
-        if (rows[j].method == method) {
+        if (rows[j].method == method && !rows[j].diverged_run) {
             double d = rows[j].after - rows[j].before - m->gain_mean;
             squares += d * d;
         }
-    m->gain_std = m->runs > 1 ? sqrt(squares / (m->runs - 1)) : 0.0;
+    m->gain_std = m->runs > 1 ? sqrt(squares / (m->runs - 1)) : m->runs ? 0.0 : (double)NAN;
     /* Most frequent first; ties: smaller T, then smaller weight. */
     for (int i = 1; i < m->num_choices; i++)
         for (int k = i; k > 0; k--) {
@@ -145,22 +159,24 @@ static fedkd_status write_results_csv(const fedkd_config *config, const char *sc
                                       const fedkd_kd_method *const *methods,
                                       const kd_study_row *rows, int num_rows)
 {
-    char path[700], temporary[710], teachers[4096], t[32], a[32], v[32];
+    char path[700], temporary[710], teachers[4096], t[32], a[32], v[32], after[32], gain[32];
     FILE *file = open_temporary(config->run.dir, "kd_results.csv", path, sizeof path, temporary,
                                 sizeof temporary);
     if (!file) return FEDKD_FAIL(FEDKD_ERR_IO, "%s: cannot create: %s", temporary, strerror(errno));
     fprintf(file, "seed,scheme,method,student,teachers,temperature,weight,before,after,gain,"
-                  "validation_accuracy,peers,steps,seconds,diverged\n");
+                  "validation_accuracy,peers,steps,seconds,diverged,run_diverged\n");
     for (int j = 0; j < num_rows; j++) {
         const kd_study_row *r = &rows[j];
         format_teachers(r, teachers, sizeof teachers);
         format_cell(r->temperature, "%g", t, sizeof t);
         format_cell(r->weight, "%g", a, sizeof a);
         format_cell(r->validation, "%.6f", v, sizeof v);
-        fprintf(file, "%llu,%s,%s,%d,%s,%s,%s,%.6f,%.6f,%.6f,%s,%d,%ld,%.3f,%d\n",
+        format_cell(r->after, "%.6f", after, sizeof after);
+        format_cell(r->after - r->before, "%.6f", gain, sizeof gain);
+        fprintf(file, "%llu,%s,%s,%d,%s,%s,%s,%.6f,%s,%s,%s,%d,%ld,%.3f,%d,%d\n",
                 (unsigned long long)config->seed, scheme, methods[r->method]->name, r->student,
-                teachers, t, a, r->before, r->after, r->after - r->before, v, r->peers, r->steps,
-                r->seconds, r->diverged);
+                teachers, t, a, r->before, after, gain, v, r->peers, r->steps, r->seconds,
+                r->diverged, r->diverged_run);
     }
     return close_and_rename(file, path, temporary);
 }
@@ -169,20 +185,22 @@ static fedkd_status write_summary_csv(const fedkd_config *config, const char *sc
                                       const fedkd_kd_method *const *methods, int num_methods,
                                       const method_summary *summaries)
 {
-    char path[700], temporary[710], t[32], a[32];
+    char path[700], temporary[710], t[32], a[32], figures[4][32];
     FILE *file = open_temporary(config->run.dir, "kd_summary.csv", path, sizeof path, temporary,
                                 sizeof temporary);
     if (!file) return FEDKD_FAIL(FEDKD_ERR_IO, "%s: cannot create: %s", temporary, strerror(errno));
     fprintf(file, "seed,scheme,method,runs,temperature,weight,before_mean,after_mean,gain_mean,"
-                  "gain_std\n");
+                  "gain_std,diverged\n");
     for (int m = 0; m < num_methods; m++) {
         const method_summary *s = &summaries[m];
-        if (s->runs == 0) continue;
+        if (s->runs + s->diverged == 0) continue;
         format_cell(s->temperature, "%g", t, sizeof t);
         format_cell(s->weight, "%g", a, sizeof a);
-        fprintf(file, "%llu,%s,%s,%d,%s,%s,%.6f,%.6f,%.6f,%.6f\n",
-                (unsigned long long)config->seed, scheme, methods[m]->name, s->runs, t, a,
-                s->before_mean, s->after_mean, s->gain_mean, s->gain_std);
+        const double values[4] = {s->before_mean, s->after_mean, s->gain_mean, s->gain_std};
+        for (int k = 0; k < 4; k++) format_cell(values[k], "%.6f", figures[k], sizeof figures[k]);
+        fprintf(file, "%llu,%s,%s,%d,%s,%s,%s,%s,%s,%s,%d\n", (unsigned long long)config->seed,
+                scheme, methods[m]->name, s->runs, t, a, figures[0], figures[1], figures[2],
+                figures[3], s->diverged);
     }
     return close_and_rename(file, path, temporary);
 }
@@ -215,13 +233,14 @@ static fedkd_status write_results_json(const fedkd_config *config, const char *s
         add_number_or_null(item, "temperature", r->temperature);
         add_number_or_null(item, "weight", r->weight);
         cJSON_AddNumberToObject(item, "before", r->before);
-        cJSON_AddNumberToObject(item, "after", r->after);
-        cJSON_AddNumberToObject(item, "gain", r->after - r->before);
+        add_number_or_null(item, "after", r->after);
+        add_number_or_null(item, "gain", r->after - r->before);
         add_number_or_null(item, "validation_accuracy", r->validation);
         cJSON_AddNumberToObject(item, "peers", r->peers);
         cJSON_AddNumberToObject(item, "steps", (double)r->steps);
         cJSON_AddNumberToObject(item, "seconds", r->seconds);
         cJSON_AddNumberToObject(item, "diverged", r->diverged);
+        cJSON_AddBoolToObject(item, "run_diverged", r->diverged_run);
     }
     fedkd_status status = list ? fedkd_write_json_file(config->run.dir, "kd_results.json", json)
                                : FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing kd_results.json");
@@ -245,12 +264,13 @@ static fedkd_status write_summary_json(const fedkd_config *config, const char *s
         cJSON_AddItemToArray(list, item);
         cJSON_AddStringToObject(item, "method", methods[m]->name);
         cJSON_AddNumberToObject(item, "runs", s->runs);
+        cJSON_AddNumberToObject(item, "diverged", s->diverged);
         add_number_or_null(item, "temperature", s->temperature);
         add_number_or_null(item, "weight", s->weight);
-        cJSON_AddNumberToObject(item, "before_mean", s->before_mean);
-        cJSON_AddNumberToObject(item, "after_mean", s->after_mean);
-        cJSON_AddNumberToObject(item, "gain_mean", s->gain_mean);
-        cJSON_AddNumberToObject(item, "gain_std", s->gain_std);
+        add_number_or_null(item, "before_mean", s->before_mean);
+        add_number_or_null(item, "after_mean", s->after_mean);
+        add_number_or_null(item, "gain_mean", s->gain_mean);
+        add_number_or_null(item, "gain_std", s->gain_std);
         cJSON *choices = cJSON_AddArrayToObject(item, "choices");
         for (int k = 0; k < s->num_choices && choices; k++) {
             cJSON *choice = cJSON_CreateObject();
@@ -278,14 +298,15 @@ static cJSON *method_figures(const method_summary *s)
     cJSON *item = cJSON_CreateObject();
     if (!item) return NULL;
     cJSON_AddNumberToObject(item, "runs", s->runs);
+    cJSON_AddNumberToObject(item, "diverged", s->diverged);
     add_number_or_null(item, "temperature", s->temperature);
     add_number_or_null(item, "weight", s->weight);
     cJSON_AddNumberToObject(item, "choice_share",
                             s->runs ? (double)s->choice_count[0] / s->runs : 0.0);
-    cJSON_AddNumberToObject(item, "before_mean", s->before_mean);
-    cJSON_AddNumberToObject(item, "after_mean", s->after_mean);
-    cJSON_AddNumberToObject(item, "gain_mean", s->gain_mean);
-    cJSON_AddNumberToObject(item, "gain_std", s->gain_std);
+    add_number_or_null(item, "before_mean", s->before_mean);
+    add_number_or_null(item, "after_mean", s->after_mean);
+    add_number_or_null(item, "gain_mean", s->gain_mean);
+    add_number_or_null(item, "gain_std", s->gain_std);
     return item;
 }
 
@@ -305,26 +326,28 @@ static fedkd_status write_run_summary(const fedkd_config *config, const char *sc
     cJSON *json = fedkd_summary_new(config, "completed");
     if (!json) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
     cJSON_AddStringToObject(json, "scheme", scheme);
-    int runs = 0, reported = 0, only = -1;
+    int runs = 0, diverged = 0, reported = 0, only = -1;
     for (int m = 0; m < num_methods; m++) {
         runs += summaries[m].runs;
-        if (summaries[m].runs > 0) {
+        diverged += summaries[m].diverged;
+        if (summaries[m].runs + summaries[m].diverged > 0) {
             reported++;
             only = m;
         }
     }
     cJSON_AddNumberToObject(json, "runs", runs);
+    cJSON_AddNumberToObject(json, "diverged", diverged);
     if (reported == 1) {
         const method_summary *s = &summaries[only];
-        cJSON_AddNumberToObject(json, "before_mean", s->before_mean);
-        cJSON_AddNumberToObject(json, "after_mean", s->after_mean);
-        cJSON_AddNumberToObject(json, "gain_mean", s->gain_mean);
-        cJSON_AddNumberToObject(json, "gain_std", s->gain_std);
+        add_number_or_null(json, "before_mean", s->before_mean);
+        add_number_or_null(json, "after_mean", s->after_mean);
+        add_number_or_null(json, "gain_mean", s->gain_mean);
+        add_number_or_null(json, "gain_std", s->gain_std);
     }
     cJSON *per_method = cJSON_AddObjectToObject(json, "kd");
     int complete = per_method != NULL;
     for (int m = 0; m < num_methods && complete; m++) {
-        if (summaries[m].runs == 0) continue;
+        if (summaries[m].runs + summaries[m].diverged == 0) continue;
         cJSON *item = method_figures(&summaries[m]);
         complete = item && cJSON_AddItemToObject(per_method, methods[m]->name, item);
         if (!complete) cJSON_Delete(item);
@@ -346,16 +369,17 @@ static void print_summary(const fedkd_config *config, const char *scheme,
     char t[32], a[32];
     fedkd_log_info("kd-study %s, seed %llu, pairs %s: student test accuracy before and after KD",
                    scheme, (unsigned long long)config->seed, config->kd.pairs);
-    fedkd_log_info("  %-16s %5s %6s %6s %8s %8s %9s %8s", "method", "runs", "T", "weight",
-                   "before", "after", "gain", "std");
+    fedkd_log_info("  %-16s %5s %6s %6s %8s %8s %9s %8s %8s", "method", "runs", "T", "weight",
+                   "before", "after", "gain", "std", "diverged");
     for (int m = 0; m < num_methods; m++) {
         const method_summary *s = &summaries[m];
-        if (s->runs == 0) continue;
+        if (s->runs + s->diverged == 0) continue;
         format_cell(s->temperature, "%g", t, sizeof t);
         format_cell(s->weight, "%g", a, sizeof a);
         if (!a[0]) snprintf(a, sizeof a, "-");
-        fedkd_log_info("  %-16s %5d %6s %6s %8.4f %8.4f %+9.4f %8.4f", methods[m]->name, s->runs,
-                       t, a, s->before_mean, s->after_mean, s->gain_mean, s->gain_std);
+        fedkd_log_info("  %-16s %5d %6s %6s %8.4f %8.4f %+9.4f %8.4f %8d", methods[m]->name,
+                       s->runs, t, a, s->before_mean, s->after_mean, s->gain_mean, s->gain_std,
+                       s->diverged);
     }
     fedkd_log_info("teacher weights sent to students: %.3f MB (broadcasts moved %.3f MB); "
                    "%.1fs; tables in %s/kd_summary.csv and kd_results.csv",

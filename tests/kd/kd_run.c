@@ -1,14 +1,16 @@
 /* Helpers of the kd tests (the runs themselves go through fedkd-sim):
  *
- *   kd_run write-model PATH FEATURES CLASSES
+ *   kd_run write-model PATH FEATURES CLASSES [nan]
  *       writes a model file "made elsewhere" (no fingerprint): dense 16,
- *       relu, dense CLASSES on FEATURES inputs, seeded weights.
+ *       relu, dense CLASSES on FEATURES inputs, seeded weights; with `nan`,
+ *       the last bias is NaN (a model whose predictions are NaN).
  *   kd_run corrupt-model PATH
  *       replaces the first layer's weight dataset of a model file by one of
  *       the wrong shape.
  *   kd_run check-json PATH
  *       exits 0 if the file parses as JSON.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,7 @@
 #include "fedkd/model_json.h"
 #include "fedkd/runlog.h"
 
-static int write_model(const char *path, int features, int classes)
+static int write_model(const char *path, int features, int classes, int poisoned)
 {
     char text[256];
     snprintf(text, sizeof text,
@@ -35,6 +37,7 @@ static int write_model(const char *path, int features, int classes)
     if (!status) status = fedkd_model_create(&model, &spec, 1);
     if (!status) {
         fedkd_model_init_params(model, 99, 0);
+        if (poisoned) model->params[model->num_params - 1] = NAN; /* a logit bias */
         status = fedkd_model_file_save(path, &spec, model->params, model->num_params, NULL);
     }
     fedkd_model_destroy(&model);
@@ -90,10 +93,11 @@ int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "check-json") == 0) return check_json(argv[2]);
     if (argc >= 5 && strcmp(argv[1], "write-model") == 0)
-        return write_model(argv[2], atoi(argv[3]), atoi(argv[4]));
+        return write_model(argv[2], atoi(argv[3]), atoi(argv[4]),
+                           argc >= 6 && strcmp(argv[5], "nan") == 0);
     if (argc >= 3 && strcmp(argv[1], "corrupt-model") == 0) return corrupt_model(argv[2]);
 
-    fprintf(stderr, "usage: kd_run write-model PATH FEATURES CLASSES | corrupt-model PATH | "
+    fprintf(stderr, "usage: kd_run write-model PATH FEATURES CLASSES [nan] | corrupt-model PATH | "
                     "check-json PATH\n");
     return 2;
 }

@@ -25,6 +25,36 @@ study=(--set mode=kd-study --set data.name=synthetic --set data.synthetic_train=
 strip_timing() { cut -d, -f1-13,15- "$1"; }
 
 case $case_name in
+diverge)
+    # A run whose training diverges is a result, not a failed study. Client
+    # 2's model (made elsewhere) predicts NaN: with ring pairs, vanilla KD
+    # of student 1 (teacher 2) and of student 2 diverge; the other runs
+    # complete and equal those of a study without the poisoned model.
+    ring=(--set kd.methods=vanilla,ensemble --set kd.pairs=ring)
+    run 3 "$work/clean" "${study[@]}" "${ring[@]}" --set pretrain.dir="$work/clean-models" \
+        || fail "clean study exited $?: $(tail -3 "$work/clean.err")"
+    mkdir -p "$work/models"
+    cp "$work/clean-models"/*.h5 "$work/models/"
+    "$tool" write-model "$work/models/client-2.h5" 8 4 nan || fail "write-model nan failed"
+    run 3 "$work/nan" "${study[@]}" "${ring[@]}" --set pretrain.dir="$work/models" \
+        || fail "a study with diverging runs exited $?: $(tail -3 "$work/nan.err")"
+    # Columns: method(3), student(4), after(9), gain(10), run_diverged(16).
+    diverged=$(awk -F, 'NR > 1 && $16 == 1 { print $3 ":" $4 ":" $9 ":" $10 }' "$work/nan/kd_results.csv" | sort | tr '\n' ' ')
+    [ "$diverged" = "ensemble:0:: ensemble:1:: ensemble:2:: ensemble:3:: ensemble:4:: vanilla:1:: vanilla:2:: " ] \
+        || fail "diverged runs (method:student:after:gain): $diverged"
+    for student in 0 3 4; do
+        cmp -s <(grep "^[0-9]*,[^,]*,vanilla,$student," "$work/clean/kd_results.csv" | cut -d, -f1-11) \
+            <(grep "^[0-9]*,[^,]*,vanilla,$student," "$work/nan/kd_results.csv" | cut -d, -f1-11) \
+            || fail "vanilla KD of student $student changed beside the diverging runs"
+    done
+    # kd_summary.csv: ...,runs(4),...,gain_mean(9),gain_std(10),diverged(11).
+    grep -q ',vanilla,3,1,0.5,.*,2$' "$work/nan/kd_summary.csv" \
+        || fail "vanilla: expected 3 runs and 2 diverged: $(grep ',vanilla,' "$work/nan/kd_summary.csv")"
+    grep -q ',ensemble,0,1,0.5,,,,,5$' "$work/nan/kd_summary.csv" \
+        || fail "ensemble: expected 0 runs, no figures, 5 diverged: $(grep ',ensemble,' "$work/nan/kd_summary.csv")"
+    "$tool" check-json "$work/nan/summary.json" || fail "summary.json does not parse"
+    grep -q '"diverged":[[:space:]]*7' "$work/nan/summary.json" || fail "summary.json: expected 7 diverged runs"
+    ;;
 determinism)
     # The same tables at P = 1, 3 and 4 (client placement differs), and
     # from reused models.

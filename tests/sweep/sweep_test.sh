@@ -230,6 +230,21 @@ EOF2
             grep -qF -- "$want" "$work/fixture.md" || fail "study table lacks: $want"
         done
         [ "$(grep -c '^| iid |' "$work/fixture.md")" = 3 ] || fail "study table: expected 3 iid rows: $(cat "$work/fixture.md")"
+        # Two sweeps pool their rows. The second one's iid vanilla cell (8,
+        # 0.25) has a higher mean over its completed runs, but one run
+        # diverged: that cell has no mean and is not the best.
+        mkdir -p "$work/fixture-more"
+        cat >"$work/fixture-more/results.json" <<'EOF2'
+{"keys": ["partition.scheme", "kd.methods", "kd.temperature", "kd.weight", "seed"],
+ "rows": [{"point": 0, "status": "completed", "partition.scheme": "iid", "kd.methods": "vanilla",
+           "kd.temperature": 8, "kd.weight": 0.25, "seed": 1, "scheme": "iid",
+           "kd.vanilla.runs": 9, "kd.vanilla.diverged": 1, "kd.vanilla.temperature": 8,
+           "kd.vanilla.weight": 0.25, "kd.vanilla.gain_mean": 0.05, "kd.vanilla.gain_std": 0.01}]}
+EOF2
+        /usr/bin/python3 "$table" "$work/fixture" "$work/fixture-more" >"$work/pooled.md" 2>"$work/pooled.err" \
+            || fail "study_table.py on two sweeps exited $?: $(cat "$work/pooled.err")"
+        want='| iid | vanilla | 4 | 0.25 | +0.0300 | 0.0100 | 10 | +0.0200 | +50% | 4 (1 diverged) |'
+        grep -qF -- "$want" "$work/pooled.md" || fail "pooled table lacks: $want: $(grep '| iid | vanilla' "$work/pooled.md")"
         # The sweep's own table: one row per scheme and method that has a
         # (T, weight), dml's one cell, and the tuned-over-untuned lines.
         /usr/bin/python3 "$table" "$out" >"$work/kd.md" 2>"$work/kd-table.err" \
