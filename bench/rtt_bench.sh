@@ -7,7 +7,7 @@
 #   bench/rtt_bench.sh "fedavg fedprox" "1 2 3" "iid dirichlet0.5 dirichlet0.1 shards2"
 #
 # ALGORITHMS are values of the config key `algorithm` (any the simulator
-# knows: fedavg, fedprox today; fedmd, feddf, dsfl, fd, dml when they land).
+# knows: fedavg, fedprox, feddf, fedmd, dsfl, fd, dml).
 # SCHEMES: iid, dirichletALPHA, shardsK (K classes per client). Each run
 # writes $FEDKD_BENCH_OUT/<algorithm>-<scheme>-s<seed>/; a run that
 # completed with the same settings is reused, so an interrupted benchmark

@@ -14,9 +14,11 @@ is reported and left out. Prints per algorithm and partition scheme:
                    reached it, or "not reached in N"
   MB to target     payload bytes (bytes_down + bytes_up) up to and including
                    the target round, mean over those seeds, in 10^6 bytes
+  MB per round     payload bytes per round over the whole run, mean over seeds
   s to target      sum of round_seconds up to the target round (the server's
                    rounds; start-up and data loading excluded), mean
-  final accuracy   after the last round, mean +- std over all seeds
+  final accuracy   after the last round (or after --accuracy-round N), mean
+                   +- std over all seeds
   vs fedavg        rounds to target relative to FedAvg's under the same scheme
                    (when both reached it with every seed)
 With python3-matplotlib it also writes OUT_DIR/rtt.png (rounds to target per
@@ -83,6 +85,7 @@ def read_run(directory, target):
         "final_accuracy": summary.get("final_accuracy"),
         "accuracy": [float(r["test_accuracy"]) for r in rounds],
         "rounds_run": summary.get("rounds_run"),
+        "mb_per_round": moved / 1e6 / len(rounds) if rounds else None,
     }, None
 
 
@@ -102,10 +105,26 @@ def collect(out_dir, algorithms, schemes, seeds, target):
     return results, problems
 
 
-def table(results, algorithms, schemes, seeds, rounds):
-    lines = ["| algorithm | partition | reached | rounds to target | MB to target | s to target | "
-             "final accuracy | vs fedavg (rounds) |",
-             "|---|---|---:|---|---:|---:|---|---:|"]
+def megabytes(value):
+    if value is None:
+        return "-"
+    return "%.1f" % value if value >= 1.0 else "%.3f" % value
+
+
+def accuracy_at(run, at_round):
+    if at_round is None:
+        return run["final_accuracy"]
+    if len(run["accuracy"]) < at_round:
+        fail("a run has %d rounds, --accuracy-round asks for round %d" % (
+            len(run["accuracy"]), at_round))
+    return run["accuracy"][at_round - 1]
+
+
+def table(results, algorithms, schemes, seeds, rounds, at_round=None):
+    lines = ["| algorithm | partition | reached | rounds to target | MB to target | MB per round | "
+             "s to target | %s | vs fedavg (rounds) |" % (
+                 "final accuracy" if at_round is None else "accuracy at round %d" % at_round),
+             "|---|---|---:|---|---:|---:|---:|---|---:|"]
     for scheme in schemes:
         baseline = results.get(("fedavg", scheme), [])
         base_rounds = [r["rounds_to_target"] for r in baseline if r["rounds_to_target"]]
@@ -116,7 +135,8 @@ def table(results, algorithms, schemes, seeds, rounds):
             rtt_mean, rtt_std = mean_std([r["rounds_to_target"] for r in reached])
             mb = mean_std([r["bytes_to_target"] / 1e6 for r in reached])[0]
             seconds = mean_std([r["seconds_to_target"] for r in reached])[0]
-            final_mean, final_std = mean_std([r["final_accuracy"] for r in runs])
+            final_mean, final_std = mean_std([accuracy_at(r, at_round) for r in runs])
+            per_round = mean_std([r["mb_per_round"] for r in runs if r["mb_per_round"] is not None])[0]
             if not runs:
                 rounds_text = "no run"
             elif not reached:
@@ -129,9 +149,9 @@ def table(results, algorithms, schemes, seeds, rounds):
             versus = "-"
             if base_mean and algorithm != "fedavg" and len(reached) == len(seeds):
                 versus = "%+.0f%%" % (100.0 * (rtt_mean - base_mean) / base_mean)
-            lines.append("| %s | %s | %d/%d | %s | %s | %s | %s | %s |" % (
-                algorithm, label(scheme), len(reached), len(runs), rounds_text,
-                "-" if mb is None else "%.1f" % mb,
+            lines.append("| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s |" % (
+                algorithm, label(scheme), len(reached), len(runs), rounds_text, megabytes(mb),
+                megabytes(per_round),
                 "-" if seconds is None else "%.1f" % seconds,
                 "-" if final_mean is None else "%.4f ± %.4f" % (final_mean, final_std), versus))
     return "\n".join(lines)
@@ -222,6 +242,9 @@ def main():
     parser.add_argument("--seeds", required=True)
     parser.add_argument("--target", type=float, default=0.8)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--accuracy-round", type=int,
+                        help="report the test accuracy after this round instead of the final one "
+                             "(to compare runs of different lengths)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args()
     algorithms, schemes, seeds = args.algorithms.split(), args.schemes.split(), args.seeds.split()
@@ -230,7 +253,7 @@ def main():
     results, problems = collect(args.out_dir, algorithms, schemes, seeds, args.target)
     for problem in problems:
         print("rtt_table: run left out: " + problem, file=sys.stderr)
-    print(table(results, algorithms, schemes, seeds, args.rounds))
+    print(table(results, algorithms, schemes, seeds, args.rounds, args.accuracy_round))
     if not args.no_plot:
         for path in plot(results, algorithms, schemes, args.out_dir, args.target, args.rounds):
             print("rtt_table: wrote " + path, file=sys.stderr)
