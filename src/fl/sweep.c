@@ -498,8 +498,9 @@ static void describe_point(const fedkd_sweep_grid *g, int point, char *out, size
 }
 
 /* A completed point's figures for the progress line: the mean KD gain of
- * each method for a kd-study point (it has no final accuracy), the final and
- * best test accuracy otherwise. */
+ * each method for a kd-study point (it has no final accuracy), with the
+ * number of its runs that diverged; the final and best test accuracy
+ * otherwise. */
 static void describe_outcome(const cJSON *summary, const fedkd_run_result *result, char *out,
                              size_t out_size)
 {
@@ -511,9 +512,14 @@ static void describe_outcome(const cJSON *summary, const fedkd_run_result *resul
     cJSON_ArrayForEach(method, methods)
     {
         const cJSON *gain = cJSON_GetObjectItemCaseSensitive(method, "gain_mean");
+        const cJSON *diverged = cJSON_GetObjectItemCaseSensitive(method, "diverged");
+        int lost = cJSON_IsNumber(diverged) ? diverged->valueint : 0;
         if (cJSON_IsNumber(gain))
             used = fedkd_appendf(out, out_size, used, "%s%s gain %+.4f", used ? ", " : "",
                                  method->string, gain->valuedouble);
+        else if (lost)
+            used = fedkd_appendf(out, out_size, used, "%s%s", used ? ", " : "", method->string);
+        if (lost) used = fedkd_appendf(out, out_size, used, " (%d diverged)", lost);
     }
     if (!used)
         fedkd_appendf(out, out_size, used, "final accuracy %.4f (best %.4f)",

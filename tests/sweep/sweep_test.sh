@@ -187,6 +187,13 @@ EOF2
     *"vanilla gain "[+-]0.*", tuned gain "[+-]0.*", dml gain "[+-]0.*) ;;
     *) fail "progress line of point 0 lacks the methods' gains: $line" ;;
     esac
+    # A point whose every run diverges completes; its line counts them.
+    printf '{"base": "kd-base.json", "group_size": 2, "output": "%s",\n "grid": %s}\n' \
+        "$work/out-kd-nan" '{"local.lr": [1e30], "pretrain.epochs": [0]}' >"$work/kd-nan.json"
+    sweep 2 kd-nan || fail "a kd-study sweep with diverging runs exited $?: $(tail -3 "$work/kd-nan.2.err")"
+    grep -q 'point-0000 .*: vanilla (4 diverged), tuned (4 diverged), dml (4 diverged)' \
+        "$work/kd-nan.2.out" "$work/kd-nan.2.err" \
+        || fail "progress line of a diverged point: $(grep 'point-0000 ' "$work/kd-nan.2.out" "$work/kd-nan.2.err")"
     "$check" kd "$out/results.json" "$out/results.csv" || fail "per-method columns differ from kd_summary.json"
     header=$(head -1 "$out/results.csv")
     for column in kd.vanilla.gain_mean kd.vanilla.gain_std kd.vanilla.before_mean kd.vanilla.after_mean \
