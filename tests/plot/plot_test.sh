@@ -2,7 +2,7 @@
 # launch/plot on a tiny run pair and a tiny sweep: every PNG it names exists,
 # is not empty and is a PNG (magic bytes); the sweep's best.csv has a row per
 # partition scheme. Exits 77 (skipped) without Debian's python3-matplotlib.
-#   plot_test.sh SOURCE_ROOT MPIEXEC FEDKD_SIM SWEEP_DRIVER
+#   plot_test.sh SOURCE_ROOT MPIEXEC FEDKD_SIM
 set -uo pipefail
 root=$1 mpiexec=$2 sim=$3
 if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
@@ -52,6 +52,16 @@ for name in heatmap-iid heatmap-shards accuracy loss bytes; do
 done
 [ "$(wc -l <"$work/sweep/plots/best.csv")" = 3 ] || fail "best.csv: $(cat "$work/sweep/plots/best.csv")"
 grep -q '^iid,' "$work/sweep/plots/best.csv" || fail "best.csv has no iid row"
+# A kd-study sweep's table with several methods (the study-table fixture):
+# one set of heatmaps and one best-<method>.csv per method.
+mkdir -p "$work/kd"
+cp "$root/tests/sweep/study_table_fixture.json" "$work/kd/results.json"
+"$root/launch/plot" "$work/kd" >"$work/plot-kd.out" 2>&1 \
+    || fail "launch/plot on a kd-study table exited $?: $(cat "$work/plot-kd.out")"
+for method in vanilla ensemble; do
+    is_png "$work/kd/plots/heatmap-$method-iid.png" || fail "kd: heatmap-$method-iid.png is missing or not a PNG"
+    grep -q '^iid,' "$work/kd/plots/best-$method.csv" || fail "kd: best-$method.csv has no iid row"
+done
 # Bad input: a directory that is neither.
 "$root/launch/plot" "$work" >"$work/bad.out" 2>&1 && fail "launch/plot accepted a directory without runs"
 grep -q 'neither a run directory' "$work/bad.out" || fail "message: $(cat "$work/bad.out")"
