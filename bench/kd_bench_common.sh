@@ -19,7 +19,9 @@ kd_run() {
     iid) partition=(--set partition.scheme=iid) ;;
     dirichlet*) partition=(--set partition.scheme=dirichlet --set partition.alpha="${scheme#dirichlet}") ;;
     shards*) partition=(--set partition.scheme=shards --set partition.classes_per_client="${scheme#shards}") ;;
-    *) echo "unknown scheme $scheme (iid, dirichletALPHA, shardsK)" >&2; return 2 ;;
+    quantity*) partition=(--set partition.scheme=quantity --set partition.alpha="${scheme#quantity}") ;;
+    noise*) partition=(--set partition.scheme=feature-noise --set partition.sigma="${scheme#noise}") ;;
+    *) echo "unknown scheme $scheme (iid, dirichletALPHA, shardsK, quantityALPHA, noiseSIGMA)" >&2; return 2 ;;
     esac
     mkdir -p "$(dirname "$dir")"
     mpirun --oversubscribe -np "$kd_np" "$kd_sim" --quiet --set mode=kd-study \

@@ -30,7 +30,9 @@ partition_json() { # SCHEME -> the partition object
     iid) echo '{"scheme": "iid", "min_size": 10}' ;;
     dirichlet*) echo "{\"scheme\": \"dirichlet\", \"alpha\": ${1#dirichlet}, \"min_size\": 10}" ;;
     shards*) echo "{\"scheme\": \"shards\", \"classes_per_client\": ${1#shards}, \"min_size\": 10}" ;;
-    *) echo "study_sweep_bench: unknown scheme $1 (iid, dirichletALPHA, shardsK)" >&2; return 1 ;;
+    quantity*) echo "{\"scheme\": \"quantity\", \"alpha\": ${1#quantity}, \"min_size\": 10}" ;;
+    noise*) echo "{\"scheme\": \"feature-noise\", \"sigma\": ${1#noise}, \"min_size\": 10}" ;;
+    *) echo "study_sweep_bench: unknown scheme $1 (iid, dirichletALPHA, shardsK, quantityALPHA, noiseSIGMA)" >&2; return 1 ;;
     esac
 }
 
