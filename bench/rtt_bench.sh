@@ -8,7 +8,8 @@
 #
 # ALGORITHMS are values of the config key `algorithm` (any the simulator
 # knows: fedavg, fedprox, feddf, fedmd, dsfl, fd, dml).
-# SCHEMES: iid, dirichletALPHA, shardsK (K classes per client). Each run
+# SCHEMES: iid, dirichletALPHA, shardsK (K classes per client), quantityALPHA
+# (client sizes from Dir(ALPHA)), noiseSIGMA (feature noise). Each run
 # writes $FEDKD_BENCH_OUT/<algorithm>-<scheme>-s<seed>/; a run that
 # completed with the same settings is reused, so an interrupted benchmark
 # continues where it stopped (delete the directory to measure again).
@@ -45,7 +46,9 @@ partition_settings() { # SCHEME -> --set arguments
     iid) echo "--set partition.scheme=iid" ;;
     dirichlet*) echo "--set partition.scheme=dirichlet --set partition.alpha=${1#dirichlet}" ;;
     shards*) echo "--set partition.scheme=shards --set partition.classes_per_client=${1#shards}" ;;
-    *) echo "rtt_bench: unknown scheme $1 (iid, dirichletALPHA, shardsK)" >&2; return 1 ;;
+    quantity*) echo "--set partition.scheme=quantity --set partition.alpha=${1#quantity}" ;;
+    noise*) echo "--set partition.scheme=feature-noise --set partition.sigma=${1#noise}" ;;
+    *) echo "rtt_bench: unknown scheme $1 (iid, dirichletALPHA, shardsK, quantityALPHA, noiseSIGMA)" >&2; return 1 ;;
     esac
 }
 

@@ -38,9 +38,10 @@ def fail(message):
 
 
 def label(scheme):
-    for prefix in ("dirichlet", "shards"):
+    for prefix, name in (("dirichlet", "dirichlet"), ("shards", "shards"), ("quantity", "quantity"),
+                         ("noise", "feature-noise")):
         if scheme.startswith(prefix) and scheme != prefix:
-            return "%s(%s)" % (prefix, scheme[len(prefix):])
+            return "%s(%s)" % (name, scheme[len(prefix):])
     return scheme
 
 
