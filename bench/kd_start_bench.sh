@@ -20,6 +20,7 @@
 # bench/out/kd_start_bench.{md,json}; prints the markdown table on stdout.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/schemes.sh"
 sim=${FEDKD_SIM:-$root/build/fedkd-sim}
 np=${FEDKD_NP:-4}
 data=${FEDKD_DATA:-/usr/share/datasets/fashion-mnist}
@@ -46,12 +47,8 @@ dirs=()
 start=$(date +%s)
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for scheme in $schemes; do
-    case $scheme in
-    iid) partition=(--set partition.scheme=iid) ;;
-    dirichlet*) partition=(--set partition.scheme=dirichlet --set partition.alpha="${scheme#dirichlet}") ;;
-    shards*) partition=(--set partition.scheme=shards --set partition.classes_per_client="${scheme#shards}") ;;
-    *) echo "unknown scheme $scheme (iid, dirichletALPHA, shardsK)" >&2; exit 2 ;;
-    esac
+    settings=$(bench_scheme_settings "$scheme") || exit 2
+    read -r -a partition <<<"$settings"
     for seed in $seeds; do
         dir=$out/kd-start-$scheme-s$seed
         t0=$(date +%s)

@@ -41,21 +41,13 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy
 [ -x "$sim" ] || { echo "rtt_bench: $sim is not built" >&2; exit 1; }
 mkdir -p "$out"
 
-partition_settings() { # SCHEME -> --set arguments
-    case $1 in
-    iid) echo "--set partition.scheme=iid" ;;
-    dirichlet*) echo "--set partition.scheme=dirichlet --set partition.alpha=${1#dirichlet}" ;;
-    shards*) echo "--set partition.scheme=shards --set partition.classes_per_client=${1#shards}" ;;
-    quantity*) echo "--set partition.scheme=quantity --set partition.alpha=${1#quantity}" ;;
-    noise*) echo "--set partition.scheme=feature-noise --set partition.sigma=${1#noise}" ;;
-    *) echo "rtt_bench: unknown scheme $1 (iid, dirichletALPHA, shardsK, quantityALPHA, noiseSIGMA)" >&2; return 1 ;;
-    esac
-}
+. "$root/bench/schemes.sh"
 
 echo "load before: $(uptime)" >&2
 failed=0
 for scheme in $schemes; do
-    read -r -a partition <<<"$(partition_settings "$scheme")"
+    settings=$(bench_scheme_settings "$scheme") || exit 2
+    read -r -a partition <<<"$settings"
     for algorithm in $algorithms; do
         for seed in $seeds; do
             dir=$out/$algorithm-$scheme-s$seed

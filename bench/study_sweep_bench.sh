@@ -10,8 +10,8 @@
 #   bench/study_sweep_bench.sh [SCHEMES] [SEED]
 #   bench/study_sweep_bench.sh "iid dirichlet0.5 dirichlet0.1 shards2" 1
 #
-# The settings are kd_bench_common.sh's (10 clients, mlp, lr 0.02, 5
-# pre-training epochs, 1 KD epoch). Each sweep runs in one group of FEDKD_NP
+# The settings are kd_bench_common.sh's kd_settings (10 clients, mlp, lr
+# 0.02, 5 pre-training epochs, 1 KD epoch), given to the sweep as --set. Each sweep runs in one group of FEDKD_NP
 # (3) ranks and writes bench/out/study-sweep/<scheme>-s<seed>/ (results.json
 # and .csv, point-NNNN/); an interrupted sweep, run again, skips its finished
 # points. A run whose training diverges is counted in its point's
@@ -25,17 +25,6 @@ out=$kd_out/study-sweep
 [ -x "$kd_sim" ] || { echo "study_sweep_bench: $kd_sim is not built" >&2; exit 1; }
 mkdir -p "$out"
 
-partition_json() { # SCHEME -> the partition object
-    case $1 in
-    iid) echo '{"scheme": "iid", "min_size": 10}' ;;
-    dirichlet*) echo "{\"scheme\": \"dirichlet\", \"alpha\": ${1#dirichlet}, \"min_size\": 10}" ;;
-    shards*) echo "{\"scheme\": \"shards\", \"classes_per_client\": ${1#shards}, \"min_size\": 10}" ;;
-    quantity*) echo "{\"scheme\": \"quantity\", \"alpha\": ${1#quantity}, \"min_size\": 10}" ;;
-    noise*) echo "{\"scheme\": \"feature-noise\", \"sigma\": ${1#noise}, \"min_size\": 10}" ;;
-    *) echo "study_sweep_bench: unknown scheme $1 (iid, dirichletALPHA, shardsK, quantityALPHA, noiseSIGMA)" >&2; return 1 ;;
-    esac
-}
-
 echo "load before: $(uptime)" >&2
 dirs=()
 for scheme in $schemes; do
@@ -44,22 +33,19 @@ for scheme in $schemes; do
     dir=$out/$scheme-s$seed
     mkdir -p "$dir/pretrained"
     cp -n "$models"/*.h5 "$dir/pretrained/"
-    cat >"$dir/base.json" <<EOF
-{"mode": "kd-study", "seed": $seed,
- "data": {"name": "fashion-mnist", "dir": "$kd_data"},
- "model": "mlp", "clients": {"count": 10}, "partition": $(partition_json "$scheme"),
- "local": {"batch_size": 64, "lr": 0.02, "optimizer": "sgd", "momentum": 0.9},
- "pretrain": {"epochs": 5, "dir": "$dir/pretrained"},
- "kd": {"methods": "vanilla,ensemble,partition-aware", "pairs": "ring", "epochs": 1,
-        "peers": 2, "validation_fraction": 0.1}}
-EOF
+    # The base is empty: every setting is kd_run's (kd_bench_common.sh),
+    # given to the sweep as --set, which its grid values override.
+    echo '{}' >"$dir/base.json"
+    kd_settings "$scheme" "$seed" || exit 2
     cat >"$dir/grid.json" <<EOF
 {"description": "The study's (T, weight) grid under $scheme, seed $seed (bench/study_sweep_bench.sh).",
  "base": "base.json", "group_size": $kd_np, "output": "$dir",
  "grid": {"kd.temperature": [1, 2, 4, 8, 16], "kd.weight": [0.1, 0.25, 0.5, 0.75, 0.9]}}
 EOF
     start=$(date +%s)
-    mpirun --oversubscribe -np "$kd_np" "$kd_sim" sweep "$dir/grid.json" >"$dir.log" 2>&1 ||
+    mpirun --oversubscribe -np "$kd_np" "$kd_sim" sweep "$dir/grid.json" "${kd_args[@]}" \
+        --set pretrain.dir="$dir/pretrained" --set kd.methods=vanilla,ensemble,partition-aware \
+        --set kd.pairs=ring >"$dir.log" 2>&1 ||
         { echo "sweep $scheme failed: $(tail -3 "$dir.log")" >&2; exit 1; }
     if grep -qs '"retrained"\|"trained"' "$dir"/point-*/pretrain.json; then
         echo "$dir: the pre-trained models were not reused (fingerprint mismatch)" >&2

@@ -90,13 +90,13 @@ typedef struct kd_study_row {
     int num_teachers;
     const int *teachers;         /* (num_teachers) client ids */
     double temperature, weight;  /* weight NaN for DML */
-    double before, after;        /* the student's test accuracy */
+    double before, after;        /* the student's test accuracy; after NaN: the
+                                    run's training diverged */
     double validation;           /* tuned: validation accuracy of the choice; NaN otherwise */
     int peers;
     long steps;
     double seconds;
     int diverged;                /* tuned: grid points skipped because training diverged */
-    int diverged_run;            /* 1: the run's own training diverged (after is NaN) */
 } kd_study_row;
 
 typedef struct kd_study_totals {

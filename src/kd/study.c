@@ -396,8 +396,7 @@ static fedkd_status run_student_jobs(study *s, int first, int end)
         /* The test set is sealed here: nothing the method does can read it. */
         status = s->methods[row->method]->distil(&s->settings, &job, &outcome);
         row->seconds = fedkd_time_now() - start;
-        row->diverged_run = status == FEDKD_ERR_NUMERIC;
-        if (row->diverged_run) {
+        if (status == FEDKD_ERR_NUMERIC) {
             /* Training that diverges is an outcome of the run's (T, weight),
              * not a failed study: the row says so (after = NaN) and the
              * summaries count it apart. The next job starts afresh. */
@@ -448,7 +447,7 @@ static fedkd_status run_hosted_jobs(study *s)
 /* ---- collecting the rows ------------------------------------------------------- */
 
 enum { FIELD_T, FIELD_WEIGHT, FIELD_BEFORE, FIELD_AFTER, FIELD_VALIDATION, FIELD_PEERS,
-       FIELD_STEPS, FIELD_SECONDS, FIELD_DIVERGED, FIELD_DIVERGED_RUN, NUM_FIELDS };
+       FIELD_STEPS, FIELD_SECONDS, FIELD_DIVERGED, NUM_FIELDS };
 
 static fedkd_status collect_rows(study *s)
 {
@@ -471,7 +470,6 @@ static fedkd_status collect_rows(study *s)
         f[FIELD_STEPS] = (double)row->steps;
         f[FIELD_SECONDS] = row->seconds;
         f[FIELD_DIVERGED] = row->diverged;
-        f[FIELD_DIVERGED_RUN] = row->diverged_run;
     }
     /* Exactly one rank fills each row; adding zeros (NaN stays NaN) is exact. */
     MPI_Request request;
@@ -493,7 +491,6 @@ static fedkd_status collect_rows(study *s)
         row->steps = (long)f[FIELD_STEPS];
         row->seconds = f[FIELD_SECONDS];
         row->diverged = (int)f[FIELD_DIVERGED];
-        row->diverged_run = (int)f[FIELD_DIVERGED_RUN];
     }
 done:
     free(mine);

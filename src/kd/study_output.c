@@ -44,6 +44,12 @@ static void format_teachers(const kd_study_row *row, char *out, size_t out_size)
     }
 }
 
+/* A run whose training diverged has no accuracy after KD. */
+static int run_diverged(const kd_study_row *r)
+{
+    return isnan(r->after);
+}
+
 /* NaN-aware equality for (T, weight) pairs. */
 static int same_value(double a, double b)
 {
@@ -56,7 +62,7 @@ static fedkd_status summarise(const kd_study_row *rows, int num_rows, int method
     memset(m, 0, sizeof *m);
     for (int j = 0; j < num_rows; j++)
         if (rows[j].method == method) {
-            if (rows[j].diverged_run) m->diverged++;
+            if (run_diverged(&rows[j])) m->diverged++;
             else m->runs++;
         }
     int total = m->runs + m->diverged;
@@ -72,8 +78,8 @@ static fedkd_status summarise(const kd_study_row *rows, int num_rows, int method
     double sum = 0.0, before = 0.0, after = 0.0;
     for (int j = 0; j < num_rows; j++) {
         const kd_study_row *r = &rows[j];
-        if (r->method != method || r->diverged_run != choices_of_diverged) continue;
-        if (!r->diverged_run) {
+        if (r->method != method || run_diverged(r) != choices_of_diverged) continue;
+        if (!choices_of_diverged) {
             sum += r->after - r->before;
             before += r->before;
             after += r->after;
@@ -94,7 +100,7 @@ static fedkd_status summarise(const kd_study_row *rows, int num_rows, int method
     m->after_mean = m->runs ? after / m->runs : (double)NAN;
     double squares = 0.0;
     for (int j = 0; j < num_rows; j++)
-        if (rows[j].method == method && !rows[j].diverged_run) {
+        if (rows[j].method == method && !run_diverged(&rows[j])) {
             double d = rows[j].after - rows[j].before - m->gain_mean;
             squares += d * d;
         }
@@ -176,7 +182,7 @@ static fedkd_status write_results_csv(const fedkd_config *config, const char *sc
         fprintf(file, "%llu,%s,%s,%d,%s,%s,%s,%.6f,%s,%s,%s,%d,%ld,%.3f,%d,%d\n",
                 (unsigned long long)config->seed, scheme, methods[r->method]->name, r->student,
                 teachers, t, a, r->before, after, gain, v, r->peers, r->steps, r->seconds,
-                r->diverged, r->diverged_run);
+                r->diverged, run_diverged(r));
     }
     return close_and_rename(file, path, temporary);
 }
@@ -240,7 +246,7 @@ static fedkd_status write_results_json(const fedkd_config *config, const char *s
         cJSON_AddNumberToObject(item, "steps", (double)r->steps);
         cJSON_AddNumberToObject(item, "seconds", r->seconds);
         cJSON_AddNumberToObject(item, "diverged", r->diverged);
-        cJSON_AddBoolToObject(item, "run_diverged", r->diverged_run);
+        cJSON_AddBoolToObject(item, "run_diverged", run_diverged(r));
     }
     fedkd_status status = list ? fedkd_write_json_file(config->run.dir, "kd_results.json", json)
                                : FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing kd_results.json");
