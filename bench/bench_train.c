@@ -30,11 +30,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "fedkd/core.h"
-#include "fedkd/data.h"
-#include "fedkd/nn.h"
-#include "fedkd/rng.h"
-#include "fedkd/train.h"
+#include "fedkd/core/core.h"
+#include "fedkd/data/data.h"
+#include "fedkd/nn/nn.h"
+#include "fedkd/core/rng.h"
+#include "fedkd/train/train.h"
 
 #define EVAL_BATCH 1000
 

@@ -20,11 +20,12 @@
 
 #include <mpi.h>
 
-#include "fedkd/checkpoint.h"
-#include "fedkd/config.h"
-#include "fedkd/core.h"
-#include "fedkd/model_json.h"
-#include "fedkd/rng.h"
+#include "fedkd/fl/fl.h"
+#include "fedkd/io/checkpoint.h"
+#include "fedkd/config/config.h"
+#include "fedkd/core/core.h"
+#include "fedkd/nn/model_json.h"
+#include "fedkd/core/rng.h"
 
 enum { SAMPLES = 60000, CLASSES = 10, MAX_REPS = 50 };
 

@@ -7,7 +7,7 @@ SWEEP_DIR is a sweep's output (results.json), for example of
 configs/grid-study-kd.json; the rows of several sweeps are pooled (for
 example one sweep per partition scheme, bench/study_sweep_bench.sh). Every completed point's per-method columns
 (kd.<method>.gain_mean, .gain_std, .runs, .temperature, .weight, ...; see
-src/kd/study_output.c) are grouped by partition scheme (the point's `scheme`
+src/experiments/study_output.c) are grouped by partition scheme (the point's `scheme`
 label, e.g. dirichlet(0.5)), method, and the (T, weight) the method used;
 seeds are pooled (a run repeated by points that differ only in keys its
 method ignores counts once); any other grid key makes a table of its own. It prints:

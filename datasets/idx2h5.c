@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/data.h"
+#include "fedkd/data/data.h"
 
 static const char usage_text[] =
     "Usage: fedkd-idx2h5 IMAGES LABELS OUT.h5 [--limit N] [--raw] [--num-classes K]\n"

@@ -15,14 +15,138 @@
 #include <cblas.h>
 #include <mpi.h>
 
-#include "fedkd/checkpoint.h"
-#include "fedkd/config.h"
-#include "fedkd/core.h"
-#include "fedkd/fl.h"
-#include "fedkd/inspect.h"
-#include "fedkd/sweep.h"
+#include "fedkd/io/checkpoint.h"
+#include "fedkd/config/config.h"
+#include "fedkd/core/comm.h"
+#include "fedkd/core/core.h"
+#include "fedkd/experiments/experiments.h"
+#include "fedkd/io/inspect.h"
+#include "fedkd/experiments/sweep.h"
 
 enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+typedef struct arguments arguments;
+
+struct arguments {
+    const char *command;
+    const char *config_path;
+    const char *file;       /* inspect: the file to inspect */
+    const char *resume;     /* --resume PATH|auto */
+    const char *output;     /* --output FILE */
+    const char **overrides;
+    int num_overrides;
+    int print_config;
+    int quiet;
+    int help;
+    int version;
+};
+
+/* A command of the command line: one row each, found by name. */
+typedef struct command {
+    const char *name;
+    const char *usage;          /* for --help */
+    const char *help;
+    int loads_config;           /* 1: run gets the merged, validated config */
+    fedkd_status (*run)(const arguments *args, const fedkd_config *config, int rank);
+} command;
+
+
+/* Rank 0 does the work of a file command; every rank exits with its status. */
+static fedkd_status agree_with_rank0(fedkd_status status)
+{
+    int code = (int)status;
+    if (MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Bcast failed");
+    return (fedkd_status)code;
+}
+
+static fedkd_status export_model(const fedkd_config *config, const arguments *args, int rank)
+{
+    fedkd_status status = FEDKD_OK;
+    if (rank == 0) {
+        char path[1024];
+        int round = 0;
+        if (args->resume && strcmp(args->resume, "auto") != 0) {
+            snprintf(path, sizeof path, "%s", args->resume);
+        } else {
+            status = fedkd_checkpoint_find_latest(config->run.dir, path, sizeof path, &round);
+            if (!status && round == 0)
+                status = FEDKD_FAIL(FEDKD_ERR_IO,
+                                    "export: no checkpoint in run directory %s (set run.dir, or "
+                                    "name one with --resume PATH)",
+                                    config->run.dir);
+        }
+        if (!status) status = fedkd_checkpoint_export(path, args->output);
+        if (!status) fedkd_log_info("exported the global model of %s to %s", path, args->output);
+    }
+    return agree_with_rank0(status);
+}
+
+static fedkd_status command_inspect(const arguments *args, const fedkd_config *config, int rank)
+{
+    (void)config;
+    /* Needs no config: the file carries its own. */
+    fedkd_status status = rank == 0 ? fedkd_inspect_file(args->file, stdout) : FEDKD_OK;
+    if (rank == 0) fflush(stdout);
+    return agree_with_rank0(status);
+}
+
+static fedkd_status command_sweep(const arguments *args, const fedkd_config *config, int rank)
+{
+    (void)config;
+    (void)rank;
+    /* The grid names its base config; --set applies to every point. */
+    return fedkd_sweep_run(args->config_path, args->overrides, args->num_overrides,
+                           MPI_COMM_WORLD);
+}
+
+static fedkd_status command_partition(const arguments *args, const fedkd_config *config, int rank)
+{
+    (void)args;
+    (void)rank;
+    return fedkd_partition_report(config, MPI_COMM_WORLD);
+}
+
+static fedkd_status command_export(const arguments *args, const fedkd_config *config, int rank)
+{
+    return export_model(config, args, rank);
+}
+
+/* The configured mode, looked up in the mode table. */
+static fedkd_status command_run(const arguments *args, const fedkd_config *config, int rank)
+{
+    (void)rank;
+    fedkd_run_result result;
+    fedkd_run_options options = {args->resume, 0};
+    fedkd_status status = fedkd_run_with_options(config, MPI_COMM_WORLD, &options, &result);
+    free(result.final_params);
+    return status;
+}
+
+static const command commands[] = {
+    {"run", "run", "run the configured job (default): the mode the config key `mode` names", 1,
+     command_run},
+    {"partition", "partition", "print per-client sample counts and class histograms, no training",
+     1, command_partition},
+    {"sweep", "sweep GRID", "run a grid search: every combination of the grid's values, in\n"
+     "               groups of group_size processes; results in <output>/results.csv\n"
+     "               and results.json; run again to continue (configs/README.md)", 0,
+     command_sweep},
+    {"inspect", "inspect FILE", "print what a checkpoint or model file holds: format version,\n"
+     "               round, config summary, model and parameter count, clients,\n"
+     "               partition, the last rounds' metrics", 0, command_inspect},
+    {"export", "export", "--output MODEL.h5 [--resume PATH|auto]: write the global model of a\n"
+     "               checkpoint (by default the newest in run.dir) to a model file", 1,
+     command_export},
+    {NULL, NULL, NULL, 0, NULL},
+};
+
+static const command *find_command(const char *name)
+{
+    for (int i = 0; commands[i].name; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
 
 static void print_help(void)
 {
@@ -34,23 +158,13 @@ static void print_help(void)
         "Rank 0 is the server; ranks 1..P-1 host the clients (clients.count of them,\n"
         "round-robin). With P = 1 one process plays both parts.\n"
         "\n"
-        "commands:\n"
-        "  run          run the configured job (default): a federation (mode=federated),\n"
-        "               centralized training (mode=centralized), pre-training of every\n"
-        "               client's model (mode=pretrain) or the KD study between the\n"
-        "               pre-trained models (mode=kd-study)\n"
-        "  partition    print per-client sample counts and class histograms, no training\n"
-        "  sweep GRID.json\n"
-        "               run a grid search: every combination of the grid's values, in\n"
-        "               groups of group_size processes; results in <output>/results.csv\n"
-        "               and results.json; run again to continue (configs/README.md)\n"
-        "  inspect FILE.h5\n"
-        "               print what a checkpoint or model file holds: format version,\n"
-        "               round, config summary, model and parameter count, clients,\n"
-        "               partition, the last rounds' metrics\n"
-        "  export --output MODEL.h5 [--resume PATH|auto]\n"
-        "               write the global model of a checkpoint (by default the newest\n"
-        "               in run.dir, from the config and --set) to a model file\n"
+        "commands:\n",
+        FEDKD_VERSION);
+    for (int i = 0; commands[i].name; i++) printf("  %-12s %s\n", commands[i].usage, commands[i].help);
+    printf("\nmodes (config key `mode`, run by the command run):\n");
+    for (int i = 0; fedkd_modes[i]; i++)
+        printf("  %-12s %s\n", fedkd_modes[i]->name, fedkd_modes[i]->summary);
+    printf(
         "\n"
         "options:\n"
         "  --config FILE       JSON config merged over the built-in default\n"
@@ -73,24 +187,10 @@ static void print_help(void)
         "  at the end; the newest checkpoint.keep are kept\n"
         "exit status: 0 done, 1 error, 2 usage error, 130 interrupted (SIGINT/SIGTERM)\n"
         "\n"
-        "config keys:\n",
-        FEDKD_VERSION);
+        "config keys:\n");
     fedkd_config_print_keys(stdout);
 }
 
-typedef struct arguments {
-    const char *command;
-    const char *config_path;
-    const char *file;       /* inspect: the file to inspect */
-    const char *resume;     /* --resume PATH|auto */
-    const char *output;     /* --output FILE */
-    const char **overrides;
-    int num_overrides;
-    int print_config;
-    int quiet;
-    int help;
-    int version;
-} arguments;
 
 /* Returns 0, or EXIT_USAGE with the message recorded. */
 static int parse_arguments(int argc, char **argv, arguments *args)
@@ -133,9 +233,7 @@ static int parse_arguments(int argc, char **argv, arguments *args)
         } else if (a[0] == '-') {
             FEDKD_FAIL(FEDKD_ERR_INVALID, "unknown option `%s`; see fedkd-sim --help", a);
             return EXIT_USAGE;
-        } else if (i == 1 && (strcmp(a, "run") == 0 || strcmp(a, "partition") == 0 ||
-                              strcmp(a, "inspect") == 0 || strcmp(a, "export") == 0 ||
-                              strcmp(a, "sweep") == 0)) {
+        } else if (i == 1 && find_command(a)) {
             args->command = a;
         } else if (strcmp(args->command, "inspect") == 0 && !args->file) {
             args->file = a;
@@ -168,37 +266,6 @@ static int parse_arguments(int argc, char **argv, arguments *args)
         return EXIT_USAGE;
     }
     return 0;
-}
-
-/* Rank 0 does the work of a file command; every rank exits with its status. */
-static fedkd_status agree_with_rank0(fedkd_status status)
-{
-    int code = (int)status;
-    if (MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
-        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Bcast failed");
-    return (fedkd_status)code;
-}
-
-static fedkd_status export_model(const fedkd_config *config, const arguments *args, int rank)
-{
-    fedkd_status status = FEDKD_OK;
-    if (rank == 0) {
-        char path[1024];
-        int round = 0;
-        if (args->resume && strcmp(args->resume, "auto") != 0) {
-            snprintf(path, sizeof path, "%s", args->resume);
-        } else {
-            status = fedkd_checkpoint_find_latest(config->run.dir, path, sizeof path, &round);
-            if (!status && round == 0)
-                status = FEDKD_FAIL(FEDKD_ERR_IO,
-                                    "export: no checkpoint in run directory %s (set run.dir, or "
-                                    "name one with --resume PATH)",
-                                    config->run.dir);
-        }
-        if (!status) status = fedkd_checkpoint_export(path, args->output);
-        if (!status) fedkd_log_info("exported the global model of %s to %s", path, args->output);
-    }
-    return agree_with_rank0(status);
 }
 
 static int exit_code(fedkd_status status)
@@ -241,57 +308,31 @@ int main(int argc, char **argv)
     }
     fedkd_log_set_quiet(args.quiet);
 
-    if (strcmp(args.command, "inspect") == 0) {
-        /* Needs no config: the file carries its own. */
-        status = rank == 0 ? fedkd_inspect_file(args.file, stdout) : FEDKD_OK;
-        if (rank == 0) fflush(stdout);
-        status = agree_with_rank0(status);
-        if (status && fedkd_error_message()[0]) fedkd_log_error("%s", fedkd_error_message());
-        code = exit_code(status);
+    const command *cmd = find_command(args.command);
+    if (cmd->run == command_sweep && !args.config_path) {
+        if (rank == 0) fedkd_log_error("sweep needs a grid file: fedkd-sim sweep GRID.json");
+        code = EXIT_USAGE;
         goto finish;
     }
-
-    if (strcmp(args.command, "sweep") == 0) {
-        /* The grid names its base config; --set applies to every point. */
-        if (!args.config_path) {
-            if (rank == 0) fedkd_log_error("sweep needs a grid file: fedkd-sim sweep GRID.json");
-            code = EXIT_USAGE;
+    if (cmd->loads_config) {
+        /* Every rank parses the same config; a config error is the same
+         * everywhere, so rank 0 alone reports it. */
+        status = fedkd_config_load(&config, args.config_path, args.overrides, args.num_overrides);
+        if (status) {
+            if (rank == 0) fedkd_log_error("%s", fedkd_error_message());
+            code = exit_code(status);
             goto finish;
         }
-        status = fedkd_sweep_run(args.config_path, args.overrides, args.num_overrides,
-                                 MPI_COMM_WORLD);
-        if (status && fedkd_error_message()[0]) fedkd_log_error("%s", fedkd_error_message());
-        code = exit_code(status);
-        goto finish;
-    }
-
-    /* Every rank parses the same config; a config error is the same
-     * everywhere, so rank 0 alone reports it. */
-    status = fedkd_config_load(&config, args.config_path, args.overrides, args.num_overrides);
-    if (status) {
-        if (rank == 0) fedkd_log_error("%s", fedkd_error_message());
-        code = exit_code(status);
-        goto finish;
-    }
-    if (args.print_config) {
-        if (rank == 0) {
-            char *text = fedkd_config_to_string(&config);
-            if (text) printf("%s\n", text);
-            free(text);
+        if (args.print_config) {
+            if (rank == 0) {
+                char *text = fedkd_config_to_string(&config);
+                if (text) printf("%s\n", text);
+                free(text);
+            }
+            goto finish;
         }
-        goto finish;
     }
-
-    if (strcmp(args.command, "partition") == 0) {
-        status = fedkd_partition_report(&config, MPI_COMM_WORLD);
-    } else if (strcmp(args.command, "export") == 0) {
-        status = export_model(&config, &args, rank);
-    } else {
-        fedkd_run_result result;
-        fedkd_run_options options = {args.resume};
-        status = fedkd_run_with_options(&config, MPI_COMM_WORLD, &options, &result);
-        free(result.final_params);
-    }
+    status = cmd->run(&args, &config, rank);
     if (status && fedkd_error_message()[0]) fedkd_log_error("%s", fedkd_error_message());
     code = exit_code(status);
 

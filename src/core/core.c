@@ -1,5 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
-#include "fedkd/core.h"
+#include "fedkd/core/core.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -85,4 +85,15 @@ size_t fedkd_appendf(char *out, size_t size, size_t used, const char *format, ..
     if (n < 0) return used;
     used += (size_t)n;
     return used < size ? used : size - 1;
+}
+
+uint64_t fedkd_checksum(const void *data, size_t bytes)
+{
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < bytes; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
 }

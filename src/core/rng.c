@@ -1,4 +1,4 @@
-#include "fedkd/rng.h"
+#include "fedkd/core/rng.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "fedkd/status.h"
+#include "fedkd/core/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,12 +1,12 @@
-/* What one process holds of a run's data: see include/fedkd/clientset.h. */
-#include "fedkd/clientset.h"
+/* What one process holds of a run's data: see include/fedkd/data/clientset.h. */
+#include "fedkd/data/clientset.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/rng.h"
-#include "fedkd/source.h"
+#include "fedkd/core/rng.h"
+#include "fedkd/data/source.h"
 
 static int compare_u32(const void *a, const void *b)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
+#include "fedkd/core/core.h"
 
 fedkd_status fedkd_dataset_allocate(fedkd_dataset **out, size_t count, fedkd_shape shape,
                                     int num_classes, const char *origin)

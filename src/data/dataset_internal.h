@@ -2,7 +2,7 @@
 #ifndef FEDKD_DATA_DATASET_INTERNAL_H
 #define FEDKD_DATA_DATASET_INTERNAL_H
 
-#include "fedkd/data.h"
+#include "fedkd/data/data.h"
 
 /* A dataset with zeroed features (count, shape) and labels (count).
  * `origin` is copied (truncated to fit) for later messages. count may be 0,

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 #include "data/dataset_internal.h"
-#include "fedkd/core.h"
+#include "fedkd/core/core.h"
 
 /* Hyperslab unions grow quadratically in cost with the number of runs OR-ed
  * together (HDF5 1.10 merges span trees on every call: 15000 runs take ~6 s

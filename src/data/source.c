@@ -1,10 +1,10 @@
-#include "fedkd/source.h"
+#include "fedkd/data/source.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
+#include "fedkd/core/core.h"
 
 void fedkd_source_info_clear(fedkd_source_info *info)
 {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "data/dataset_internal.h"
-#include "fedkd/rng.h"
+#include "fedkd/core/rng.h"
 
 /* Far beyond any use; larger values mean a config mistake. */
 #define SYNTHETIC_MAX_CLASSES 100000

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
+#include "fedkd/core/core.h"
 #include "fl/fl_round.h"
 #include "fl/softlabel.h"
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
-#include "fedkd/fl.h"
+#include "fedkd/core/core.h"
+#include "fedkd/fl/fl.h"
 #include "fl/fl_round.h"
 #include "fl/softlabel.h"
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/model_file.h"
-#include "fedkd/model_json.h"
+#include "fedkd/io/model_file.h"
+#include "fedkd/nn/model_json.h"
 
 enum { MAX_NAME = 64 };
 

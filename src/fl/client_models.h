@@ -13,9 +13,9 @@
 
 #include <stddef.h>
 
-#include "fedkd/config.h"
-#include "fedkd/fl.h"
-#include "fedkd/nn.h"
+#include "fedkd/config/config.h"
+#include "fedkd/fl/fl.h"
+#include "fedkd/nn/nn.h"
 
 typedef struct fl_client_models {
     int num_entries;             /* 1 when clients.models is "" */

@@ -8,11 +8,11 @@
  * With P = 1 rank 0 plays both parts. What is sent, what a client does and
  * what the server makes of the sum are the algorithm's hooks (fl_round.h).
  *
- * Collectives are non-blocking and waited for with fl_wait, which yields the
+ * Collectives are non-blocking and waited for with fedkd_comm_wait, which yields the
  * core: with 16 ranks on 2 cores a spinning waiter would steal the trainers'
  * time.
  *
- * Checkpoints (include/fedkd/checkpoint.h, federation_state.c) are written
+ * Checkpoints (include/fedkd/io/checkpoint.h, federation_state.c) are written
  * by every rank together at the start of the round after the one they
  * capture, when the round header says so: every checkpoint.every rounds and
  * at the end. A resumed run starts from a checkpoint's global model, state
@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/checkpoint.h"
-#include "fedkd/core.h"
-#include "fedkd/partition.h"
+#include "fedkd/io/checkpoint.h"
+#include "fedkd/core/core.h"
+#include "fedkd/data/partition.h"
 #include "fl/federation_private.h"
 #include "fl/softlabel.h"
 
@@ -63,7 +63,8 @@ static fedkd_status load_data(federation *f)
     int *hosted = malloc((size_t)(f->num_clients > 0 ? f->num_clients : 1) * sizeof *hosted);
     if (!hosted) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
     int num_hosted = fedkd_hosted_clients(f->num_clients, f->rank, f->size, hosted);
-    unsigned flags = fl_data_flags(config);
+    unsigned flags = f->data_flags;
+    if (f->algorithm->uses_public) flags |= FEDKD_CLIENTSET_PUBLIC;
     /* Without a global model each host scores its own clients' models. */
     if (f->rank == 0 || (num_hosted > 0 && !f->algorithm->global_model))
         flags |= FEDKD_CLIENTSET_LOAD_TEST;
@@ -97,7 +98,7 @@ static fedkd_status load_data(federation *f)
                           "config key `public.per_round`: %lld samples per round, but the public "
                           "set holds %zu (public.size, public.source)",
                           (long long)config->public_set.per_round, run->public_count);
-    status = fl_model_spec(config, f->data.shape, f->data.num_classes, &f->spec);
+    status = fedkd_train_model_spec(config, f->data.shape, f->data.num_classes, &f->spec);
     if (!status) status = fl_client_models_resolve(config, f->data.shape, f->data.num_classes,
                                                    &run->models);
     return status;
@@ -113,7 +114,7 @@ static fedkd_status build_models(federation *f)
     f->optimizers = calloc((size_t)entries, sizeof *f->optimizers);
     if (!f->train_models || !f->optimizers)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d client models", entries);
-    fedkd_optimizer_settings opt = fl_optimizer_settings(config);
+    fedkd_optimizer_settings opt = fedkd_train_optimizer_settings(config);
     for (int h = 0; h < f->num_hosted; h++) {
         int e = fl_client_model_entry(&run->models, f->hosted[h]);
         if (f->train_models[e]) continue;
@@ -308,14 +309,14 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
 {
     const fedkd_config *config = f->config;
     fedkd_status status = check_config(f);
-    status = fl_agree(f->comm, status);
+    status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
     status = load_data(f);
-    status = fl_agree(f->comm, status);
+    status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
     status = build_models(f);
     if (!status) status = fl_fed_allocate_state(f);
-    status = fl_agree(f->comm, status);
+    status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
     /* Before the logs are opened: a refused resume leaves them as they are. */
     status = fl_fed_choose_start(f, options);
@@ -344,7 +345,7 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
             cJSON_Delete(json);
         }
     }
-    return fl_agree(f->comm, status);
+    return fedkd_comm_agree(f->comm, status);
 }
 
 /* Rank 0: the test evaluation of an aggregated round (eval_model holds its
@@ -370,7 +371,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
     /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
      * then can block until the kill. */
     if (!fedkd_stop_requested)
-        fl_print_progress(m, f->config->rounds, fedkd_time_now() - run_start);
+        fedkd_runlog_print_progress(m, f->config->rounds, fedkd_time_now() - run_start);
     status = fl_fed_reserve_history(f, f->history_len + 1);
     if (status) return status;
     f->history[f->history_len++] = *m;
@@ -387,6 +388,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     f->comm = comm;
     f->num_clients = config->clients.count;
     f->first_failed_client = INT_MAX;
+    f->data_flags = options ? options->data_flags : 0;
     MPI_Comm_rank(comm, &f->rank);
     MPI_Comm_size(comm, &f->size);
     double start = fedkd_time_now();
@@ -471,7 +473,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         int header_len = HEADER_FIXED + f->num_clients;
         double t = fedkd_time_now();
         MPI_Ibcast(f->header, header_len, MPI_INT, 0, comm, &request);
-        status = fl_wait(&request, "the round header broadcast");
+        status = fedkd_comm_wait(&request, "the round header broadcast");
         comm_seconds += fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)header_len * sizeof(int);
@@ -519,7 +521,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
                 memcpy(f->down, f->server_state, payload.down * sizeof(float));
             t = fedkd_time_now();
             MPI_Ibcast(down, (int)payload.down, MPI_FLOAT, 0, comm, &request);
-            status = fl_wait(&request, "the payload broadcast");
+            status = fedkd_comm_wait(&request, "the payload broadcast");
             comm_seconds += fedkd_time_now() - t;
             if (status) break;
             m.wire_bytes += peers * (uint64_t)payload.down * sizeof(float);
@@ -544,7 +546,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             if (finished && !local_failure) local_failure = finished;
             overlapped_seconds = fedkd_time_now() - e;
         }
-        status = fl_wait(&request, "the update reduction");
+        status = fedkd_comm_wait(&request, "the update reduction");
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)buffer_len * sizeof(int64_t);
@@ -552,7 +554,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double slowest = 0.0;
         t = fedkd_time_now();
         MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
-        status = fl_wait(&request, "the timing reduction");
+        status = fedkd_comm_wait(&request, "the timing reduction");
         reduce_seconds += fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * sizeof(double);
@@ -629,7 +631,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
         char first_message[1024];
         snprintf(first_message, sizeof first_message, "%s", fedkd_error_message());
-        fedkd_status written = fl_write_summary(config, outcome, result, 1);
+        fedkd_status written = fedkd_summary_write_run(config, outcome, result, 1, NULL);
         if (!status) status = written;
         else if (written) FEDKD_FAIL(status, "%s", first_message); /* the cause, not its echo */
         if (!status)

@@ -14,6 +14,7 @@ typedef struct federation {
     MPI_Comm comm;
     int rank, size;
     const fedkd_algorithm *algorithm;
+    unsigned data_flags;         /* the run options' client-set flags */
     fl_run run;                  /* what the algorithm's hooks see */
     fedkd_model_spec spec;       /* the global model's (config key `model`) */
     fedkd_client_set data;       /* owns the partition and every dataset below */

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/checkpoint.h"
-#include "fedkd/core.h"
-#include "fedkd/model_file.h"
+#include "fedkd/io/checkpoint.h"
+#include "fedkd/core/core.h"
+#include "fedkd/io/model_file.h"
 #include "fl/federation_private.h"
 #include "fl/softlabel.h"
 
@@ -192,7 +192,7 @@ fedkd_status fl_fed_choose_start(federation *f, const fedkd_run_options *options
         if (!status && resume[0]) status = resume_from(f, resume);
         else if (!status && config->init.model[0]) status = load_init_model(f);
     }
-    status = fl_agree(f->comm, status);
+    status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
 
     struct {
@@ -202,13 +202,13 @@ fedkd_status fl_fed_choose_start(federation *f, const fedkd_run_options *options
     snprintf(start.path, sizeof start.path, "%s", f->resume_path);
     MPI_Request request;
     MPI_Ibcast(&start, (int)sizeof start, MPI_BYTE, 0, f->comm, &request);
-    status = fl_wait(&request, "the start broadcast");
+    status = fedkd_comm_wait(&request, "the start broadcast");
     if (status) return status;
     f->first_round = start.first_round;
     if (start.path[0] && f->client_state_len && f->num_hosted)
         status = fedkd_checkpoint_read_client_states(start.path, f->hosted, f->num_hosted,
                                                      f->client_state_len, f->client_state);
-    return fl_agree(f->comm, status);
+    return fedkd_comm_agree(f->comm, status);
 }
 
 /* Every rank: the state after `round` rounds into checkpoint-<round>.h5. */

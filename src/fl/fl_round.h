@@ -22,11 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "fedkd/config.h"
-#include "fedkd/data.h"
-#include "fedkd/fl.h"
-#include "fedkd/nn.h"
-#include "fedkd/partition.h"
+#include "fedkd/config/config.h"
+#include "fedkd/data/data.h"
+#include "fedkd/fl/fl.h"
+#include "fedkd/nn/nn.h"
+#include "fedkd/data/partition.h"
 #include "fl/client_models.h"
 
 /* Values after an algorithm's payload in the reduced int64 buffer. */

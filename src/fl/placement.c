@@ -1,7 +1,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "fedkd/fl.h"
+#include "fedkd/fl/fl.h"
 
 int fedkd_client_host_rank(int client, int comm_size)
 {
@@ -76,15 +76,4 @@ fedkd_status fedkd_fixed_accumulate_delta(int64_t *accumulator, const float *aft
                                           const float *before, size_t n, double weight)
 {
     return accumulate(accumulator, after, before, n, weight);
-}
-
-uint64_t fedkd_checksum(const void *data, size_t bytes)
-{
-    const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < bytes; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
 }

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
-#include "fedkd/fl.h"
-#include "fedkd/rng.h"
+#include "fedkd/core/core.h"
+#include "fedkd/fl/fl.h"
+#include "fedkd/core/rng.h"
 
 /* ---- the public sample ---------------------------------------------------- */
 

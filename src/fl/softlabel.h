@@ -13,9 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "fedkd/data.h"
-#include "fedkd/nn.h"
-#include "fedkd/train.h"
+#include "fedkd/data/data.h"
+#include "fedkd/nn/nn.h"
+#include "fedkd/train/train.h"
 
 /* Stream keys. The round's public sample is drawn from (seed, PUBLIC_SPLIT,
  * round, FL_PUBLIC_SAMPLE_STREAM) and FedDF's validation split of it from

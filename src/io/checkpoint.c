@@ -1,6 +1,6 @@
 /* Writing checkpoints in parallel, finding the newest one, and deciding
  * whether a config may resume from one. The layout is in
- * include/fedkd/checkpoint.h; reading is in checkpoint_read.c.
+ * include/fedkd/io/checkpoint.h; reading is in checkpoint_read.c.
  *
  * Every rank of the federation's communicator takes part in one write: the
  * metadata (groups, datasets, attributes) is created collectively with the
@@ -23,9 +23,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "fedkd/core.h"
-#include "fedkd/model_file.h"
-#include "fl/fl_private.h"
+#include "fedkd/core/core.h"
+#include "fedkd/io/model_file.h"
+#include "fedkd/core/comm.h"
 #include "io/checkpoint_internal.h"
 #include "io/h5_util.h"
 
@@ -79,7 +79,7 @@ fedkd_status fedkd_checkpoint_metrics_types(hid_t *file_type, hid_t *memory_type
 /* ---- agreement ----------------------------------------------------------------- */
 
 /* Every rank learns the worst status; only the lowest failing rank keeps its
- * message, so a failure is told once. Waits without spinning (fl_wait). */
+ * message, so a failure is told once. Waits without spinning (fedkd_comm_wait). */
 static fedkd_status agree_once(MPI_Comm comm, fedkd_status local)
 {
     int rank = 0;
@@ -88,7 +88,7 @@ static fedkd_status agree_once(MPI_Comm comm, fedkd_status local)
     MPI_Request request;
     if (MPI_Iallreduce(mine, all, 2, MPI_INT, MPI_MAX, comm, &request) != MPI_SUCCESS)
         return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Iallreduce failed while writing a checkpoint");
-    fedkd_status waited = fl_wait(&request, "the checkpoint agreement");
+    fedkd_status waited = fedkd_comm_wait(&request, "the checkpoint agreement");
     if (waited) return waited;
     if (all[0] == FEDKD_OK) return FEDKD_OK;
     if (!local || -all[1] != rank) fedkd_error_clear();
@@ -584,7 +584,7 @@ fedkd_status fedkd_checkpoint_write(MPI_Comm comm, const char *dir, int keep,
      * write; the close of a parallel file is collective. */
     MPI_Request request;
     if (MPI_Ibarrier(comm, &request) == MPI_SUCCESS) {
-        fedkd_status waited = fl_wait(&request, "the checkpoint write");
+        fedkd_status waited = fedkd_comm_wait(&request, "the checkpoint write");
         if (!local) local = waited;
     }
     if (w.file >= 0 && H5Fclose(w.file) < 0 && !local)

@@ -4,7 +4,7 @@
 
 #include <hdf5.h>
 
-#include "fedkd/checkpoint.h"
+#include "fedkd/io/checkpoint.h"
 
 /* The compound type of /metrics/rounds: the file type (packed, little
  * endian) and the memory type (fedkd_round_metrics). Close both. */

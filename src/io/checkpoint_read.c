@@ -1,4 +1,4 @@
-/* Reading and validating checkpoints (layout in include/fedkd/checkpoint.h).
+/* Reading and validating checkpoints (layout in include/fedkd/io/checkpoint.h).
  * One process reads; every check names the file and the attribute or
  * dataset that is wrong, so that a damaged or foreign file is refused with
  * one line a user can act on. */
@@ -9,10 +9,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "fedkd/checkpoint.h"
-#include "fedkd/core.h"
-#include "fedkd/model_file.h"
-#include "fedkd/model_json.h"
+#include "fedkd/io/checkpoint.h"
+#include "fedkd/core/core.h"
+#include "fedkd/io/model_file.h"
+#include "fedkd/nn/model_json.h"
 #include "io/checkpoint_internal.h"
 #include "io/h5_util.h"
 
@@ -211,7 +211,7 @@ static fedkd_status read_partition(hid_t file, fedkd_checkpoint *k)
                             "(one per client)");
     /* Indices are training-set rows, ascending within each client. They
      * are not bounded by `total`: with a public set held out of the training
-     * set (include/fedkd/clientset.h), `total` counts the rows partitioned
+     * set (include/fedkd/data/clientset.h), `total` counts the rows partitioned
      * while the indices still number the whole training set. */
     for (int c = 0; !status && c < n; c++)
         for (size_t i = p->offsets[c] + 1; !status && i < p->offsets[c + 1]; i++)

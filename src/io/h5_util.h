@@ -15,7 +15,7 @@
 
 #include <hdf5.h>
 
-#include "fedkd/status.h"
+#include "fedkd/core/status.h"
 
 /* HDF5 prints its whole error stack by default; the library reports one
  * line of its own, so printing is off between begin and end. */

@@ -1,5 +1,5 @@
 /* `fedkd-sim inspect FILE.h5` and `fedkd-sim export`. */
-#include "fedkd/inspect.h"
+#include "fedkd/io/inspect.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,8 +9,8 @@
 #include <cjson/cJSON.h>
 #include <hdf5.h>
 
-#include "fedkd/checkpoint.h"
-#include "fedkd/model_file.h"
+#include "fedkd/io/checkpoint.h"
+#include "fedkd/io/model_file.h"
 #include "io/h5_util.h"
 
 enum { METRICS_TAIL = 5 };

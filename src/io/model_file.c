@@ -1,6 +1,6 @@
-/* HDF5 model files (layout in include/fedkd/model_file.h). */
-#include "fedkd/core.h"
-#include "fedkd/model_file.h"
+/* HDF5 model files (layout in include/fedkd/io/model_file.h). */
+#include "fedkd/core/core.h"
+#include "fedkd/io/model_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "fedkd/model_json.h"
+#include "fedkd/nn/model_json.h"
 #include "io/h5_util.h"
 
 /* One dataset of a layer: its name and natural shape. */

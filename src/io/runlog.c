@@ -1,5 +1,5 @@
-#include "fedkd/runlog.h"
-#include "fedkd/core.h"
+#include "fedkd/io/runlog.h"
+#include "fedkd/core/core.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -199,4 +199,44 @@ fedkd_status fedkd_summary_write(const fedkd_config *config, cJSON *summary)
     fedkd_status status = fedkd_write_json_file(config->run.dir, "summary.json", summary);
     cJSON_Delete(summary);
     return status;
+}
+
+fedkd_status fedkd_summary_write_run(const fedkd_config *config, const char *status_text,
+                                     const fedkd_run_result *result, int num_params_known,
+                                     const cJSON *extra)
+{
+    cJSON *summary = fedkd_summary_new(config, status_text);
+    if (!summary) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing summary.json");
+    char checksum[32];
+    snprintf(checksum, sizeof checksum, "%016llx", (unsigned long long)result->params_checksum);
+    cJSON_AddNumberToObject(summary, "rounds_run", result->rounds_run);
+    cJSON_AddNumberToObject(summary, "final_accuracy", result->final_accuracy);
+    cJSON_AddNumberToObject(summary, "best_accuracy", result->best_accuracy);
+    cJSON_AddNumberToObject(summary, "target_accuracy", config->target_accuracy);
+    if (result->rounds_to_target > 0) {
+        cJSON_AddNumberToObject(summary, "rounds_to_target", result->rounds_to_target);
+        cJSON_AddNumberToObject(summary, "bytes_to_target", (double)result->bytes_to_target);
+    } else {
+        cJSON_AddNullToObject(summary, "rounds_to_target");
+        cJSON_AddNullToObject(summary, "bytes_to_target");
+    }
+    cJSON_AddNumberToObject(summary, "bytes_down_total", (double)result->bytes_down_total);
+    cJSON_AddNumberToObject(summary, "bytes_up_total", (double)result->bytes_up_total);
+    cJSON_AddNumberToObject(summary, "wire_bytes_total", (double)result->wire_bytes_total);
+    cJSON_AddNumberToObject(summary, "wall_seconds", result->wall_seconds);
+    if (num_params_known) {
+        cJSON_AddNumberToObject(summary, "num_params", (double)result->num_params);
+        cJSON_AddStringToObject(summary, "params_checksum", checksum);
+    }
+    for (const cJSON *item = extra ? extra->child : NULL; item; item = item->next)
+        cJSON_AddItemToObject(summary, item->string, cJSON_Duplicate(item, 1));
+    return fedkd_summary_write(config, summary);
+}
+
+void fedkd_runlog_print_progress(const fedkd_round_metrics *m, int total_rounds, double elapsed)
+{
+    double eta = m->round > 0 ? elapsed / m->round * (total_rounds - m->round) : 0.0;
+    fedkd_log_info("round %*d/%d  acc %.4f  loss %.4f  train-loss %.4f  %.2fs (train %.2fs)  ETA %.0fs",
+                   total_rounds >= 100 ? 3 : 2, m->round, total_rounds, m->test_accuracy,
+                   m->test_loss, m->train_loss, m->round_seconds, m->train_seconds, eta);
 }

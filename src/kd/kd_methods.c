@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
-#include "fl/fl_private.h"
-#include "kd/kd_private.h"
+#include "fedkd/core/core.h"
+#include "fedkd/kd/kd.h"
+#include "fedkd/train/train.h"
 
 /* ---- settings ------------------------------------------------------------ */
 
@@ -78,7 +78,7 @@ fedkd_status fedkd_kd_settings_from_config(const fedkd_config *config, fedkd_kd_
     s.epochs = config->kd.epochs;
     s.batch_size = config->local.batch_size;
     s.seed = config->seed;
-    s.optimizer = fl_optimizer_settings(config);
+    s.optimizer = fedkd_train_optimizer_settings(config);
     /* The config table checks these for files and --set; a config built in
      * code is checked here too. */
     if (!(config->kd.temperature > 0.0))
@@ -432,7 +432,7 @@ static fedkd_status distil_mutual(const fedkd_kd_settings *s, const fedkd_kd_job
     outcome->temperature = 1.0f;
     outcome->weight = NAN;
     outcome->num_peers = k;
-    status = fedkd_kd_mutual_train(models, optimizers, k, job->transfer, &train, &outcome->steps);
+    status = fedkd_train_mutual(models, optimizers, k, job->transfer, &train, &outcome->steps);
 done:
     for (int i = 1; models && i < k; i++) fedkd_model_destroy(&models[i]);
     for (int i = 0; optimizers && i < k; i++) fedkd_optimizer_destroy(&optimizers[i]);

@@ -9,7 +9,7 @@
  * reuses that buffer for d_col = W^T d_out, which col2im scatters back. */
 #include <string.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 fedkd_conv2d_geometry fedkd_conv2d_geometry_of(const fedkd_layer *layer)

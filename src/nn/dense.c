@@ -3,7 +3,7 @@
  * read as a flat vector of c*h*w features. */
 #include <string.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 static fedkd_status dense_configure(fedkd_layer *layer)

@@ -3,7 +3,7 @@
  * copies below run only when a caller passes distinct buffers. */
 #include <string.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 static fedkd_status flatten_configure(fedkd_layer *layer)

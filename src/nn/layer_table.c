@@ -1,6 +1,6 @@
 #include <string.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 const fedkd_layer_kind *const fedkd_layer_kinds[] = {

@@ -4,7 +4,7 @@
  * hyper-parameters (temperature > 0, 0 <= weight <= 1) once, not here. */
 #include <math.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 
 /* Row maximum and sum of exp((z - max) / temperature); the sum in double
  * because KD multiplies its log by T^2. */

@@ -4,7 +4,7 @@
  * row-major order, as in the forward scan. */
 #include <string.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 static int pool_stride(const fedkd_layer *layer)

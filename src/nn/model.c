@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
-#include "fedkd/nn.h"
+#include "fedkd/core/core.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 /* Activation views start on 64-byte boundaries. */

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/model_json.h"
-#include "fedkd/nn.h"
+#include "fedkd/nn/model_json.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 /* The keys a layer object may hold besides "type", per kind. */

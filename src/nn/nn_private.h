@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 
 extern const fedkd_layer_kind fedkd_layer_kind_dense;
 extern const fedkd_layer_kind fedkd_layer_kind_conv2d;

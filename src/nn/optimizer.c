@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
-#include "fedkd/nn.h"
+#include "fedkd/core/core.h"
+#include "fedkd/nn/nn.h"
 
 typedef struct optimizer_kind {
     const char *name;

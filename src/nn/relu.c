@@ -1,6 +1,6 @@
 #include <string.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 static fedkd_status relu_configure(fedkd_layer *layer)

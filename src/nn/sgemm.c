@@ -1,6 +1,6 @@
 #include <cblas.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 
 void fedkd_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc)

@@ -17,10 +17,11 @@
 
 #include <mpi.h>
 
-#include "fedkd/checkpoint.h"
-#include "fedkd/config.h"
-#include "fedkd/model_file.h"
-#include "fedkd/model_json.h"
+#include "fedkd/fl/fl.h"
+#include "fedkd/io/checkpoint.h"
+#include "fedkd/config/config.h"
+#include "fedkd/io/model_file.h"
+#include "fedkd/nn/model_json.h"
 #include "../test_util.h"
 
 enum { CLIENTS = 5, SAMPLES = 60, CLASSES = 3, STATE_LEN = 10, SERVER_LEN = 4, ROUNDS = 8 };

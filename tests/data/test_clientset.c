@@ -6,9 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fedkd/clientset.h"
-#include "fedkd/config.h"
-#include "fedkd/core.h"
+#include "fedkd/data/clientset.h"
+#include "fedkd/config/config.h"
+#include "fedkd/core/core.h"
 #include "test_util.h"
 
 /* `config` (zeroed at first) is loaded again and again: each load frees

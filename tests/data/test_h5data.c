@@ -8,7 +8,7 @@
 
 #include "../test_util.h"
 #include "data_fixture.h"
-#include "fedkd/data.h"
+#include "fedkd/data/data.h"
 
 static fedkd_dataset *make_dataset(size_t count, fedkd_shape shape, int classes, uint64_t stream)
 {

@@ -6,7 +6,7 @@
 
 #include "../test_util.h"
 #include "data_fixture.h"
-#include "fedkd/data.h"
+#include "fedkd/data/data.h"
 
 #define ROWS 5
 #define COLS 4

@@ -7,7 +7,7 @@
 
 #include "../test_util.h"
 #include "data_fixture.h"
-#include "fedkd/data.h"
+#include "fedkd/data/data.h"
 
 static const char *tool;
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "../test_util.h"
-#include "fedkd/data.h"
+#include "fedkd/data/data.h"
 
 static fedkd_dataset *generate(const fedkd_synthetic_settings *settings)
 {

@@ -24,9 +24,9 @@
 
 #include <mpi.h>
 
-#include "fedkd/checkpoint.h"
-#include "fedkd/clientset.h"
-#include "fedkd/core.h"
+#include "fedkd/io/checkpoint.h"
+#include "fedkd/data/clientset.h"
+#include "fedkd/core/core.h"
 #include "fl/client_models.h"
 #include "fl/softlabel.h"
 

@@ -11,9 +11,9 @@
 
 #include <mpi.h>
 
-#include "fedkd/config.h"
-#include "fedkd/core.h"
-#include "fedkd/fl.h"
+#include "fedkd/config/config.h"
+#include "fedkd/core/core.h"
+#include "fedkd/experiments/experiments.h"
 #include "../test_util.h"
 
 static const char *common[] = {

@@ -24,9 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/core.h"
-#include "fedkd/fl.h"
-#include "fedkd/model_json.h"
+#include "fedkd/core/core.h"
+#include "fedkd/fl/fl.h"
+#include "fedkd/nn/model_json.h"
 #include "fl/softlabel.h"
 #include "../test_util.h"
 

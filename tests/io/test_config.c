@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fedkd/config.h"
-#include "io/config_keys.h"
+#include "fedkd/config/config.h"
+#include "config/config_keys.h"
 #include "../test_util.h"
 
 static char temp_path[64];

@@ -9,8 +9,8 @@
 
 #include <hdf5.h>
 
-#include "fedkd/model_file.h"
-#include "fedkd/model_json.h"
+#include "fedkd/io/model_file.h"
+#include "fedkd/nn/model_json.h"
 #include "../test_util.h"
 
 static char dir[64];

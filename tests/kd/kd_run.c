@@ -17,10 +17,10 @@
 
 #include <hdf5.h>
 
-#include "fedkd/core.h"
-#include "fedkd/model_file.h"
-#include "fedkd/model_json.h"
-#include "fedkd/runlog.h"
+#include "fedkd/core/core.h"
+#include "fedkd/io/model_file.h"
+#include "fedkd/nn/model_json.h"
+#include "fedkd/io/runlog.h"
 
 static int write_model(const char *path, int features, int classes, int poisoned)
 {

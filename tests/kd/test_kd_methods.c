@@ -29,10 +29,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fedkd/core.h"
-#include "fedkd/kd.h"
-#include "fedkd/model_json.h"
-#include "kd/kd_private.h"
+#include "fedkd/core/core.h"
+#include "fedkd/kd/kd.h"
+#include "fedkd/nn/model_json.h"
+#include "experiments/experiments_private.h"
 #include "../test_util.h"
 
 enum { FEATURES = 8, CLASSES = 3, STUDENT = 5 };

@@ -19,11 +19,12 @@
 
 #include <mpi.h>
 
-#include "fedkd/config.h"
-#include "fedkd/core.h"
-#include "fedkd/kd.h"
-#include "fedkd/model_file.h"
-#include "fedkd/model_json.h"
+#include "fedkd/config/config.h"
+#include "fedkd/core/core.h"
+#include "fedkd/experiments/experiments.h"
+#include "fedkd/kd/kd.h"
+#include "fedkd/io/model_file.h"
+#include "fedkd/nn/model_json.h"
 #include "../test_util.h"
 
 enum { CLIENTS = 4 };
@@ -50,8 +51,8 @@ static fedkd_status run(const char *mode, const char *const *extra, int num_extr
     CHECK(status == FEDKD_OK, "config: %s", fedkd_error_message());
     if (status) return status;
     fedkd_run_result result;
-    if (strcmp(mode, "pretrain") == 0) status = fedkd_run_pretrain(&config, MPI_COMM_WORLD, &result);
-    else status = fedkd_run_kd_study(&config, MPI_COMM_WORLD, &result);
+    if (strcmp(mode, "pretrain") == 0) status = fedkd_run_pretrain(&config, MPI_COMM_WORLD, NULL, &result);
+    else status = fedkd_run_kd_study(&config, MPI_COMM_WORLD, NULL, &result);
     fedkd_config_free(&config);
     return status;
 }

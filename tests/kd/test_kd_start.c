@@ -16,10 +16,10 @@
 
 #include <mpi.h>
 
-#include "fedkd/core.h"
-#include "fedkd/nn.h"
-#include "fedkd/rng.h"
-#include "kd/kd_start_private.h"
+#include "fedkd/core/core.h"
+#include "fedkd/nn/nn.h"
+#include "fedkd/core/rng.h"
+#include "experiments/kd_start_private.h"
 #include "../test_util.h"
 
 enum { CLIENTS = 5, COUNT = 7, CLASSES = 4, PARAMS = 33 };

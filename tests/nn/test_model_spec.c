@@ -6,8 +6,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "fedkd/model_json.h"
-#include "fedkd/nn.h"
+#include "fedkd/nn/model_json.h"
+#include "fedkd/nn/nn.h"
 #include "test_util.h"
 
 static const fedkd_shape mnist = {1, 28, 28};

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 #include "test_util.h"
 
 static fedkd_optimizer *make(const char *name, float lr, float momentum, int nesterov,

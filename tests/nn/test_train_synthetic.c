@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/nn.h"
-#include "fedkd/rng.h"
+#include "fedkd/nn/nn.h"
+#include "fedkd/core/rng.h"
 #include "test_util.h"
 
 enum { features = 20, classes = 4, samples = 512, batch_size = 32, epochs = 8 };

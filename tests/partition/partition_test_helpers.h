@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/partition.h"
-#include "fedkd/rng.h"
+#include "fedkd/data/partition.h"
+#include "fedkd/core/rng.h"
 
 /* `count` labels, class k appearing about weight(k) / sum times, in a
  * shuffled order so rows of a class are not contiguous. unbalanced = 0 gives

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fedkd/sweep.h"
+#include "fedkd/experiments/sweep.h"
 #include "../test_util.h"
 
 static char work[256];

@@ -1,7 +1,7 @@
 /* The partitioner table, and what every scheme shares: validation, turning
  * an owner per row into per-client index lists and histograms, the JSON
  * summary and the feature noise. */
-#include "partition_internal.h"
+#include "data/partition/partition_internal.h"
 
 #include <math.h>
 #include <stdio.h>

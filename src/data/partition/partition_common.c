@@ -1,4 +1,4 @@
-#include "partition_internal.h"
+#include "data/partition/partition_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

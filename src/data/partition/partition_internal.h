@@ -8,9 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "fedkd/partition.h"
-#include "fedkd/rng.h"
-#include "fedkd/status.h"
+#include "fedkd/data/partition.h"
+#include "fedkd/core/rng.h"
+#include "fedkd/core/status.h"
 
 /* The `b` key of every FEDKD_RNG_PARTITION stream: one id per random step.
  * The values are part of the partitions' definition (a seed must give the

@@ -2,7 +2,7 @@
  * are a draw from Dir(alpha, ..., alpha); the class's shuffled rows are cut
  * by the cumulative shares. If a client ends below the minimum size, all
  * classes are drawn again from fresh streams (the next attempt). */
-#include "partition_internal.h"
+#include "data/partition/partition_internal.h"
 
 #include <stdlib.h>
 

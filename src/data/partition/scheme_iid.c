@@ -1,6 +1,6 @@
 /* iid: one seeded shuffle of all rows, cut into near-equal runs.
  * feature-noise uses the same split; its noise is set up in partition.c. */
-#include "partition_internal.h"
+#include "data/partition/partition_internal.h"
 
 #include <stdlib.h>
 

@@ -2,7 +2,7 @@
  * the minimum size; the remaining rows are shared by proportions drawn from
  * Dir(alpha) (cumulative flooring, so the sizes add up exactly), and one
  * shuffle of all rows is cut into runs of those sizes. */
-#include "partition_internal.h"
+#include "data/partition/partition_internal.h"
 
 #include <stdlib.h>
 

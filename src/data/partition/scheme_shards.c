@@ -4,7 +4,7 @@
  * are k distinct classes because k <= the number of classes. Each class's
  * shuffled rows are split evenly among the clients that hold it; classes
  * nobody holds are dropped. */
-#include "partition_internal.h"
+#include "data/partition/partition_internal.h"
 
 #include <stdlib.h>
 

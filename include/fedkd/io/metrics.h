@@ -1,0 +1,40 @@
+/* What a run reports: one record per round and the run's outcome. The
+ * federation fills them, run logs, summaries and checkpoints write them. */
+#ifndef FEDKD_IO_METRICS_H
+#define FEDKD_IO_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fedkd_round_metrics {
+    int round;               /* 1-based */
+    int participants;
+    double test_accuracy, test_loss;
+    double train_loss;       /* sample-weighted mean over participants */
+    uint64_t bytes_down;     /* payload bytes sent to participants */
+    uint64_t bytes_up;       /* payload bytes sent by participants */
+    uint64_t wire_bytes;     /* bytes every collective of the round moved between ranks */
+    double train_seconds;    /* slowest client rank's local training */
+    double comm_seconds;     /* server time in collectives not spent waiting for training */
+    double aggregate_seconds;
+    double eval_seconds;
+    double round_seconds;    /* the round's critical path: eval_seconds only when not overlapped */
+    int eval_overlapped;     /* 1: the server evaluated this round while clients trained the next */
+} fedkd_round_metrics;
+
+typedef struct fedkd_run_result {
+    int rounds_run;
+    double final_accuracy, best_accuracy;
+    int rounds_to_target;    /* 0 if never reached */
+    uint64_t bytes_to_target;
+    uint64_t bytes_down_total, bytes_up_total, wire_bytes_total;
+    double wall_seconds;
+    /* FNV-1a of the final global parameters' bytes; without a global model
+     * (clients keep their own) the FNV-1a of the clients' model checksums in
+     * client order, for completed runs. */
+    uint64_t params_checksum;
+    size_t num_params;       /* the global model's (config key `model`) */
+    float *final_params;     /* rank 0 with a global model: (num_params), free() it; else NULL */
+} fedkd_run_result;
+
+#endif

@@ -1,0 +1,89 @@
+/* Local training loops and evaluation (the train layer).
+ *
+ * One loop serves plain training, FedProx and (later) KD: the loss is
+ * cross-entropy unless a teacher is attached, and a proximal term is added
+ * to the gradient when a centre is given. Minibatch order comes from the
+ * stream (seed, FEDKD_RNG_LOCAL_SHUFFLE, stream_a, stream_b + epoch), so the
+ * result depends only on the data and these keys, never on the rank. */
+#ifndef FEDKD_TRAIN_H
+#define FEDKD_TRAIN_H
+
+#include <stdint.h>
+
+#include "fedkd/config/config.h"
+#include "fedkd/data/data.h"
+#include "fedkd/nn/nn.h"
+
+/* A source of soft targets for KD. For each minibatch the loop asks for the
+ * teacher distribution at `temperature` of the samples `rows` (indices into
+ * the training dataset) whose features are `batch_features`; the callback
+ * writes (count, classes) probabilities into `probs` and, optionally, a
+ * per-sample KD weight into `sample_weight` (NULL-safe: leave it untouched to
+ * use settings.kd_weight for every sample). Frozen teachers precompute; deep
+ * mutual learning asks its peers' current models. */
+typedef struct fedkd_teacher {
+    fedkd_status (*soft_targets)(void *context, const uint32_t *rows, int count,
+                                 const float *batch_features, float temperature, float *probs,
+                                 float *sample_weight);
+    void *context;
+} fedkd_teacher;
+
+typedef struct fedkd_train_settings {
+    int epochs;
+    int batch_size;
+    uint64_t seed;
+    uint64_t stream_a;          /* e.g. client id */
+    uint64_t stream_b;          /* e.g. round * epochs */
+    const float *prox_center;   /* FedProx: w_global, or NULL */
+    float prox_mu;              /* FedProx: adds mu * (w - centre) to the gradient */
+    int drop_last;              /* 1: skip a final partial batch */
+    const fedkd_teacher *teacher; /* NULL: plain cross-entropy */
+    float kd_temperature;       /* T of the KD loss */
+    float kd_weight;            /* a in (1 - a) CE + a T^2 KL */
+} fedkd_train_settings;
+
+fedkd_train_settings fedkd_train_default_settings(void);
+
+typedef struct fedkd_train_stats {
+    double mean_loss;     /* mean over batches of the last epoch */
+    double first_loss;    /* mean over batches of the first epoch */
+    long steps;
+    long samples;         /* samples processed over all epochs */
+    double seconds;
+} fedkd_train_stats;
+
+/* Trains `model` in place on `data`; the optimizer's state is used as is
+ * (reset it first for a fresh start). Fails with FEDKD_ERR_NUMERIC if the
+ * loss stops being finite. */
+fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
+                               const fedkd_dataset *data, const fedkd_train_settings *settings,
+                               fedkd_train_stats *stats);
+
+/* Test accuracy and mean cross-entropy over the whole dataset, in batches of
+ * at most model->max_batch. Sums are taken in a fixed order. */
+fedkd_status fedkd_evaluate(fedkd_model *model, const fedkd_dataset *data, double *accuracy,
+                            double *mean_loss);
+
+/* Copies rows order[first .. first + count) of data into contiguous buffers. */
+void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
+                        int count, float *features, int32_t *labels);
+
+/* Deep mutual learning of K = num_models peers on `data`, same minibatches
+ * for all (the stream of fedkd_train_local with `train`'s keys): peer i
+ * minimises CE(y, p_i) + 1/(K-1) sum_{j != i} KL(p_j || p_i) with every
+ * p_j computed before any peer steps. With K = 1 this is plain training,
+ * bit for bit. Peers must share the number of classes. */
+fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *const *optimizers,
+                                int num_models, const fedkd_dataset *data,
+                                const fedkd_train_settings *train, long *steps);
+
+/* ---- what local training takes from the config --------------------------- */
+
+/* The optimizer of local.* (local.optimizer, lr, momentum, nesterov,
+ * weight_decay). */
+fedkd_optimizer_settings fedkd_train_optimizer_settings(const fedkd_config *config);
+/* The config's `model` for this data shape and number of classes. */
+fedkd_status fedkd_train_model_spec(const fedkd_config *config, fedkd_shape shape,
+                                    int num_classes, fedkd_model_spec *spec);
+
+#endif

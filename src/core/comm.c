@@ -1,0 +1,76 @@
+/* Status agreement, idle waits and stop signals (include/fedkd/core/comm.h). */
+#define _POSIX_C_SOURCE 200809L
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "fedkd/core/comm.h"
+
+volatile sig_atomic_t fedkd_stop_requested = 0;
+
+static void on_stop_signal(int signal_number)
+{
+    fedkd_stop_requested = signal_number;
+}
+
+void fedkd_install_signal_handlers(void)
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+}
+
+fedkd_status fedkd_comm_agree(MPI_Comm comm, fedkd_status local)
+{
+    int mine[2] = {(int)local, -(int)local};
+    int all[2];
+    if (MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Allreduce failed while checking the ranks' status");
+    int worst = all[0], best = -all[1];
+    if (worst == FEDKD_OK) return FEDKD_OK;
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    if (local == FEDKD_OK) {
+        fedkd_error_clear();
+    } else if (best == worst && rank != 0) {
+        /* Every rank failed the same way (typically a config error that all
+         * of them parsed): rank 0 alone says so. */
+        fedkd_error_clear();
+    }
+    return (fedkd_status)worst;
+}
+
+fedkd_status fedkd_comm_agree_waiting(MPI_Comm comm, fedkd_status local)
+{
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    /* {worst status, -(lowest failing rank)} in one reduction. */
+    int mine[2] = {(int)local, local ? -rank : INT_MIN};
+    int all[2] = {0, 0};
+    MPI_Request request;
+    if (MPI_Iallreduce(mine, all, 2, MPI_INT, MPI_MAX, comm, &request) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Iallreduce failed while checking the ranks' status");
+    fedkd_status waited = fedkd_comm_wait(&request, "the ranks' status check");
+    if (waited) return waited;
+    if (all[0] == FEDKD_OK) return FEDKD_OK;
+    /* One rank speaks: the lowest one that failed (rank 0 when every rank
+     * failed alike, as with a config error all of them parsed). */
+    if (rank != -all[1]) fedkd_error_clear();
+    return (fedkd_status)all[0];
+}
+
+fedkd_status fedkd_comm_wait(MPI_Request *request, const char *what)
+{
+    struct timespec pause = {0, 100000}; /* 0.1 ms */
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(request, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed during %s", what);
+        if (done) return FEDKD_OK;
+        nanosleep(&pause, NULL);
+    }
+}

@@ -1,0 +1,192 @@
+#include "fedkd/train/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/core/core.h"
+
+fedkd_train_settings fedkd_train_default_settings(void)
+{
+    fedkd_train_settings s = {
+        .epochs = 1, .batch_size = 64, .seed = 0, .stream_a = 0, .stream_b = 0,
+        .prox_center = NULL, .prox_mu = 0.0f, .drop_last = 0,
+        .teacher = NULL, .kd_temperature = 1.0f, .kd_weight = 0.0f,
+    };
+    return s;
+}
+
+void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
+                        int count, float *features, int32_t *labels)
+{
+    size_t sample = fedkd_dataset_sample_floats(data);
+    for (int i = 0; i < count; i++) {
+        uint32_t row = order[first + (size_t)i];
+        memcpy(features + (size_t)i * sample, data->features + (size_t)row * sample,
+               sample * sizeof(float));
+        labels[i] = data->labels[row];
+    }
+}
+
+/* The KD loss with a weight per sample: runs of equal weight go through
+ * fedkd_loss_kd, whose gradient is divided by the run length, so it is
+ * rescaled to the whole batch. With one weight for all samples this is
+ * exactly fedkd_loss_kd on the batch. */
+static float kd_loss_per_sample(const float *logits, const float *teacher_probs,
+                                const int32_t *labels, int count, int classes, float temperature,
+                                const float *sample_weight, float *d_logits, float *d_part)
+{
+    double loss = 0.0;
+    int start = 0;
+    while (start < count) {
+        int end = start + 1;
+        while (end < count && sample_weight[end] == sample_weight[start]) end++;
+        int run = end - start;
+        size_t offset = (size_t)start * (size_t)classes;
+        float part = fedkd_loss_kd(logits + offset, teacher_probs + offset, labels + start, run,
+                                   classes, temperature, sample_weight[start], d_part);
+        float scale = (float)run / (float)count;
+        for (size_t i = 0; i < (size_t)run * (size_t)classes; i++)
+            d_logits[offset + i] = run == count ? d_part[i] : d_part[i] * scale;
+        loss += (double)part * run;
+        start = end;
+    }
+    return (float)(loss / count);
+}
+
+fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
+                               const fedkd_dataset *data, const fedkd_train_settings *settings,
+                               fedkd_train_stats *stats)
+{
+    fedkd_status status = FEDKD_OK;
+    double start = fedkd_time_now();
+    int batch_size = settings->batch_size < model->max_batch ? settings->batch_size
+                                                               : model->max_batch;
+    int classes = fedkd_model_num_classes(model);
+    size_t sample = fedkd_dataset_sample_floats(data);
+    uint32_t *order = malloc((data->count ? data->count : 1) * sizeof *order);
+    float *batch_x = fedkd_alloc((size_t)batch_size * sample * sizeof(float));
+    int32_t *batch_y = malloc((size_t)batch_size * sizeof *batch_y);
+    float *d_logits = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
+    const fedkd_teacher *teacher = settings->teacher;
+    float *teacher_probs = NULL, *sample_weight = NULL, *d_part = NULL;
+    if (teacher) {
+        teacher_probs = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
+        sample_weight = fedkd_alloc((size_t)batch_size * sizeof(float));
+        d_part = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
+    }
+    memset(stats, 0, sizeof *stats);
+    if (!order || !batch_x || !batch_y || !d_logits ||
+        (teacher && (!teacher_probs || !sample_weight || !d_part))) {
+        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "local training: out of memory for %zu samples",
+                            data->count);
+        goto fail;
+    }
+    if (sample != fedkd_shape_size(model->spec.input)) {
+        status = FEDKD_FAIL(FEDKD_ERR_INVALID,
+                            "local training: samples of %s have %zu features, the model expects %zu",
+                            data->origin, sample, fedkd_shape_size(model->spec.input));
+        goto fail;
+    }
+
+    for (int epoch = 0; epoch < settings->epochs; epoch++) {
+        for (size_t i = 0; i < data->count; i++) order[i] = (uint32_t)i;
+        fedkd_rng rng = fedkd_rng_stream(settings->seed, FEDKD_RNG_LOCAL_SHUFFLE,
+                                         settings->stream_a,
+                                         settings->stream_b + (uint64_t)epoch);
+        fedkd_rng_shuffle_u32(&rng, order, data->count);
+        double loss_sum = 0.0;
+        long batches = 0;
+        for (size_t first = 0; first < data->count; first += (size_t)batch_size) {
+            size_t left = data->count - first;
+            int count = left < (size_t)batch_size ? (int)left : batch_size;
+            if (settings->drop_last && count < batch_size) break;
+            fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
+            float loss;
+            if (teacher) {
+                for (int i = 0; i < count; i++) sample_weight[i] = settings->kd_weight;
+                status = teacher->soft_targets(teacher->context, order + first, count, batch_x,
+                                               settings->kd_temperature, teacher_probs,
+                                               sample_weight);
+                if (status) goto fail;
+                /* Teachers may ask for more than one model's forward pass:
+                 * the student's own runs after them. */
+                const float *logits = fedkd_model_forward(model, batch_x, count);
+                loss = kd_loss_per_sample(logits, teacher_probs, batch_y, count, classes,
+                                          settings->kd_temperature, sample_weight, d_logits,
+                                          d_part);
+            } else {
+                const float *logits = fedkd_model_forward(model, batch_x, count);
+                loss = fedkd_loss_cross_entropy(logits, batch_y, count, classes, d_logits);
+            }
+            if (!isfinite(loss)) {
+                status = FEDKD_FAIL(FEDKD_ERR_NUMERIC,
+                                    "local training on %s: loss became %g at epoch %d step %ld; "
+                                    "lower local.lr",
+                                    data->origin, (double)loss, epoch + 1, batches + 1);
+                goto fail;
+            }
+            fedkd_model_zero_grad(model);
+            fedkd_model_backward(model, d_logits, count);
+            if (settings->prox_center && settings->prox_mu > 0.0f) {
+                float mu = settings->prox_mu;
+                for (size_t p = 0; p < model->num_params; p++)
+                    model->grads[p] += mu * (model->params[p] - settings->prox_center[p]);
+            }
+            fedkd_optimizer_step(optimizer, model->params, model->grads);
+            loss_sum += (double)loss;
+            batches++;
+            stats->steps++;
+            stats->samples += count;
+        }
+        double mean = batches ? loss_sum / (double)batches : 0.0;
+        if (epoch == 0) stats->first_loss = mean;
+        stats->mean_loss = mean;
+    }
+fail:
+    stats->seconds = fedkd_time_now() - start;
+    free(order);
+    fedkd_free(batch_x);
+    free(batch_y);
+    fedkd_free(d_logits);
+    fedkd_free(teacher_probs);
+    fedkd_free(sample_weight);
+    fedkd_free(d_part);
+    return status;
+}
+
+fedkd_status fedkd_evaluate(fedkd_model *model, const fedkd_dataset *data, double *accuracy,
+                            double *mean_loss)
+{
+    int classes = fedkd_model_num_classes(model);
+    size_t sample = fedkd_dataset_sample_floats(data);
+    if (sample != fedkd_shape_size(model->spec.input))
+        return FEDKD_FAIL(FEDKD_ERR_INVALID,
+                          "evaluation: samples of %s have %zu features, the model expects %zu",
+                          data->origin, sample, fedkd_shape_size(model->spec.input));
+    long correct = 0;
+    double loss_sum = 0.0;
+    for (size_t first = 0; first < data->count; first += (size_t)model->max_batch) {
+        size_t left = data->count - first;
+        int count = left < (size_t)model->max_batch ? (int)left : model->max_batch;
+        const float *logits = fedkd_model_forward(model, data->features + first * sample, count);
+        for (int i = 0; i < count; i++) {
+            const float *row = logits + (size_t)i * (size_t)classes;
+            int best = 0;
+            float max = row[0];
+            for (int c = 1; c < classes; c++)
+                if (row[c] > max) {
+                    max = row[c];
+                    best = c;
+                }
+            int32_t label = data->labels[first + (size_t)i];
+            correct += (best == label);
+            double sum = 0.0;
+            for (int c = 0; c < classes; c++) sum += exp((double)(row[c] - max));
+            loss_sum += log(sum) - (double)(row[label] - max);
+        }
+    }
+    *accuracy = data->count ? (double)correct / (double)data->count : 0.0;
+    *mean_loss = data->count ? loss_sum / (double)data->count : 0.0;
+    return FEDKD_OK;
+}
