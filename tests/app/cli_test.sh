@@ -35,6 +35,13 @@ expect_error() {
 # Good: help, version, print-config.
 "$sim" --help >"$work/help" || fail "--help exited non-zero"
 grep -q 'kd.temperature' "$work/help" || fail "--help does not list the config keys"
+# The mode table and the config's choices for `mode` name the same modes:
+# --help lists the table's rows, each with its one line, and the key's choices.
+table_modes=$(sed -n '/^modes (config key/,/^$/p' "$work/help" | awk '/^  / {print $1}' | sort | tr '\n' ' ')
+choice_modes=$(grep -E '^  mode +string' "$work/help" | grep -o '"[a-z-]*"' | sed 1d | tr -d '"' | sort | tr '\n' ' ')
+[ -n "$table_modes" ] || fail "--help lists no modes"
+[ "$table_modes" = "$choice_modes" ] ||
+    fail "mode table ($table_modes) and the choices of config key mode ($choice_modes) differ"
 "$sim" --version | grep -qE '^fedkd-sim [0-9]+\.[0-9]+' || fail "--version"
 "$sim" --print-config --set local.lr=0.125 | grep -q '"lr":0.125' || fail "--print-config does not show the override"
 
