@@ -25,6 +25,10 @@
 
 enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
+/* How long a rank that failed on its own waits for its peers at the exit
+ * before it ends the job for them (fedkd_comm_exit_check). */
+#define EXIT_GRACE_SECONDS 5.0
+
 typedef struct arguments arguments;
 
 struct arguments {
@@ -57,6 +61,7 @@ static fedkd_status agree_with_rank0(fedkd_status status)
     int code = (int)status;
     if (MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
         return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Bcast failed");
+    fedkd_comm_note_agreed((fedkd_status)code);
     return (fedkd_status)code;
 }
 
@@ -115,7 +120,12 @@ static fedkd_status command_export(const arguments *args, const fedkd_config *co
 /* The configured mode, looked up in the mode table. */
 static fedkd_status command_run(const arguments *args, const fedkd_config *config, int rank)
 {
-    (void)rank;
+    /* Test hook: this rank fails on its own before the run's first
+     * collective, as a rank whose local set-up breaks would (tests/app). */
+    const char *alone = getenv("FEDKD_TEST_FAIL_ALONE_ON_RANK");
+    if (alone && atoi(alone) == rank)
+        return FEDKD_FAIL(FEDKD_ERR_IO, "failed alone on rank %d (injected by "
+                                        "FEDKD_TEST_FAIL_ALONE_ON_RANK)", rank);
     fedkd_run_result result;
     fedkd_run_options options = {args->resume, 0};
     fedkd_status status = fedkd_run_with_options(config, MPI_COMM_WORLD, &options, &result);
@@ -290,6 +300,10 @@ int main(int argc, char **argv)
      * ranks already fill the cores. */
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
     fedkd_install_signal_handlers();
+    if (fedkd_comm_setup() != FEDKD_OK) {
+        fprintf(stderr, "fedkd-sim: error: %s\n", fedkd_error_message());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
 
     arguments args;
     fedkd_config config = {0};
@@ -318,6 +332,8 @@ int main(int argc, char **argv)
         /* Every rank parses the same config; a config error is the same
          * everywhere, so rank 0 alone reports it. */
         status = fedkd_config_load(&config, args.config_path, args.overrides, args.num_overrides);
+        /* Every rank parsed the same text: a failure is the same everywhere. */
+        fedkd_comm_note_agreed(status);
         if (status) {
             if (rank == 0) fedkd_log_error("%s", fedkd_error_message());
             code = exit_code(status);
@@ -339,6 +355,10 @@ int main(int argc, char **argv)
 finish:
     fedkd_config_free(&config);
     free(args.overrides);
+    /* A failure this rank met alone may leave peers waiting in a collective:
+     * end the job rather than hang (every rank exits non-zero). */
+    fedkd_comm_exit_check(status, code ? code : 1, EXIT_GRACE_SECONDS);
+    fedkd_comm_teardown();
     MPI_Finalize();
     return code;
 }

@@ -9,6 +9,28 @@
 
 volatile sig_atomic_t fedkd_stop_requested = 0;
 
+static int failure_agreed = 0;
+/* A copy of MPI_COMM_WORLD for the exit barrier alone: peers blocked in a
+ * collective of the world must not have it matched against the barrier. */
+static MPI_Comm exit_comm = MPI_COMM_NULL;
+
+fedkd_status fedkd_comm_setup(void)
+{
+    if (exit_comm != MPI_COMM_NULL) return FEDKD_OK;
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &exit_comm) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Comm_dup of MPI_COMM_WORLD failed");
+    return FEDKD_OK;
+}
+
+void fedkd_comm_teardown(void)
+{
+    if (exit_comm != MPI_COMM_NULL) MPI_Comm_free(&exit_comm);
+}
+
+int fedkd_comm_failure_agreed(void) { return failure_agreed; }
+
+void fedkd_comm_note_agreed(fedkd_status agreed) { failure_agreed = agreed != FEDKD_OK; }
+
 static void on_stop_signal(int signal_number)
 {
     fedkd_stop_requested = signal_number;
@@ -31,6 +53,7 @@ fedkd_status fedkd_comm_agree(MPI_Comm comm, fedkd_status local)
     if (MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
         return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Allreduce failed while checking the ranks' status");
     int worst = all[0], best = -all[1];
+    fedkd_comm_note_agreed((fedkd_status)worst);
     if (worst == FEDKD_OK) return FEDKD_OK;
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
@@ -56,6 +79,7 @@ fedkd_status fedkd_comm_agree_waiting(MPI_Comm comm, fedkd_status local)
         return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Iallreduce failed while checking the ranks' status");
     fedkd_status waited = fedkd_comm_wait(&request, "the ranks' status check");
     if (waited) return waited;
+    fedkd_comm_note_agreed((fedkd_status)all[0]);
     if (all[0] == FEDKD_OK) return FEDKD_OK;
     /* One rank speaks: the lowest one that failed (rank 0 when every rank
      * failed alike, as with a config error all of them parsed). */
@@ -73,4 +97,33 @@ fedkd_status fedkd_comm_wait(MPI_Request *request, const char *what)
         if (done) return FEDKD_OK;
         nanosleep(&pause, NULL);
     }
+}
+
+void fedkd_comm_exit_check(fedkd_status status, int code, double grace_seconds)
+{
+    if (status == FEDKD_OK || failure_agreed) return;
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size == 1) return;
+    /* Peers that failed alike (each on its own) come here too; then the
+     * barrier completes and the job ends normally. Peers blocked in a
+     * collective never come: end the job rather than leave them waiting. */
+    MPI_Request request;
+    if (exit_comm == MPI_COMM_NULL || MPI_Ibarrier(exit_comm, &request) != MPI_SUCCESS)
+        MPI_Abort(MPI_COMM_WORLD, code);
+    struct timespec pause = {0, 1000000}; /* 1 ms */
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(&request, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || done) {
+            if (done) return;
+            break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double waited = (double)(now.tv_sec - start.tv_sec) + 1e-9 * (double)(now.tv_nsec - start.tv_nsec);
+        if (waited >= grace_seconds) break;
+        nanosleep(&pause, NULL);
+    }
+    MPI_Abort(MPI_COMM_WORLD, code);
 }

@@ -285,6 +285,20 @@ fedkd_status fedkd_client_set_load(const fedkd_config *config, const int *hosted
     if (flags & FEDKD_CLIENTSET_LOAD_TEST) {
         status = source->load_test(config, &k->test);
         if (status) goto done;
+        /* Checked here, before round 1: a test set of another shape would
+         * otherwise fail only at the first evaluation, on the ranks that
+         * evaluate, while the others had moved on. */
+        fedkd_shape t = k->test->shape;
+        if (t.channels != k->shape.channels || t.height != k->shape.height ||
+            t.width != k->shape.width) {
+            status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                                "%s: test samples are %dx%dx%d (channels x height x width) but the "
+                                "training samples are %dx%dx%d; the test set must match the "
+                                "training set",
+                                k->test->origin, t.channels, t.height, t.width, k->shape.channels,
+                                k->shape.height, k->shape.width);
+            goto done;
+        }
         if (k->public_set && !holdout)
             status = check_disjoint_from_test(k->public_set, k->test, config->public_set.source);
     }

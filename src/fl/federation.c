@@ -361,6 +361,13 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         double t = fedkd_time_now();
         fedkd_status status =
             fedkd_evaluate(f->eval_model, f->test, &m->test_accuracy, &m->test_loss);
+        /* Test hook: a failure on the server alone, mid-run, while the
+         * clients are inside the round's collectives (tests/app). */
+        const char *fail_round = getenv("FEDKD_TEST_FAIL_EVAL_ROUND");
+        if (!status && fail_round && atoi(fail_round) == m->round)
+            status = FEDKD_FAIL(FEDKD_ERR_IO,
+                                "evaluation of round %d failed (injected by "
+                                "FEDKD_TEST_FAIL_EVAL_ROUND)", m->round);
         m->eval_seconds = fedkd_time_now() - t;
         m->eval_overlapped = overlapped;
         if (!overlapped) m->round_seconds += m->eval_seconds;
@@ -469,6 +476,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
                                            (int)fedkd_stop_requested, round, round - 1,
                                            config->run.dir);
             }
+            /* The clients learn why the run stops, for their exit status. */
+            if (f->header[HEADER_COMMAND] == HEADER_ERROR) f->header[HEADER_COUNT] = (int)local_failure;
         }
         int header_len = HEADER_FIXED + f->num_clients;
         double t = fedkd_time_now();
@@ -484,10 +493,13 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             has_pending = 0;
             fedkd_status finished = finish_round(f, &pending, 0, result, start);
             if (finished && !local_failure) local_failure = finished;
-            if (finished && f->header[HEADER_COMMAND] == HEADER_STOP) {
-                status = finished;
-                break;
-            }
+        }
+        if (f->header[HEADER_CHECKPOINT] > 0 || f->header[HEADER_COMMAND] == HEADER_STOP) {
+            /* The server's evaluation of the pending round may just have
+             * failed: every rank learns it here, before the collective
+             * checkpoint and before calling the run complete. */
+            status = fedkd_comm_agree_waiting(comm, f->rank == 0 ? local_failure : FEDKD_OK);
+            if (status) break;
         }
         if (f->header[HEADER_CHECKPOINT] > 0) {
             /* The checkpoint's time is not the round's. */
@@ -501,8 +513,9 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             break;
         }
         if (f->header[HEADER_COMMAND] == HEADER_ERROR) {
-            status = f->rank == 0 ? local_failure
-                                  : (local_failure ? local_failure : FEDKD_ERR_INTERRUPTED);
+            fedkd_status told = f->header[HEADER_COUNT] > 0 ? (fedkd_status)f->header[HEADER_COUNT]
+                                                            : FEDKD_ERR_INTERRUPTED;
+            status = f->rank == 0 ? local_failure : (local_failure ? local_failure : told);
             /* Several clients may have failed at once: the first one tells. */
             int first = INT_MAX;
             if (MPI_Allreduce(&f->first_failed_client, &first, 1, MPI_INT, MPI_MIN, comm) ==

@@ -25,6 +25,29 @@ fedkd_status fedkd_comm_agree_waiting(MPI_Comm comm, fedkd_status local);
  * the collective in the message if MPI fails. */
 fedkd_status fedkd_comm_wait(MPI_Request *request, const char *what);
 
+/* 1 when the latest agreement (fedkd_comm_agree, _waiting or
+ * fedkd_comm_note_agreed) ended in a failure that every rank of its
+ * communicator saw. A run that returns a failure while this is 0 failed on
+ * its own ranks only: peers may be waiting for it inside a collective. */
+int fedkd_comm_failure_agreed(void);
+/* Records the outcome of an agreement made by other means (a broadcast of
+ * rank 0's status). */
+void fedkd_comm_note_agreed(fedkd_status agreed);
+
+/* After MPI_Init, before any run: every rank of MPI_COMM_WORLD (collective). */
+fedkd_status fedkd_comm_setup(void);
+/* Before MPI_Finalize on the normal way out. */
+void fedkd_comm_teardown(void);
+
+/* The one way out of a process for every rank (only main calls it): when
+ * `status` is a failure that was not agreed, this rank may have peers
+ * blocked in a collective it will never join. It then waits up to
+ * grace_seconds for every rank to reach the exit on its own, and if they
+ * do not, ends the whole job (MPI_Abort on MPI_COMM_WORLD with exit code
+ * `code`), so that no rank hangs. Otherwise it returns at once; the caller
+ * finalises MPI. */
+void fedkd_comm_exit_check(fedkd_status status, int code, double grace_seconds);
+
 /* Set by the SIGINT / SIGTERM handler; runs stop at the next clean point. */
 extern volatile sig_atomic_t fedkd_stop_requested;
 void fedkd_install_signal_handlers(void);
