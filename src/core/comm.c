@@ -48,27 +48,6 @@ void fedkd_install_signal_handlers(void)
 
 fedkd_status fedkd_comm_agree(MPI_Comm comm, fedkd_status local)
 {
-    int mine[2] = {(int)local, -(int)local};
-    int all[2];
-    if (MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
-        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Allreduce failed while checking the ranks' status");
-    int worst = all[0], best = -all[1];
-    fedkd_comm_note_agreed((fedkd_status)worst);
-    if (worst == FEDKD_OK) return FEDKD_OK;
-    int rank = 0;
-    MPI_Comm_rank(comm, &rank);
-    if (local == FEDKD_OK) {
-        fedkd_error_clear();
-    } else if (best == worst && rank != 0) {
-        /* Every rank failed the same way (typically a config error that all
-         * of them parsed): rank 0 alone says so. */
-        fedkd_error_clear();
-    }
-    return (fedkd_status)worst;
-}
-
-fedkd_status fedkd_comm_agree_waiting(MPI_Comm comm, fedkd_status local)
-{
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
     /* {worst status, -(lowest failing rank)} in one reduction. */

@@ -107,9 +107,9 @@ fedkd_status kd_start_ensemble_targets(MPI_Comm comm, const float *const *logits
         }
     }
     /* Every rank must take part in the reduction, or none. */
-    status = fedkd_comm_agree_waiting(comm, status);
+    status = fedkd_comm_agree(comm, status);
     if (!status)
-        status = fedkd_comm_agree_waiting(comm, reduce_fixed(comm, local, sum, n, "the ensemble's logits"));
+        status = fedkd_comm_agree(comm, reduce_fixed(comm, local, sum, n, "the ensemble's logits"));
     if (!status && rank == 0) {
         double scale = 1.0 / (double)num_clients;
         for (size_t i = 0; i < count; i++) {
@@ -144,8 +144,8 @@ fedkd_status kd_start_average_params(MPI_Comm comm, const float *const *params,
                                 "averaged (%s)", message);
         }
     }
-    status = fedkd_comm_agree_waiting(comm, status);
-    if (!status) status = fedkd_comm_agree_waiting(comm, reduce_fixed(comm, local, sum, num_params, "the average"));
+    status = fedkd_comm_agree(comm, status);
+    if (!status) status = fedkd_comm_agree(comm, reduce_fixed(comm, local, sum, num_params, "the average"));
     if (!status && rank == 0)
         for (size_t i = 0; i < num_params; i++) average[i] = (float)fedkd_fixed_to_double(sum[i]);
     fedkd_free(local);
@@ -242,7 +242,7 @@ static fedkd_status consolidate_average(pipeline *p)
     if (!status && p->rank == 0 && !(p->starts[KD_START_AVERAGE] =
                                          fedkd_alloc(p->num_params * sizeof(float))))
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the average model");
-    status = fedkd_comm_agree_waiting(p->comm, status);
+    status = fedkd_comm_agree(p->comm, status);
     if (!status)
         status = kd_start_average_params(p->comm, params, weights, k->num_hosted, p->num_params,
                                          p->starts[KD_START_AVERAGE]);
@@ -341,7 +341,7 @@ static fedkd_status consolidate_kd(pipeline *p)
     if (!status && p->rank == 0 &&
         !(p->targets = fedkd_alloc((count ? count : 1) * (size_t)classes * sizeof(float))))
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the ensemble's targets");
-    status = fedkd_comm_agree_waiting(p->comm, status);
+    status = fedkd_comm_agree(p->comm, status);
     if (!status)
         status = kd_start_ensemble_targets(p->comm, (const float *const *)p->logits,
                                            k->num_hosted, k->num_clients, count, classes,
@@ -352,7 +352,7 @@ static fedkd_status consolidate_kd(pipeline *p)
      * on before is not agreed on again, which would move its message. */
     if (!status) {
         if (p->rank == 0) status = train_student(p);
-        status = fedkd_comm_agree_waiting(p->comm, status);
+        status = fedkd_comm_agree(p->comm, status);
     }
     kd_start_outcome *o = &p->report.starts[KD_START_KD];
     o->consolidation_bytes = (uint64_t)k->num_clients * count * (uint64_t)classes * sizeof(float);
@@ -513,7 +513,7 @@ static fedkd_status run_federation(pipeline *p, int s)
     if (start_files[s][0])
         snprintf(init_model, sizeof init_model, "%s/%s", config->run.dir, start_files[s]);
     fedkd_config sub;
-    fedkd_status status = fedkd_comm_agree_waiting(p->comm, sub_config(config, run_dir, init_model, &sub));
+    fedkd_status status = fedkd_comm_agree(p->comm, sub_config(config, run_dir, init_model, &sub));
     if (status) return status;
     snprintf(o->run_dir, sizeof o->run_dir, "%s", run_dir);
     snprintf(o->init_model, sizeof o->init_model, "%s", init_model);
@@ -523,7 +523,7 @@ static fedkd_status run_federation(pipeline *p, int s)
         status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibcast of the resume decision failed");
     else
         status = fedkd_comm_wait(&request, "the resume decision");
-    status = fedkd_comm_agree_waiting(p->comm, status);
+    status = fedkd_comm_agree(p->comm, status);
     if (!status && reuse) {
         o->reused = 1;
         o->ran = 1;
@@ -551,7 +551,7 @@ static fedkd_status run_federation(pipeline *p, int s)
 
 /* A federation returns a failure on every rank, but the statuses may
  * differ, and rank 0 alone may fail writing its files: every rank learns
- * whether any failed. A rank's own message stays (unlike fedkd_comm_agree_waiting, which
+ * whether any failed. A rank's own message stays (unlike fedkd_comm_agree, which
  * keeps one rank's), since each failing rank already recorded its own. */
 static fedkd_status agree_any_failed(MPI_Comm comm, fedkd_status local)
 {
@@ -561,6 +561,7 @@ static fedkd_status agree_any_failed(MPI_Comm comm, fedkd_status local)
         return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Iallreduce failed while checking the ranks' status");
     fedkd_status waited = fedkd_comm_wait(&request, "the ranks' status check");
     if (waited) return waited;
+    fedkd_comm_note_agreed((fedkd_status)worst);
     if (local) return local;
     if (worst) fedkd_error_clear();
     return (fedkd_status)worst;
@@ -579,7 +580,7 @@ fedkd_status fedkd_run_kd_start(const fedkd_config *config, MPI_Comm comm,
     int started = 0; /* run.dir may hold this run's summary */
     kd_start_report *r = &p->report;
 
-    fedkd_status status = fedkd_comm_agree_waiting(comm, check_request(config, options));
+    fedkd_status status = fedkd_comm_agree(comm, check_request(config, options));
     if (status) return status;
     status = load_clients(p);
     if (!status) {
@@ -587,7 +588,7 @@ fedkd_status fedkd_run_kd_start(const fedkd_config *config, MPI_Comm comm,
                            sizeof *p->models);
         if (!p->models) status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client models");
     }
-    status = fedkd_comm_agree_waiting(comm, status);
+    status = fedkd_comm_agree(comm, status);
     if (status) goto done;
     started = 1;
     r->num_clients = p->clients.num_clients;
@@ -606,16 +607,16 @@ fedkd_status fedkd_run_kd_start(const fedkd_config *config, MPI_Comm comm,
     if (!status) status = check_architectures(p);
     status = kd_pretrain_report(config, comm, &p->clients, p->models, status);
     r->pretrain_seconds = fedkd_time_now() - start;
-    if (!status) status = fedkd_comm_agree_waiting(comm, stop_requested("the consolidation"));
+    if (!status) status = fedkd_comm_agree(comm, stop_requested("the consolidation"));
     if (!status) status = consolidate_average(p);
     if (!status) status = consolidate_kd(p);
     if (!status) {
         if (p->rank == 0) status = score_and_save(p);
-        status = fedkd_comm_agree_waiting(comm, status);
+        status = fedkd_comm_agree(comm, status);
     }
     free_consolidation(p);
     for (int s = 0; s < KD_START_COUNT && !status; s++) {
-        status = fedkd_comm_agree_waiting(comm, stop_requested("the federations"));
+        status = fedkd_comm_agree(comm, stop_requested("the federations"));
         if (!status) status = agree_any_failed(comm, run_federation(p, s));
     }
 

@@ -257,13 +257,13 @@ fedkd_status kd_pretrain_report(const fedkd_config *config, MPI_Comm comm,
                                 const kd_clients *clients, const kd_pretrained *models,
                                 fedkd_status local)
 {
-    fedkd_status status = fedkd_comm_agree_waiting(comm, local);
+    fedkd_status status = fedkd_comm_agree(comm, local);
     if (status) return status;
     int n = clients->num_clients;
     size_t length = (size_t)n * REPORT_FIELDS;
     double *mine = calloc(length, sizeof *mine), *all = calloc(length, sizeof *all);
     if (!mine || !all) status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the report");
-    status = fedkd_comm_agree_waiting(comm, status);
+    status = fedkd_comm_agree(comm, status);
     if (status) goto done;
     for (int h = 0; h < clients->num_hosted; h++) {
         double *row = mine + (size_t)clients->hosted[h] * REPORT_FIELDS;
@@ -306,7 +306,7 @@ fedkd_status kd_pretrain_report(const fedkd_config *config, MPI_Comm comm,
         if (!status) status = fedkd_write_json_file(config->run.dir, "pretrain.json", json);
         cJSON_Delete(json);
     }
-    status = fedkd_comm_agree_waiting(comm, status);
+    status = fedkd_comm_agree(comm, status);
 done:
     free(mine);
     free(all);
@@ -329,7 +329,7 @@ fedkd_status fedkd_run_pretrain(const fedkd_config *config, MPI_Comm comm,
         models = calloc((size_t)(clients.num_hosted ? clients.num_hosted : 1), sizeof *models);
         if (!models) status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client models");
     }
-    status = fedkd_comm_agree_waiting(comm, status);
+    status = fedkd_comm_agree(comm, status);
     if (!status) {
         if (rank == 0)
             fedkd_log_info("pretrain: %d clients on %d rank(s), partition %s, model %s, %d "

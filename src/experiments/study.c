@@ -317,7 +317,7 @@ static fedkd_status distribute_models(study *s)
         scratch = malloc((size_t)largest * sizeof(float));
         if (!scratch) local = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for a model buffer");
     }
-    status = fedkd_comm_agree_waiting(s->comm, local);
+    status = fedkd_comm_agree(s->comm, local);
     if (status) goto done;
     for (int c = 0; c < n && s->size > 1; c++) {
         if (!teaches[c]) continue;
@@ -454,7 +454,7 @@ static fedkd_status collect_rows(study *s)
     size_t length = (size_t)s->num_jobs * NUM_FIELDS;
     double *mine = calloc(length ? length : 1, sizeof *mine);
     double *all = calloc(length ? length : 1, sizeof *all);
-    fedkd_status status = fedkd_comm_agree_waiting(s->comm, mine && all ? FEDKD_OK
+    fedkd_status status = fedkd_comm_agree(s->comm, mine && all ? FEDKD_OK
                                    : FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the results"));
     if (status) goto done;
     for (int j = 0; j < s->num_jobs; j++) {
@@ -522,7 +522,7 @@ static fedkd_status setup(study *s)
 {
     int n = s->config->clients.count;
     fedkd_status status = read_settings(s);
-    status = fedkd_comm_agree_waiting(s->comm, status);
+    status = fedkd_comm_agree(s->comm, status);
     if (status) return status;
     status = kd_clients_load(s->config, s->rank, s->size, s->data_flags, &s->clients);
     if (!status) {
@@ -536,7 +536,7 @@ static fedkd_status setup(study *s)
             status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client models");
     }
     if (!status) status = build_jobs(s);
-    status = fedkd_comm_agree_waiting(s->comm, status);
+    status = fedkd_comm_agree(s->comm, status);
     if (status) return status;
     if (s->rank == 0) {
         char scheme[64];
@@ -557,7 +557,7 @@ static fedkd_status setup(study *s)
         fedkd_dataset_destroy(&s->clients.set.test);
         s->clients.test = NULL;
     }
-    status = fedkd_comm_agree_waiting(s->comm, status);
+    status = fedkd_comm_agree(s->comm, status);
     if (status) return status;
     return distribute_models(s);
 }
@@ -581,7 +581,7 @@ fedkd_status fedkd_run_kd_study(const fedkd_config *config, MPI_Comm comm,
         status = run_hosted_jobs(s);
         /* Everyone reaches the collection, failed or not, then agrees. */
         fedkd_status collected = collect_rows(s);
-        status = fedkd_comm_agree_waiting(comm, status ? status : collected);
+        status = fedkd_comm_agree(comm, status ? status : collected);
     }
     if (!status) {
         s->totals.num_clients = config->clients.count;
@@ -589,7 +589,7 @@ fedkd_status fedkd_run_kd_study(const fedkd_config *config, MPI_Comm comm,
         if (s->rank == 0)
             status = kd_study_write(config, s->methods, s->num_methods, s->rows, s->num_jobs,
                                     &s->totals);
-        status = fedkd_comm_agree_waiting(comm, status);
+        status = fedkd_comm_agree(comm, status);
     }
     result->wall_seconds = fedkd_time_now() - start;
     result->bytes_down_total = s->totals.teacher_bytes;

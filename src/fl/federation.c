@@ -498,7 +498,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             /* The server's evaluation of the pending round may just have
              * failed: every rank learns it here, before the collective
              * checkpoint and before calling the run complete. */
-            status = fedkd_comm_agree_waiting(comm, f->rank == 0 ? local_failure : FEDKD_OK);
+            status = fedkd_comm_agree(comm, f->rank == 0 ? local_failure : FEDKD_OK);
             if (status) break;
         }
         if (f->header[HEADER_CHECKPOINT] > 0) {

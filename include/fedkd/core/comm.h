@@ -10,22 +10,19 @@
 
 #include "fedkd/core/status.h"
 
-/* Combines every rank's status: returns the worst one on all ranks. Keeps
- * the local message only where it should be printed: on the ranks that
- * failed, or on rank 0 alone when every rank failed the same way. */
+/* Combines every rank's status: returns the worst one on all ranks, and
+ * keeps the message on one rank only, the lowest that failed (rank 0 when
+ * every rank failed alike, as with a config error all of them parsed), so
+ * that a failure is told once. Waits without spinning: ranks that finished
+ * early must not steal the core from ranks still working. */
 fedkd_status fedkd_comm_agree(MPI_Comm comm, fedkd_status local);
-
-/* fedkd_comm_agree's contract, but waiting without spinning (ranks that
- * finished early must not steal the core from ranks still training), and
- * one rank speaks: the lowest one that failed. */
-fedkd_status fedkd_comm_agree_waiting(MPI_Comm comm, fedkd_status local);
 
 /* Waits for a non-blocking collective while yielding the core: ranks on an
  * oversubscribed machine must not spin while others compute. `what` names
  * the collective in the message if MPI fails. */
 fedkd_status fedkd_comm_wait(MPI_Request *request, const char *what);
 
-/* 1 when the latest agreement (fedkd_comm_agree, _waiting or
+/* 1 when the latest agreement (fedkd_comm_agree or
  * fedkd_comm_note_agreed) ended in a failure that every rank of its
  * communicator saw. A run that returns a failure while this is 0 failed on
  * its own ranks only: peers may be waiting for it inside a collective. */
