@@ -7,8 +7,8 @@
  * chunk*out_h*out_w), so that the convolution of the whole chunk is one matrix
  * product (filters, chunk*out_h*out_w) = W (filters, in_channels*kernel*kernel) col
  * instead of one small product per sample. The products run on the
- * register-blocked kernels of small_gemm.c, which on these shapes (6 or 16
- * filters, 25 or 150 patch values) are 1.5 - 3 times as fast as BLAS
+ * register-blocked kernels of small_gemm.c, written for these shapes (6 or
+ * 16 filters, 25 or 150 patch values), on which BLAS runs far below its peak
  * (bench/README.md, "Engine speed"). The backward pass rebuilds col in
  * the same scratch for dW, then reuses it for d_col = W^T d_out, which col2im
  * scatters back. */
