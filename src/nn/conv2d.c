@@ -1,16 +1,22 @@
-/* 2-D convolution by im2col + sgemm. Parameters: weights (filters, in_channels,
+/* 2-D convolution by im2col and matrix products. Parameters: weights (filters, in_channels,
  * kernel, kernel), then bias (filters). Zero padding on every side; output
  * size floor((in + 2 * padding - kernel) / stride) + 1.
  *
- * Per sample, im2col unrolls the input into col (in_channels*kernel*kernel,
- * out_h*out_w) so that the convolution is one matrix product
- * out (filters, out_h*out_w) = W (filters, in_channels*kernel*kernel) col.
- * The backward pass rebuilds col in the same scratch buffer for dW, then
- * reuses that buffer for d_col = W^T d_out, which col2im scatters back. */
+ * The batch is cut into chunks of samples (chunk_samples). Per chunk, im2col
+ * unrolls every sample's input side by side into col (in_channels*kernel*kernel,
+ * chunk*out_h*out_w), so that the convolution of the whole chunk is one matrix
+ * product (filters, chunk*out_h*out_w) = W (filters, in_channels*kernel*kernel) col
+ * instead of one small product per sample. The products run on the
+ * register-blocked kernels of small_gemm.c, written for these shapes (6 or
+ * 16 filters, 25 or 150 patch values), on which BLAS runs far below its peak
+ * (bench/README.md, "Engine speed"). The backward pass rebuilds col in
+ * the same scratch for dW, then reuses it for d_col = W^T d_out, which col2im
+ * scatters back. */
 #include <string.h>
 
 #include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
+#include "nn/small_gemm.h"
 
 fedkd_conv2d_geometry fedkd_conv2d_geometry_of(const fedkd_layer *layer)
 {
@@ -85,16 +91,17 @@ static void valid_columns(const fedkd_conv2d_geometry *g, int kj, int *first, in
     *last = hi;
 }
 
-/* input (in_channels, in_h, in_w) -> col (in_channels*k*k, out_h*out_w) */
-static void im2col(const fedkd_conv2d_geometry *g, const float *input, float *col)
+/* input (in_channels, in_h, in_w) -> col (in_channels*k*k, out_h*out_w), the
+ * rows of col `ld` floats apart (ld >= out_h*out_w: several samples side by
+ * side). */
+static void im2col(const fedkd_conv2d_geometry *g, const float *input, float *col, size_t ld)
 {
     int out_h = g->out_height, out_w = g->out_width, k = g->kernel, stride = g->stride;
-    size_t plane = (size_t)out_h * (size_t)out_w;
     for (int c = 0; c < g->in_channels; c++) {
         const float *channel = input + (size_t)c * (size_t)g->in_height * (size_t)g->in_width;
         for (int ki = 0; ki < k; ki++) {
             for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * plane;
+                float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * ld;
                 int first, last;
                 valid_columns(g, kj, &first, &last);
                 int offset = kj - g->padding;
@@ -120,12 +127,11 @@ static void im2col(const fedkd_conv2d_geometry *g, const float *input, float *co
     }
 }
 
-/* The adjoint of im2col: d_input = 0, then every col entry is added back to
- * the input pixel it was copied from. */
-static void col2im(const fedkd_conv2d_geometry *g, const float *col, float *d_input)
+/* The adjoint of im2col (same `ld`): d_input = 0, then every col entry is
+ * added back to the input pixel it was copied from. */
+static void col2im(const fedkd_conv2d_geometry *g, const float *col, size_t ld, float *d_input)
 {
     int out_h = g->out_height, out_w = g->out_width, k = g->kernel, stride = g->stride;
-    size_t plane = (size_t)out_h * (size_t)out_w;
     memset(d_input, 0,
            (size_t)g->in_channels * (size_t)g->in_height * (size_t)g->in_width *
                sizeof *d_input);
@@ -133,7 +139,7 @@ static void col2im(const fedkd_conv2d_geometry *g, const float *col, float *d_in
         float *channel = d_input + (size_t)c * (size_t)g->in_height * (size_t)g->in_width;
         for (int ki = 0; ki < k; ki++) {
             for (int kj = 0; kj < k; kj++) {
-                const float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * plane;
+                const float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * ld;
                 int first, last;
                 valid_columns(g, kj, &first, &last);
                 int offset = kj - g->padding;
@@ -142,11 +148,33 @@ static void col2im(const fedkd_conv2d_geometry *g, const float *col, float *d_in
                     if (ih < 0 || ih >= g->in_height) continue;
                     const float *src = row + (size_t)oh * (size_t)out_w;
                     float *dst = channel + (size_t)ih * (size_t)g->in_width;
-                    for (int ow = first; ow < last; ow++) dst[ow * stride + offset] += src[ow];
+                    if (stride == 1) {
+                        /* unit stride: a loop the compiler vectorises */
+                        float *to = dst + first + offset;
+                        const float *from = src + first;
+                        for (int i = 0; i < last - first; i++) to[i] += from[i];
+                    } else {
+                        for (int ow = first; ow < last; ow++) dst[ow * stride + offset] += src[ow];
+                    }
                 }
             }
         }
     }
+}
+
+/* Samples per GEMM: as many as keep col of one chunk within CHUNK_FLOATS
+ * (about the size of a core's L2), at least one. It depends only on the
+ * geometry and the batch, so the floating-point order is the same on every
+ * rank for the same minibatch. */
+#define CHUNK_FLOATS ((size_t)1 << 18)
+
+static int chunk_samples(const fedkd_conv2d_geometry *g, int batch)
+{
+    size_t column = (size_t)g->in_channels * (size_t)g->kernel * (size_t)g->kernel *
+                    (size_t)g->out_height * (size_t)g->out_width;
+    size_t samples = CHUNK_FLOATS / column;
+    if (samples < 1) samples = 1;
+    return samples < (size_t)batch ? (int)samples : batch;
 }
 
 static void conv2d_forward(const fedkd_layer *layer, const float *params, const float *input,
@@ -154,21 +182,32 @@ static void conv2d_forward(const fedkd_layer *layer, const float *params, const 
 {
     fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
     int patch = g.in_channels * g.kernel * g.kernel;
-    int plane = g.out_height * g.out_width;
+    size_t plane = (size_t)g.out_height * (size_t)g.out_width;
     size_t in_size = fedkd_shape_size(layer->in_shape);
-    size_t out_size = (size_t)g.filters * (size_t)plane;
-    const float *weights = params;                               /* (filters, patch) */
+    size_t out_size = (size_t)g.filters * plane;
+    int chunk = chunk_samples(&g, batch);
+    const float *weights = params;                                  /* (filters, patch) */
     const float *bias = params + (size_t)g.filters * (size_t)patch; /* (filters) */
-    float *col = scratch;                                        /* (patch, plane) */
-    for (int n = 0; n < batch; n++) {
-        float *out = output + (size_t)n * out_size; /* (filters, plane) */
-        im2col(&g, input + (size_t)n * in_size, col);
-        for (int f = 0; f < g.filters; f++) {
-            float *row = out + (size_t)f * (size_t)plane;
-            for (int j = 0; j < plane; j++) row[j] = bias[f];
+    float *col = scratch;                            /* (patch, chunk * plane) */
+    float *product = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
+    for (int first = 0; first < batch; first += chunk) {
+        int count = batch - first < chunk ? batch - first : chunk;
+        size_t ld = (size_t)count * plane;
+        for (int s = 0; s < count; s++)
+            im2col(&g, input + (size_t)(first + s) * in_size, col + (size_t)s * plane, ld);
+        /* One GEMM for the chunk, then bias and the (filters, sample) ->
+         * (sample, filters) reordering of the output in one pass. */
+        fedkd_small_gemm_rows(g.filters, (int)ld, patch, weights, (size_t)patch, 1, col, ld,
+                              product, ld);
+        for (int s = 0; s < count; s++) {
+            float *out = output + (size_t)(first + s) * out_size; /* (filters, plane) */
+            for (int f = 0; f < g.filters; f++) {
+                const float *src = product + (size_t)f * ld + (size_t)s * plane;
+                float *dst = out + (size_t)f * plane;
+                float b = bias[f];
+                for (size_t j = 0; j < plane; j++) dst[j] = src[j] + b;
+            }
         }
-        fedkd_sgemm(0, 0, g.filters, plane, patch, 1.0f, weights, patch, col, plane, 1.0f, out,
-                    plane);
     }
 }
 
@@ -178,28 +217,38 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
 {
     fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
     int patch = g.in_channels * g.kernel * g.kernel;
-    int plane = g.out_height * g.out_width;
+    size_t plane = (size_t)g.out_height * (size_t)g.out_width;
     size_t in_size = fedkd_shape_size(layer->in_shape);
-    size_t out_size = (size_t)g.filters * (size_t)plane;
+    size_t out_size = (size_t)g.filters * plane;
+    int chunk = chunk_samples(&g, batch);
     const float *weights = params;
     float *d_weights = d_params;                                  /* (filters, patch) */
     float *d_bias = d_params + (size_t)g.filters * (size_t)patch; /* (filters) */
-    float *col = scratch;                                         /* (patch, plane) */
-    for (int n = 0; n < batch; n++) {
-        const float *d_out = d_output + (size_t)n * out_size; /* (filters, plane) */
-        im2col(&g, input + (size_t)n * in_size, col);
-        fedkd_sgemm(0, 1, g.filters, patch, plane, 1.0f, d_out, plane, col, plane, 1.0f,
-                    d_weights, patch);
-        for (int f = 0; f < g.filters; f++) {
-            const float *row = d_out + (size_t)f * (size_t)plane;
-            float sum = 0.0f;
-            for (int j = 0; j < plane; j++) sum += row[j];
-            d_bias[f] += sum;
+    float *col = scratch;                            /* (patch, chunk * plane) */
+    float *d_out = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
+    for (int first = 0; first < batch; first += chunk) {
+        int count = batch - first < chunk ? batch - first : chunk;
+        size_t ld = (size_t)count * plane;
+        for (int s = 0; s < count; s++)
+            im2col(&g, input + (size_t)(first + s) * in_size, col + (size_t)s * plane, ld);
+        /* d_output (sample, filters, plane) -> d_out (filters, sample * plane) */
+        for (int s = 0; s < count; s++) {
+            const float *src_sample = d_output + (size_t)(first + s) * out_size;
+            for (int f = 0; f < g.filters; f++)
+                memcpy(d_out + (size_t)f * ld + (size_t)s * plane, src_sample + (size_t)f * plane,
+                       plane * sizeof *d_out);
         }
+        fedkd_small_row_sums(g.filters, (int)ld, d_out, ld, d_bias);
+        /* dW (filters, patch) += d_out (filters, ld) col^T */
+        fedkd_small_gemm_dots(g.filters, patch, (int)ld, d_out, ld, col, ld, d_weights,
+                              (size_t)patch);
         if (d_input) {
-            fedkd_sgemm(1, 0, patch, plane, g.filters, 1.0f, weights, patch, d_out, plane, 0.0f,
-                        col, plane);
-            col2im(&g, col, d_input + (size_t)n * in_size);
+            /* d_col (patch, ld) = W^T (patch, filters) d_out, W read transposed */
+            fedkd_small_gemm_rows(patch, (int)ld, g.filters, weights, 1, (size_t)patch, d_out, ld,
+                                  col, ld);
+            for (int s = 0; s < count; s++)
+                col2im(&g, col + (size_t)s * plane, ld,
+                       d_input + (size_t)(first + s) * in_size);
         }
     }
 }
@@ -207,8 +256,10 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
 static size_t conv2d_scratch_floats(const fedkd_layer *layer, int batch)
 {
     fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
-    return (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel *
-           (size_t)g.out_height * (size_t)g.out_width;
+    size_t chunk = (size_t)chunk_samples(&g, batch);
+    size_t plane = (size_t)g.out_height * (size_t)g.out_width;
+    size_t patch = (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel;
+    return chunk * plane * (patch + (size_t)g.filters);
 }
 
 const fedkd_layer_kind fedkd_layer_kind_conv2d = {

@@ -1,7 +1,11 @@
 /* Max pooling over square windows (no padding, floor mode). The backward pass
  * finds each window's argmax again by comparing the input with the forward
  * output, so no index buffer is stored; ties go to the first position in
- * row-major order, as in the forward scan. */
+ * row-major order, as in the forward scan. When windows do not overlap
+ * (stride >= kernel, the usual 2x2 / 2 pooling) it writes every input
+ * gradient once, without branches on the data; overlapping windows take the
+ * zero-then-add path. */
+#include <stdint.h>
 #include <string.h>
 
 #include "fedkd/nn/nn.h"
@@ -60,6 +64,61 @@ static void maxpool_forward(const fedkd_layer *layer, const float *params, const
     }
 }
 
+/* Whether row (or column) x of the input lies in some window: windows start
+ * every `stride`, cover `k`, and there are `count` of them. */
+static int pool_covers(int x, int stride, int k, int count)
+{
+    return x / stride < count && x % stride < k;
+}
+
+/* Backward for stride >= kernel: each input lies in at most one window, so
+ * d_input is written once per element: the gradient at the window's first
+ * maximum, 0 elsewhere, and 0 outside every window. */
+static void maxpool_backward_disjoint(const fedkd_layer *layer, const float *output,
+                                      const float *input, const float *d_output,
+                                      float *d_input, int batch)
+{
+    fedkd_shape in = layer->in_shape, out = layer->out_shape;
+    int k = layer->spec.kernel, stride = pool_stride(layer);
+    size_t planes = (size_t)batch * (size_t)in.channels;
+    size_t in_plane = (size_t)in.height * (size_t)in.width;
+    size_t out_plane = (size_t)out.height * (size_t)out.width;
+    int all_covered = stride == k && in.height == out.height * k && in.width == out.width * k;
+    for (size_t p = 0; p < planes; p++) {
+        const float *src = input + p * in_plane;
+        float *d_src = d_input + p * in_plane;
+        if (!all_covered) {
+            for (int y = 0; y < in.height; y++) {
+                int row_covered = pool_covers(y, stride, k, out.height);
+                for (int x = 0; x < in.width; x++)
+                    if (!row_covered || !pool_covers(x, stride, k, out.width))
+                        d_src[(size_t)y * (size_t)in.width + (size_t)x] = 0.0f;
+            }
+        }
+        for (int oh = 0; oh < out.height; oh++) {
+            for (int ow = 0; ow < out.width; ow++) {
+                size_t o = p * out_plane + (size_t)oh * (size_t)out.width + (size_t)ow;
+                size_t origin = (size_t)(oh * stride) * (size_t)in.width + (size_t)(ow * stride);
+                float best = output[o];
+                uint32_t gradient_bits;
+                memcpy(&gradient_bits, &d_output[o], sizeof gradient_bits);
+                /* found and hit are 0 or 1; masks built from them select the
+                 * gradient's bits or +0 without a branch on the data. */
+                uint32_t found = 0;
+                for (int i = 0; i < k; i++) {
+                    size_t row = origin + (size_t)i * (size_t)in.width;
+                    for (int j = 0; j < k; j++) {
+                        uint32_t hit = (uint32_t)(src[row + (size_t)j] == best) & (found ^ 1u);
+                        found |= hit;
+                        uint32_t bits = gradient_bits & (0u - hit);
+                        memcpy(&d_src[row + (size_t)j], &bits, sizeof bits);
+                    }
+                }
+            }
+        }
+    }
+}
+
 static void maxpool_backward(const fedkd_layer *layer, const float *params, const float *input,
                              const float *output, const float *d_output, float *d_input,
                              float *d_params, int batch, float *scratch)
@@ -70,6 +129,10 @@ static void maxpool_backward(const fedkd_layer *layer, const float *params, cons
     size_t planes = (size_t)batch * (size_t)in.channels;
     size_t in_plane = (size_t)in.height * (size_t)in.width;
     size_t out_plane = (size_t)out.height * (size_t)out.width;
+    if (stride >= k) {
+        maxpool_backward_disjoint(layer, output, input, d_output, d_input, batch);
+        return;
+    }
     /* Overlapping windows (stride < kernel) may route several gradients to
      * one input, hence zero then add. */
     memset(d_input, 0, planes * in_plane * sizeof *d_input);

@@ -1,7 +1,6 @@
 /* Models: a chain of layers over one flat parameter buffer, one flat gradient
  * buffer and one activation workspace sized once for max_batch, so that
  * forward and backward never allocate. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,18 +15,6 @@
 static size_t round_up_to_line(size_t floats)
 {
     return (floats + FLOATS_PER_LINE - 1) / FLOATS_PER_LINE * FLOATS_PER_LINE;
-}
-
-void fedkd_nn_init_uniform(const fedkd_layer *layer, float *weights, size_t count,
-                           size_t fan_in, size_t fan_out, fedkd_rng *rng)
-{
-    fedkd_init init = layer->spec.init;
-    if (init == FEDKD_INIT_DEFAULT)
-        init = layer->followed_by_relu ? FEDKD_INIT_HE : FEDKD_INIT_GLOROT;
-    double limit = init == FEDKD_INIT_HE ? sqrt(6.0 / (double)fan_in)
-                                         : sqrt(6.0 / (double)(fan_in + fan_out));
-    for (size_t i = 0; i < count; i++)
-        weights[i] = (float)((2.0 * fedkd_rng_uniform(rng) - 1.0) * limit);
 }
 
 void fedkd_nn_format_location(char *out, size_t size, const char *where, int where_is_key,

@@ -191,6 +191,12 @@ int main(void)
         {1, 4, 5, 6, 2, 1, 1, 0},    /* 1x1 conv */
         {3, 2, 7, 7, 5, 4, 2, 3},    /* even kernel, large padding */
         {1, 1, 3, 3, 2, 3, 1, 0},    /* kernel = input: one output pixel */
+        /* batches of several chunks (conv2d.c cuts a batch into chunks of
+         * samples) and a last, shorter chunk */
+        {20, 1, 28, 28, 6, 5, 1, 2}, /* chunks of 13: 13 + 7 */
+        {20, 6, 14, 14, 16, 5, 1, 0}, /* chunks of 17: 17 + 3 */
+        {3, 3, 40, 40, 5, 5, 1, 2},  /* chunks of 2: 2 + 1 */
+        {5, 2, 13, 11, 7, 3, 2, 1},  /* stride 2, odd sizes, 5 samples in one chunk */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], &rng);
     return test_finish("test_conv_reference");

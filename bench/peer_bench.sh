@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# FedAvg round time of fedkd-sim against the PyTorch + mpi4py peer
+# (bench/fedavg_peer.py) on the same work: Fashion-MNIST, 15 clients all
+# selected, IID, one local epoch, batch 64, lr 0.02, momentum 0.9, -np 16,
+# one BLAS / torch thread per rank. The two runs alternate REPEATS times so
+# that both see the same load. Usage (from the repository root, after a
+# build; the peer needs Debian's python3-torch and python3-mpi4py):
+#   bench/peer_bench.sh [MODEL] [ROUNDS] [REPEATS]
+#   bench/peer_bench.sh cnn 4 3
+# Prints one markdown row per run: the mean seconds per round over rounds
+# 2 .. ROUNDS (round 1 of either includes warm-up), and at the end the
+# ratio fedkd-sim / peer of the means over all runs.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+sim=${FEDKD_SIM:-$root/build/fedkd-sim}
+model=${1:-cnn}
+rounds=${2:-4}
+repeats=${3:-3}
+np=${FEDKD_NP:-16}
+# Debian's interpreter, which sees python3-torch and python3-mpi4py.
+python=${FEDKD_PYTHON:-/usr/bin/python3}
+[ "$rounds" -ge 2 ] || { echo "peer_bench: ROUNDS must be at least 2" >&2; exit 2; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+out=$root/bench/out/peer-$model
+mkdir -p "$out"
+
+echo "| run | program | model | rounds | s/round (rounds 2-$rounds) | load average (1 min) before |"
+echo "|---|---|---|---|---|---|"
+sim_total=0
+peer_total=0
+for run in $(seq 1 "$repeats"); do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    mpirun --oversubscribe -np "$np" "$sim" --quiet --set mode=federated \
+        --set algorithm=fedavg --set clients.count=$((np - 1)) --set clients.per_round=1.0 \
+        --set model="$model" --set partition.scheme=iid --set rounds="$rounds" \
+        --set local.epochs=1 --set local.batch_size=64 --set local.lr=0.02 \
+        --set local.momentum=0.9 --set run.dir="$out/sim-$run" >/dev/null
+    # rounds.csv column 13 is round_seconds.
+    sim_seconds=$(awk -F, 'NR > 2 { total += $13; n++ } END { printf "%.3f", total / n }' \
+        "$out/sim-$run/rounds.csv")
+    echo "| $run | fedkd-sim | $model | $rounds | $sim_seconds | $load |"
+
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    mpirun --oversubscribe -np "$np" "$python" "$root/bench/fedavg_peer.py" --model "$model" \
+        --rounds "$rounds" --batch 64 --lr 0.02 --momentum 0.9 >"$out/peer-$run.txt"
+    peer_seconds=$(awk '/^mean_round_seconds/ { print $2 }' "$out/peer-$run.txt")
+    echo "| $run | peer (PyTorch) | $model | $rounds | $peer_seconds | $load |"
+    sim_total=$(awk -v a="$sim_total" -v b="$sim_seconds" 'BEGIN { print a + b }')
+    peer_total=$(awk -v a="$peer_total" -v b="$peer_seconds" 'BEGIN { print a + b }')
+done
+awk -v s="$sim_total" -v p="$peer_total" -v n="$repeats" 'BEGIN {
+    printf "\nmean s/round: fedkd-sim %.3f, peer %.3f, ratio fedkd-sim / peer %.3f\n",
+        s / n, p / n, s / p }'

@@ -1,0 +1,139 @@
+/* Register-blocked products on a fixed 16-float vector type. The arithmetic
+ * is written lane by lane in C (no fused multiply-add: the build is ISO C,
+ * which keeps -ffp-contract=off), so every clone below computes the same
+ * floats in the same order; target_clones only picks the widest registers
+ * the CPU has. A sum over k is always in increasing k, per lane, and the 16
+ * lanes of a dot product are added in lane order. */
+#include <string.h>
+
+#include "nn/small_gemm.h"
+
+typedef float vector16 __attribute__((vector_size(64)));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SMALL_GEMM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SMALL_GEMM_CLONES
+#endif
+
+static inline void load16(vector16 *v, const float *p) { memcpy(v, p, sizeof *v); }
+static inline void store16(float *p, const vector16 *v) { memcpy(p, v, sizeof *v); }
+
+/* Rows of A per block of C and, for the dots, rows of B: 6 x 2 and 6 x 4
+ * vectors of accumulators fit the 32 registers of AVX-512. */
+#define ROWS_BLOCK 6
+#define DOTS_BLOCK 4
+
+SMALL_GEMM_CLONES
+void fedkd_small_gemm_rows(int m, int n, int k, const float *a, size_t a_row_step,
+                           size_t a_col_step, const float *b, size_t ldb, float *c, size_t ldc)
+{
+    int j = 0;
+    for (; j + 32 <= n; j += 32) {
+        for (int i = 0; i < m; i += ROWS_BLOCK) {
+            int rows = m - i < ROWS_BLOCK ? m - i : ROWS_BLOCK;
+            const float *a_block = a + (size_t)i * a_row_step;
+            vector16 low[ROWS_BLOCK], high[ROWS_BLOCK];
+            for (int r = 0; r < ROWS_BLOCK; r++) low[r] = high[r] = (vector16){0.0f};
+            if (rows == ROWS_BLOCK) {
+                /* The full block: a constant trip count the compiler unrolls. */
+                for (int p = 0; p < k; p++) {
+                    vector16 b_low, b_high;
+                    load16(&b_low, b + (size_t)p * ldb + (size_t)j);
+                    load16(&b_high, b + (size_t)p * ldb + (size_t)j + 16);
+                    for (int r = 0; r < ROWS_BLOCK; r++) {
+                        float s = a_block[(size_t)r * a_row_step + (size_t)p * a_col_step];
+                        low[r] += s * b_low;
+                        high[r] += s * b_high;
+                    }
+                }
+            } else {
+                for (int p = 0; p < k; p++) {
+                    vector16 b_low, b_high;
+                    load16(&b_low, b + (size_t)p * ldb + (size_t)j);
+                    load16(&b_high, b + (size_t)p * ldb + (size_t)j + 16);
+                    for (int r = 0; r < rows; r++) {
+                        float s = a_block[(size_t)r * a_row_step + (size_t)p * a_col_step];
+                        low[r] += s * b_low;
+                        high[r] += s * b_high;
+                    }
+                }
+            }
+            for (int r = 0; r < rows; r++) {
+                store16(c + (size_t)(i + r) * ldc + (size_t)j, &low[r]);
+                store16(c + (size_t)(i + r) * ldc + (size_t)j + 16, &high[r]);
+            }
+        }
+    }
+    /* The last n % 32 columns, one at a time, in the same order. */
+    for (; j < n; j++) {
+        for (int i = 0; i < m; i++) {
+            float sum = 0.0f;
+            for (int p = 0; p < k; p++)
+                sum += a[(size_t)i * a_row_step + (size_t)p * a_col_step] *
+                       b[(size_t)p * ldb + (size_t)j];
+            c[(size_t)i * ldc + (size_t)j] = sum;
+        }
+    }
+}
+
+SMALL_GEMM_CLONES
+void fedkd_small_gemm_dots(int m, int n, int k, const float *a, size_t lda, const float *b,
+                           size_t ldb, float *c, size_t ldc)
+{
+    int whole = k / 16 * 16;
+    for (int i = 0; i < m; i += ROWS_BLOCK) {
+        int rows = m - i < ROWS_BLOCK ? m - i : ROWS_BLOCK;
+        for (int j = 0; j < n; j += DOTS_BLOCK) {
+            int cols = n - j < DOTS_BLOCK ? n - j : DOTS_BLOCK;
+            /* A partial block repeats its last row of A or B (the repeats are
+             * computed and dropped), so the inner loop has a fixed shape. */
+            const float *a_rows[ROWS_BLOCK], *b_rows[DOTS_BLOCK];
+            for (int r = 0; r < ROWS_BLOCK; r++)
+                a_rows[r] = a + (size_t)(i + (r < rows ? r : rows - 1)) * lda;
+            for (int q = 0; q < DOTS_BLOCK; q++)
+                b_rows[q] = b + (size_t)(j + (q < cols ? q : cols - 1)) * ldb;
+            vector16 sums[ROWS_BLOCK][DOTS_BLOCK];
+            for (int r = 0; r < ROWS_BLOCK; r++)
+                for (int q = 0; q < DOTS_BLOCK; q++) sums[r][q] = (vector16){0.0f};
+            for (int p = 0; p < whole; p += 16) {
+                vector16 x[ROWS_BLOCK], y[DOTS_BLOCK];
+                for (int r = 0; r < ROWS_BLOCK; r++) load16(&x[r], a_rows[r] + p);
+                for (int q = 0; q < DOTS_BLOCK; q++) load16(&y[q], b_rows[q] + p);
+                for (int r = 0; r < ROWS_BLOCK; r++)
+                    for (int q = 0; q < DOTS_BLOCK; q++) sums[r][q] += x[r] * y[q];
+            }
+            for (int r = 0; r < rows; r++) {
+                for (int q = 0; q < cols; q++) {
+                    float lanes[16];
+                    store16(lanes, &sums[r][q]);
+                    float sum = 0.0f;
+                    for (int l = 0; l < 16; l++) sum += lanes[l];
+                    for (int p = whole; p < k; p++) sum += a_rows[r][p] * b_rows[q][p];
+                    c[(size_t)(i + r) * ldc + (size_t)(j + q)] += sum;
+                }
+            }
+        }
+    }
+}
+
+SMALL_GEMM_CLONES
+void fedkd_small_row_sums(int m, int k, const float *a, size_t lda, float *sums)
+{
+    int whole = k / 16 * 16;
+    for (int i = 0; i < m; i++) {
+        const float *row = a + (size_t)i * lda;
+        vector16 lanes_sum = {0.0f};
+        for (int p = 0; p < whole; p += 16) {
+            vector16 x;
+            load16(&x, row + p);
+            lanes_sum += x;
+        }
+        float lanes[16];
+        store16(lanes, &lanes_sum);
+        float sum = 0.0f;
+        for (int l = 0; l < 16; l++) sum += lanes[l];
+        for (int p = whole; p < k; p++) sum += row[p];
+        sums[i] += sum;
+    }
+}

@@ -1,0 +1,131 @@
+/* maxpool and relu, forward and backward, against loops written from the
+ * definition: the window's maximum, its gradient routed to the first maximum
+ * in row-major order (added up where windows overlap), 0 for inputs in no
+ * window. Inputs take few distinct values so that ties are common. No
+ * arithmetic happens outside the overlapping sums, which the reference adds
+ * in the same order, so results must be equal bit for bit; d_input starts
+ * full of stale values that must not survive. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/nn.h"
+#include "fedkd/rng.h"
+#include "test_util.h"
+
+static fedkd_rng rng;
+
+static void pool_reference(int batch, fedkd_shape in, int k, int stride, const float *input,
+                           const float *d_output, float *output, float *d_input)
+{
+    int out_h = (in.height - k) / stride + 1, out_w = (in.width - k) / stride + 1;
+    size_t in_plane = (size_t)in.height * (size_t)in.width;
+    memset(d_input, 0, (size_t)batch * (size_t)in.channels * in_plane * sizeof *d_input);
+    for (int p = 0; p < batch * in.channels; p++)
+        for (int oh = 0; oh < out_h; oh++)
+            for (int ow = 0; ow < out_w; ow++) {
+                int best_y = oh * stride, best_x = ow * stride;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++) {
+                        int y = oh * stride + i, x = ow * stride + j;
+                        if (input[(size_t)p * in_plane + (size_t)(y * in.width + x)] >
+                            input[(size_t)p * in_plane + (size_t)(best_y * in.width + best_x)]) {
+                            best_y = y;
+                            best_x = x;
+                        }
+                    }
+                size_t o = ((size_t)p * (size_t)out_h + (size_t)oh) * (size_t)out_w + (size_t)ow;
+                size_t at = (size_t)p * in_plane + (size_t)(best_y * in.width + best_x);
+                output[o] = input[at];
+                d_input[at] += d_output[o];
+            }
+}
+
+static float level(void) { return (float)((int)(fedkd_rng_uniform(&rng) * 5.0) - 2) * 0.5f; }
+
+static void check_pool(int batch, fedkd_shape in, int k, int stride)
+{
+    char what[96];
+    snprintf(what, sizeof what, "maxpool k%d s%d on %dx%dx%d batch %d", k, stride, in.channels,
+             in.height, in.width, batch);
+    fedkd_layer layer;
+    memset(&layer, 0, sizeof layer);
+    snprintf(layer.spec.kind, sizeof layer.spec.kind, "maxpool");
+    layer.spec.kernel = k;
+    layer.spec.stride = stride == k ? 0 : stride;
+    layer.kind = fedkd_layer_kind_find("maxpool");
+    layer.in_shape = in;
+    if (layer.kind->configure(&layer) != FEDKD_OK) {
+        CHECK(0, "%s: configure: %s", what, fedkd_error_message());
+        return;
+    }
+    size_t in_count = fedkd_shape_size(in) * (size_t)batch;
+    size_t out_count = fedkd_shape_size(layer.out_shape) * (size_t)batch;
+    float *input = malloc(in_count * sizeof *input), *d_input = malloc(in_count * sizeof *input);
+    float *ref_d_input = malloc(in_count * sizeof *input);
+    float *output = malloc(out_count * sizeof *output), *d_output = malloc(out_count * sizeof *output);
+    float *ref_output = malloc(out_count * sizeof *output);
+    for (size_t i = 0; i < in_count; i++) {
+        input[i] = level();
+        d_input[i] = 1e7f;
+    }
+    for (size_t i = 0; i < out_count; i++) d_output[i] = (float)(fedkd_rng_uniform(&rng) + 0.5);
+    pool_reference(batch, in, k, stride, input, d_output, ref_output, ref_d_input);
+    layer.kind->forward(&layer, NULL, input, output, batch, NULL);
+    layer.kind->backward(&layer, NULL, input, output, d_output, d_input, NULL, batch, NULL);
+    int bad_out = 0, bad_in = 0;
+    for (size_t i = 0; i < out_count; i++) bad_out += memcmp(&output[i], &ref_output[i], 4) != 0;
+    for (size_t i = 0; i < in_count; i++) bad_in += memcmp(&d_input[i], &ref_d_input[i], 4) != 0;
+    CHECK(bad_out == 0, "%s: %d of %zu outputs differ", what, bad_out, out_count);
+    CHECK(bad_in == 0, "%s: %d of %zu input gradients differ", what, bad_in, in_count);
+    free(input);
+    free(d_input);
+    free(ref_d_input);
+    free(output);
+    free(d_output);
+    free(ref_output);
+}
+
+static void check_relu(size_t count)
+{
+    fedkd_layer layer;
+    memset(&layer, 0, sizeof layer);
+    snprintf(layer.spec.kind, sizeof layer.spec.kind, "relu");
+    layer.kind = fedkd_layer_kind_find("relu");
+    layer.in_shape = (fedkd_shape){(int)count, 1, 1};
+    CHECK(layer.kind->configure(&layer) == FEDKD_OK, "relu configure");
+    float *input = malloc(2 * count * sizeof *input), *output = malloc(2 * count * sizeof *input);
+    float *d_output = malloc(2 * count * sizeof *input), *d_input = malloc(2 * count * sizeof *input);
+    for (size_t i = 0; i < 2 * count; i++) {
+        input[i] = level();
+        d_output[i] = (float)(fedkd_rng_uniform(&rng) - 0.5);
+        d_input[i] = 1e7f;
+    }
+    layer.kind->forward(&layer, NULL, input, output, 2, NULL);
+    layer.kind->backward(&layer, NULL, input, output, d_output, d_input, NULL, 2, NULL);
+    int bad = 0;
+    for (size_t i = 0; i < 2 * count; i++) {
+        float expected_out = input[i] > 0.0f ? input[i] : 0.0f;
+        float expected_d = input[i] > 0.0f ? d_output[i] : 0.0f;
+        bad += memcmp(&output[i], &expected_out, 4) != 0 || memcmp(&d_input[i], &expected_d, 4) != 0;
+    }
+    CHECK(bad == 0, "relu on %zu values: %d differ", 2 * count, bad);
+    free(input);
+    free(output);
+    free(d_output);
+    free(d_input);
+}
+
+int main(void)
+{
+    rng = fedkd_rng_stream(5, FEDKD_RNG_TEST, 0, 0);
+    check_pool(3, (fedkd_shape){6, 28, 28}, 2, 2); /* the cnn preset's pools */
+    check_pool(3, (fedkd_shape){16, 10, 10}, 2, 2);
+    check_pool(2, (fedkd_shape){2, 5, 7}, 2, 2);   /* odd sizes: a row and a column left out */
+    check_pool(2, (fedkd_shape){3, 7, 7}, 3, 2);   /* overlapping windows */
+    check_pool(2, (fedkd_shape){2, 8, 11}, 2, 3);  /* gaps between windows */
+    check_pool(1, (fedkd_shape){1, 10, 11}, 3, 3); /* k 3, partial last window */
+    check_pool(2, (fedkd_shape){1, 4, 4}, 4, 4);   /* one window per plane */
+    check_pool(2, (fedkd_shape){2, 6, 6}, 1, 1);   /* identity */
+    check_relu(1001);
+    return test_finish("test_pool_reference");
+}

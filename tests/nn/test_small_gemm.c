@@ -1,0 +1,141 @@
+/* The conv kernels of src/nn/small_gemm.c against plain loops, on sizes that
+ * hit every remainder of their blocking (rows of 6, 32 columns, dots blocks
+ * of 6 x 4, 16-float lanes). Each kernel documents the order of its sums, so
+ * the plain loops here add in that order and the results must be equal bit
+ * for bit (this also catches a build that fuses multiply-adds, which would
+ * make the kernel's results depend on the CPU). A second comparison against
+ * double-precision sums guards the loops themselves (relative 1e-5). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fedkd/rng.h"
+#include "nn/small_gemm.h"
+#include "test_util.h"
+
+static fedkd_rng rng;
+
+static float *random_floats(size_t count)
+{
+    float *x = malloc((count + 1) * sizeof *x);
+    for (size_t i = 0; i < count; i++) x[i] = (float)(2.0 * fedkd_rng_uniform(&rng) - 1.0);
+    return x;
+}
+
+static int close_enough(double a, double b) { return fabs(a - b) <= 1e-5 * fmax(1.0, fabs(b)); }
+
+static void check_rows(int m, int n, int k, int a_transposed)
+{
+    size_t lda = (size_t)(a_transposed ? m : k) + 3, ldb = (size_t)n + 5, ldc = (size_t)n + 2;
+    size_t a_row = a_transposed ? 1 : lda, a_col = a_transposed ? lda : 1;
+    size_t a_rows = (size_t)(a_transposed ? k : m);
+    float *a = random_floats(a_rows * lda), *b = random_floats((size_t)k * ldb);
+    float *c = random_floats((size_t)m * ldc); /* stale: must be overwritten */
+    float *before = malloc(((size_t)m * ldc + 1) * sizeof *before);
+    memcpy(before, c, (size_t)m * ldc * sizeof *c);
+    fedkd_small_gemm_rows(m, n, k, a, a_row, a_col, b, ldb, c, ldc);
+    int exact = 0, close = 0, padding = 0;
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            float sum = 0.0f;
+            double reference = 0.0;
+            for (int p = 0; p < k; p++) {
+                float x = a[(size_t)i * a_row + (size_t)p * a_col], y = b[(size_t)p * ldb + (size_t)j];
+                sum += x * y;
+                reference += (double)x * (double)y;
+            }
+            float got = c[(size_t)i * ldc + (size_t)j];
+            exact += memcmp(&got, &sum, sizeof got) != 0;
+            close += !close_enough((double)got, reference);
+        }
+        for (size_t j = (size_t)n; j < ldc; j++)
+            padding += memcmp(&c[(size_t)i * ldc + j], &before[(size_t)i * ldc + j], sizeof *c) != 0;
+    }
+    CHECK(exact == 0, "rows m %d n %d k %d%s: %d results differ from the in-order sum", m, n, k,
+          a_transposed ? " (A transposed)" : "", exact);
+    CHECK(close == 0, "rows m %d n %d k %d: %d results differ from the double sum", m, n, k, close);
+    CHECK(padding == 0, "rows m %d n %d k %d: wrote %d floats beyond n", m, n, k, padding);
+    free(a);
+    free(b);
+    free(c);
+    free(before);
+}
+
+static void check_dots(int m, int n, int k)
+{
+    size_t lda = (size_t)k + 1, ldb = (size_t)k + 7, ldc = (size_t)n + 3;
+    float *a = random_floats((size_t)m * lda), *b = random_floats((size_t)n * ldb);
+    float *c = random_floats((size_t)m * ldc); /* the kernel adds to this */
+    float *start = malloc(((size_t)m * ldc + 1) * sizeof *start);
+    memcpy(start, c, (size_t)m * ldc * sizeof *c);
+    fedkd_small_gemm_dots(m, n, k, a, lda, b, ldb, c, ldc);
+    int whole = k / 16 * 16, exact = 0, close = 0, padding = 0;
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            const float *x = a + (size_t)i * lda, *y = b + (size_t)j * ldb;
+            float lanes[16] = {0.0f}, sum = 0.0f;
+            double reference = 0.0;
+            for (int p = 0; p < whole; p++) lanes[p % 16] += x[p] * y[p];
+            for (int l = 0; l < 16; l++) sum += lanes[l];
+            for (int p = whole; p < k; p++) sum += x[p] * y[p];
+            for (int p = 0; p < k; p++) reference += (double)x[p] * (double)y[p];
+            float expected = start[(size_t)i * ldc + (size_t)j] + sum;
+            float got = c[(size_t)i * ldc + (size_t)j];
+            exact += memcmp(&got, &expected, sizeof got) != 0;
+            close += !close_enough((double)got,
+                                   (double)start[(size_t)i * ldc + (size_t)j] + reference);
+        }
+        for (size_t j = (size_t)n; j < ldc; j++)
+            padding += memcmp(&c[(size_t)i * ldc + j], &start[(size_t)i * ldc + j], sizeof *c) != 0;
+    }
+    CHECK(exact == 0, "dots m %d n %d k %d: %d results differ from the lane-order sum", m, n, k,
+          exact);
+    CHECK(close == 0, "dots m %d n %d k %d: %d results differ from the double sum", m, n, k, close);
+    CHECK(padding == 0, "dots m %d n %d k %d: wrote %d floats beyond n", m, n, k, padding);
+    free(a);
+    free(b);
+    free(c);
+    free(start);
+}
+
+static void check_row_sums(int m, int k)
+{
+    size_t lda = (size_t)k + 2;
+    float *a = random_floats((size_t)m * lda), *sums = random_floats((size_t)m);
+    float *start = malloc(((size_t)m + 1) * sizeof *start);
+    memcpy(start, sums, (size_t)m * sizeof *sums);
+    fedkd_small_row_sums(m, k, a, lda, sums);
+    int whole = k / 16 * 16, exact = 0;
+    for (int i = 0; i < m; i++) {
+        const float *x = a + (size_t)i * lda;
+        float lanes[16] = {0.0f}, sum = 0.0f;
+        for (int p = 0; p < whole; p++) lanes[p % 16] += x[p];
+        for (int l = 0; l < 16; l++) sum += lanes[l];
+        for (int p = whole; p < k; p++) sum += x[p];
+        float expected = start[i] + sum;
+        exact += memcmp(&sums[i], &expected, sizeof expected) != 0;
+    }
+    CHECK(exact == 0, "row sums m %d k %d: %d sums differ from the lane-order sum", m, k, exact);
+    free(a);
+    free(sums);
+    free(start);
+}
+
+int main(void)
+{
+    rng = fedkd_rng_stream(11, FEDKD_RNG_TEST, 0, 0);
+    const int ms[] = {1, 5, 6, 7, 16};
+    const int ns[] = {1, 31, 32, 33, 97};
+    const int ks[] = {0, 1, 15, 16, 17, 150};
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+        for (size_t j = 0; j < sizeof ns / sizeof *ns; j++)
+            for (size_t p = 0; p < sizeof ks / sizeof *ks; p++) {
+                check_rows(ms[i], ns[j], ks[p], (int)((i + j + p) % 2));
+                check_dots(ms[i], ns[j] % 40, ks[p] * 5 + 3);
+            }
+    check_rows(150, 70, 16, 1); /* the shape of a conv's input gradient */
+    check_dots(6, 25, 784 * 3); /* and of a weight gradient */
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+        for (size_t p = 0; p < sizeof ks / sizeof *ks; p++) check_row_sums(ms[i], ks[p] * 3 + 1);
+    return test_finish("test_small_gemm");
+}
