@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "fedkd/checkpoint.h"
+#include "fedkd/checked.h"
 #include "fedkd/core.h"
 #include "fedkd/model_file.h"
 #include "fedkd/model_json.h"
@@ -114,6 +115,10 @@ static fedkd_status read_clients(hid_t file, fedkd_checkpoint *k)
                             path, (long long)count, (long long)state_len);
         goto done;
     }
+    uint64_t extents[2] = {(uint64_t)count, (uint64_t)state_len};
+    status = fedkd_size_of_extents(path, "/clients/state (num_clients x state_len)", 2, extents,
+                                   sizeof(float), 1, fedkd_file_bytes(path), NULL, NULL);
+    if (status) goto done;
     k->num_clients = (int)count;
     k->client_state_len = (size_t)state_len;
     k->client_num_samples = malloc((size_t)count * sizeof *k->client_num_samples);
@@ -317,9 +322,16 @@ fedkd_status fedkd_checkpoint_read(const char *path, fedkd_checkpoint *k)
         hsize_t dims[1] = {0};
         status = fedkd_h5_open_dataset_any(server, "state", H5T_FLOAT, 1, dims, &dataset, path,
                                            "/server/state");
-        k->server_state_len = (size_t)dims[0];
+        uint64_t extent[1] = {dims[0]};
+        size_t bytes = 0;
+        /* Written contiguous and uncompressed: never more than the file. */
+        if (!status)
+            status = fedkd_size_of_extents(path, "dataset `/server/state`", 1, extent,
+                                           sizeof *k->server_state, 1, fedkd_file_bytes(path),
+                                           NULL, &bytes);
+        k->server_state_len = status ? 0 : (size_t)dims[0];
         if (!status && dims[0] > 0) {
-            k->server_state = malloc((size_t)dims[0] * sizeof *k->server_state);
+            k->server_state = malloc(bytes);
             status = k->server_state
                          ? fedkd_h5_read_all(dataset, H5T_NATIVE_FLOAT, k->server_state, path,
                                              "/server/state")
