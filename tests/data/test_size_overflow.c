@@ -115,6 +115,28 @@ int main(void)
     CHECK(write_claimed(huge, 4, huge_dims), "write huge.h5");
     expect_refused(huge, "2^38 floats per row");
 
+    /* An IDX header claiming 2^32 - 1 images of 4096 x 4096 pixels in a
+     * 16-byte file: refused before 2^58 bytes are asked of the allocator. */
+    unsigned char images[16], labels[8];
+    fixture_put_u32(images, 0x00000803u);
+    fixture_put_u32(images + 4, 0xffffffffu);
+    fixture_put_u32(images + 8, 4096);
+    fixture_put_u32(images + 12, 4096);
+    fixture_put_u32(labels, 0x00000801u);
+    fixture_put_u32(labels + 4, 0xffffffffu);
+    const char *images_path = fixture_path("huge-images.idx");
+    const char *labels_path = fixture_path("huge-labels.idx");
+    CHECK(fixture_write(images_path, 0, images, sizeof images) &&
+              fixture_write(labels_path, 0, labels, sizeof labels),
+          "write IDX");
+    fedkd_dataset *d = NULL;
+    fedkd_error_clear();
+    fedkd_status status = fedkd_idx_load(&d, images_path, labels_path, 0);
+    CHECK(status == FEDKD_ERR_FORMAT && strstr(fedkd_error_message(), images_path) &&
+              strstr(fedkd_error_message(), "header"),
+          "IDX claiming 2^58 bytes: %s (%s)", fedkd_status_name(status), fedkd_error_message());
+    fedkd_dataset_destroy(&d);
+
     fixture_remove_dir();
     return test_finish("size_overflow");
 }
