@@ -96,11 +96,11 @@ keep_case() { # keep_case LABEL FILE COMMAND...: a failing input, kept with its 
 # classify CODE ERR_FILE ERROR_PREFIX: sets `outcome`
 classify() {
     local code=$1 err=$2 prefix=$3
-    if grep -qE 'Sanitizer|runtime error:' "$err"; then outcome=sanitizer
+    if grep -aqE 'Sanitizer|runtime error:' "$err"; then outcome=sanitizer
     elif [ "$code" = 124 ] || [ "$code" = 137 ]; then outcome=hang
     elif [ "$code" -gt 128 ]; then outcome=crash
     elif [ "$code" = 0 ]; then outcome=ok
-    elif [ "$code" = 1 ] && [ "$(grep -c . "$err")" = 1 ] && [ "$(grep -c "^$prefix" "$err")" = 1 ]; then
+    elif [ "$code" = 1 ] && [ "$(grep -ac . "$err")" = 1 ] && [ "$(grep -ac "^$prefix" "$err")" = 1 ]; then
         outcome=refused
     else outcome=bad-refusal
     fi
@@ -129,14 +129,14 @@ batch_seconds=$(($(date +%s) - mutated_at))
 while IFS=$'\t' read -r i outcome first; do
     outcome_count[$outcome]=$((outcome_count[$outcome] + 1))
     if [ "$outcome" != ok ] && [ "$outcome" != refused ]; then
-        line=$(grep -m1 "^$i	" "$list")
+        line=$(grep -a -m1 "^$i	" "$list")
         fail "case $i: $outcome: $first"
         keep_case "$i" "$(echo "$line" | cut -f3)" "$reader" "$(echo "$line" | cut -f2- | tr '\t' ' ')"
         cp "$list.$i.err" "$kept/$i.err" 2>/dev/null
     fi
 done <"$work/cases/outcomes"
-[ "$(grep -c . "$work/cases/outcomes")" = "$(grep -c . "$list")" ] \
-    || fail "fuzz_read batch reported $(grep -c . "$work/cases/outcomes") of $(grep -c . "$list") cases"
+[ "$(grep -ac . "$work/cases/outcomes")" = "$(grep -ac . "$list")" ] \
+    || fail "fuzz_read batch reported $(grep -ac . "$work/cases/outcomes") of $(grep -ac . "$list") cases"
 
 # ---- fedkd-sim end to end -----------------------------------------------------
 cli_kinds=(inspect-model inspect-checkpoint resume config set)
@@ -167,8 +167,8 @@ for ((j = 0; j < cli_cases; j++)); do
     code=$?
     # A --resume that is accepted trains one more round: ok. mpiexec's own
     # banner about a rank's non-zero exit is not part of the refusal.
-    grep -E '^(fedkd-sim|\[rank)|Sanitizer|runtime error:' "$work/case.err" >"$work/case.ours"
-    grep -qE 'exited on signal|Signal: ' "$work/case.err" && code=139
+    grep -aE '^(fedkd-sim|\[rank)|Sanitizer|runtime error:' "$work/case.err" >"$work/case.ours"
+    grep -aqE 'exited on signal|Signal: ' "$work/case.err" && code=139
     classify $code "$work/case.ours" "fedkd-sim: error: "
     outcome_count[$outcome]=$((outcome_count[$outcome] + 1))
     if [ "$outcome" != ok ] && [ "$outcome" != refused ]; then
