@@ -59,6 +59,14 @@ static fedkd_status read_text_file(const char *path, char **out_text, size_t *ou
             goto fail;
         }
     }
+    /* The loop above stops at the end of the file, which may come after
+     * the limit within the last block read. */
+    if (length > CONFIG_MAX_FILE_BYTES) {
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "%s: larger than %d MiB, which is not a config file", path,
+                            CONFIG_MAX_FILE_BYTES >> 20);
+        goto fail;
+    }
     text[length] = '\0';
     if (fclose(file) != 0) {
         file = NULL;

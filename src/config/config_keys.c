@@ -85,8 +85,9 @@ static const config_key keys[] = {
     {.path = "local.momentum", .type = CONFIG_DOUBLE, AT(local.momentum),
      .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MAX_EXCLUSIVE, .min = 0.0, .max = 1.0},
     {.path = "local.nesterov", .type = CONFIG_BOOL, AT(local.nesterov)},
+    /* Decay of 1 or more per step flips or zeroes the weights: a typo. */
     {.path = "local.weight_decay", .type = CONFIG_DOUBLE, AT(local.weight_decay),
-     AT_LEAST(0.0)},
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MAX_EXCLUSIVE, .min = 0.0, .max = 1.0},
 
     {.path = "server.lr", .type = CONFIG_DOUBLE, AT(server.lr), ABOVE(0.0)},
     {.path = "fedprox.mu", .type = CONFIG_DOUBLE, AT(fedprox.mu), AT_LEAST(0.0)},

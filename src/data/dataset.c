@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fedkd/core/checked.h"
 #include "fedkd/core/core.h"
 
 fedkd_status fedkd_dataset_allocate(fedkd_dataset **out, size_t count, fedkd_shape shape,
@@ -15,10 +16,15 @@ fedkd_status fedkd_dataset_allocate(fedkd_dataset **out, size_t count, fedkd_sha
     if (shape.channels <= 0 || shape.height <= 0 || shape.width <= 0)
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "%s: sample shape %dx%dx%d must be positive",
                           origin, shape.channels, shape.height, shape.width);
-    size_t sample_floats = fedkd_shape_size(shape);
-    if (count > SIZE_MAX / sizeof(float) / sample_floats)
-        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: %zu samples of %zu floats do not fit in memory",
-                          origin, count, sample_floats);
+    uint64_t extents[4] = {count, (uint64_t)shape.channels, (uint64_t)shape.height,
+                           (uint64_t)shape.width};
+    size_t sample_floats = 0;
+    if (fedkd_size_of_extents(origin, "the samples", 3, extents + 1, sizeof(float), 0, 0,
+                              &sample_floats, NULL) != FEDKD_OK ||
+        fedkd_size_of_extents(origin, "the samples", 4, extents, sizeof(float), 1, 0, NULL,
+                              NULL) != FEDKD_OK)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: %zu samples of %dx%dx%d floats do not fit in memory",
+                          origin, count, shape.channels, shape.height, shape.width);
 
     fedkd_dataset *dataset = calloc(1, sizeof *dataset);
     if (!dataset) goto nomem;

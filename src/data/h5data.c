@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "data/dataset_internal.h"
+#include "fedkd/core/checked.h"
 #include "fedkd/core/core.h"
 
 /* Hyperslab unions grow quadratically in cost with the number of runs OR-ed
@@ -264,6 +265,25 @@ static fedkd_status h5_source_open(h5_source *source, const char *path)
             goto fail;
         }
     }
+    /* The extents multiply out to what the readers allocate: checked for
+     * overflow, and against what the file can hold (deflate expands at most
+     * 1032 times), so that a damaged header cannot claim terabytes. */
+    uint64_t file_bytes = (uint64_t)info.st_size, limit = file_bytes;
+    hid_t create = H5Dget_create_plist(source->features);
+    if (create >= 0 && H5Pget_nfilters(create) > 0)
+        limit = file_bytes > UINT64_MAX / 1032 ? UINT64_MAX : file_bytes * 1032;
+    if (create >= 0) H5Pclose(create);
+    uint64_t extents[4] = {source->features_dims[0], source->features_dims[1],
+                           source->features_dims[2], source->features_dims[3]};
+    status = fedkd_size_of_extents(path, "dataset /features", 3, extents + 1, sizeof(float), 0,
+                                   limit, NULL, NULL);
+    if (status == FEDKD_OK)
+        status = fedkd_size_of_extents(path, "dataset /features", 4, extents, sizeof(float), 1,
+                                       limit, NULL, NULL);
+    if (status == FEDKD_OK)
+        status = fedkd_size_of_extents(path, "dataset /labels", 1, extents, sizeof(int32_t), 1,
+                                       limit, NULL, NULL);
+    if (status != FEDKD_OK) goto fail;
     source->count = (size_t)dims[0];
     source->shape.channels = (int)source->features_dims[1];
     source->shape.height = (int)source->features_dims[2];

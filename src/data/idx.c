@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "data/dataset_internal.h"
+#include "fedkd/core/checked.h"
 
 #define IDX_IMAGES_MAGIC 0x00000803u /* unsigned bytes, 3 dimensions */
 #define IDX_LABELS_MAGIC 0x00000801u /* unsigned bytes, 1 dimension */
@@ -225,6 +226,21 @@ static fedkd_status idx_load_selected(fedkd_dataset **out, const char *images_pa
         goto fail;
     }
 
+    /* What the header claims must fit the file, inflated (deflate expands
+     * at most 1032 times), before anything is allocated for it. A plain file
+     * claiming a little more than it holds is reported later, at the offset
+     * where it ends, and a limit below that still loads. */
+    uint64_t image_extents[3] = {records, rows, cols}, label_extents[1] = {label_count};
+    uint64_t images_bytes = fedkd_file_bytes(images_path);
+    uint64_t labels_bytes = fedkd_file_bytes(labels_path);
+    status = fedkd_size_of_extents(images_path, "the header", 3, image_extents, 1, 0,
+                                   images_bytes * 1032,
+                                   NULL, NULL);
+    if (status == FEDKD_OK)
+        status = fedkd_size_of_extents(labels_path, "the header", 1, label_extents, 1, 0,
+                                       labels_bytes * 1032,
+                                       NULL, NULL);
+    if (status != FEDKD_OK) goto fail;
     size_t count = (limit > 0 && limit < records) ? limit : records;
     size_t image_bytes = (size_t)rows * cols;
     size_t kept = selected ? num_selected : count;

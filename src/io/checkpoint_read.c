@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "fedkd/core/checked.h"
 #include "fedkd/io/checkpoint.h"
 #include "fedkd/core/core.h"
 #include "fedkd/io/model_file.h"
@@ -114,6 +115,14 @@ static fedkd_status read_clients(hid_t file, fedkd_checkpoint *k)
                             path, (long long)count, (long long)state_len);
         goto done;
     }
+    uint64_t extents[2] = {(uint64_t)count, (uint64_t)state_len};
+    status = fedkd_size_of_extents(path, "/clients/num_samples (num_clients)", 1, extents,
+                                   sizeof(int64_t), 0, fedkd_file_bytes(path), NULL, NULL);
+    if (!status)
+        status = fedkd_size_of_extents(path, "/clients/state (num_clients x state_len)", 2,
+                                       extents, sizeof(float), 1, fedkd_file_bytes(path), NULL,
+                                       NULL);
+    if (status) goto done;
     k->num_clients = (int)count;
     k->client_state_len = (size_t)state_len;
     k->client_num_samples = malloc((size_t)count * sizeof *k->client_num_samples);
@@ -163,6 +172,14 @@ static fedkd_status read_partition(hid_t file, fedkd_checkpoint *k)
                             path, (long long)classes, (long long)total, (long long)dropped);
         goto done;
     }
+    uint64_t extents[2] = {(uint64_t)n, (uint64_t)classes}, index_extent[1] = {(uint64_t)total};
+    status = fedkd_size_of_extents(path, "/partition/histograms (clients x num_classes)", 2,
+                                   extents, sizeof(uint32_t), 0, fedkd_file_bytes(path), NULL,
+                                   NULL);
+    if (!status)
+        status = fedkd_size_of_extents(path, "/partition/indices (total)", 1, index_extent,
+                                       sizeof(uint32_t), 1, fedkd_file_bytes(path), NULL, NULL);
+    if (status) goto done;
     snprintf(p->scheme, sizeof p->scheme, "%s", scheme);
     p->num_clients = n;
     p->num_classes = (int)classes;
@@ -234,6 +251,12 @@ static fedkd_status read_metrics(hid_t file, fedkd_checkpoint *k)
     hid_t dataset = H5I_INVALID_HID;
     fedkd_status status = open_group(file, "metrics", "/metrics", &group, path);
     if (status) return status;
+    /* A stored record is at least a quarter of the one in memory (packed,
+     * some fields narrower): a bound, not the exact size. */
+    uint64_t rounds[1] = {(uint64_t)k->round};
+    status = fedkd_size_of_extents(path, "/metrics/rounds (attribute `round` records)", 1, rounds,
+                                   sizeof *k->metrics / 4, 0, fedkd_file_bytes(path), NULL, NULL);
+    if (status) goto done;
     k->metrics = calloc((size_t)k->round, sizeof *k->metrics);
     if (!k->metrics) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: out of memory for %d rounds", path, k->round);
@@ -317,9 +340,16 @@ fedkd_status fedkd_checkpoint_read(const char *path, fedkd_checkpoint *k)
         hsize_t dims[1] = {0};
         status = fedkd_h5_open_dataset_any(server, "state", H5T_FLOAT, 1, dims, &dataset, path,
                                            "/server/state");
-        k->server_state_len = (size_t)dims[0];
+        uint64_t extent[1] = {dims[0]};
+        size_t bytes = 0;
+        /* Written contiguous and uncompressed: never more than the file. */
+        if (!status)
+            status = fedkd_size_of_extents(path, "dataset `/server/state`", 1, extent,
+                                           sizeof *k->server_state, 1, fedkd_file_bytes(path),
+                                           NULL, &bytes);
+        k->server_state_len = status ? 0 : (size_t)dims[0];
         if (!status && dims[0] > 0) {
-            k->server_state = malloc((size_t)dims[0] * sizeof *k->server_state);
+            k->server_state = malloc(bytes);
             status = k->server_state
                          ? fedkd_h5_read_all(dataset, H5T_NATIVE_FLOAT, k->server_state, path,
                                              "/server/state")

@@ -1,4 +1,5 @@
 #include "io/h5_util.h"
+#include "io/h5_heap_check.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -90,6 +91,8 @@ fedkd_status fedkd_h5_open_read(const char *path, const char *kind, hid_t *file)
                               fedkd_h5_last_error(reason, sizeof reason));
         return FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s: not an HDF5 file (expected %s)", path, kind);
     }
+    fedkd_status heaps = fedkd_h5_check_global_heaps(path, kind);
+    if (heaps) return heaps;
     /* No file locks: readers never race a writer (files are renamed into
      * place complete), and locks fail on some cluster file systems. */
     hid_t access = H5Pcreate(H5P_FILE_ACCESS);
@@ -225,6 +228,9 @@ fail:
     return status;
 }
 
+/* A config is at most 16 MiB; no string attribute of ours is larger. */
+enum { STRING_ATTRIBUTE_MAX_BYTES = 16 << 20 };
+
 fedkd_status fedkd_h5_read_string_attribute(hid_t object, const char *name, char **value,
                                             const char *file, const char *where)
 {
@@ -235,6 +241,18 @@ fedkd_status fedkd_h5_read_string_attribute(hid_t object, const char *name, char
                                          &type, file, where);
     if (status) return status;
     htri_t variable = H5Tis_variable_str(type);
+    /* The type and the stored size must agree before HDF5 copies anything:
+     * a damaged string size would make it read past the attribute. */
+    size_t type_size = H5Tget_size(type);
+    hsize_t stored = H5Aget_storage_size(attribute);
+    if (variable < 0 || type_size == 0 || type_size > STRING_ATTRIBUTE_MAX_BYTES ||
+        (!variable && stored != type_size)) {
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "%s: attribute `%s` of %s is a damaged string (type size %zu, %llu "
+                            "bytes stored)",
+                            file, name, where, type_size, (unsigned long long)stored);
+        goto done;
+    }
     memory_type = H5Tcopy(H5T_C_S1);
     /* HDF5 converts no string between character sets: read in the file's. */
     H5T_cset_t cset = H5Tget_cset(type);

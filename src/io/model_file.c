@@ -1,4 +1,5 @@
 /* HDF5 model files (layout in include/fedkd/io/model_file.h). */
+#include "fedkd/core/checked.h"
 #include "fedkd/core/core.h"
 #include "fedkd/io/model_file.h"
 
@@ -355,6 +356,18 @@ fedkd_status fedkd_model_group_read(hid_t group, const char *where, fedkd_model_
                                 (long long)input[2]);
             goto done;
         }
+    /* A sample's size is an int in the layers (and a dense layer's fan-in). */
+    char what[320];
+    snprintf(what, sizeof what, "attribute `input_shape` of %s", base);
+    uint64_t extents[3] = {(uint64_t)input[0], (uint64_t)input[1], (uint64_t)input[2]};
+    size_t sample = 0;
+    status = fedkd_size_of_extents(file, what, 3, extents, 1, 0, 0, &sample, NULL);
+    if (!status && sample > INT32_MAX)
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "%s: %s is [%lld, %lld, %lld], %zu values a sample, more than %d",
+                            file, what, (long long)input[0], (long long)input[1],
+                            (long long)input[2], sample, INT32_MAX);
+    if (status) goto done;
     if (classes < 1 || classes > INT32_MAX) {
         status = FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s: attribute `num_classes` of %s is %lld", file,
                             base, (long long)classes);

@@ -3,7 +3,7 @@
  * calls into the layers, do not call each other. */
 #include <math.h>
 
-#include "fedkd/nn.h"
+#include "fedkd/nn/nn.h"
 #include "nn/nn_private.h"
 
 void fedkd_nn_init_uniform(const fedkd_layer *layer, float *weights, size_t count,

@@ -269,6 +269,34 @@ bad-files)
     expect_error 2 "\`fedkd-sim export\` turns a checkpoint into a model file" "$work/run-init" \
         "${synthetic[@]}" --set init.model="$good"
     ;;
+huge-sizes)
+    # Extents that claim more than a file can hold: /server/state of 2^62
+    # floats (the byte count wraps before malloc), /clients/state rows of
+    # 2^61 clients, a weight of 2^40 rows. Refused with one line naming the
+    # file and the dataset, by `inspect` and by --resume, never a crash.
+    run 3 "$work/soft" "${synthetic[@]}" --set algorithm=fedmd --set public.size=100 \
+        --set rounds=1 || fail "fedmd base run: $(tail -2 "$work/soft.err")"
+    good="$work/soft/checkpoint-000001.h5"
+    cp "$good" "$work/state.h5" && "$tool" resize "$work/state.h5" /server/state 0x4000000000000000 \
+        || fail "ckpt_tool resize /server/state"
+    cp "$good" "$work/clients.h5" && "$tool" resize "$work/clients.h5" /clients/state 0x2000000000000000 \
+        || fail "ckpt_tool resize /clients/state"
+    cp "$good" "$work/weight.h5" && "$tool" resize "$work/weight.h5" /global/layers/00_dense/weight \
+        0x10000000000 || fail "ckpt_tool resize weight"
+    bad=(state clients weight)
+    want=("/server/state" "/clients/state" "/global/layers/00_dense/weight")
+    for i in "${!bad[@]}"; do
+        file="$work/${bad[$i]}.h5"
+        timeout -k 5 60 "$sim" inspect "$file" >"$work/inspect-${bad[$i]}.out" 2>"$work/inspect-${bad[$i]}.err"
+        code=$?
+        test_check_error "inspect ${bad[$i]}" $code "$work/inspect-${bad[$i]}.err" "${want[$i]}"
+        grep -qF "$file" "$work/inspect-${bad[$i]}.err" || fail "inspect ${bad[$i]}: the message does not name the file"
+        expect_error 3 "${want[$i]}" "$work/run-${bad[$i]}" "${synthetic[@]}" --set algorithm=fedmd \
+            --set public.size=100 --set rounds=2 --resume "$file"
+        grep -qi 'signal\|Segmentation\|AddressSanitizer' "$work/run-${bad[$i]}.err" \
+            && fail "${bad[$i]}: a rank crashed: $(grep -m3 -i 'signal\|Segm\|Sanitizer' "$work/run-${bad[$i]}.err")"
+    done
+    ;;
 disk)
     # A checkpoint that cannot be created (its .tmp name is taken by a
     # directory): the run stops on every rank, the previous one stays.

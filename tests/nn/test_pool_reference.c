@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/nn.h"
-#include "fedkd/rng.h"
+#include "fedkd/nn/nn.h"
+#include "fedkd/core/rng.h"
 #include "test_util.h"
 
 static fedkd_rng rng;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fedkd/rng.h"
+#include "fedkd/core/rng.h"
 #include "nn/small_gemm.h"
 #include "test_util.h"
 
