@@ -129,6 +129,9 @@ typedef struct fedkd_run_options {
      * number of processes; a config that differs in anything but rounds,
      * run.dir, checkpoint.* and target_accuracy is refused. */
     const char *resume;
+    /* Without a resume, a run.dir that holds checkpoints is refused unless
+     * this is set: then they are deleted and the run starts at round 1. */
+    int start_over;
 } fedkd_run_options;
 
 /* fedkd_run with options (a resume); options may be NULL. */

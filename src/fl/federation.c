@@ -320,19 +320,32 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     /* Before the logs are opened: a refused resume leaves them as they are. */
     status = fl_fed_choose_start(f, options);
     if (status) return status;
-    if (f->rank == 0) {
-        status = fedkd_runlog_open(&f->log, config->run.dir);
-        if (!status && !f->resume_path[0]) {
-            /* A fresh run overwrites the directory's logs; checkpoints of
-             * the earlier history go too, or `--resume auto` would mix them
-             * into this run. */
+    if (f->rank == 0 && !f->resume_path[0]) {
+        /* A fresh run would overwrite the directory's logs, and checkpoints
+         * of an earlier history must go or `--resume auto` would mix them
+         * into this one: that needs the user's word (a requeued job that
+         * forgot --resume auto must not wipe its own progress). */
+        char newest[1024];
+        int round = 0;
+        status = fedkd_checkpoint_find_latest(config->run.dir, newest, sizeof newest, &round);
+        if (!status && round > 0 && !(options && options->start_over))
+            status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                "run directory %s holds checkpoints of an earlier run (the newest "
+                                "after round %d): continue it with --resume auto, or pass "
+                                "--start-over to delete them and start at round 1",
+                                config->run.dir, round);
+        if (!status && round > 0) {
             int removed = 0;
             status = fedkd_checkpoint_remove_all(config->run.dir, &removed);
             if (removed)
-                fedkd_log_warn("%s held %d checkpoint file(s) of an earlier run: removed, as this "
-                               "run starts over (--resume auto continues a run)",
-                               config->run.dir, removed);
+                fedkd_log_warn("%s held %d checkpoint file(s) of an earlier run: removed, as "
+                               "--start-over asked", config->run.dir, removed);
         }
+    }
+    status = fl_agree(f->comm, status);
+    if (status) return status;
+    if (f->rank == 0) {
+        status = fedkd_runlog_open(&f->log, config->run.dir);
         /* A resumed run's logs are the checkpoint's history (rounds logged
          * after it are redone), then the new rounds. */
         for (int i = 0; !status && i < f->history_len; i++)

@@ -83,6 +83,8 @@ wait_file() { # wait_file PATH SECONDS
     done
     return 1
 }
+# The files of a run directory but run.lock (each run writes its host and pid there).
+dir_sums() { (cd "$1" && ls | grep -vx run.lock | xargs md5sum -- | sort); }
 completed() { grep -q '"status":[[:space:]]*"completed"' "$1/summary.json" 2>/dev/null; }
 newest() { ls "$1" | grep -E '^checkpoint-[0-9]{6}\.h5$' | sort | tail -1; }
 last_accuracy() { tail -1 "$1/rounds.jsonl" | sed 's/.*"test_accuracy":\([^,]*\),.*/\1/'; }
@@ -123,13 +125,24 @@ resume)
     # auto with no checkpoint yet is a fresh start.
     run 2 "$work/c" "${synthetic[@]}" --set rounds=6 --resume auto || fail "auto without checkpoint"
     "$check" same "$work/ref" "$work/c" || fail "auto without a checkpoint differs from a fresh run"
-    # A fresh run in a directory with checkpoints of an earlier run removes
-    # them (and says so), so that `--resume auto` cannot mix histories.
+    # A fresh run (no --resume, as a requeued job that forgot it) in a
+    # directory with checkpoints of an earlier run is refused in one line
+    # naming the directory, the newest round and both ways on, and changes
+    # nothing; --start-over removes them (and says so), so that
+    # `--resume auto` cannot mix histories.
     cp -r "$work/ref" "$work/fresh"
-    run 2 "$work/fresh" "${synthetic[@]}" --set rounds=2 --set checkpoint.every=0 || fail "fresh run over old checkpoints"
+    sums=$(dir_sums "$work/fresh")
+    expect_error 2 "run directory $work/fresh holds checkpoints of an earlier run (the newest after round 6): continue it with --resume auto, or pass --start-over" \
+        "$work/fresh" "${synthetic[@]}" --set rounds=2 --set checkpoint.every=0
+    [ "$(dir_sums "$work/fresh")" = "$sums" ] \
+        || fail "a refused fresh run changed the run directory: $(ls "$work/fresh")"
+    run 2 "$work/fresh" "${synthetic[@]}" --set rounds=2 --set checkpoint.every=0 --start-over \
+        || fail "fresh run with --start-over exited $?: $(tail -2 "$work/fresh.err")"
     [ "$(ls "$work/fresh" | grep -c '\.h5$')" = 1 ] && [ -f "$work/fresh/checkpoint-000002.h5" ] \
-        || fail "fresh run kept old checkpoints: $(ls "$work/fresh")"
+        || fail "--start-over kept old checkpoints: $(ls "$work/fresh")"
     grep -q 'held 2 checkpoint file(s) of an earlier run' "$work/fresh.err" || fail "no warning: $(cat "$work/fresh.err")"
+    expect_error 2 "--start-over applies to a fresh run" "$work/fresh" "${synthetic[@]}" \
+        --start-over --resume auto
     # Resuming a finished run changes nothing.
     cp -r "$work/ref" "$work/d"
     run 4 "$work/d" "${synthetic[@]}" --set rounds=6 --resume auto || fail "resume of a finished run"
