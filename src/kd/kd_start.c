@@ -42,7 +42,6 @@ typedef struct pipeline {
     MPI_Comm comm;
     int rank, size;
     int resume_auto;
-    int start_over;               /* --start-over: passed to the federations */
     kd_clients clients;
     kd_pretrained *models;        /* (clients.num_hosted) */
     float **logits;               /* (clients.num_hosted) each (public_count, classes) */
@@ -536,7 +535,10 @@ static fedkd_status run_federation(pipeline *p, int s)
                        config->algorithm, kd_start_names[s],
                        init_model[0] ? init_model : "seeded initialisation", run_dir);
         memset(&o->run, 0, sizeof o->run);
-        fedkd_run_options options = {p->resume_auto ? "auto" : NULL, p->start_over};
+        /* The federations' directories are kd-start's own: a fresh kd-start
+         * runs them again from round 1 (kd-start's contract), as sweeps do
+         * their points; --resume auto continues them. */
+        fedkd_run_options options = {p->resume_auto ? "auto" : NULL, !p->resume_auto};
         status = fedkd_run_federated(&sub, p->comm, &options, &o->run);
         o->ran = status == FEDKD_OK;
         /* The KD start's final model is the run's result. */
@@ -578,7 +580,6 @@ fedkd_status fedkd_run_kd_start(const fedkd_config *config, MPI_Comm comm,
     MPI_Comm_rank(comm, &p->rank);
     MPI_Comm_size(comm, &p->size);
     p->resume_auto = options && options->resume && strcmp(options->resume, "auto") == 0;
-    p->start_over = options && options->start_over;
     int started = 0; /* run.dir may hold this run's summary */
     kd_start_report *r = &p->report;
 
