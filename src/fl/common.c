@@ -141,10 +141,23 @@ fedkd_status fedkd_run(const fedkd_config *config, MPI_Comm comm, fedkd_run_resu
     return fedkd_run_with_options(config, comm, NULL, result);
 }
 
+static fedkd_status run_mode(const fedkd_config *config, MPI_Comm comm,
+                             const fedkd_run_options *options, fedkd_run_result *result);
+
 fedkd_status fedkd_run_with_options(const fedkd_config *config, MPI_Comm comm,
                                     const fedkd_run_options *options, fedkd_run_result *result)
 {
     memset(result, 0, sizeof *result);
+    int lock = -1;
+    fedkd_status status = fl_run_lock_acquire(config, comm, &lock);
+    if (!status) status = run_mode(config, comm, options, result);
+    fl_run_lock_release(&lock);
+    return status;
+}
+
+static fedkd_status run_mode(const fedkd_config *config, MPI_Comm comm,
+                             const fedkd_run_options *options, fedkd_run_result *result)
+{
     int resuming = options && options->resume && options->resume[0];
     /* kd-start runs federations itself, from three starts. */
     if (strcmp(config->mode, "kd-start") == 0)

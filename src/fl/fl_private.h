@@ -35,6 +35,13 @@ fedkd_status fl_write_summary_extra(const fedkd_config *config, const char *stat
                                     const fedkd_run_result *result, int num_params_known,
                                     const cJSON *extra);
 
+/* One run per run.dir (src/fl/run_lock.c): rank 0 locks run.dir/run.lock
+ * for the run's life, writing its host and pid into it; a second run into
+ * the directory is refused on every rank, naming the holder. *fd is -1 on
+ * the other ranks and after a failure. */
+fedkd_status fl_run_lock_acquire(const fedkd_config *config, MPI_Comm comm, int *fd);
+void fl_run_lock_release(int *fd);
+
 /* Rank 0's progress line. */
 void fl_print_progress(const fedkd_round_metrics *m, int total_rounds, double elapsed);
 

@@ -220,7 +220,7 @@ kill)
     ;;
 refuse)
     run 3 "$work/base" "${synthetic[@]}" --set rounds=4 --set checkpoint.every=2 || fail "base run"
-    sums=$(md5sum "$work/base"/* | sort)
+    sums=$(dir_sums "$work/base")
     expect_error 3 "config key \`seed\` is 7" "$work/base" "${synthetic[@]}" --set rounds=6 \
         --set seed=7 --resume auto
     expect_error 2 "config key \`partition.alpha\` is 0.1" "$work/base" "${synthetic[@]}" \
@@ -239,7 +239,7 @@ refuse)
         --resume auto
     expect_error 2 "nowhere.h5: cannot open" "$work/base" "${synthetic[@]}" --set rounds=6 \
         --resume "$work/nowhere.h5"
-    [ "$(md5sum "$work/base"/* | sort)" = "$sums" ] || fail "a refused resume changed the run directory"
+    [ "$(dir_sums "$work/base")" = "$sums" ] || fail "a refused resume changed the run directory"
     # Allowed: more rounds, another cadence, another target.
     run 2 "$work/base" "${synthetic[@]}" --set rounds=6 --set checkpoint.every=1 \
         --set checkpoint.keep=3 --set target_accuracy=0.5 --resume auto \
@@ -392,6 +392,26 @@ inspect)
     "$sim" inspect "$work/none.h5" >"$work/u4" 2>&1 && fail "inspect of a missing file exited 0"
     grep -q 'none.h5: cannot open' "$work/u4" || fail "inspect of a missing file: $(cat "$work/u4")"
     "$sim" partition --resume auto >"$work/u5" 2>&1 && fail "partition --resume exited 0"
+    ;;
+lock)
+    # Two runs into one run.dir at once: the second is refused at once (the
+    # lock comes before config, data and checkpoints), naming the directory
+    # and the run holding it, and the first goes on. A run killed with
+    # SIGKILL leaves no stale lock behind.
+    start_job 3 "$work/l" "${slow[@]}" --set rounds=300 --set checkpoint.every=2
+    wait_lines "$work/l/rounds.jsonl" 2 60 || fail "the first run never logged 2 rounds"
+    holder=$(sed -n 's/^host \(.*\) pid \([0-9]*\)$/\2/p' "$work/l/run.lock")
+    [ -n "$holder" ] && [ "$(cat "/proc/$holder/comm" 2>/dev/null)" = fedkd-sim ] \
+        || fail "run.lock does not name the running rank 0: $(cat "$work/l/run.lock")"
+    started=$(date +%s%N)
+    expect_error 2 "run directory $work/l is in use by another run (host $(hostname) pid $holder" \
+        "$work/l-second:$work/l" "${synthetic[@]}" --set rounds=300 --resume auto
+    echo "second run refused in $((($(date +%s%N) - started) / 1000000)) ms"
+    kill -0 "$job_pid" 2>/dev/null || fail "the first run did not survive the second's start: $(tail -3 "$work/l.err")"
+    kill_job
+    round=$(newest "$work/l" | sed 's/checkpoint-0*\([0-9]*\)\.h5/\1/')
+    run 2 "$work/l" "${slow[@]}" --set rounds="$round" --set checkpoint.every=2 --resume auto \
+        || fail "after the holder was killed, a run was refused: $(tail -2 "$work/l.err")"
     ;;
 *)
     echo "unknown case $case_name" >&2
