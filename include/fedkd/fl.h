@@ -112,7 +112,9 @@ typedef struct fedkd_run_result {
     float *final_params;     /* rank 0 with a global model: (num_params), free() it; else NULL */
 } fedkd_run_result;
 
-/* Set by the SIGINT / SIGTERM handler; runs stop at the next clean point. */
+/* Set by the SIGINT / SIGTERM / SIGUSR1 handler (SIGUSR1: SLURM's signal
+ * before the time limit); runs stop at the next clean point, a federation
+ * after writing a checkpoint of its finished rounds. */
 extern volatile sig_atomic_t fedkd_stop_requested;
 void fedkd_install_signal_handlers(void);
 

@@ -73,7 +73,8 @@ static void print_help(void)
         "outputs (in run.dir): rounds.jsonl, rounds.csv, partition.json, summary.json,\n"
         "  checkpoint-<round>.h5 every checkpoint.every rounds (0: only at the end) and\n"
         "  at the end; the newest checkpoint.keep are kept\n"
-        "exit status: 0 done, 1 error, 2 usage error, 130 interrupted (SIGINT/SIGTERM)\n"
+        "exit status: 0 done, 1 error, 2 usage error, 130 interrupted (SIGINT, SIGTERM,\n"
+        "  SIGUSR1; a federation first writes a checkpoint: --resume auto continues it)\n"
         "\n"
         "config keys:\n",
         FEDKD_VERSION);

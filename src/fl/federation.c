@@ -446,17 +446,20 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
 
         /* 1. Header: what happens this round. */
         if (f->rank == 0) {
-            int command = HEADER_CONTINUE;
+            int command = HEADER_CONTINUE, signalled = 0;
             if (local_failure) command = HEADER_ERROR;
             else if (round > config->rounds) command = HEADER_STOP;
-            else if (fedkd_stop_requested) command = HEADER_ERROR;
-            /* Every `every` rounds and at the end, not when a signal stops
-             * the run: mpiexec kills the ranks about a second after it
-             * forwards SIGTERM, and the logs and summary come first. */
+            else if (fedkd_stop_requested) {
+                command = HEADER_ERROR;
+                signalled = 1;
+            }
+            /* Every `every` rounds, at the end, and when a signal stops the
+             * run (a time limit: no finished round is lost). Under mpirun
+             * the ranks have odls_base_sigkill_timeout seconds for it. */
             int finished = round - 1, every = config->checkpoint.every;
             f->header[HEADER_CHECKPOINT] =
                 finished >= 1 && finished > f->last_checkpoint &&
-                        (command == HEADER_STOP ||
+                        (command == HEADER_STOP || signalled ||
                          (command == HEADER_CONTINUE && every > 0 && finished % every == 0))
                     ? finished
                     : 0;
@@ -475,8 +478,9 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             if (command == HEADER_ERROR && !local_failure) {
                 outcome = "interrupted";
                 local_failure = FEDKD_FAIL(FEDKD_ERR_INTERRUPTED,
-                                           "interrupted by signal %d before round %d; logs of "
-                                           "%d round(s) are in %s",
+                                           "interrupted by signal %d before round %d; logs and "
+                                           "a checkpoint of %d round(s) are in %s (--resume "
+                                           "auto continues)",
                                            (int)fedkd_stop_requested, round, round - 1,
                                            config->run.dir);
             }

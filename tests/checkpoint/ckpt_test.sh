@@ -413,6 +413,39 @@ lock)
     run 2 "$work/l" "${slow[@]}" --set rounds="$round" --set checkpoint.every=2 --resume auto \
         || fail "after the holder was killed, a run was refused: $(tail -2 "$work/l.err")"
     ;;
+signal-checkpoint)
+    # A time limit: SIGTERM, given to every rank (as srun and slurmstepd
+    # do), and SLURM's earlier warning SIGUSR1, given to mpirun (as to the
+    # batch shell), which forwards it: each stops the run at a round
+    # boundary with a checkpoint of every finished round (checkpoint.every
+    # is too large to write one otherwise), so no round is lost, and
+    # --resume auto ends bit-identical to a run never interrupted.
+    run 3 "$work/ref" "${slow[@]}" --set rounds=30 --set checkpoint.every=100 \
+        || fail "reference run exited $?: $(tail -2 "$work/ref.err")"
+    for signal in TERM USR1; do
+        dir=$work/sig-$signal
+        start_job 3 "$dir" "${slow[@]}" --set rounds=30 --set checkpoint.every=100
+        wait_lines "$dir/rounds.jsonl" 4 60 || fail "SIG$signal: 4 rounds never logged"
+        if [ $signal = TERM ]; then
+            # shellcheck disable=SC2046
+            kill -TERM $(ps -o pid= --ppid "$job_pid")
+        else
+            kill -USR1 "$job_pid"
+        fi
+        code=0
+        wait "$job_pid" || code=$?
+        [ $code = 130 ] || fail "SIG$signal: exit status $code, expected 130 (interrupted)"
+        grep -q '"status":[[:space:]]*"interrupted"' "$dir/summary.json" 2>/dev/null \
+            || fail "SIG$signal: summary.json does not say interrupted: $(cat "$dir.err")"
+        logged=$(wc -l <"$dir/rounds.jsonl")
+        [ "$(newest "$dir")" = "$(printf 'checkpoint-%06d.h5' "$logged")" ] \
+            || fail "SIG$signal: $logged round(s) logged, newest checkpoint '$(newest "$dir")'"
+        echo "SIG$signal after $logged logged rounds: newest checkpoint $(newest "$dir")"
+        run 2 "$dir" "${slow[@]}" --set rounds=30 --set checkpoint.every=100 --resume auto \
+            || fail "SIG$signal: resume exited $?: $(tail -2 "$dir.err")"
+        "$check" same "$work/ref" "$dir" || fail "SIG$signal: interrupted and resumed differs"
+    done
+    ;;
 *)
     echo "unknown case $case_name" >&2
     exit 2
