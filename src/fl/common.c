@@ -162,13 +162,17 @@ static fedkd_status run_mode(const fedkd_config *config, MPI_Comm comm,
                              const fedkd_run_options *options, fedkd_run_result *result)
 {
     int resuming = options && options->resume && options->resume[0];
+    /* `auto` means "continue if there is something to continue": batch
+     * scripts pass it whatever the config's mode, and a mode without
+     * checkpoints has nothing to continue. A checkpoint path is refused. */
+    int resume_auto = resuming && strcmp(options->resume, "auto") == 0;
     /* kd-start runs federations itself, from three starts. */
     if (strcmp(config->mode, "kd-start") == 0)
         return fedkd_run_kd_start(config, comm, options, result);
     if (strcmp(config->mode, "federated") == 0)
         return fedkd_run_federated(config, comm, options, result);
     /* Every rank sees the same options: rank 0 alone says so. */
-    if (resuming)
+    if (resuming && !resume_auto)
         return fl_agree(comm, FEDKD_FAIL(FEDKD_ERR_CONFIG,
                                          "--resume: config key `mode` is \"%s\"; only federated "
                                          "and kd-start runs write checkpoints and resume "

@@ -236,7 +236,7 @@ refuse)
     expect_error 2 "beyond config key \`rounds\` = 3" "$work/base" "${synthetic[@]}" --set rounds=3 \
         --resume auto
     expect_error 2 "only federated and kd-start runs" "$work/base" "${synthetic[@]}" --set mode=centralized \
-        --resume auto
+        --resume "$work/base/checkpoint-000004.h5"
     expect_error 2 "nowhere.h5: cannot open" "$work/base" "${synthetic[@]}" --set rounds=6 \
         --resume "$work/nowhere.h5"
     [ "$(dir_sums "$work/base")" = "$sums" ] || fail "a refused resume changed the run directory"
