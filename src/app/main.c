@@ -36,6 +36,7 @@ struct arguments {
     const char *config_path;
     const char *file;       /* inspect: the file to inspect */
     const char *resume;     /* --resume PATH|auto */
+    int start_over;         /* --start-over */
     const char *output;     /* --output FILE */
     const char **overrides;
     int num_overrides;
@@ -127,7 +128,7 @@ static fedkd_status command_run(const arguments *args, const fedkd_config *confi
         return FEDKD_FAIL(FEDKD_ERR_IO, "failed alone on rank %d (injected by "
                                         "FEDKD_TEST_FAIL_ALONE_ON_RANK)", rank);
     fedkd_run_result result;
-    fedkd_run_options options = {args->resume, 0};
+    fedkd_run_options options = {.resume = args->resume, .start_over = args->start_over};
     fedkd_status status = fedkd_run_with_options(config, MPI_COMM_WORLD, &options, &result);
     free(result.final_params);
     return status;
@@ -186,6 +187,8 @@ static void print_help(void)
         "                      The result is bit-identical to an uninterrupted run at any\n"
         "                      -np; only rounds, run.dir, checkpoint.* and target_accuracy\n"
         "                      may differ from the checkpoint's config\n"
+        "  --start-over        a fresh run into a run.dir that holds checkpoints deletes\n"
+        "                      them and starts at round 1 (without it, it is refused)\n"
         "  --output FILE       export: the model file to write\n"
         "  --print-config      print the merged config as JSON and exit\n"
         "  --quiet             rank 0 prints no progress lines\n"
@@ -195,7 +198,8 @@ static void print_help(void)
         "outputs (in run.dir): rounds.jsonl, rounds.csv, partition.json, summary.json,\n"
         "  checkpoint-<round>.h5 every checkpoint.every rounds (0: only at the end) and\n"
         "  at the end; the newest checkpoint.keep are kept\n"
-        "exit status: 0 done, 1 error, 2 usage error, 130 interrupted (SIGINT/SIGTERM)\n"
+        "exit status: 0 done, 1 error, 2 usage error, 130 interrupted (SIGINT, SIGTERM,\n"
+        "  SIGUSR1; a federation first writes a checkpoint: --resume auto continues it)\n"
         "\n"
         "config keys:\n");
     fedkd_config_print_keys(stdout);
@@ -222,6 +226,8 @@ static int parse_arguments(int argc, char **argv, arguments *args)
             args->quiet = 1;
         } else if (strcmp(a, "--print-config") == 0) {
             args->print_config = 1;
+        } else if (strcmp(a, "--start-over") == 0) {
+            args->start_over = 1;
         } else if (strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0 ||
                    strcmp(a, "--resume") == 0 || strcmp(a, "--output") == 0) {
             if (i + 1 >= argc) {
@@ -268,6 +274,10 @@ static int parse_arguments(int argc, char **argv, arguments *args)
     if (args->resume && !is_run && !is_export) {
         FEDKD_FAIL(FEDKD_ERR_INVALID, "--resume applies to run and export, not to %s",
                    args->command);
+        return EXIT_USAGE;
+    }
+    if (args->start_over && (!is_run || args->resume)) {
+        FEDKD_FAIL(FEDKD_ERR_INVALID, "--start-over applies to a fresh run (no --resume)");
         return EXIT_USAGE;
     }
     if (is_export != (args->output != NULL) && !args->help) {

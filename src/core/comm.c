@@ -44,6 +44,9 @@ void fedkd_install_signal_handlers(void)
     sigemptyset(&action.sa_mask);
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGTERM, &action, NULL);
+    /* SLURM's warning before a time limit (sbatch --signal=B:USR1@120,
+     * forwarded to every rank by srun and mpirun): stop as for SIGTERM. */
+    sigaction(SIGUSR1, &action, NULL);
 }
 
 fedkd_status fedkd_comm_agree(MPI_Comm comm, fedkd_status local)

@@ -534,7 +534,12 @@ static fedkd_status run_federation(pipeline *p, int s)
                        config->algorithm, kd_start_names[s],
                        init_model[0] ? init_model : "seeded initialisation", run_dir);
         memset(&o->run, 0, sizeof o->run);
-        fedkd_run_options options = {p->resume_auto ? "auto" : NULL, FEDKD_CLIENTSET_PUBLIC};
+        /* The federations' directories are kd-start's own: a fresh kd-start
+         * runs them again from round 1 (kd-start's contract), as sweeps do
+         * their points; --resume auto continues them. */
+        fedkd_run_options options = {.resume = p->resume_auto ? "auto" : NULL,
+                                     .start_over = !p->resume_auto,
+                                     .data_flags = FEDKD_CLIENTSET_PUBLIC};
         status = fedkd_run_federated(&sub, p->comm, &options, &o->run);
         o->ran = status == FEDKD_OK;
         /* The KD start's final model is the run's result. */

@@ -8,6 +8,7 @@
 #include "fedkd/core/core.h"
 #include "fedkd/data/clientset.h"
 #include "fedkd/experiments/experiments.h"
+#include "fedkd/io/runlog.h"
 #include "fedkd/kd/kd.h"
 
 static fedkd_status run_centralized(const fedkd_config *config, MPI_Comm comm,
@@ -88,16 +89,19 @@ fedkd_status fedkd_run(const fedkd_config *config, MPI_Comm comm, fedkd_run_resu
     return fedkd_run_with_options(config, comm, NULL, result);
 }
 
-fedkd_status fedkd_run_with_options(const fedkd_config *config, MPI_Comm comm,
-                                    const fedkd_run_options *options, fedkd_run_result *result)
+static fedkd_status run_mode(const fedkd_config *config, MPI_Comm comm,
+                             const fedkd_run_options *options, fedkd_run_result *result)
 {
-    memset(result, 0, sizeof *result);
     const fedkd_mode *mode = NULL;
     /* Every rank parsed the same config: rank 0 alone reports. */
     if (fedkd_mode_find(config->mode, &mode) != FEDKD_OK)
         return fedkd_comm_agree(comm, FEDKD_ERR_CONFIG);
     int resuming = options && options->resume && options->resume[0];
-    if (resuming && !mode->resumable)
+    /* `auto` means "continue if there is something to continue": batch
+     * scripts pass it whatever the config's mode, and a mode without
+     * checkpoints has nothing to continue. A checkpoint path is refused. */
+    int resume_auto = resuming && strcmp(options->resume, "auto") == 0;
+    if (resuming && !resume_auto && !mode->resumable)
         return fedkd_comm_agree(comm, FEDKD_FAIL(FEDKD_ERR_CONFIG,
                                                  "--resume: config key `mode` is \"%s\"; only "
                                                  "federated and kd-start runs write checkpoints "
@@ -106,6 +110,18 @@ fedkd_status fedkd_run_with_options(const fedkd_config *config, MPI_Comm comm,
                                                  config->mode));
     fedkd_run_options mode_options = {0};
     if (options) mode_options = *options;
+    if (!mode->resumable) mode_options.resume = NULL;
     mode_options.data_flags |= fedkd_mode_data_flags(config);
     return mode->run(config, comm, &mode_options, result);
+}
+
+fedkd_status fedkd_run_with_options(const fedkd_config *config, MPI_Comm comm,
+                                    const fedkd_run_options *options, fedkd_run_result *result)
+{
+    memset(result, 0, sizeof *result);
+    int lock = -1;
+    fedkd_status status = fedkd_run_lock_acquire(config, comm, &lock);
+    if (!status) status = run_mode(config, comm, options, result);
+    fedkd_run_lock_release(&lock);
+    return status;
 }

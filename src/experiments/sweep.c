@@ -241,7 +241,10 @@ static fedkd_status run_point(const sweep_run *s, int point)
     local = fedkd_comm_agree(s->group, local);
     if (!local) {
         if (s->num_groups > 1) log_role(s, LOG_MUTED);
-        local = fedkd_run(&config, s->group, &result);
+        /* A point's directory is the sweep's own: a point run again
+         * (failed or interrupted before) starts over. */
+        fedkd_run_options options = {.start_over = 1};
+        local = fedkd_run_with_options(&config, s->group, &options, &result);
         log_role(s, LOG_AS_WORLD);
     }
     fedkd_config_free(&config);

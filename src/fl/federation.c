@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fedkd/io/checkpoint.h"
 #include "fedkd/core/core.h"
@@ -219,6 +220,13 @@ static double train_hosted_clients(federation *f, int round, const int *selected
                                    const fl_payload *payload)
 {
     double start = fedkd_time_now();
+    /* Test hook: rounds that last long enough for a signal or a kill to
+     * land mid-run without burning CPU (the SLURM tests). */
+    const char *round_sleep = getenv("FEDKD_TEST_SLEEP_IN_ROUND_MS");
+    if (round_sleep && atoi(round_sleep) > 0) {
+        struct timespec pause = {atoi(round_sleep) / 1000, (atoi(round_sleep) % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
     const fedkd_algorithm *algorithm = f->algorithm;
     memset(f->accumulator, 0, (f->sum_len + SLOT_EXTRA) * sizeof(int64_t));
     int64_t *slots = f->accumulator + f->sum_len;
@@ -321,19 +329,32 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     /* Before the logs are opened: a refused resume leaves them as they are. */
     status = fl_fed_choose_start(f, options);
     if (status) return status;
-    if (f->rank == 0) {
-        status = fedkd_runlog_open(&f->log, config->run.dir);
-        if (!status && !f->resume_path[0]) {
-            /* A fresh run overwrites the directory's logs; checkpoints of
-             * the earlier history go too, or `--resume auto` would mix them
-             * into this run. */
+    if (f->rank == 0 && !f->resume_path[0]) {
+        /* A fresh run would overwrite the directory's logs, and checkpoints
+         * of an earlier history must go or `--resume auto` would mix them
+         * into this one: that needs the user's word (a requeued job that
+         * forgot --resume auto must not wipe its own progress). */
+        char newest[1024];
+        int round = 0;
+        status = fedkd_checkpoint_find_latest(config->run.dir, newest, sizeof newest, &round);
+        if (!status && round > 0 && !(options && options->start_over))
+            status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                "run directory %s holds checkpoints of an earlier run (the newest "
+                                "after round %d): continue it with --resume auto, or pass "
+                                "--start-over to delete them and start at round 1",
+                                config->run.dir, round);
+        if (!status && round > 0) {
             int removed = 0;
             status = fedkd_checkpoint_remove_all(config->run.dir, &removed);
             if (removed)
-                fedkd_log_warn("%s held %d checkpoint file(s) of an earlier run: removed, as this "
-                               "run starts over (--resume auto continues a run)",
-                               config->run.dir, removed);
+                fedkd_log_warn("%s held %d checkpoint file(s) of an earlier run: removed, as "
+                               "--start-over asked", config->run.dir, removed);
         }
+    }
+    status = fedkd_comm_agree(f->comm, status);
+    if (status) return status;
+    if (f->rank == 0) {
+        status = fedkd_runlog_open(&f->log, config->run.dir);
         /* A resumed run's logs are the checkpoint's history (rounds logged
          * after it are redone), then the new rounds. */
         for (int i = 0; !status && i < f->history_len; i++)
@@ -442,17 +463,20 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
 
         /* 1. Header: what happens this round. */
         if (f->rank == 0) {
-            int command = HEADER_CONTINUE;
+            int command = HEADER_CONTINUE, signalled = 0;
             if (local_failure) command = HEADER_ERROR;
             else if (round > config->rounds) command = HEADER_STOP;
-            else if (fedkd_stop_requested) command = HEADER_ERROR;
-            /* Every `every` rounds and at the end, not when a signal stops
-             * the run: mpiexec kills the ranks about a second after it
-             * forwards SIGTERM, and the logs and summary come first. */
+            else if (fedkd_stop_requested) {
+                command = HEADER_ERROR;
+                signalled = 1;
+            }
+            /* Every `every` rounds, at the end, and when a signal stops the
+             * run (a time limit: no finished round is lost). Under mpirun
+             * the ranks have odls_base_sigkill_timeout seconds for it. */
             int finished = round - 1, every = config->checkpoint.every;
             f->header[HEADER_CHECKPOINT] =
                 finished >= 1 && finished > f->last_checkpoint &&
-                        (command == HEADER_STOP ||
+                        (command == HEADER_STOP || signalled ||
                          (command == HEADER_CONTINUE && every > 0 && finished % every == 0))
                     ? finished
                     : 0;
@@ -471,8 +495,9 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             if (command == HEADER_ERROR && !local_failure) {
                 outcome = "interrupted";
                 local_failure = FEDKD_FAIL(FEDKD_ERR_INTERRUPTED,
-                                           "interrupted by signal %d before round %d; logs of "
-                                           "%d round(s) are in %s",
+                                           "interrupted by signal %d before round %d; logs and "
+                                           "a checkpoint of %d round(s) are in %s (--resume "
+                                           "auto continues)",
                                            (int)fedkd_stop_requested, round, round - 1,
                                            config->run.dir);
             }

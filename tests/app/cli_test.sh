@@ -96,7 +96,7 @@ timeout 120 "$mpiexec" --oversubscribe -np 2 "$sim" --quiet "${kd[@]}" --set mod
     --set run.dir="$work/study" >"$work/study.out" 2>&1 || fail "mode=kd-study: $(tail -2 "$work/study.out")"
 grep -q '"vanilla"' "$work/study/kd_summary.json" 2>/dev/null || fail "mode=kd-study wrote no kd_summary.json"
 [ -e "$work/study/rounds.csv" ] && fail "mode=kd-study ran a federation (rounds.csv written)"
-expect_error 2 1 "only federated and kd-start runs" "${kd[@]}" --set mode=kd-study --resume auto
+expect_error 2 1 "only federated and kd-start runs" "${kd[@]}" --set mode=kd-study --resume "$work/x.h5"
 
 if [ $failures != 0 ]; then
     echo "cli: $failures failure(s)" >&2

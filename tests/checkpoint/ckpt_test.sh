@@ -83,6 +83,8 @@ wait_file() { # wait_file PATH SECONDS
     done
     return 1
 }
+# The files of a run directory but run.lock (each run writes its host and pid there).
+dir_sums() { (cd "$1" && ls | grep -vx run.lock | xargs md5sum -- | sort); }
 completed() { grep -q '"status":[[:space:]]*"completed"' "$1/summary.json" 2>/dev/null; }
 newest() { ls "$1" | grep -E '^checkpoint-[0-9]{6}\.h5$' | sort | tail -1; }
 last_accuracy() { tail -1 "$1/rounds.jsonl" | sed 's/.*"test_accuracy":\([^,]*\),.*/\1/'; }
@@ -123,13 +125,24 @@ resume)
     # auto with no checkpoint yet is a fresh start.
     run 2 "$work/c" "${synthetic[@]}" --set rounds=6 --resume auto || fail "auto without checkpoint"
     "$check" same "$work/ref" "$work/c" || fail "auto without a checkpoint differs from a fresh run"
-    # A fresh run in a directory with checkpoints of an earlier run removes
-    # them (and says so), so that `--resume auto` cannot mix histories.
+    # A fresh run (no --resume, as a requeued job that forgot it) in a
+    # directory with checkpoints of an earlier run is refused in one line
+    # naming the directory, the newest round and both ways on, and changes
+    # nothing; --start-over removes them (and says so), so that
+    # `--resume auto` cannot mix histories.
     cp -r "$work/ref" "$work/fresh"
-    run 2 "$work/fresh" "${synthetic[@]}" --set rounds=2 --set checkpoint.every=0 || fail "fresh run over old checkpoints"
+    sums=$(dir_sums "$work/fresh")
+    expect_error 2 "run directory $work/fresh holds checkpoints of an earlier run (the newest after round 6): continue it with --resume auto, or pass --start-over" \
+        "$work/fresh" "${synthetic[@]}" --set rounds=2 --set checkpoint.every=0
+    [ "$(dir_sums "$work/fresh")" = "$sums" ] \
+        || fail "a refused fresh run changed the run directory: $(ls "$work/fresh")"
+    run 2 "$work/fresh" "${synthetic[@]}" --set rounds=2 --set checkpoint.every=0 --start-over \
+        || fail "fresh run with --start-over exited $?: $(tail -2 "$work/fresh.err")"
     [ "$(ls "$work/fresh" | grep -c '\.h5$')" = 1 ] && [ -f "$work/fresh/checkpoint-000002.h5" ] \
-        || fail "fresh run kept old checkpoints: $(ls "$work/fresh")"
+        || fail "--start-over kept old checkpoints: $(ls "$work/fresh")"
     grep -q 'held 2 checkpoint file(s) of an earlier run' "$work/fresh.err" || fail "no warning: $(cat "$work/fresh.err")"
+    expect_error 2 "--start-over applies to a fresh run" "$work/fresh" "${synthetic[@]}" \
+        --start-over --resume auto
     # Resuming a finished run changes nothing.
     cp -r "$work/ref" "$work/d"
     run 4 "$work/d" "${synthetic[@]}" --set rounds=6 --resume auto || fail "resume of a finished run"
@@ -207,7 +220,7 @@ kill)
     ;;
 refuse)
     run 3 "$work/base" "${synthetic[@]}" --set rounds=4 --set checkpoint.every=2 || fail "base run"
-    sums=$(md5sum "$work/base"/* | sort)
+    sums=$(dir_sums "$work/base")
     expect_error 3 "config key \`seed\` is 7" "$work/base" "${synthetic[@]}" --set rounds=6 \
         --set seed=7 --resume auto
     expect_error 2 "config key \`partition.alpha\` is 0.1" "$work/base" "${synthetic[@]}" \
@@ -223,10 +236,10 @@ refuse)
     expect_error 2 "beyond config key \`rounds\` = 3" "$work/base" "${synthetic[@]}" --set rounds=3 \
         --resume auto
     expect_error 2 "only federated and kd-start runs" "$work/base" "${synthetic[@]}" --set mode=centralized \
-        --resume auto
+        --resume "$work/base/checkpoint-000004.h5"
     expect_error 2 "nowhere.h5: cannot open" "$work/base" "${synthetic[@]}" --set rounds=6 \
         --resume "$work/nowhere.h5"
-    [ "$(md5sum "$work/base"/* | sort)" = "$sums" ] || fail "a refused resume changed the run directory"
+    [ "$(dir_sums "$work/base")" = "$sums" ] || fail "a refused resume changed the run directory"
     # Allowed: more rounds, another cadence, another target.
     run 2 "$work/base" "${synthetic[@]}" --set rounds=6 --set checkpoint.every=1 \
         --set checkpoint.keep=3 --set target_accuracy=0.5 --resume auto \
@@ -407,6 +420,59 @@ inspect)
     "$sim" inspect "$work/none.h5" >"$work/u4" 2>&1 && fail "inspect of a missing file exited 0"
     grep -q 'none.h5: cannot open' "$work/u4" || fail "inspect of a missing file: $(cat "$work/u4")"
     "$sim" partition --resume auto >"$work/u5" 2>&1 && fail "partition --resume exited 0"
+    ;;
+lock)
+    # Two runs into one run.dir at once: the second is refused at once (the
+    # lock comes before config, data and checkpoints), naming the directory
+    # and the run holding it, and the first goes on. A run killed with
+    # SIGKILL leaves no stale lock behind.
+    start_job 3 "$work/l" "${slow[@]}" --set rounds=300 --set checkpoint.every=2
+    wait_lines "$work/l/rounds.jsonl" 2 60 || fail "the first run never logged 2 rounds"
+    holder=$(sed -n 's/^host \(.*\) pid \([0-9]*\)$/\2/p' "$work/l/run.lock")
+    [ -n "$holder" ] && [ "$(cat "/proc/$holder/comm" 2>/dev/null)" = fedkd-sim ] \
+        || fail "run.lock does not name the running rank 0: $(cat "$work/l/run.lock")"
+    started=$(date +%s%N)
+    expect_error 2 "run directory $work/l is in use by another run (host $(hostname) pid $holder" \
+        "$work/l-second:$work/l" "${synthetic[@]}" --set rounds=300 --resume auto
+    echo "second run refused in $((($(date +%s%N) - started) / 1000000)) ms"
+    kill -0 "$job_pid" 2>/dev/null || fail "the first run did not survive the second's start: $(tail -3 "$work/l.err")"
+    kill_job
+    round=$(newest "$work/l" | sed 's/checkpoint-0*\([0-9]*\)\.h5/\1/')
+    run 2 "$work/l" "${slow[@]}" --set rounds="$round" --set checkpoint.every=2 --resume auto \
+        || fail "after the holder was killed, a run was refused: $(tail -2 "$work/l.err")"
+    ;;
+signal-checkpoint)
+    # A time limit: SIGTERM, given to every rank (as srun and slurmstepd
+    # do), and SLURM's earlier warning SIGUSR1, given to mpirun (as to the
+    # batch shell), which forwards it: each stops the run at a round
+    # boundary with a checkpoint of every finished round (checkpoint.every
+    # is too large to write one otherwise), so no round is lost, and
+    # --resume auto ends bit-identical to a run never interrupted.
+    run 3 "$work/ref" "${slow[@]}" --set rounds=30 --set checkpoint.every=100 \
+        || fail "reference run exited $?: $(tail -2 "$work/ref.err")"
+    for signal in TERM USR1; do
+        dir=$work/sig-$signal
+        start_job 3 "$dir" "${slow[@]}" --set rounds=30 --set checkpoint.every=100
+        wait_lines "$dir/rounds.jsonl" 4 60 || fail "SIG$signal: 4 rounds never logged"
+        if [ $signal = TERM ]; then
+            # shellcheck disable=SC2046
+            kill -TERM $(ps -o pid= --ppid "$job_pid")
+        else
+            kill -USR1 "$job_pid"
+        fi
+        code=0
+        wait "$job_pid" || code=$?
+        [ $code = 130 ] || fail "SIG$signal: exit status $code, expected 130 (interrupted)"
+        grep -q '"status":[[:space:]]*"interrupted"' "$dir/summary.json" 2>/dev/null \
+            || fail "SIG$signal: summary.json does not say interrupted: $(cat "$dir.err")"
+        logged=$(wc -l <"$dir/rounds.jsonl")
+        [ "$(newest "$dir")" = "$(printf 'checkpoint-%06d.h5' "$logged")" ] \
+            || fail "SIG$signal: $logged round(s) logged, newest checkpoint '$(newest "$dir")'"
+        echo "SIG$signal after $logged logged rounds: newest checkpoint $(newest "$dir")"
+        run 2 "$dir" "${slow[@]}" --set rounds=30 --set checkpoint.every=100 --resume auto \
+            || fail "SIG$signal: resume exited $?: $(tail -2 "$dir.err")"
+        "$check" same "$work/ref" "$dir" || fail "SIG$signal: interrupted and resumed differs"
+    done
     ;;
 *)
     echo "unknown case $case_name" >&2

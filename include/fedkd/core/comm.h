@@ -45,7 +45,9 @@ void fedkd_comm_teardown(void);
  * finalises MPI. */
 void fedkd_comm_exit_check(fedkd_status status, int code, double grace_seconds);
 
-/* Set by the SIGINT / SIGTERM handler; runs stop at the next clean point. */
+/* Set by the SIGINT / SIGTERM / SIGUSR1 handler (SIGUSR1: SLURM's signal
+ * before the time limit); runs stop at the next clean point, a federation
+ * after writing a checkpoint of its finished rounds. */
 extern volatile sig_atomic_t fedkd_stop_requested;
 void fedkd_install_signal_handlers(void);
 

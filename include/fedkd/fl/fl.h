@@ -93,6 +93,9 @@ typedef struct fedkd_run_options {
      * (include/fedkd/data/clientset.h): kd-start holds the public rows out
      * of its federations' partition with FEDKD_CLIENTSET_PUBLIC. */
     unsigned data_flags;
+    /* Without a resume, a run.dir that holds checkpoints is refused unless
+     * this is set: then they are deleted and the run starts at round 1. */
+    int start_over;
 } fedkd_run_options;
 
 /* One federation of config->algorithm on `comm` (options may be NULL).

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
+#include <mpi.h>
 
 #include "fedkd/config/config.h"
 #include "fedkd/io/metrics.h"
@@ -49,6 +50,15 @@ void fedkd_runlog_print_progress(const fedkd_round_metrics *m, int total_rounds,
  * not exist; `what` names the file in messages ("grid file"), and malformed
  * JSON is reported with its line and column. */
 fedkd_status fedkd_read_json_file(const char *path, const char *what, cJSON **out);
+
+/* One run per run.dir (src/io/run_lock.c): rank 0 locks run.dir/run.lock
+ * for the run's life, writing its host and pid into it; a second run into
+ * the directory is refused on every rank, naming the holder. The kernel
+ * drops the lock when the process ends in any way, so a crashed run leaves
+ * nothing stuck. *fd is -1 on the other ranks and after a failure.
+ * Collective over `comm`. */
+fedkd_status fedkd_run_lock_acquire(const fedkd_config *config, MPI_Comm comm, int *fd);
+void fedkd_run_lock_release(int *fd);
 
 /* mkdir -p; messages name the path. */
 fedkd_status fedkd_make_directories(const char *path);
