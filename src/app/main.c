@@ -37,6 +37,7 @@ struct arguments {
     const char *file;       /* inspect: the file to inspect */
     const char *resume;     /* --resume PATH|auto */
     int start_over;         /* --start-over */
+    int dry_run;            /* --dry-run */
     const char *output;     /* --output FILE */
     const char **overrides;
     int num_overrides;
@@ -128,7 +129,8 @@ static fedkd_status command_run(const arguments *args, const fedkd_config *confi
         return FEDKD_FAIL(FEDKD_ERR_IO, "failed alone on rank %d (injected by "
                                         "FEDKD_TEST_FAIL_ALONE_ON_RANK)", rank);
     fedkd_run_result result;
-    fedkd_run_options options = {.resume = args->resume, .start_over = args->start_over};
+    fedkd_run_options options = {.resume = args->resume, .start_over = args->start_over,
+                                 .dry_run = args->dry_run};
     fedkd_status status = fedkd_run_with_options(config, MPI_COMM_WORLD, &options, &result);
     free(result.final_params);
     return status;
@@ -189,6 +191,9 @@ static void print_help(void)
         "                      may differ from the checkpoint's config\n"
         "  --start-over        a fresh run into a run.dir that holds checkpoints deletes\n"
         "                      them and starts at round 1 (without it, it is refused)\n"
+        "  --dry-run           load the data, print every rank's memory estimate (models,\n"
+        "                      data, buffers) against its node's limit, and stop before\n"
+        "                      training (mode federated)\n"
         "  --output FILE       export: the model file to write\n"
         "  --print-config      print the merged config as JSON and exit\n"
         "  --quiet             rank 0 prints no progress lines\n"
@@ -228,6 +233,8 @@ static int parse_arguments(int argc, char **argv, arguments *args)
             args->print_config = 1;
         } else if (strcmp(a, "--start-over") == 0) {
             args->start_over = 1;
+        } else if (strcmp(a, "--dry-run") == 0) {
+            args->dry_run = 1;
         } else if (strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0 ||
                    strcmp(a, "--resume") == 0 || strcmp(a, "--output") == 0) {
             if (i + 1 >= argc) {
@@ -274,6 +281,10 @@ static int parse_arguments(int argc, char **argv, arguments *args)
     if (args->resume && !is_run && !is_export) {
         FEDKD_FAIL(FEDKD_ERR_INVALID, "--resume applies to run and export, not to %s",
                    args->command);
+        return EXIT_USAGE;
+    }
+    if (args->dry_run && !is_run) {
+        FEDKD_FAIL(FEDKD_ERR_INVALID, "--dry-run applies to run only");
         return EXIT_USAGE;
     }
     if (args->start_over && (!is_run || args->resume)) {

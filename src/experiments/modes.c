@@ -33,19 +33,19 @@ static fedkd_status run_federated(const fedkd_config *config, MPI_Comm comm,
 static const fedkd_mode mode_kd_start = {
     "kd-start",
     "FedAvg from random, averaged and KD-distilled starts (default)",
-    1, FEDKD_MODE_PUBLIC_ALWAYS, run_kd_start};
+    1, 0, FEDKD_MODE_PUBLIC_ALWAYS, run_kd_start};
 static const fedkd_mode mode_federated = {
     "federated", "one federation of the configured `algorithm`",
-    1, FEDKD_MODE_PUBLIC_IF_ALGORITHM, run_federated};
+    1, 1, FEDKD_MODE_PUBLIC_IF_ALGORITHM, run_federated};
 static const fedkd_mode mode_centralized = {
     "centralized", "one model on the whole training set, the baseline",
-    0, FEDKD_MODE_PUBLIC_NEVER, run_centralized};
+    0, 0, FEDKD_MODE_PUBLIC_NEVER, run_centralized};
 static const fedkd_mode mode_pretrain = {
     "pretrain", "every client trains and saves its own model",
-    0, FEDKD_MODE_PUBLIC_IF_ALGORITHM, fedkd_run_pretrain};
+    0, 0, FEDKD_MODE_PUBLIC_IF_ALGORITHM, fedkd_run_pretrain};
 static const fedkd_mode mode_kd_study = {
     "kd-study", "every KD method of kd.methods between pre-trained models",
-    0, FEDKD_MODE_PUBLIC_NEVER, fedkd_run_kd_study};
+    0, 0, FEDKD_MODE_PUBLIC_NEVER, fedkd_run_kd_study};
 
 const fedkd_mode *const fedkd_modes[] = {&mode_kd_start, &mode_federated, &mode_centralized,
                                          &mode_pretrain, &mode_kd_study, NULL};
@@ -107,6 +107,11 @@ static fedkd_status run_mode(const fedkd_config *config, MPI_Comm comm,
                                                  "federated and kd-start runs write checkpoints "
                                                  "and resume (pretrain and kd-study reuse their "
                                                  "model files)",
+                                                 config->mode));
+    if (options && options->dry_run && !mode->dry_runs)
+        return fedkd_comm_agree(comm, FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                                 "--dry-run: config key `mode` is \"%s\"; the "
+                                                 "memory estimate covers mode federated",
                                                  config->mode));
     fedkd_run_options mode_options = {0};
     if (options) mode_options = *options;

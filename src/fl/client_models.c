@@ -116,12 +116,10 @@ fedkd_status fl_client_models_resolve(const fedkd_config *config, fedkd_shape in
             cJSON_Delete(entry);
         }
         if (status) goto fail;
-        /* The parameter count needs the layer geometry: a model of batch 1. */
-        fedkd_model *probe = NULL;
-        status = fedkd_model_create(&probe, &out->specs[i], 1);
+        /* The parameter count needs the layer geometry, not the buffers. */
+        double bytes = 0.0;
+        status = fedkd_model_estimate(&out->specs[i], 1, &out->num_params[i], &bytes);
         if (status) goto fail;
-        out->num_params[i] = probe->num_params;
-        fedkd_model_destroy(&probe);
         if (out->num_params[i] > out->max_params) out->max_params = out->num_params[i];
         char difference[128];
         if (i > 0 &&

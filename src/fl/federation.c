@@ -29,6 +29,7 @@
 #include "fedkd/io/checkpoint.h"
 #include "fedkd/core/core.h"
 #include "fedkd/data/partition.h"
+#include "fedkd/core/memory.h"
 #include "fl/federation_private.h"
 #include "fl/softlabel.h"
 
@@ -126,11 +127,10 @@ static fedkd_status build_models(federation *f)
         if (status) return status;
     }
     /* The global model: every rank needs its size, the collectives carry it. */
-    fedkd_model *probe = NULL;
-    status = fedkd_model_create(&probe, &f->spec, 1);
+    double probe_bytes = 0.0;
+    status = fedkd_model_estimate(&f->spec, 1, &f->num_params, &probe_bytes);
     if (status) return status;
-    f->num_params = run->num_params = probe->num_params;
-    fedkd_model_destroy(&probe);
+    run->num_params = f->num_params;
     if (f->rank == 0) {
         status = fedkd_model_create(&f->eval_model, &f->spec, config->eval_batch_size);
         if (status) return status;
@@ -322,6 +322,14 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     status = load_data(f);
     status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
+    /* Memory checked before it is spent: models and buffers are estimated
+     * from their specs, the ranks of each node added up. */
+    double need = 0.0;
+    char account[160] = "";
+    status = fl_fed_memory_estimate(f, &need, account, sizeof account);
+    status = fedkd_comm_agree(f->comm, status);
+    if (!status) status = fedkd_memory_check(f->comm, need, account, f->dry_run);
+    if (status || f->dry_run) return status;
     status = build_models(f);
     if (!status) status = fl_fed_allocate_state(f);
     status = fedkd_comm_agree(f->comm, status);
@@ -417,13 +425,14 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     f->num_clients = config->clients.count;
     f->first_failed_client = INT_MAX;
     f->data_flags = options ? options->data_flags : 0;
+    f->dry_run = options ? options->dry_run : 0;
     MPI_Comm_rank(comm, &f->rank);
     MPI_Comm_size(comm, &f->size);
     double start = fedkd_time_now();
     const char *outcome = "failed";
 
     fedkd_status status = setup(f, options);
-    if (status) {
+    if (status || f->dry_run) {
         free_federation(f);
         return status;
     }

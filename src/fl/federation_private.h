@@ -15,6 +15,7 @@ typedef struct federation {
     int rank, size;
     const fedkd_algorithm *algorithm;
     unsigned data_flags;         /* the run options' client-set flags */
+    int dry_run;                 /* the run options': estimate memory, do not train */
     fl_run run;                  /* what the algorithm's hooks see */
     fedkd_model_spec spec;       /* the global model's (config key `model`) */
     fedkd_client_set data;       /* owns the partition and every dataset below */
@@ -62,6 +63,11 @@ typedef struct federation {
 /* Sizes and allocates the persistent state; clients that keep models get
  * their seeded initial models. Needs the train models built. */
 fedkd_status fl_fed_allocate_state(federation *f);
+/* What this rank will hold once its models and buffers are allocated (its
+ * data is loaded already and counted as it is), with a short account
+ * ("models 1.2 GiB, data 40 MiB, buffers 3 MiB"); src/fl/memory_estimate.c. */
+fedkd_status fl_fed_memory_estimate(const federation *f, double *bytes, char *account,
+                                    size_t account_size);
 /* Where the run starts: a checkpoint (--resume), init.model or the seeded
  * initialisation. Collective. */
 fedkd_status fl_fed_choose_start(federation *f, const fedkd_run_options *options);

@@ -167,6 +167,65 @@ fedkd_status fedkd_model_spec_preset(fedkd_model_spec *spec, const char *name,
 
 /* ---- models ------------------------------------------------------------- */
 
+/* The activation views of a configured model for batches of max_batch:
+ * offsets[i] of activation i in one buffer of *total floats, the largest
+ * activation (for the two gradient buffers) and the largest scratch any
+ * layer needs. Flatten outputs alias their inputs; every other activation
+ * gets its own view. */
+static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offsets, size_t *total,
+                         size_t *largest, size_t *scratch)
+{
+    *total = *largest = *scratch = 0;
+    for (int i = 0; i <= model->num_layers; i++) {
+        fedkd_shape shape = i == 0 ? model->spec.input : model->layers[i - 1].out_shape;
+        size_t floats = fedkd_shape_size(shape) * (size_t)max_batch;
+        if (floats > *largest) *largest = floats;
+        if (i > 0 && model->layers[i - 1].kind == &fedkd_layer_kind_flatten) {
+            offsets[i] = offsets[i - 1];
+            continue;
+        }
+        offsets[i] = *total;
+        *total += round_up_to_line(floats);
+    }
+    for (int i = 0; i < model->num_layers; i++) {
+        const fedkd_layer *layer = &model->layers[i];
+        size_t floats = layer->kind->scratch_floats(layer, max_batch);
+        if (floats > *scratch) *scratch = floats;
+    }
+}
+
+/* Copies the spec into a zeroed model and configures its layers. */
+static fedkd_status configure_model(fedkd_model *model, const fedkd_model_spec *spec)
+{
+    model->spec = *spec;
+    model->spec.name[sizeof model->spec.name - 1] = '\0';
+    model->num_layers = spec->num_layers;
+    char where[64];
+    snprintf(where, sizeof where, "model `%s`",
+             model->spec.name[0] ? model->spec.name : "custom");
+    return fedkd_nn_configure_layers(model->layers, &model->spec, where, 0, &model->num_params);
+}
+
+fedkd_status fedkd_model_estimate(const fedkd_model_spec *spec, int max_batch, size_t *num_params,
+                                  double *bytes)
+{
+    fedkd_model *model = calloc(1, sizeof *model);
+    if (!model) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory estimating a model");
+    fedkd_status status = configure_model(model, spec);
+    if (!status) {
+        size_t offsets[FEDKD_MAX_LAYERS + 1];
+        size_t total = 0, largest = 0, scratch = 0;
+        plan_buffers(model, max_batch > 0 ? max_batch : 1, offsets, &total, &largest, &scratch);
+        *num_params = model->num_params;
+        /* Parameters and gradients, activations, two gradient buffers, scratch;
+         * in double: a size that overflows size_t is still a number to report. */
+        *bytes = sizeof(float) * (2.0 * (double)model->num_params + (double)total +
+                                  2.0 * (double)round_up_to_line(largest) + (double)scratch);
+    }
+    free(model);
+    return status;
+}
+
 fedkd_status fedkd_model_create(fedkd_model **out, const fedkd_model_spec *spec, int max_batch)
 {
     fedkd_status status = FEDKD_OK;
@@ -180,15 +239,8 @@ fedkd_status fedkd_model_create(fedkd_model **out, const fedkd_model_spec *spec,
 
     model = calloc(1, sizeof *model);
     if (!model) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory allocating a model");
-    model->spec = *spec;
-    model->spec.name[sizeof model->spec.name - 1] = '\0';
-    model->num_layers = spec->num_layers;
     model->max_batch = max_batch;
-
-    char where[64];
-    snprintf(where, sizeof where, "model `%s`",
-             model->spec.name[0] ? model->spec.name : "custom");
-    status = fedkd_nn_configure_layers(model->layers, &model->spec, where, 0, &model->num_params);
+    status = configure_model(model, spec);
     if (status != FEDKD_OK) goto fail;
 
     /* A model of only parameter-free layers still gets valid (unused) buffers. */
@@ -201,26 +253,9 @@ fedkd_status fedkd_model_create(fedkd_model **out, const fedkd_model_spec *spec,
         goto fail;
     }
 
-    /* Flatten outputs alias their inputs; every other activation gets its
-     * own view. d_activations hold the gradient of any one activation. */
     size_t offsets[FEDKD_MAX_LAYERS + 1];
     size_t total = 0, largest = 0, scratch = 0;
-    for (int i = 0; i <= model->num_layers; i++) {
-        fedkd_shape shape = i == 0 ? model->spec.input : model->layers[i - 1].out_shape;
-        size_t floats = fedkd_shape_size(shape) * (size_t)max_batch;
-        if (floats > largest) largest = floats;
-        if (i > 0 && model->layers[i - 1].kind == &fedkd_layer_kind_flatten) {
-            offsets[i] = offsets[i - 1];
-            continue;
-        }
-        offsets[i] = total;
-        total += round_up_to_line(floats);
-    }
-    for (int i = 0; i < model->num_layers; i++) {
-        const fedkd_layer *layer = &model->layers[i];
-        size_t floats = layer->kind->scratch_floats(layer, max_batch);
-        if (floats > scratch) scratch = floats;
-    }
+    plan_buffers(model, max_batch, offsets, &total, &largest, &scratch);
     model->activation_floats = total;
     model->scratch_floats_per_pass = scratch;
 

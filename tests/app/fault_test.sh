@@ -11,6 +11,10 @@
 #              exit 1 on every rank, the older checkpoint kept
 #   test-shape test images of another size than the training images, as IDX
 #              files: refused before round 1, naming the test file
+#   memory     a dense layer of 3,000,000 units (2.4 billion parameters) at
+#              -np 3: refused before anything is allocated, one line with the
+#              estimate and the limit; SLURM_MEM_PER_NODE as the limit;
+#              --dry-run prints every rank's estimate and trains nothing
 set -uo pipefail
 case_name=$1 mpiexec=$2 sim=$3
 source "$(dirname "$0")/../lib.sh"
@@ -95,6 +99,32 @@ PY
     [ -e "$work/shape/rounds.jsonl" ] && [ -s "$work/shape/rounds.jsonl" ] &&
         fail "a round ran before the shapes were checked"
     echo "test-shape: exit $code after ${seconds}s"
+    ;;
+memory)
+    # 784 features as Fashion-MNIST's: 2.4 billion parameters.
+    huge='[{"type":"flatten"},{"type":"dense","units":3000000},{"type":"relu"},{"type":"dense","units":10}]'
+    run_limited 120 3 "${syn[@]}" --set data.synthetic_features=784 --set data.synthetic_classes=10 \
+        --set model="$huge" --set run.dir="$work/huge"
+    [ "$code" = 124 ] && fail "the huge model hung"
+    [ "$code" = 1 ] || fail "huge model: exit status $code, expected 1: $(cat "$out")"
+    n=$(count_lines "$out" "not enough memory")
+    [ "$n" = 1 ] || fail "huge model: 'not enough memory' printed $n times: $(cat "$out")"
+    grep -q "the 3 rank(s) on its node need" "$out" || fail "huge model: no node sum: $(cat "$out")"
+    echo "memory, dense 3,000,000 at -np 3: exit $code after ${seconds}s"
+    SLURM_MEM_PER_NODE=1 run_limited 120 3 "${syn[@]}" --set run.dir="$work/slurm"
+    [ "$code" = 1 ] || fail "SLURM_MEM_PER_NODE=1: exit status $code, expected 1: $(cat "$out")"
+    grep -q "but SLURM_MEM_PER_NODE allows 1.0 MiB" "$out" ||
+        fail "SLURM_MEM_PER_NODE=1 is not the limit named: $(cat "$out")"
+    run_limited 120 3 "${syn[@]}" --dry-run --set run.dir="$work/dry"
+    [ "$code" = 0 ] || fail "--dry-run: exit status $code: $(cat "$out")"
+    for r in 0 1 2; do
+        grep -q "^  rank $r: .*(models .*, data .*, buffers .*); node .* of " "$out" ||
+            fail "--dry-run: no estimate for rank $r: $(cat "$out")"
+    done
+    [ -e "$work/dry/rounds.jsonl" ] && fail "--dry-run trained"
+    run_limited 120 2 "${syn[@]}" --dry-run --set mode=centralized --set run.dir="$work/dry2"
+    [ "$code" = 1 ] && grep -q -- "--dry-run: config key \`mode\` is \"centralized\"" "$out" ||
+        fail "--dry-run of mode centralized not refused: $code $(cat "$out")"
     ;;
 *)
     echo "unknown case $case_name" >&2

@@ -15,6 +15,8 @@ typedef struct fedkd_mode {
     const char *summary;       /* one line for --help */
     /* 1: the mode writes checkpoints and continues with --resume. */
     int resumable;
+    /* 1: --dry-run estimates the mode's memory per rank without training. */
+    int dry_runs;
     /* Which client-set flags (include/fedkd/data/clientset.h) the mode's
      * data needs: FEDKD_MODE_PUBLIC_ALWAYS holds the public rows out of
      * every partition it makes, FEDKD_MODE_PUBLIC_IF_ALGORITHM when the

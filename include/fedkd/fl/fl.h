@@ -96,6 +96,9 @@ typedef struct fedkd_run_options {
     /* Without a resume, a run.dir that holds checkpoints is refused unless
      * this is set: then they are deleted and the run starts at round 1. */
     int start_over;
+    /* Load the data, estimate every rank's memory, have rank 0 print the
+     * estimates, and stop before allocating models or training. */
+    int dry_run;
 } fedkd_run_options;
 
 /* One federation of config->algorithm on `comm` (options may be NULL).

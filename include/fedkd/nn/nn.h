@@ -114,6 +114,11 @@ typedef struct fedkd_model {
  * fedkd_model_init_params. */
 fedkd_status fedkd_model_create(fedkd_model **out, const fedkd_model_spec *spec, int max_batch);
 void fedkd_model_destroy(fedkd_model **model);
+/* What fedkd_model_create(spec, max_batch) would allocate, without
+ * allocating it: the parameter count and the bytes (parameters, gradients,
+ * activations and scratch). Fails as fedkd_model_create would on a bad spec. */
+fedkd_status fedkd_model_estimate(const fedkd_model_spec *spec, int max_batch, size_t *num_params,
+                                  double *bytes);
 /* Seeded He / Glorot uniform initialisation of weights; biases 0. */
 void fedkd_model_init_params(fedkd_model *model, uint64_t seed, uint64_t model_id);
 /* Forward pass of `batch` samples (batch <= max_batch). Returns the logits,
