@@ -47,10 +47,10 @@ diverge)
             <(grep "^[0-9]*,[^,]*,vanilla,$student," "$work/nan/kd_results.csv" | cut -d, -f1-11) \
             || fail "vanilla KD of student $student changed beside the diverging runs"
     done
-    # kd_summary.csv: ...,runs(4),...,gain_mean(9),gain_std(10),diverged(11).
-    grep -q ',vanilla,3,1,0.5,.*,2$' "$work/nan/kd_summary.csv" \
+    # kd_summary.csv: ...,runs(4),...,gain_mean(9),gain_std(10),diverged(11),teacher_share(12).
+    grep -q ',vanilla,3,1,0.5,.*,2,$' "$work/nan/kd_summary.csv" \
         || fail "vanilla: expected 3 runs and 2 diverged: $(grep ',vanilla,' "$work/nan/kd_summary.csv")"
-    grep -q ',ensemble,0,1,0.5,,,,,5$' "$work/nan/kd_summary.csv" \
+    grep -q ',ensemble,0,1,0.5,,,,,5,$' "$work/nan/kd_summary.csv" \
         || fail "ensemble: expected 0 runs, no figures, 5 diverged: $(grep ',ensemble,' "$work/nan/kd_summary.csv")"
     "$tool" check-json "$work/nan/summary.json" || fail "summary.json does not parse"
     grep -q '"diverged":[[:space:]]*7' "$work/nan/summary.json" || fail "summary.json: expected 7 diverged runs"
@@ -104,7 +104,7 @@ bad-input)
         run 3 "$work/$name" "${study[@]}" "$@"
         test_check_error "$name" $? "$work/$name.err" "$message"
     }
-    expect_error method "config key \`kd.methods\`: unknown method \`fancy\`; expected vanilla, tuned, ensemble, dml or partition-aware" \
+    expect_error method "config key \`kd.methods\`: unknown method \`fancy\`; expected vanilla, ensemble, dml, data-partitioning, class-coverage, tuned, tuned-ensemble, tuned-data-partitioning or tuned-class-coverage" \
         --set kd.methods=vanilla,fancy
     expect_error temperature "config key \`kd.temperature\`: expected a number > 0, got 0" \
         --set kd.temperature=0
