@@ -194,6 +194,15 @@ public)
     cmp -s <(grep ',vanilla,' "$work/p1/kd_results.csv" | cut -d, -f9) \
         <(grep ',vanilla,' "$work/local/kd_results.csv" | cut -d, -f9) \
         && fail "kd.transfer public and local gave the same vanilla results"
+    # KD on the public set, tuned on each student's own split: the tuned
+    # rows have a validation accuracy, other than on the public part.
+    run 2 "$work/own" "${study[@]}" "${pub[@]}" --set kd.validation=local --set kd.methods=tuned \
+        || fail "local-validation run exited $?: $(tail -2 "$work/own.err")"
+    [ "$(awk -F, 'NR > 1 && $11 != ""' "$work/own/kd_results.csv" | wc -l)" = 2 ] \
+        || fail "local validation: expected 2 tuned rows with a validation accuracy: $(cat "$work/own/kd_results.csv")"
+    cmp -s <(grep ',tuned,' "$work/p1/kd_results.csv" | cut -d, -f11) \
+        <(grep ',tuned,' "$work/own/kd_results.csv" | cut -d, -f11) \
+        && fail "local and public validation gave the same validation accuracies"
     # pretrain with the same keys holds the same public rows out: its
     # models are the study's, reused.
     run 2 "$work/pre" "${study[@]}" "${pub[@]}" --set mode=pretrain \
