@@ -2,10 +2,11 @@
  * the KD methods as one table found by name; pre-training of the clients
  * models; the modes that run them are in include/fedkd/experiments/.
  *
- * A distillation run ("job") trains one student on its own local data (the
- * transfer set) from frozen teachers whose logits on that data were computed
- * once. A job never sees the test set: fedkd_kd_job has no place for it, and
- * the study keeps its test set sealed (unreadable) while jobs run. */
+ * A distillation run ("job") trains one student on its transfer set (its own
+ * local data, or the public set) from frozen teachers whose logits on that
+ * set were computed once; tuned methods score (T, a) on a validation set.
+ * A job never sees the test set: fedkd_kd_job has no place for it, and the
+ * study keeps its test set sealed (unreadable) while jobs run. */
 #ifndef FEDKD_KD_H
 #define FEDKD_KD_H
 
@@ -57,7 +58,7 @@ typedef struct fedkd_kd_settings {
     int batch_size;
     uint64_t seed;
     fedkd_optimizer_settings optimizer; /* fresh state for every run */
-    float temperature;                  /* vanilla, ensemble, partition-aware */
+    float temperature;                  /* untuned methods' T and a; tuning sets them per grid point */
     float weight;
     int num_temperatures;               /* tuned: the grid */
     float temperature_grid[FEDKD_KD_MAX_GRID];
@@ -227,9 +228,9 @@ fedkd_status fedkd_kd_check_labelled(const fedkd_dataset *data, int classes, con
 fedkd_status fedkd_kd_check_disjoint(const fedkd_dataset *a, const fedkd_dataset *b,
                                      const char *key, const char *a_name, const char *b_name);
 
-/* Class-coverage KD (formerly partition-aware): class k gets KD weight `weight` when the teachers saw
- * more samples of k than the student (with several teachers, their mean
- * count), else 0. class_weight is (classes). */
+/* Class-coverage KD (formerly partition-aware): class k gets KD weight
+ * `weight` when the teachers saw more samples of k than the student (with
+ * several teachers, their mean count), else 0. class_weight is (classes). */
 void fedkd_kd_partition_weights(const uint32_t *student_histogram, const fedkd_kd_teacher *teachers,
                                 int num_teachers, int classes, float weight, float *class_weight);
 
