@@ -132,27 +132,6 @@ bad-input)
     expect_error confidence "config key \`kd.confidence\`" --set kd.confidence=sure
     expect_error validation "config key \`kd.validation\`" --set kd.validation=test
     expect_error transfer "config key \`kd.transfer\`" --set kd.transfer=everywhere
-    expect_error public-empty "config key \`public.size\`" --set kd.validation=public --set public.size=0
-    expect_error no-transfer "config key \`kd.validation_size\`: the public validation part takes all 200 public rows" \
-        --set kd.validation=public --set kd.transfer=public --set public.size=200 --set kd.validation_size=200
-    expect_error too-few "config key \`kd.validation_size\`: 300 validation rows, the public set has 200" \
-        --set kd.validation=public --set public.size=200 --set kd.validation_size=300
-    # A public file holding the clients' own samples, and one holding the
-    # test set, cannot be a validation set.
-    "$tool" write-data "$work/train.h5" 1000 8 4 0 && "$tool" write-data "$work/test.h5" 300 8 4 1 \
-        || fail "write-data failed"
-    files=(--set data.name=hdf5 --set data.train_file="$work/train.h5" --set data.test_file="$work/test.h5")
-    expect_error overlap-transfer "config key \`kd.validation\`: sample " \
-        "${files[@]}" --set kd.validation=public --set public.source="$work/train.h5" --set public.size=100
-    grep -q "of the public validation set is sample [0-9]* of client [0-9]*'s data" "$work/overlap-transfer.err" \
-        || fail "overlap-transfer: the message does not say which samples: $(cat "$work/overlap-transfer.err")"
-    expect_error overlap-test "the public set must not overlap the test set" \
-        "${files[@]}" --set kd.validation=public --set public.source="$work/test.h5" --set public.size=100
-    # The same files with a disjoint public file run (the checks can pass).
-    "$tool" write-data "$work/public.h5" 100 8 4 2 || fail "write-data failed"
-    run 3 "$work/public-file" "${study[@]}" "${files[@]}" --set kd.validation=public \
-        --set public.source="$work/public.h5" --set kd.methods=tuned --set kd.students=1 \
-        --set kd.pairs=ring || fail "a disjoint public file was refused: $(tail -2 "$work/public-file.err")"
     ;;
 public)
     # KD on the public set, every tuned method choosing (T, a) on the public
@@ -209,6 +188,37 @@ public)
         || fail "pretrain exited $?: $(tail -2 "$work/pre.err")"
     [ "$(grep -o '"reused"' "$work/pre/pretrain.json" | wc -l)" = 5 ] \
         || fail "pretrain did not reuse the study's 5 models: $(cat "$work/pre/pretrain.json")"
+    ;;
+public-bad-input)
+    # Where tuning and KD look, refused before anything trains: one message
+    # naming the key, non-zero exit on every rank, no hang.
+    expect_error() { # NAME MESSAGE [args...]
+        local name=$1 message=$2
+        shift 2
+        run 3 "$work/$name" "${study[@]}" "$@"
+        test_check_error "$name" $? "$work/$name.err" "$message"
+    }
+    expect_error public-empty "config key \`public.size\`" --set kd.validation=public --set public.size=0
+    expect_error no-transfer "config key \`kd.validation_size\`: the public validation part takes all 200 public rows" \
+        --set kd.validation=public --set kd.transfer=public --set public.size=200 --set kd.validation_size=200
+    expect_error too-few "config key \`kd.validation_size\`: 300 validation rows, the public set has 200" \
+        --set kd.validation=public --set public.size=200 --set kd.validation_size=300
+    # A public file holding the clients' own samples, and one holding the
+    # test set, cannot be a validation set.
+    "$tool" write-data "$work/train.h5" 1000 8 4 0 && "$tool" write-data "$work/test.h5" 300 8 4 1 \
+        || fail "write-data failed"
+    files=(--set data.name=hdf5 --set data.train_file="$work/train.h5" --set data.test_file="$work/test.h5")
+    expect_error overlap-transfer "config key \`kd.validation\`: sample " \
+        "${files[@]}" --set kd.validation=public --set public.source="$work/train.h5" --set public.size=100
+    grep -q "of the public validation set is sample [0-9]* of client [0-9]*'s data" "$work/overlap-transfer.err" \
+        || fail "overlap-transfer: the message does not say which samples: $(cat "$work/overlap-transfer.err")"
+    expect_error overlap-test "the public set must not overlap the test set" \
+        "${files[@]}" --set kd.validation=public --set public.source="$work/test.h5" --set public.size=100
+    # The same files with a disjoint public file run (the checks can pass).
+    "$tool" write-data "$work/public.h5" 100 8 4 2 || fail "write-data failed"
+    run 3 "$work/public-file" "${study[@]}" "${files[@]}" --set kd.validation=public \
+        --set public.source="$work/public.h5" --set kd.methods=tuned --set kd.students=1 \
+        --set kd.pairs=ring || fail "a disjoint public file was refused: $(tail -2 "$work/public-file.err")"
     ;;
 test-set)
     # Tuned KD chooses (T, a) without the test set: another test set changes
