@@ -28,6 +28,8 @@ static const char *const partition_schemes[] = {"iid", "dirichlet", "shards", "q
 static const char *const optimizers[] = {"sgd", "adam", NULL};
 static const char *const kd_pairings[] = {"all-ordered", "rest", "ring", NULL};
 static const char *const kd_ensemble_rules[] = {"probs", "logits", NULL};
+static const char *const kd_confidence_rules[] = {"supervised", "unsupervised", NULL};
+static const char *const kd_places[] = {"local", "public", NULL};
 static const char *const fedmd_digest_losses[] = {"mae", "kl", NULL};
 
 static const config_key keys[] = {
@@ -111,6 +113,15 @@ static const config_key keys[] = {
      .min = 0.0, .max = 1.0},
     {.path = "kd.ensemble", .type = CONFIG_STRING, AT(kd.ensemble), .choices = kd_ensemble_rules},
     {.path = "kd.peers", .type = CONFIG_INT, AT(kd.peers), AT_LEAST(1.0)},
+    {.path = "kd.confidence", .type = CONFIG_STRING, AT(kd.confidence),
+     .choices = kd_confidence_rules, .fallback = "\"supervised\""},
+    /* Whether the public set can hold these is checked once the data is known. */
+    {.path = "kd.validation", .type = CONFIG_STRING, AT(kd.validation), .choices = kd_places,
+     .fallback = "\"local\""},
+    {.path = "kd.transfer", .type = CONFIG_STRING, AT(kd.transfer), .choices = kd_places,
+     .fallback = "\"local\""},
+    {.path = "kd.validation_size", .type = CONFIG_INT64, AT(kd.validation_size), AT_LEAST(0.0),
+     .fallback = "0"},
 
     {.path = "public.size", .type = CONFIG_INT64, AT(public_set.size), AT_LEAST(0.0)},
     {.path = "public.source", .type = CONFIG_STRING, AT(public_set.source),

@@ -104,6 +104,8 @@ typedef struct kd_study_row {
     long steps;
     double seconds;
     int diverged;                /* tuned: grid points skipped because training diverged */
+    double teacher_share;        /* data-partitioning: share of the transfer samples routed to
+                                    a teacher; NaN for the other methods */
 } kd_study_row;
 
 typedef struct kd_study_totals {

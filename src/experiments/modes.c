@@ -76,6 +76,12 @@ unsigned fedkd_mode_data_flags(const fedkd_config *config)
         return 0;
     }
     if (mode->public_set == FEDKD_MODE_PUBLIC_ALWAYS) return FEDKD_CLIENTSET_PUBLIC;
+    /* A kd-study that tunes or distils on the public set holds its rows out
+     * of the partition, and so does pretrain, whose models the study reuses
+     * only when the partitions agree. */
+    if ((mode->run == fedkd_run_kd_study || mode->run == fedkd_run_pretrain) &&
+        fedkd_kd_uses_public(config))
+        return FEDKD_CLIENTSET_PUBLIC;
     if (mode->public_set == FEDKD_MODE_PUBLIC_NEVER) return 0;
     if (fedkd_algorithm_find(config->algorithm, &algorithm) != FEDKD_OK) {
         fedkd_error_clear(); /* reported where the run looks the algorithm up */

@@ -5,7 +5,10 @@
  * 2. Every rank builds the same list of runs ("jobs"): for each student of
  *    kd.students, each (student, teachers) pairing of kd.pairs and each
  *    method of kd.methods. A job runs on the rank hosting its student,
- *    because the transfer set is the student's own data.
+ *    where its data are: the transfer set is the student's own data or
+ *    (kd.transfer "public") the public set, and tuned methods choose (T, a)
+ *    on a split of the student's data or (kd.validation "public") on a
+ *    labelled part of the public set that every student shares.
  * 3. Teacher models travel to the ranks whose students need them: one
  *    broadcast per teacher from its host rank, bytes counted.
  * 4. Each rank runs its jobs in list order. The test set stays sealed
@@ -36,6 +39,15 @@ typedef struct study {
     kd_clients clients;
     kd_pretrained *pretrained;   /* (clients.num_hosted) */
     kd_sealed test;
+    /* Ranks hosting clients, when kd.validation / kd.transfer is "public":
+     * the public set's validation part and the public transfer set (owned
+     * only when split off: public_transfer may be the whole public set). */
+    fedkd_dataset *public_validation;
+    const fedkd_dataset *public_transfer;
+    fedkd_dataset *public_transfer_part;
+    /* kd.validation "local" with kd.transfer "public": each hosted
+     * student's validation split of its own data (num_hosted). */
+    fedkd_dataset **local_validation;
     kd_study_row *rows;          /* (num_jobs) */
     int num_jobs;
     int *teacher_pool;           /* the rows' teacher lists */
@@ -173,6 +185,124 @@ static fedkd_status read_settings(study *s)
                           "config key `kd.pairs`: unknown pairing `%s`; expected all-ordered, "
                           "rest or ring", config->kd.pairs);
     return parse_students(s);
+}
+
+/* ---- where tuning and KD look ----------------------------------------------- */
+
+static int any_tuned(const study *s)
+{
+    for (int m = 0; m < s->num_methods; m++)
+        if (s->methods[m]->tunes) return 1;
+    return 0;
+}
+
+static int any_needs_labels(const study *s)
+{
+    for (int m = 0; m < s->num_methods; m++)
+        if (fedkd_kd_method_needs_labels(s->methods[m], &s->settings)) return 1;
+    return 0;
+}
+
+static fedkd_status subset_named(fedkd_dataset **out, const fedkd_dataset *source,
+                                 const uint32_t *rows, size_t n, const char *name)
+{
+    fedkd_status status = fedkd_dataset_subset(out, source, rows, n);
+    if (!status) snprintf((*out)->origin, sizeof (*out)->origin, "%s (%zu rows)", name, n);
+    return status;
+}
+
+/* The public set's parts (kd.validation / kd.transfer "public") and, for a
+ * public transfer set with local validation, each hosted student's
+ * validation split; checked before anything trains. Sizes are checked on
+ * every rank (each knows the public set's size), samples where they are
+ * loaded. A train-holdout public set is disjoint from the test set and
+ * from every client by its rows; a public file is compared by content
+ * (the client set has already refused one that holds a test sample). */
+static fedkd_status prepare_sets(study *s)
+{
+    const fedkd_kd_settings *ks = &s->settings;
+    size_t n_validation = 0, n_transfer = 0;
+    fedkd_status status = fedkd_kd_public_sizes(ks, s->clients.set.public_count, &n_validation,
+                                                &n_transfer);
+    if (status) return status;
+    const fedkd_dataset *public_set = s->clients.set.public_set;
+    int classes = s->clients.num_classes;
+    int from_file = strcmp(s->config->public_set.source, "train-holdout") != 0;
+    if (!public_set || (ks->validation != FEDKD_KD_PUBLIC && ks->transfer != FEDKD_KD_PUBLIC))
+        return FEDKD_OK;
+    if (ks->validation == FEDKD_KD_PUBLIC) {
+        uint32_t *order = NULL;
+        if (n_validation < public_set->count) {
+            status = fedkd_kd_split_rows(ks->seed, FEDKD_PUBLIC_STREAM, FEDKD_KD_PUBLIC_SPLIT_STREAM,
+                                         public_set->count, n_validation, "kd.validation_size",
+                                         &order);
+        } else {
+            order = malloc(public_set->count * sizeof *order);
+            if (!order) status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the public rows");
+            for (size_t i = 0; order && i < public_set->count; i++) order[i] = (uint32_t)i;
+        }
+        if (!status)
+            status = subset_named(&s->public_validation, public_set, order, n_validation,
+                                  "public validation set");
+        if (!status && ks->transfer == FEDKD_KD_PUBLIC)
+            status = subset_named(&s->public_transfer_part, public_set, order + n_validation,
+                                  n_transfer, "public transfer set");
+        free(order);
+        if (status) return status;
+        s->public_transfer = s->public_transfer_part;
+        status = fedkd_kd_check_labelled(s->public_validation, classes, "kd.validation",
+                                         "the public validation set");
+        for (int h = 0; h < s->clients.num_hosted && from_file && !status &&
+                        ks->transfer == FEDKD_KD_LOCAL; h++) {
+            char name[64];
+            snprintf(name, sizeof name, "client %d's data (its transfer set)", s->clients.hosted[h]);
+            status = fedkd_kd_check_disjoint(s->public_validation, s->clients.data[h],
+                                             "kd.validation", "the public validation set", name);
+        }
+    } else {
+        s->public_transfer = public_set;
+    }
+    if (!status && ks->transfer == FEDKD_KD_PUBLIC && any_needs_labels(s))
+        status = fedkd_kd_check_labelled(s->public_transfer, classes, "kd.transfer",
+                                         "the public transfer set (the methods' CE term or "
+                                         "supervised confidence read labels)");
+    if (status || ks->validation != FEDKD_KD_LOCAL || ks->transfer != FEDKD_KD_PUBLIC ||
+        !any_tuned(s))
+        return status;
+    /* Local validation beside a public transfer set: the student's own
+     * split, as tuned KD makes it of a local transfer set. */
+    s->local_validation = calloc((size_t)(s->clients.num_hosted ? s->clients.num_hosted : 1),
+                                 sizeof *s->local_validation);
+    if (!s->local_validation)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the validation sets");
+    for (int h = 0; h < s->clients.num_hosted && !status; h++) {
+        int c = s->clients.hosted[h];
+        const fedkd_dataset *own = s->clients.data[h];
+        size_t n = own->count;
+        size_t n_own = (size_t)llround(ks->validation_fraction * (double)n);
+        if (n_own < 1) n_own = 1;
+        if (n_own >= n) {
+            status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                "config key `kd.validation_fraction`: client %d has %zu samples, "
+                                "too few to hold out %g of them for tuned KD",
+                                c, n, ks->validation_fraction);
+            break;
+        }
+        uint32_t *order = NULL;
+        status = fedkd_kd_split_rows(ks->seed, (uint64_t)c, FEDKD_KD_VALIDATION_STREAM, n, n_own,
+                                     "kd.validation_fraction", &order);
+        if (!status)
+            status = subset_named(&s->local_validation[h], own, order, n_own,
+                                  "the student's validation split");
+        free(order);
+        if (!status && from_file) {
+            char name[64];
+            snprintf(name, sizeof name, "client %d's validation split", c);
+            status = fedkd_kd_check_disjoint(s->local_validation[h], s->public_transfer,
+                                             "kd.validation", name, "the public transfer set");
+        }
+    }
+    return status;
 }
 
 /* DML's peers: the first `wanted` of the pairing's teachers, completed by
@@ -355,7 +485,11 @@ static fedkd_status run_student_jobs(study *s, int first, int end)
     int h = kd_clients_find(&s->clients, student);
     int n = config->clients.count;
     int classes = s->clients.num_classes;
-    const fedkd_dataset *transfer = s->clients.data[h];
+    const fedkd_dataset *transfer =
+        s->settings.transfer == FEDKD_KD_PUBLIC ? s->public_transfer : s->clients.data[h];
+    const fedkd_dataset *validation = NULL; /* NULL: tuning splits the transfer set */
+    if (s->settings.validation == FEDKD_KD_PUBLIC) validation = s->public_validation;
+    else if (s->local_validation) validation = s->local_validation[h];
     float **logits = calloc((size_t)n, sizeof *logits);
     fedkd_kd_teacher *teachers = calloc((size_t)n, sizeof *teachers);
     fedkd_model *model = NULL;
@@ -379,7 +513,7 @@ static fedkd_status run_student_jobs(study *s, int first, int end)
             int c = row->teachers[t];
             if (!logits[c])
                 status = fedkd_kd_compute_logits(&s->specs[c], s->params[c], transfer,
-                                                 config->eval_batch_size, &logits[c]);
+                                                 s->settings.logit_batch, &logits[c]);
             teachers[t] = (fedkd_kd_teacher){
                 .client = c, .spec = &s->specs[c], .params = s->params[c], .logits = logits[c],
                 .histogram = s->clients.partition->histograms + (size_t)c * (size_t)classes};
@@ -388,10 +522,11 @@ static fedkd_status run_student_jobs(study *s, int first, int end)
         memcpy(model->params, s->pretrained[h].params, model->num_params * sizeof(float));
         fedkd_kd_job job = {
             .student_client = student, .student = model, .transfer = transfer,
+            .validation = validation,
             .student_histogram = s->clients.partition->histograms + (size_t)student * (size_t)classes,
             .num_teachers = row->num_teachers, .teachers = teachers};
         fedkd_kd_outcome outcome = {.temperature = NAN, .weight = NAN, .validation_accuracy = NAN,
-                                    .num_peers = 1};
+                                    .num_peers = 1, .teacher_share = NAN};
         double start = fedkd_time_now();
         /* The test set is sealed here: nothing the method does can read it. */
         status = s->methods[row->method]->distil(&s->settings, &job, &outcome);
@@ -422,6 +557,7 @@ static fedkd_status run_student_jobs(study *s, int first, int end)
         row->peers = outcome.num_peers;
         row->steps = outcome.steps;
         row->diverged = outcome.diverged;
+        row->teacher_share = outcome.teacher_share;
         row->before = s->pretrained[h].test_accuracy;
     }
 done:
@@ -447,7 +583,7 @@ static fedkd_status run_hosted_jobs(study *s)
 /* ---- collecting the rows ------------------------------------------------------- */
 
 enum { FIELD_T, FIELD_WEIGHT, FIELD_BEFORE, FIELD_AFTER, FIELD_VALIDATION, FIELD_PEERS,
-       FIELD_STEPS, FIELD_SECONDS, FIELD_DIVERGED, NUM_FIELDS };
+       FIELD_STEPS, FIELD_SECONDS, FIELD_DIVERGED, FIELD_TEACHER_SHARE, NUM_FIELDS };
 
 static fedkd_status collect_rows(study *s)
 {
@@ -470,6 +606,7 @@ static fedkd_status collect_rows(study *s)
         f[FIELD_STEPS] = (double)row->steps;
         f[FIELD_SECONDS] = row->seconds;
         f[FIELD_DIVERGED] = row->diverged;
+        f[FIELD_TEACHER_SHARE] = row->teacher_share;
     }
     /* Exactly one rank fills each row; adding zeros (NaN stays NaN) is exact. */
     MPI_Request request;
@@ -491,6 +628,7 @@ static fedkd_status collect_rows(study *s)
         row->steps = (long)f[FIELD_STEPS];
         row->seconds = f[FIELD_SECONDS];
         row->diverged = (int)f[FIELD_DIVERGED];
+        row->teacher_share = f[FIELD_TEACHER_SHARE];
     }
 done:
     free(mine);
@@ -513,6 +651,11 @@ static void free_study(study *s)
     free(s->teacher_pool);
     free(s->students);
     kd_sealed_destroy(&s->test);
+    fedkd_dataset_destroy(&s->public_validation);
+    fedkd_dataset_destroy(&s->public_transfer_part);
+    for (int h = 0; s->local_validation && h < s->clients.num_hosted; h++)
+        fedkd_dataset_destroy(&s->local_validation[h]);
+    free(s->local_validation);
     kd_pretrained_free(s->pretrained, s->clients.num_hosted);
     free(s->pretrained);
     kd_clients_free(&s->clients);
@@ -535,6 +678,7 @@ static fedkd_status setup(study *s)
         if (!s->pretrained || !s->specs || !s->num_params || !s->params || !s->owned)
             status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client models");
     }
+    if (!status) status = prepare_sets(s);
     if (!status) status = build_jobs(s);
     status = fedkd_comm_agree(s->comm, status);
     if (status) return status;
@@ -542,9 +686,9 @@ static fedkd_status setup(study *s)
         char scheme[64];
         kd_scheme_label(s->config, scheme, sizeof scheme);
         fedkd_log_info("kd-study: %d clients on %d rank(s), partition %s, %d student(s), pairs "
-                       "%s, %d method(s), %d runs",
+                       "%s, %d method(s), %d runs; KD on %s data, tuning validated on %s data",
                        n, s->size, scheme, s->num_students, s->config->kd.pairs, s->num_methods,
-                       s->num_jobs);
+                       s->num_jobs, s->config->kd.transfer, s->config->kd.validation);
     }
     status = kd_pretrain_hosted(s->config, &s->clients, s->pretrained);
     status = kd_pretrain_report(s->config, s->comm, &s->clients, s->pretrained, status);
@@ -570,6 +714,9 @@ fedkd_status fedkd_run_kd_study(const fedkd_config *config, MPI_Comm comm,
     study *s = &st;
     s->config = config;
     s->data_flags = options ? options->data_flags : 0;
+    /* The public set's rows are held out whenever tuning or KD looks at
+     * them (fedkd_mode_data_flags says the same for pretrain). */
+    if (fedkd_kd_uses_public(config)) s->data_flags |= FEDKD_CLIENTSET_PUBLIC;
     s->comm = comm;
     MPI_Comm_rank(comm, &s->rank);
     MPI_Comm_size(comm, &s->size);

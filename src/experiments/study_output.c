@@ -6,8 +6,13 @@
  *                            frequent choice, and every choice with counts)
  *   summary.json             the file every mode leaves in run.dir, which a
  *                            sweep turns into its table's columns: the same
- *                            figures per method under "kd.<method>.*"
- * Gain = after - before, test accuracies of the student. A run whose
+ *                            figures per method under "kd.<method>.*", and
+ *                            the study's metric, best tuned against best
+ *                            untuned method (best_tuned_*, best_untuned_*,
+ *                            tuned_gain_ratio, tuned_improvement_percent)
+ * Gain = after - before, test accuracies of the student. teacher_share is
+ * data-partitioning KD's share of transfer samples routed to a teacher
+ * (empty / null for the other methods). A run whose
  * training diverged has no after (empty cell, null) and run_diverged 1; a
  * method's figures are over its other runs, its diverged runs counted
  * apart ("diverged"). The standard
@@ -32,7 +37,36 @@ typedef struct method_summary {
     int num_choices;
     double *choice_t, *choice_a; /* (runs) distinct pairs, most frequent first */
     int *choice_count;
+    double teacher_share_mean;   /* data-partitioning: over completed runs; NaN otherwise */
 } method_summary;
+
+/* The study's metric within one run: the best mean gain among tuned
+ * methods against the best among untuned ones (methods with completed runs
+ * only). ratio = tuned / untuned and improvement = 100 (ratio - 1) percent
+ * are defined only when the best untuned gain is > 0 (else NaN: null). */
+typedef struct tuning_comparison {
+    int tuned, untuned;          /* method indices, -1: none */
+    double tuned_gain, untuned_gain, ratio, improvement_percent;
+} tuning_comparison;
+
+static tuning_comparison compare_tuning(const fedkd_kd_method *const *methods, int num_methods,
+                                        const method_summary *summaries)
+{
+    tuning_comparison c = {-1, -1, NAN, NAN, NAN, NAN};
+    for (int m = 0; m < num_methods; m++) {
+        double gain = summaries[m].gain_mean;
+        if (summaries[m].runs == 0 || !isfinite(gain)) continue;
+        int *best = methods[m]->tunes ? &c.tuned : &c.untuned;
+        if (*best < 0 || gain > summaries[*best].gain_mean) *best = m;
+    }
+    if (c.tuned >= 0) c.tuned_gain = summaries[c.tuned].gain_mean;
+    if (c.untuned >= 0) c.untuned_gain = summaries[c.untuned].gain_mean;
+    if (c.tuned >= 0 && c.untuned >= 0 && c.untuned_gain > 0.0) {
+        c.ratio = c.tuned_gain / c.untuned_gain;
+        c.improvement_percent = 100.0 * (c.tuned_gain - c.untuned_gain) / c.untuned_gain;
+    }
+    return c;
+}
 
 static void format_teachers(const kd_study_row *row, char *out, size_t out_size)
 {
@@ -75,7 +109,8 @@ static fedkd_status summarise(const kd_study_row *rows, int num_rows, int method
     /* The (T, weight) choices of the completed runs; when every run
      * diverged, of those (a fixed method's T and weight are still known). */
     int choices_of_diverged = m->runs == 0;
-    double sum = 0.0, before = 0.0, after = 0.0;
+    double sum = 0.0, before = 0.0, after = 0.0, share = 0.0;
+    int shares = 0;
     for (int j = 0; j < num_rows; j++) {
         const kd_study_row *r = &rows[j];
         if (r->method != method || run_diverged(r) != choices_of_diverged) continue;
@@ -83,6 +118,10 @@ static fedkd_status summarise(const kd_study_row *rows, int num_rows, int method
             sum += r->after - r->before;
             before += r->before;
             after += r->after;
+            if (isfinite(r->teacher_share)) {
+                share += r->teacher_share;
+                shares++;
+            }
         }
         int k = 0;
         while (k < m->num_choices &&
@@ -98,6 +137,7 @@ static fedkd_status summarise(const kd_study_row *rows, int num_rows, int method
     m->gain_mean = m->runs ? sum / m->runs : (double)NAN;
     m->before_mean = m->runs ? before / m->runs : (double)NAN;
     m->after_mean = m->runs ? after / m->runs : (double)NAN;
+    m->teacher_share_mean = shares ? share / shares : (double)NAN;
     double squares = 0.0;
     for (int j = 0; j < num_rows; j++)
         if (rows[j].method == method && !run_diverged(&rows[j])) {
@@ -166,11 +206,12 @@ static fedkd_status write_results_csv(const fedkd_config *config, const char *sc
                                       const kd_study_row *rows, int num_rows)
 {
     char path[700], temporary[710], teachers[4096], t[32], a[32], v[32], after[32], gain[32];
+    char share[32];
     FILE *file = open_temporary(config->run.dir, "kd_results.csv", path, sizeof path, temporary,
                                 sizeof temporary);
     if (!file) return FEDKD_FAIL(FEDKD_ERR_IO, "%s: cannot create: %s", temporary, strerror(errno));
     fprintf(file, "seed,scheme,method,student,teachers,temperature,weight,before,after,gain,"
-                  "validation_accuracy,peers,steps,seconds,diverged,run_diverged\n");
+                  "validation_accuracy,peers,steps,seconds,diverged,run_diverged,teacher_share\n");
     for (int j = 0; j < num_rows; j++) {
         const kd_study_row *r = &rows[j];
         format_teachers(r, teachers, sizeof teachers);
@@ -179,10 +220,11 @@ static fedkd_status write_results_csv(const fedkd_config *config, const char *sc
         format_cell(r->validation, "%.6f", v, sizeof v);
         format_cell(r->after, "%.6f", after, sizeof after);
         format_cell(r->after - r->before, "%.6f", gain, sizeof gain);
-        fprintf(file, "%llu,%s,%s,%d,%s,%s,%s,%.6f,%s,%s,%s,%d,%ld,%.3f,%d,%d\n",
+        format_cell(r->teacher_share, "%.6f", share, sizeof share);
+        fprintf(file, "%llu,%s,%s,%d,%s,%s,%s,%.6f,%s,%s,%s,%d,%ld,%.3f,%d,%d,%s\n",
                 (unsigned long long)config->seed, scheme, methods[r->method]->name, r->student,
                 teachers, t, a, r->before, after, gain, v, r->peers, r->steps, r->seconds,
-                r->diverged, run_diverged(r));
+                r->diverged, run_diverged(r), share);
     }
     return close_and_rename(file, path, temporary);
 }
@@ -191,12 +233,12 @@ static fedkd_status write_summary_csv(const fedkd_config *config, const char *sc
                                       const fedkd_kd_method *const *methods, int num_methods,
                                       const method_summary *summaries)
 {
-    char path[700], temporary[710], t[32], a[32], figures[4][32];
+    char path[700], temporary[710], t[32], a[32], figures[4][32], share[32];
     FILE *file = open_temporary(config->run.dir, "kd_summary.csv", path, sizeof path, temporary,
                                 sizeof temporary);
     if (!file) return FEDKD_FAIL(FEDKD_ERR_IO, "%s: cannot create: %s", temporary, strerror(errno));
     fprintf(file, "seed,scheme,method,runs,temperature,weight,before_mean,after_mean,gain_mean,"
-                  "gain_std,diverged\n");
+                  "gain_std,diverged,teacher_share\n");
     for (int m = 0; m < num_methods; m++) {
         const method_summary *s = &summaries[m];
         if (s->runs + s->diverged == 0) continue;
@@ -204,9 +246,10 @@ static fedkd_status write_summary_csv(const fedkd_config *config, const char *sc
         format_cell(s->weight, "%g", a, sizeof a);
         const double values[4] = {s->before_mean, s->after_mean, s->gain_mean, s->gain_std};
         for (int k = 0; k < 4; k++) format_cell(values[k], "%.6f", figures[k], sizeof figures[k]);
-        fprintf(file, "%llu,%s,%s,%d,%s,%s,%s,%s,%s,%s,%d\n", (unsigned long long)config->seed,
+        format_cell(s->teacher_share_mean, "%.6f", share, sizeof share);
+        fprintf(file, "%llu,%s,%s,%d,%s,%s,%s,%s,%s,%s,%d,%s\n", (unsigned long long)config->seed,
                 scheme, methods[m]->name, s->runs, t, a, figures[0], figures[1], figures[2],
-                figures[3], s->diverged);
+                figures[3], s->diverged, share);
     }
     return close_and_rename(file, path, temporary);
 }
@@ -219,6 +262,24 @@ static void add_run_context(cJSON *json, const fedkd_config *config, const char 
     cJSON_AddNumberToObject(json, "clients", config->clients.count);
     cJSON_AddNumberToObject(json, "kd_epochs", config->kd.epochs);
     cJSON_AddNumberToObject(json, "pretrain_epochs", config->pretrain.epochs);
+    cJSON_AddStringToObject(json, "transfer", config->kd.transfer);
+    cJSON_AddStringToObject(json, "validation", config->kd.validation);
+    cJSON_AddStringToObject(json, "confidence", config->kd.confidence);
+}
+
+/* The tuning comparison's fields, into kd_summary.json and summary.json. */
+static void add_tuning_comparison(cJSON *json, const fedkd_kd_method *const *methods,
+                                  const tuning_comparison *c)
+{
+    if (c->tuned >= 0) cJSON_AddStringToObject(json, "best_tuned_method", methods[c->tuned]->name);
+    else cJSON_AddNullToObject(json, "best_tuned_method");
+    add_number_or_null(json, "best_tuned_gain", c->tuned_gain);
+    if (c->untuned >= 0)
+        cJSON_AddStringToObject(json, "best_untuned_method", methods[c->untuned]->name);
+    else cJSON_AddNullToObject(json, "best_untuned_method");
+    add_number_or_null(json, "best_untuned_gain", c->untuned_gain);
+    add_number_or_null(json, "tuned_gain_ratio", c->ratio);
+    add_number_or_null(json, "tuned_improvement_percent", c->improvement_percent);
 }
 
 static fedkd_status write_results_json(const fedkd_config *config, const char *scheme,
@@ -247,6 +308,7 @@ static fedkd_status write_results_json(const fedkd_config *config, const char *s
         cJSON_AddNumberToObject(item, "seconds", r->seconds);
         cJSON_AddNumberToObject(item, "diverged", r->diverged);
         cJSON_AddBoolToObject(item, "run_diverged", run_diverged(r));
+        add_number_or_null(item, "teacher_share", r->teacher_share);
     }
     fedkd_status status = list ? fedkd_write_json_file(config->run.dir, "kd_results.json", json)
                                : FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory writing kd_results.json");
@@ -257,6 +319,7 @@ static fedkd_status write_results_json(const fedkd_config *config, const char *s
 static fedkd_status write_summary_json(const fedkd_config *config, const char *scheme,
                                        const fedkd_kd_method *const *methods, int num_methods,
                                        const method_summary *summaries,
+                                       const tuning_comparison *comparison,
                                        const kd_study_totals *totals)
 {
     cJSON *json = cJSON_CreateObject();
@@ -269,6 +332,7 @@ static fedkd_status write_summary_json(const fedkd_config *config, const char *s
         cJSON *item = cJSON_CreateObject();
         cJSON_AddItemToArray(list, item);
         cJSON_AddStringToObject(item, "method", methods[m]->name);
+        cJSON_AddBoolToObject(item, "tuned", methods[m]->tunes != NULL);
         cJSON_AddNumberToObject(item, "runs", s->runs);
         cJSON_AddNumberToObject(item, "diverged", s->diverged);
         add_number_or_null(item, "temperature", s->temperature);
@@ -277,6 +341,7 @@ static fedkd_status write_summary_json(const fedkd_config *config, const char *s
         add_number_or_null(item, "after_mean", s->after_mean);
         add_number_or_null(item, "gain_mean", s->gain_mean);
         add_number_or_null(item, "gain_std", s->gain_std);
+        add_number_or_null(item, "teacher_share", s->teacher_share_mean);
         cJSON *choices = cJSON_AddArrayToObject(item, "choices");
         for (int k = 0; k < s->num_choices && choices; k++) {
             cJSON *choice = cJSON_CreateObject();
@@ -286,6 +351,7 @@ static fedkd_status write_summary_json(const fedkd_config *config, const char *s
             cJSON_AddNumberToObject(choice, "runs", s->choice_count[k]);
         }
     }
+    add_tuning_comparison(json, methods, comparison);
     cJSON_AddNumberToObject(json, "teacher_bytes", (double)totals->teacher_bytes);
     cJSON_AddNumberToObject(json, "wire_bytes", (double)totals->wire_bytes);
     cJSON_AddNumberToObject(json, "wall_seconds", totals->wall_seconds);
@@ -299,10 +365,11 @@ static fedkd_status write_summary_json(const fedkd_config *config, const char *s
 /* One method's figures as a JSON object: the fields of kd_summary.json's
  * method entries, less the list of choices (a sweep's table wants scalars),
  * plus the share of runs that used the reported (T, weight). */
-static cJSON *method_figures(const method_summary *s)
+static cJSON *method_figures(const fedkd_kd_method *method, const method_summary *s)
 {
     cJSON *item = cJSON_CreateObject();
     if (!item) return NULL;
+    cJSON_AddNumberToObject(item, "tuned", method->tunes != NULL);
     cJSON_AddNumberToObject(item, "runs", s->runs);
     cJSON_AddNumberToObject(item, "diverged", s->diverged);
     add_number_or_null(item, "temperature", s->temperature);
@@ -313,6 +380,7 @@ static cJSON *method_figures(const method_summary *s)
     add_number_or_null(item, "after_mean", s->after_mean);
     add_number_or_null(item, "gain_mean", s->gain_mean);
     add_number_or_null(item, "gain_std", s->gain_std);
+    add_number_or_null(item, "teacher_share", s->teacher_share_mean);
     return item;
 }
 
@@ -327,6 +395,7 @@ static cJSON *method_figures(const method_summary *s)
 static fedkd_status write_run_summary(const fedkd_config *config, const char *scheme,
                                       const fedkd_kd_method *const *methods, int num_methods,
                                       const method_summary *summaries,
+                                      const tuning_comparison *comparison,
                                       const kd_study_totals *totals)
 {
     cJSON *json = fedkd_summary_new(config, "completed");
@@ -354,10 +423,11 @@ static fedkd_status write_run_summary(const fedkd_config *config, const char *sc
     int complete = per_method != NULL;
     for (int m = 0; m < num_methods && complete; m++) {
         if (summaries[m].runs + summaries[m].diverged == 0) continue;
-        cJSON *item = method_figures(&summaries[m]);
+        cJSON *item = method_figures(methods[m], &summaries[m]);
         complete = item && cJSON_AddItemToObject(per_method, methods[m]->name, item);
         if (!complete) cJSON_Delete(item);
     }
+    add_tuning_comparison(json, methods, comparison);
     cJSON_AddNumberToObject(json, "teacher_bytes_total", (double)totals->teacher_bytes);
     cJSON_AddNumberToObject(json, "wire_bytes_total", (double)totals->wire_bytes);
     cJSON_AddNumberToObject(json, "wall_seconds", totals->wall_seconds);
@@ -370,22 +440,36 @@ static fedkd_status write_run_summary(const fedkd_config *config, const char *sc
 
 static void print_summary(const fedkd_config *config, const char *scheme,
                           const fedkd_kd_method *const *methods, int num_methods,
-                          const method_summary *summaries, const kd_study_totals *totals)
+                          const method_summary *summaries, const tuning_comparison *comparison,
+                          const kd_study_totals *totals)
 {
-    char t[32], a[32];
+    char t[32], a[32], share[32];
     fedkd_log_info("kd-study %s, seed %llu, pairs %s: student test accuracy before and after KD",
                    scheme, (unsigned long long)config->seed, config->kd.pairs);
-    fedkd_log_info("  %-16s %5s %6s %6s %8s %8s %9s %8s %8s", "method", "runs", "T", "weight",
-                   "before", "after", "gain", "std", "diverged");
+    fedkd_log_info("  %-23s %5s %6s %6s %8s %8s %9s %8s %8s %8s", "method", "runs", "T",
+                   "weight", "before", "after", "gain", "std", "diverged", "teacher");
     for (int m = 0; m < num_methods; m++) {
         const method_summary *s = &summaries[m];
         if (s->runs + s->diverged == 0) continue;
         format_cell(s->temperature, "%g", t, sizeof t);
         format_cell(s->weight, "%g", a, sizeof a);
         if (!a[0]) snprintf(a, sizeof a, "-");
-        fedkd_log_info("  %-16s %5d %6s %6s %8.4f %8.4f %+9.4f %8.4f %8d", methods[m]->name,
+        format_cell(s->teacher_share_mean, "%.4f", share, sizeof share);
+        if (!share[0]) snprintf(share, sizeof share, "-");
+        fedkd_log_info("  %-23s %5d %6s %6s %8.4f %8.4f %+9.4f %8.4f %8d %8s", methods[m]->name,
                        s->runs, t, a, s->before_mean, s->after_mean, s->gain_mean, s->gain_std,
-                       s->diverged);
+                       s->diverged, share);
+    }
+    if (comparison->tuned >= 0 && comparison->untuned >= 0) {
+        char ratio[64];
+        if (isfinite(comparison->ratio))
+            snprintf(ratio, sizeof ratio, "ratio %.3f, %+.1f%%", comparison->ratio,
+                     comparison->improvement_percent);
+        else
+            snprintf(ratio, sizeof ratio, "no ratio: the best untuned gain is not > 0");
+        fedkd_log_info("best tuned %s %+.4f vs best untuned %s %+.4f: %s",
+                       methods[comparison->tuned]->name, comparison->tuned_gain,
+                       methods[comparison->untuned]->name, comparison->untuned_gain, ratio);
     }
     fedkd_log_info("teacher weights sent to students: %.3f MB (broadcasts moved %.3f MB); "
                    "%.1fs; tables in %s/kd_summary.csv and kd_results.csv",
@@ -404,14 +488,18 @@ fedkd_status kd_study_write(const fedkd_config *config, const fedkd_kd_method *c
     fedkd_status status = fedkd_make_directories(config->run.dir);
     for (int m = 0; m < num_methods && !status; m++)
         status = summarise(rows, num_rows, m, &summaries[m]);
+    tuning_comparison comparison = compare_tuning(methods, num_methods, summaries);
     if (!status) status = write_results_csv(config, scheme, methods, rows, num_rows);
     if (!status) status = write_results_json(config, scheme, methods, rows, num_rows);
     if (!status) status = write_summary_csv(config, scheme, methods, num_methods, summaries);
     if (!status)
-        status = write_summary_json(config, scheme, methods, num_methods, summaries, totals);
+        status = write_summary_json(config, scheme, methods, num_methods, summaries, &comparison,
+                                    totals);
     if (!status)
-        status = write_run_summary(config, scheme, methods, num_methods, summaries, totals);
-    if (!status) print_summary(config, scheme, methods, num_methods, summaries, totals);
+        status = write_run_summary(config, scheme, methods, num_methods, summaries, &comparison,
+                                   totals);
+    if (!status)
+        print_summary(config, scheme, methods, num_methods, summaries, &comparison, totals);
     for (int m = 0; m < num_methods; m++) free_summary(&summaries[m]);
     free(summaries);
     return status;

@@ -12,6 +12,7 @@
 #include "fedkd/core/core.h"
 #include "fedkd/kd/kd.h"
 #include "fedkd/train/train.h"
+#include "kd/kd_private.h"
 
 /* ---- settings ------------------------------------------------------------ */
 
@@ -35,6 +36,11 @@ fedkd_kd_settings fedkd_kd_default_settings(void)
     s.validation_fraction = 0.1;
     s.ensemble_logits = 0;
     s.peers = 2;
+    s.confidence = FEDKD_KD_CONFIDENCE_SUPERVISED;
+    s.logit_batch = 256;
+    s.validation = FEDKD_KD_LOCAL;
+    s.transfer = FEDKD_KD_LOCAL;
+    s.validation_size = 0;
     return s;
 }
 
@@ -100,6 +106,27 @@ fedkd_status fedkd_kd_settings_from_config(const fedkd_config *config, fedkd_kd_
     s.validation_fraction = config->kd.validation_fraction;
     s.ensemble_logits = strcmp(config->kd.ensemble, "logits") == 0;
     s.peers = config->kd.peers;
+    /* The table has checked the choices of files and --set; a config built
+     * in code is checked here. */
+    if (strcmp(config->kd.confidence, "supervised") == 0)
+        s.confidence = FEDKD_KD_CONFIDENCE_SUPERVISED;
+    else if (strcmp(config->kd.confidence, "unsupervised") == 0)
+        s.confidence = FEDKD_KD_CONFIDENCE_UNSUPERVISED;
+    else
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "config key `kd.confidence`: expected \"supervised\" "
+                          "or \"unsupervised\", got \"%s\"", config->kd.confidence);
+    const char *places[2] = {config->kd.validation, config->kd.transfer};
+    const char *place_keys[2] = {"kd.validation", "kd.transfer"};
+    fedkd_kd_place *place_out[2] = {&s.validation, &s.transfer};
+    for (int i = 0; i < 2; i++) {
+        if (strcmp(places[i], "local") == 0) *place_out[i] = FEDKD_KD_LOCAL;
+        else if (strcmp(places[i], "public") == 0) *place_out[i] = FEDKD_KD_PUBLIC;
+        else
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG, "config key `%s`: expected \"local\" or "
+                              "\"public\", got \"%s\"", place_keys[i], places[i]);
+    }
+    s.validation_size = config->kd.validation_size;
+    if (config->eval_batch_size > 0) s.logit_batch = config->eval_batch_size;
     *out = s;
     return FEDKD_OK;
 }
@@ -153,9 +180,8 @@ void fedkd_kd_partition_weights(const uint32_t *student_histogram, const fedkd_k
 
 typedef struct frozen_teachers {
     const fedkd_kd_job *job;
-    const uint32_t *row_map;    /* training-set row -> transfer-set row, or NULL */
     int ensemble_logits;
-    const float *class_weight;  /* (classes) partition-aware, or NULL */
+    const float *class_weight;  /* (classes) class-coverage, or NULL */
     int classes;
     float *row;                 /* (classes) scratch */
     double *sum;                /* (classes) */
@@ -167,12 +193,13 @@ static fedkd_status frozen_soft_targets(void *context, const uint32_t *rows, int
                                         const float *batch_features, float temperature,
                                         float *probs, float *sample_weight)
 {
+    (void)batch_features;
     frozen_teachers *f = context;
     const fedkd_kd_job *job = f->job;
     size_t classes = (size_t)f->classes;
     int n = job->num_teachers;
     for (int i = 0; i < count; i++) {
-        size_t r = f->row_map ? f->row_map[rows[i]] : rows[i];
+        size_t r = rows[i];
         float *p = probs + (size_t)i * classes;
         for (size_t c = 0; c < classes; c++) f->sum[c] = 0.0;
         for (int t = 0; t < n; t++) {
@@ -195,17 +222,13 @@ static fedkd_status frozen_soft_targets(void *context, const uint32_t *rows, int
     return FEDKD_OK;
 }
 
-/* Distils job->student on `train_set` (the transfer set, or its training
- * part whose rows in the transfer set are row_map) from the frozen teachers,
- * with a fresh optimizer and the student's KD stream. */
-static fedkd_status run_frozen_kd(const fedkd_kd_settings *s, const fedkd_kd_job *job,
-                                  const fedkd_dataset *train_set, const uint32_t *row_map,
-                                  float temperature, float weight, const float *class_weight,
-                                  long *steps)
+fedkd_status kd_run_frozen(const fedkd_kd_settings *s, const fedkd_kd_job *job,
+                           float temperature, float weight, const float *class_weight,
+                           long *steps)
 {
     int classes = fedkd_model_num_classes(job->student);
     fedkd_optimizer *optimizer = NULL;
-    frozen_teachers f = {.job = job, .row_map = row_map, .ensemble_logits = s->ensemble_logits,
+    frozen_teachers f = {.job = job, .ensemble_logits = s->ensemble_logits,
                          .class_weight = class_weight, .classes = classes};
     f.row = malloc((size_t)classes * sizeof *f.row);
     f.sum = malloc((size_t)classes * sizeof *f.sum);
@@ -227,7 +250,7 @@ static fedkd_status run_frozen_kd(const fedkd_kd_settings *s, const fedkd_kd_job
     train.kd_temperature = temperature;
     train.kd_weight = weight;
     fedkd_train_stats stats;
-    status = fedkd_train_local(job->student, optimizer, train_set, &train, &stats);
+    status = fedkd_train_local(job->student, optimizer, job->transfer, &train, &stats);
     *steps += stats.steps;
 done:
     fedkd_optimizer_destroy(&optimizer);
@@ -236,7 +259,7 @@ done:
     return status;
 }
 
-static fedkd_status check_teachers(const fedkd_kd_job *job)
+fedkd_status kd_check_teachers(const fedkd_kd_job *job)
 {
     if (job->num_teachers < 1)
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "KD of client %d: no teacher given",
@@ -258,18 +281,17 @@ static fedkd_status check_teachers(const fedkd_kd_job *job)
 static fedkd_status distil_fixed(const fedkd_kd_settings *s, const fedkd_kd_job *job,
                                  fedkd_kd_outcome *outcome)
 {
-    fedkd_status status = check_teachers(job);
+    fedkd_status status = kd_check_teachers(job);
     if (status) return status;
     outcome->temperature = s->temperature;
     outcome->weight = s->weight;
-    return run_frozen_kd(s, job, job->transfer, NULL, s->temperature, s->weight, NULL,
-                         &outcome->steps);
+    return kd_run_frozen(s, job, s->temperature, s->weight, NULL, &outcome->steps);
 }
 
-static fedkd_status distil_partition_aware(const fedkd_kd_settings *s, const fedkd_kd_job *job,
-                                           fedkd_kd_outcome *outcome)
+static fedkd_status distil_class_coverage(const fedkd_kd_settings *s, const fedkd_kd_job *job,
+                                          fedkd_kd_outcome *outcome)
 {
-    fedkd_status status = check_teachers(job);
+    fedkd_status status = kd_check_teachers(job);
     if (status) return status;
     int classes = fedkd_model_num_classes(job->student);
     float *class_weight = malloc((size_t)classes * sizeof *class_weight);
@@ -278,120 +300,8 @@ static fedkd_status distil_partition_aware(const fedkd_kd_settings *s, const fed
                                s->weight, class_weight);
     outcome->temperature = s->temperature;
     outcome->weight = s->weight;
-    status = run_frozen_kd(s, job, job->transfer, NULL, s->temperature, s->weight, class_weight,
-                           &outcome->steps);
+    status = kd_run_frozen(s, job, s->temperature, s->weight, class_weight, &outcome->steps);
     free(class_weight);
-    return status;
-}
-
-static int compare_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Tuned KD: every grid point distils the pre-trained student on the
- * training part of its data and is scored on the held-out part; the best
- * point (ties: smaller T, then smaller a) is then distilled on all of the
- * student's data, like vanilla KD at that point. Nothing here can reach the
- * test set: the job carries none. Grid points are row-major: T outer. */
-static fedkd_status distil_tuned(const fedkd_kd_settings *s, const fedkd_kd_job *job,
-                                 fedkd_kd_outcome *outcome)
-{
-    fedkd_status status = check_teachers(job);
-    if (status) return status;
-    const fedkd_dataset *transfer = job->transfer;
-    size_t n = transfer->count;
-    size_t n_validation = (size_t)llround(s->validation_fraction * (double)n);
-    if (n_validation < 1) n_validation = 1;
-    if (n_validation >= n)
-        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                          "config key `kd.validation_fraction`: client %d has %zu samples, too "
-                          "few to hold out %g of them for tuned KD",
-                          job->student_client, n, s->validation_fraction);
-    fedkd_model *student = job->student;
-    uint32_t *order = malloc(n * sizeof *order);
-    float *start = fedkd_alloc(student->num_params * sizeof(float));
-    fedkd_dataset *train_set = NULL, *validation = NULL;
-    double *scores = NULL; /* validation accuracy per grid point, -1: diverged */
-    if (!order || !start) {
-        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for tuned KD of client %d",
-                            job->student_client);
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;
-    fedkd_rng rng = fedkd_rng_stream(s->seed, FEDKD_RNG_PUBLIC_SPLIT,
-                                     (uint64_t)job->student_client, FEDKD_KD_VALIDATION_STREAM);
-    fedkd_rng_shuffle_u32(&rng, order, n);
-    uint32_t *validation_rows = order, *train_rows = order + n_validation;
-    qsort(validation_rows, n_validation, sizeof *order, compare_u32);
-    qsort(train_rows, n - n_validation, sizeof *order, compare_u32);
-    status = fedkd_dataset_subset(&validation, transfer, validation_rows, n_validation);
-    if (!status) status = fedkd_dataset_subset(&train_set, transfer, train_rows, n - n_validation);
-    if (status) goto done;
-    memcpy(start, student->params, student->num_params * sizeof(float));
-
-    int points = s->num_temperatures * s->num_weights;
-    scores = malloc((size_t)points * sizeof *scores);
-    if (!scores) {
-        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the tuning grid");
-        goto done;
-    }
-    for (int p = 0; p < points; p++) {
-        float t = s->temperature_grid[p / s->num_weights], a = s->weight_grid[p % s->num_weights];
-        memcpy(student->params, start, student->num_params * sizeof(float));
-        status = run_frozen_kd(s, job, train_set, train_rows, t, a, NULL, &outcome->steps);
-        double loss = 0.0;
-        if (!status) status = fedkd_evaluate(student, validation, &scores[p], &loss);
-        if (status == FEDKD_ERR_NUMERIC) {
-            /* A point where training diverges is a bad choice, not a failed
-             * study; the count is reported. */
-            fedkd_error_clear();
-            scores[p] = -1.0;
-            outcome->diverged++;
-            status = FEDKD_OK;
-        }
-        if (status) goto done;
-    }
-    /* The best point (ties: smaller T, then smaller a) is distilled on all
-     * of the student's data; should that diverge, the next best. */
-    for (;;) {
-        int best = -1;
-        for (int p = 0; p < points; p++) {
-            if (scores[p] < 0.0) continue;
-            float t = s->temperature_grid[p / s->num_weights];
-            float a = s->weight_grid[p % s->num_weights];
-            if (best < 0 || scores[p] > scores[best] ||
-                (scores[p] == scores[best] &&
-                 (t < s->temperature_grid[best / s->num_weights] ||
-                  (t == s->temperature_grid[best / s->num_weights] &&
-                   a < s->weight_grid[best % s->num_weights]))))
-                best = p;
-        }
-        if (best < 0) {
-            status = FEDKD_FAIL(FEDKD_ERR_NUMERIC,
-                                "tuned KD of client %d: training diverged at every point of the "
-                                "grid; lower local.lr", job->student_client);
-            goto done;
-        }
-        float t = s->temperature_grid[best / s->num_weights];
-        float a = s->weight_grid[best % s->num_weights];
-        memcpy(student->params, start, student->num_params * sizeof(float));
-        outcome->temperature = t;
-        outcome->weight = a;
-        outcome->validation_accuracy = scores[best];
-        status = run_frozen_kd(s, job, transfer, NULL, t, a, NULL, &outcome->steps);
-        if (status != FEDKD_ERR_NUMERIC) break;
-        fedkd_error_clear();
-        scores[best] = -1.0;
-        outcome->diverged++;
-    }
-done:
-    fedkd_dataset_destroy(&train_set);
-    fedkd_dataset_destroy(&validation);
-    fedkd_free(start);
-    free(order);
-    free(scores);
     return status;
 }
 
@@ -441,24 +351,110 @@ done:
     return status;
 }
 
+
 static const fedkd_kd_method vanilla_method = {
     "vanilla", "fixed T and weight (kd.temperature, kd.weight)", FEDKD_KD_TEACHERS_PAIRING,
-    distil_fixed};
-static const fedkd_kd_method tuned_method = {
-    "tuned", "T and weight chosen on a validation split of the student's data",
-    FEDKD_KD_TEACHERS_PAIRING, distil_tuned};
+    distil_fixed, FEDKD_KD_LABELS_FOR_CE, NULL, NULL};
 static const fedkd_kd_method ensemble_method = {
     "ensemble", "every other client's model as teacher, combined per kd.ensemble",
-    FEDKD_KD_TEACHERS_ALL_OTHERS, distil_fixed};
+    FEDKD_KD_TEACHERS_ALL_OTHERS, distil_fixed, FEDKD_KD_LABELS_FOR_CE, NULL, NULL};
 static const fedkd_kd_method dml_method = {
     "dml", "deep mutual learning with kd.peers - 1 teachers as peers", FEDKD_KD_TEACHERS_PEERS,
-    distil_mutual};
+    distil_mutual, FEDKD_KD_LABELS_ALWAYS, NULL, NULL};
+static const fedkd_kd_method data_partitioning_method = {
+    "data-partitioning",
+    "each sample distilled from the more confident of the teacher and the frozen pre-KD "
+    "student (kd.confidence)",
+    FEDKD_KD_TEACHERS_PAIRING, kd_distil_data_partitioning, FEDKD_KD_LABELS_FOR_CONFIDENCE, NULL,
+    NULL};
+static const fedkd_kd_method class_coverage_method = {
+    "class-coverage", "KD on classes the teachers saw more of than the student, CE elsewhere",
+    FEDKD_KD_TEACHERS_PAIRING, distil_class_coverage, FEDKD_KD_LABELS_ALWAYS, NULL, NULL};
+
+/* Tuned methods: the base method over the (T, a) grid. */
+static fedkd_status distil_tuned_vanilla(const fedkd_kd_settings *s, const fedkd_kd_job *job,
+                                         fedkd_kd_outcome *outcome)
+{
+    return fedkd_kd_distil_tuned(&vanilla_method, s, job, outcome);
+}
+
+static fedkd_status distil_tuned_ensemble(const fedkd_kd_settings *s, const fedkd_kd_job *job,
+                                          fedkd_kd_outcome *outcome)
+{
+    return fedkd_kd_distil_tuned(&ensemble_method, s, job, outcome);
+}
+
+static fedkd_status distil_tuned_data_partitioning(const fedkd_kd_settings *s,
+                                                   const fedkd_kd_job *job,
+                                                   fedkd_kd_outcome *outcome)
+{
+    return fedkd_kd_distil_tuned(&data_partitioning_method, s, job, outcome);
+}
+
+static fedkd_status distil_tuned_class_coverage(const fedkd_kd_settings *s,
+                                                const fedkd_kd_job *job,
+                                                fedkd_kd_outcome *outcome)
+{
+    return fedkd_kd_distil_tuned(&class_coverage_method, s, job, outcome);
+}
+
+static const fedkd_kd_method tuned_method = {
+    "tuned", "vanilla KD with T and weight chosen on the validation set (kd.validation)",
+    FEDKD_KD_TEACHERS_PAIRING, distil_tuned_vanilla, FEDKD_KD_LABELS_FOR_CE, &vanilla_method,
+    NULL};
+static const fedkd_kd_method tuned_ensemble_method = {
+    "tuned-ensemble", "ensemble KD with T and weight chosen on the validation set",
+    FEDKD_KD_TEACHERS_ALL_OTHERS, distil_tuned_ensemble, FEDKD_KD_LABELS_FOR_CE,
+    &ensemble_method, NULL};
+static const fedkd_kd_method tuned_data_partitioning_method = {
+    "tuned-data-partitioning", "data-partitioning KD with T and weight chosen on the validation set",
+    FEDKD_KD_TEACHERS_PAIRING, distil_tuned_data_partitioning, FEDKD_KD_LABELS_FOR_CONFIDENCE,
+    &data_partitioning_method, NULL};
+static const fedkd_kd_method tuned_class_coverage_method = {
+    "tuned-class-coverage", "class-coverage KD with T and weight chosen on the validation set",
+    FEDKD_KD_TEACHERS_PAIRING, distil_tuned_class_coverage, FEDKD_KD_LABELS_ALWAYS,
+    &class_coverage_method, NULL};
+
+/* Old names: rows of their own, so that results keep the name written. */
 static const fedkd_kd_method partition_aware_method = {
-    "partition-aware", "KD on classes the teachers saw more of than the student, CE elsewhere",
-    FEDKD_KD_TEACHERS_PAIRING, distil_partition_aware};
+    "partition-aware", "old name of class-coverage", FEDKD_KD_TEACHERS_PAIRING,
+    distil_class_coverage, FEDKD_KD_LABELS_ALWAYS, NULL, &class_coverage_method};
+static const fedkd_kd_method tuned_vanilla_method = {
+    "tuned-vanilla", "the same as tuned", FEDKD_KD_TEACHERS_PAIRING, distil_tuned_vanilla,
+    FEDKD_KD_LABELS_FOR_CE, &vanilla_method, &tuned_method};
+static const fedkd_kd_method tuned_partition_aware_method = {
+    "tuned-partition-aware", "old name of tuned-class-coverage", FEDKD_KD_TEACHERS_PAIRING,
+    distil_tuned_class_coverage, FEDKD_KD_LABELS_ALWAYS, &class_coverage_method,
+    &tuned_class_coverage_method};
 
 const fedkd_kd_method *const fedkd_kd_methods[] = {
-    &vanilla_method, &tuned_method, &ensemble_method, &dml_method, &partition_aware_method, NULL};
+    &vanilla_method, &ensemble_method, &dml_method, &data_partitioning_method,
+    &class_coverage_method, &tuned_method, &tuned_ensemble_method,
+    &tuned_data_partitioning_method, &tuned_class_coverage_method, &partition_aware_method,
+    &tuned_vanilla_method, &tuned_partition_aware_method, NULL};
+
+const fedkd_kd_method *fedkd_kd_method_canonical(const fedkd_kd_method *method)
+{
+    return method->same_as ? method->same_as : method;
+}
+
+int fedkd_kd_method_needs_labels(const fedkd_kd_method *method, const fedkd_kd_settings *s)
+{
+    /* The CE term reads labels at any a < 1; a tuned method at any grid
+     * weight below 1. */
+    int ce = s->weight < 1.0f;
+    if (method->tunes) {
+        ce = 0;
+        for (int i = 0; i < s->num_weights; i++) ce |= s->weight_grid[i] < 1.0f;
+    }
+    switch (method->labels) {
+    case FEDKD_KD_LABELS_ALWAYS: return 1;
+    case FEDKD_KD_LABELS_FOR_CONFIDENCE:
+        return ce || s->confidence == FEDKD_KD_CONFIDENCE_SUPERVISED;
+    case FEDKD_KD_LABELS_FOR_CE: return ce;
+    }
+    return 1;
+}
 
 fedkd_status fedkd_kd_method_find(const char *name, const fedkd_kd_method **out)
 {
@@ -467,13 +463,17 @@ fedkd_status fedkd_kd_method_find(const char *name, const fedkd_kd_method **out)
             *out = fedkd_kd_methods[i];
             return FEDKD_OK;
         }
-    char known[256] = "";
+    /* The message lists current names only. */
+    char known[512] = "";
     size_t used = 0;
-    for (int i = 0; fedkd_kd_methods[i] && used < sizeof known; i++) {
-        const char *separator = i == 0 ? "" : fedkd_kd_methods[i + 1] ? ", " : " or ";
-        int n = snprintf(known + used, sizeof known - used, "%s%s", separator,
-                         fedkd_kd_methods[i]->name);
-        if (n > 0) used += (size_t)n;
+    int listed = 0, total = 0;
+    for (int i = 0; fedkd_kd_methods[i]; i++) total += !fedkd_kd_methods[i]->same_as;
+    for (int i = 0; fedkd_kd_methods[i]; i++) {
+        if (fedkd_kd_methods[i]->same_as) continue;
+        listed++;
+        const char *separator = listed == 1 ? "" : listed == total ? " or " : ", ";
+        used = fedkd_appendf(known, sizeof known, used, "%s%s", separator,
+                             fedkd_kd_methods[i]->name);
     }
     return FEDKD_FAIL(FEDKD_ERR_CONFIG, "config key `kd.methods`: unknown method `%s`; expected %s",
                       name, known);
@@ -502,9 +502,12 @@ fedkd_status fedkd_kd_methods_parse(const char *list, const fedkd_kd_method **ou
         fedkd_status status = fedkd_kd_method_find(name, &method);
         if (status) return status;
         for (int i = 0; i < *count; i++)
-            if (out[i] == method)
+            if (fedkd_kd_method_canonical(out[i]) == fedkd_kd_method_canonical(method))
                 return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                                  "config key `kd.methods`: method `%s` is listed twice", name);
+                                  "config key `kd.methods`: method `%s` is listed twice%s%s%s",
+                                  name, out[i] != method ? " (as `" : "",
+                                  out[i] != method ? out[i]->name : "",
+                                  out[i] != method ? "`)" : "");
         if (*count >= max)
             return FEDKD_FAIL(FEDKD_ERR_CONFIG, "config key `kd.methods`: more than %d methods",
                               max);

@@ -9,6 +9,9 @@
  *       the wrong shape.
  *   kd_run check-json PATH
  *       exits 0 if the file parses as JSON.
+ *   kd_run write-data PATH COUNT FEATURES CLASSES STREAM
+ *       writes COUNT synthetic samples (seed 1, the given stream) as an
+ *       HDF5 data file: a training, test or public file for data.name hdf5.
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include <hdf5.h>
 
 #include "fedkd/core/core.h"
+#include "fedkd/data/data.h"
 #include "fedkd/io/model_file.h"
 #include "fedkd/nn/model_json.h"
 #include "fedkd/io/runlog.h"
@@ -80,6 +84,22 @@ static int corrupt_model(const char *path)
     return failed;
 }
 
+static int write_data(const char *path, long count, int features, int classes, long stream)
+{
+    fedkd_synthetic_settings s = fedkd_synthetic_default_settings();
+    s.count = (size_t)count;
+    s.shape = (fedkd_shape){features, 1, 1};
+    s.num_classes = classes;
+    s.seed = 1;
+    s.stream = (uint64_t)stream;
+    fedkd_dataset *data = NULL;
+    fedkd_status status = fedkd_synthetic_generate(&data, &s);
+    if (!status) status = fedkd_h5data_save(data, path);
+    fedkd_dataset_destroy(&data);
+    if (status) fprintf(stderr, "write-data: %s\n", fedkd_error_message());
+    return status ? 1 : 0;
+}
+
 static int check_json(const char *path)
 {
     cJSON *json = NULL;
@@ -96,8 +116,10 @@ int main(int argc, char **argv)
         return write_model(argv[2], atoi(argv[3]), atoi(argv[4]),
                            argc >= 6 && strcmp(argv[5], "nan") == 0);
     if (argc >= 3 && strcmp(argv[1], "corrupt-model") == 0) return corrupt_model(argv[2]);
+    if (argc >= 7 && strcmp(argv[1], "write-data") == 0)
+        return write_data(argv[2], atol(argv[3]), atoi(argv[4]), atoi(argv[5]), atol(argv[6]));
 
     fprintf(stderr, "usage: kd_run write-model PATH FEATURES CLASSES [nan] | corrupt-model PATH | "
-                    "check-json PATH\n");
+                    "check-json PATH | write-data PATH COUNT FEATURES CLASSES STREAM\n");
     return 2;
 }

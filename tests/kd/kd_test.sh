@@ -47,10 +47,10 @@ diverge)
             <(grep "^[0-9]*,[^,]*,vanilla,$student," "$work/nan/kd_results.csv" | cut -d, -f1-11) \
             || fail "vanilla KD of student $student changed beside the diverging runs"
     done
-    # kd_summary.csv: ...,runs(4),...,gain_mean(9),gain_std(10),diverged(11).
-    grep -q ',vanilla,3,1,0.5,.*,2$' "$work/nan/kd_summary.csv" \
+    # kd_summary.csv: ...,runs(4),...,gain_mean(9),gain_std(10),diverged(11),teacher_share(12).
+    grep -q ',vanilla,3,1,0.5,.*,2,$' "$work/nan/kd_summary.csv" \
         || fail "vanilla: expected 3 runs and 2 diverged: $(grep ',vanilla,' "$work/nan/kd_summary.csv")"
-    grep -q ',ensemble,0,1,0.5,,,,,5$' "$work/nan/kd_summary.csv" \
+    grep -q ',ensemble,0,1,0.5,,,,,5,$' "$work/nan/kd_summary.csv" \
         || fail "ensemble: expected 0 runs, no figures, 5 diverged: $(grep ',ensemble,' "$work/nan/kd_summary.csv")"
     "$tool" check-json "$work/nan/summary.json" || fail "summary.json does not parse"
     grep -q '"diverged":[[:space:]]*7' "$work/nan/summary.json" || fail "summary.json: expected 7 diverged runs"
@@ -104,7 +104,7 @@ bad-input)
         run 3 "$work/$name" "${study[@]}" "$@"
         test_check_error "$name" $? "$work/$name.err" "$message"
     }
-    expect_error method "config key \`kd.methods\`: unknown method \`fancy\`; expected vanilla, tuned, ensemble, dml or partition-aware" \
+    expect_error method "config key \`kd.methods\`: unknown method \`fancy\`; expected vanilla, ensemble, dml, data-partitioning, class-coverage, tuned, tuned-ensemble, tuned-data-partitioning or tuned-class-coverage" \
         --set kd.methods=vanilla,fancy
     expect_error temperature "config key \`kd.temperature\`: expected a number > 0, got 0" \
         --set kd.temperature=0
@@ -128,6 +128,97 @@ bad-input)
         || fail "corrupt-model failed"
     expect_error layout "client-2.h5" --set pretrain.dir="$work/models"
     grep -q "weight" "$work/layout.err" || fail "layout: the message does not name the dataset: $(cat "$work/layout.err")"
+    # Where tuning and KD look.
+    expect_error confidence "config key \`kd.confidence\`" --set kd.confidence=sure
+    expect_error validation "config key \`kd.validation\`" --set kd.validation=test
+    expect_error transfer "config key \`kd.transfer\`" --set kd.transfer=everywhere
+    ;;
+public)
+    # KD on the public set, every tuned method choosing (T, a) on the public
+    # validation part: the same tables at -np 1 and 3; another test set
+    # changes no choice (tuning never reads it); data-partitioning's
+    # teacher share in its rows only; the study's tuned-vs-untuned figures;
+    # pretrain makes the partition the study reuses.
+    methods=vanilla,data-partitioning,tuned,tuned-ensemble,tuned-data-partitioning
+    pub=(--set kd.methods=$methods --set kd.validation=public --set kd.transfer=public
+        --set public.size=200 --set kd.students=0,3 --set kd.pairs=ring --set pretrain.dir="$work/models")
+    run 1 "$work/p1" "${study[@]}" "${pub[@]}" || fail "-np 1 exited $?: $(tail -2 "$work/p1.err")"
+    run 3 "$work/p3" "${study[@]}" "${pub[@]}" || fail "-np 3 exited $?: $(tail -2 "$work/p3.err")"
+    cmp -s <(strip_timing "$work/p1/kd_results.csv") <(strip_timing "$work/p3/kd_results.csv") \
+        || fail "kd_results.csv differs between -np 1 and -np 3: $(diff <(strip_timing "$work/p1/kd_results.csv") <(strip_timing "$work/p3/kd_results.csv") | head -4)"
+    [ "$(wc -l <"$work/p1/kd_results.csv")" = $((1 + 2 * 5)) ] \
+        || fail "expected 11 lines in kd_results.csv, got $(wc -l <"$work/p1/kd_results.csv")"
+    # teacher_share (17) is a number in [0, 1] for data-partitioning rows, empty elsewhere.
+    bad=$(awk -F, 'NR > 1 { dp = $3 ~ /data-partitioning/; if (dp != ($17 != "") || (dp && ($17 < 0 || $17 > 1))) print $3 ":" $17 }' "$work/p1/kd_results.csv")
+    [ -z "$bad" ] || fail "teacher_share where it does not belong or out of range: $bad"
+    for key in best_tuned_method best_tuned_gain best_untuned_method best_untuned_gain tuned_gain_ratio \
+        tuned_improvement_percent; do
+        grep -q "\"$key\"" "$work/p1/summary.json" || fail "summary.json lacks $key"
+        grep -q "\"$key\"" "$work/p1/kd_summary.json" || fail "kd_summary.json lacks $key"
+    done
+    grep -q '"tuned-data-partitioning":[[:space:]]*{' "$work/p1/summary.json" \
+        || fail "summary.json has no tuned-data-partitioning figures"
+    grep -q '"best_tuned_method":[[:space:]]*"tuned' "$work/p1/summary.json" \
+        || fail "the best tuned method is not a tuned one: $(grep best_tuned_method "$work/p1/summary.json")"
+    # Another test set: the choices and validation accuracies stay.
+    run 2 "$work/t77" "${study[@]}" "${pub[@]}" --set data.synthetic_test=77 \
+        || fail "test-77 run exited $?: $(tail -2 "$work/t77.err")"
+    cmp -s <(cut -d, -f3-7,11,17 "$work/p1/kd_results.csv") <(cut -d, -f3-7,11,17 "$work/t77/kd_results.csv") \
+        || fail "choices depend on the test set: $(diff <(cut -d, -f3-7,11,17 "$work/p1/kd_results.csv") <(cut -d, -f3-7,11,17 "$work/t77/kd_results.csv") | head -4)"
+    cmp -s <(cut -d, -f8 "$work/p1/kd_results.csv") <(cut -d, -f8 "$work/t77/kd_results.csv") \
+        && fail "the test accuracies did not change with the test set (the check cannot fail)"
+    # KD on the students' own data, validated on the public part, differs.
+    run 2 "$work/local" "${study[@]}" "${pub[@]}" --set kd.transfer=local \
+        || fail "local-transfer run exited $?: $(tail -2 "$work/local.err")"
+    cmp -s <(grep ',vanilla,' "$work/p1/kd_results.csv" | cut -d, -f9) \
+        <(grep ',vanilla,' "$work/local/kd_results.csv" | cut -d, -f9) \
+        && fail "kd.transfer public and local gave the same vanilla results"
+    # KD on the public set, tuned on each student's own split: the tuned
+    # rows have a validation accuracy, other than on the public part.
+    run 2 "$work/own" "${study[@]}" "${pub[@]}" --set kd.validation=local --set kd.methods=tuned \
+        || fail "local-validation run exited $?: $(tail -2 "$work/own.err")"
+    [ "$(awk -F, 'NR > 1 && $11 != ""' "$work/own/kd_results.csv" | wc -l)" = 2 ] \
+        || fail "local validation: expected 2 tuned rows with a validation accuracy: $(cat "$work/own/kd_results.csv")"
+    cmp -s <(grep ',tuned,' "$work/p1/kd_results.csv" | cut -d, -f11) \
+        <(grep ',tuned,' "$work/own/kd_results.csv" | cut -d, -f11) \
+        && fail "local and public validation gave the same validation accuracies"
+    # pretrain with the same keys holds the same public rows out: its
+    # models are the study's, reused.
+    run 2 "$work/pre" "${study[@]}" "${pub[@]}" --set mode=pretrain \
+        || fail "pretrain exited $?: $(tail -2 "$work/pre.err")"
+    [ "$(grep -o '"reused"' "$work/pre/pretrain.json" | wc -l)" = 5 ] \
+        || fail "pretrain did not reuse the study's 5 models: $(cat "$work/pre/pretrain.json")"
+    ;;
+public-bad-input)
+    # Where tuning and KD look, refused before anything trains: one message
+    # naming the key, non-zero exit on every rank, no hang.
+    expect_error() { # NAME MESSAGE [args...]
+        local name=$1 message=$2
+        shift 2
+        run 3 "$work/$name" "${study[@]}" "$@"
+        test_check_error "$name" $? "$work/$name.err" "$message"
+    }
+    expect_error public-empty "config key \`public.size\`" --set kd.validation=public --set public.size=0
+    expect_error no-transfer "config key \`kd.validation_size\`: the public validation part takes all 200 public rows" \
+        --set kd.validation=public --set kd.transfer=public --set public.size=200 --set kd.validation_size=200
+    expect_error too-few "config key \`kd.validation_size\`: 300 validation rows, the public set has 200" \
+        --set kd.validation=public --set public.size=200 --set kd.validation_size=300
+    # A public file holding the clients' own samples, and one holding the
+    # test set, cannot be a validation set.
+    "$tool" write-data "$work/train.h5" 1000 8 4 0 && "$tool" write-data "$work/test.h5" 300 8 4 1 \
+        || fail "write-data failed"
+    files=(--set data.name=hdf5 --set data.train_file="$work/train.h5" --set data.test_file="$work/test.h5")
+    expect_error overlap-transfer "config key \`kd.validation\`: sample " \
+        "${files[@]}" --set kd.validation=public --set public.source="$work/train.h5" --set public.size=100
+    grep -q "of the public validation set is sample [0-9]* of client [0-9]*'s data" "$work/overlap-transfer.err" \
+        || fail "overlap-transfer: the message does not say which samples: $(cat "$work/overlap-transfer.err")"
+    expect_error overlap-test "the public set must not overlap the test set" \
+        "${files[@]}" --set kd.validation=public --set public.source="$work/test.h5" --set public.size=100
+    # The same files with a disjoint public file run (the checks can pass).
+    "$tool" write-data "$work/public.h5" 100 8 4 2 || fail "write-data failed"
+    run 3 "$work/public-file" "${study[@]}" "${files[@]}" --set kd.validation=public \
+        --set public.source="$work/public.h5" --set kd.methods=tuned --set kd.students=1 \
+        --set kd.pairs=ring || fail "a disjoint public file was refused: $(tail -2 "$work/public-file.err")"
     ;;
 test-set)
     # Tuned KD chooses (T, a) without the test set: another test set changes

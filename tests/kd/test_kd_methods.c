@@ -21,6 +21,19 @@
  * - tuned KD runs with the test set sealed (unreadable pages) and does not
  *   fault; a read of the sealed set does fault (checked in a child), so the
  *   seal is real;
+ * - data-partitioning routing on hand-made logits: ties go to the frozen
+ *   student, the supervised rule reads the true label and the unsupervised
+ *   one the top probability, several teachers compete;
+ * - data-partitioning KD with a teacher identical to the student routes
+ *   nothing to it and changes nothing (vanilla KD from that twin, bit for
+ *   bit, and at a = 1 the student stays put); with a teacher more confident
+ *   on every sample it is vanilla KD at a = 1, bit for bit, share 1; a real
+ *   teacher gets a share strictly between 0 and 1;
+ * - every tuned method with a one-point grid is its base method at that
+ *   point; with a separate validation set the grid trains on the whole
+ *   transfer set and reports the chosen point's validation accuracy;
+ * - the public split sizes, seeded splits, the label and overlap checks,
+ *   which methods read labels, old method names;
  * - bad input: unknown methods, grids with T <= 0 or weights outside
  *   [0, 1], teachers with other classes. */
 #include <signal.h>
@@ -164,7 +177,7 @@ static fedkd_status distil(const char *method_name, const fedkd_kd_settings *s,
     fedkd_kd_job job = {.student_client = STUDENT, .student = student, .transfer = train_data,
                         .student_histogram = even_histogram, .num_teachers = set->count,
                         .teachers = set->teachers};
-    fedkd_kd_outcome outcome = {.validation_accuracy = -1.0, .num_peers = 1};
+    fedkd_kd_outcome outcome = {.validation_accuracy = -1.0, .num_peers = 1, .teacher_share = NAN};
     status = method->distil(s, &job, &outcome);
     if (out) *out = outcome;
     return status;
@@ -176,6 +189,12 @@ static double max_difference(const fedkd_model *a, const fedkd_model *b)
     for (size_t i = 0; i < a->num_params; i++)
         worst = fmax(worst, fabs((double)a->params[i] - (double)b->params[i]));
     return worst;
+}
+
+/* Teacher shares: equal, or both NaN (methods that route nothing). */
+static int same_share(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b));
 }
 
 static int identical(const fedkd_model *a, const fedkd_model *b)
@@ -460,13 +479,352 @@ static void check_tuned(fedkd_model *pretrained, fedkd_model *teacher)
     fedkd_model_destroy(&vanilla);
 }
 
+
+/* ---- data-partitioning KD -------------------------------------------------- */
+
+static void check_routing(void)
+{
+    /* 3 samples, 3 classes; labels 0, 1, 1. */
+    const float frozen[] = {2, 0, 0, 0, 1, 0, 1, 0, 0};
+    const float a[] = {2, 0, 0, 0, 3, 0, 5, 0, 0};
+    const float b[] = {4, 0, 0, 0, 3, 0, 0, 0, 0};
+    const int32_t labels[] = {0, 1, 1};
+    fedkd_kd_teacher teachers[2] = {{.client = 1, .logits = a}, {.client = 2, .logits = b}};
+    int route[3];
+    /* One teacher. Sample 0 ties (identical logits): the frozen student.
+     * Sample 1: the teacher. Sample 2: the teacher is sure of the wrong
+     * class: supervised keeps the frozen student, unsupervised takes it. */
+    size_t n = fedkd_kd_route(frozen, teachers, 1, labels, 3, 3, FEDKD_KD_CONFIDENCE_SUPERVISED,
+                              route);
+    CHECK(n == 1 && route[0] == 0 && route[1] == 1 && route[2] == 0,
+          "supervised routing %zu: %d %d %d", n, route[0], route[1], route[2]);
+    n = fedkd_kd_route(frozen, teachers, 1, labels, 3, 3, FEDKD_KD_CONFIDENCE_UNSUPERVISED, route);
+    CHECK(n == 2 && route[0] == 0 && route[1] == 1 && route[2] == 1,
+          "unsupervised routing %zu: %d %d %d", n, route[0], route[1], route[2]);
+    /* Two teachers: sample 0 to the second (more confident), sample 1 ties
+     * between the teachers (the first keeps it), sample 2: the uniform
+     * second teacher gives the true label 1/3, more than the frozen
+     * student's 0.21 (supervised), less than the first's top (unsupervised). */
+    n = fedkd_kd_route(frozen, teachers, 2, labels, 3, 3, FEDKD_KD_CONFIDENCE_SUPERVISED, route);
+    CHECK(n == 3 && route[0] == 2 && route[1] == 1 && route[2] == 2,
+          "two teachers, supervised %zu: %d %d %d", n, route[0], route[1], route[2]);
+    n = fedkd_kd_route(frozen, teachers, 2, labels, 3, 3, FEDKD_KD_CONFIDENCE_UNSUPERVISED, route);
+    CHECK(n == 3 && route[0] == 2 && route[1] == 1 && route[2] == 1,
+          "two teachers, unsupervised %zu: %d %d %d", n, route[0], route[1], route[2]);
+}
+
+/* A teacher given by its logits on train_data: `scale` x one-hot of the
+ * label shifted by `shift` classes. */
+static void add_crafted_teacher(teacher_set *set, const fedkd_model *model, float scale, int shift)
+{
+    int t = set->count++;
+    set->logits[t] = fedkd_alloc(train_data->count * CLASSES * sizeof(float));
+    if (!set->logits[t]) exit(1);
+    for (size_t i = 0; i < train_data->count; i++)
+        for (int c = 0; c < CLASSES; c++)
+            set->logits[t][i * CLASSES + (size_t)c] =
+                c == (train_data->labels[i] + shift) % CLASSES ? scale : 0.0f;
+    memcpy(set->histograms[t], even_histogram, sizeof set->histograms[t]);
+    set->teachers[t] = (fedkd_kd_teacher){.client = 1 + t, .spec = &model->spec,
+                                          .params = model->params, .logits = set->logits[t],
+                                          .histogram = set->histograms[t]};
+}
+
+static void check_data_partitioning(fedkd_model *pretrained, fedkd_model *teacher)
+{
+    fedkd_kd_settings s = test_settings();
+    fedkd_kd_outcome outcome;
+    /* A twin teacher, its logits computed as the frozen copy's are. */
+    teacher_set twin = {0};
+    twin.count = 1;
+    if (fedkd_kd_compute_logits(&pretrained->spec, pretrained->params, train_data, s.logit_batch,
+                                &twin.logits[0]))
+        exit(1);
+    memcpy(twin.histograms[0], even_histogram, sizeof twin.histograms[0]);
+    twin.teachers[0] = (fedkd_kd_teacher){.client = 1, .spec = &pretrained->spec,
+                                          .params = pretrained->params, .logits = twin.logits[0],
+                                          .histogram = twin.histograms[0]};
+    fedkd_model *dp = copy_model(pretrained), *vanilla = copy_model(pretrained);
+    const float weights[] = {0.6f, 1.0f};
+    for (int i = 0; i < 2; i++) {
+        s.weight = weights[i];
+        s.temperature = 2.0f;
+        memcpy(dp->params, pretrained->params, dp->num_params * sizeof(float));
+        memcpy(vanilla->params, pretrained->params, dp->num_params * sizeof(float));
+        fedkd_status status = distil("data-partitioning", &s, dp, &twin, &outcome);
+        if (!status) status = distil("vanilla", &s, vanilla, &twin, NULL);
+        CHECK(status == FEDKD_OK, "data-partitioning, twin: %s", fedkd_error_message());
+        CHECK(outcome.teacher_share == 0.0, "a twin teacher got share %g", outcome.teacher_share);
+        CHECK(identical(dp, vanilla), "a = %g: data-partitioning from a twin differs from KD "
+              "from the twin by %g", (double)weights[i], max_difference(dp, vanilla));
+    }
+    CHECK(max_difference(dp, pretrained) <= 1e-5, "a = 1: a twin teacher moved the student by %g",
+          max_difference(dp, pretrained));
+    free_teachers(&twin);
+
+    /* A teacher more confident on every sample (scale 20 on the true
+     * label), at a = 1: vanilla KD, whatever T. */
+    teacher_set sure = {0};
+    add_crafted_teacher(&sure, teacher, 20.0f, 0);
+    s.weight = 1.0f;
+    s.temperature = 4.0f;
+    memcpy(dp->params, pretrained->params, dp->num_params * sizeof(float));
+    memcpy(vanilla->params, pretrained->params, dp->num_params * sizeof(float));
+    fedkd_status status = distil("data-partitioning", &s, dp, &sure, &outcome);
+    if (!status) status = distil("vanilla", &s, vanilla, &sure, NULL);
+    CHECK(status == FEDKD_OK && outcome.teacher_share == 1.0,
+          "confident teacher: share %g: %s", outcome.teacher_share, fedkd_error_message());
+    CHECK(identical(dp, vanilla), "a confident teacher: data-partitioning differs from vanilla "
+          "KD by %g", max_difference(dp, vanilla));
+    CHECK(max_difference(dp, pretrained) > 1e-3, "a confident teacher did not move the student");
+    free_teachers(&sure);
+
+    /* Sure of the wrong class: the supervised rule routes nothing to it
+     * (the student stays put at a = 1), the unsupervised rule everything. */
+    teacher_set wrong = {0};
+    add_crafted_teacher(&wrong, teacher, 20.0f, 1);
+    memcpy(dp->params, pretrained->params, dp->num_params * sizeof(float));
+    status = distil("data-partitioning", &s, dp, &wrong, &outcome);
+    CHECK(status == FEDKD_OK && outcome.teacher_share == 0.0 &&
+              max_difference(dp, pretrained) <= 1e-5,
+          "supervised, wrong teacher: share %g, moved %g", outcome.teacher_share,
+          max_difference(dp, pretrained));
+    s.confidence = FEDKD_KD_CONFIDENCE_UNSUPERVISED;
+    memcpy(dp->params, pretrained->params, dp->num_params * sizeof(float));
+    memcpy(vanilla->params, pretrained->params, dp->num_params * sizeof(float));
+    status = distil("data-partitioning", &s, dp, &wrong, &outcome);
+    if (!status) status = distil("vanilla", &s, vanilla, &wrong, NULL);
+    CHECK(status == FEDKD_OK && outcome.teacher_share == 1.0 && identical(dp, vanilla),
+          "unsupervised, wrong teacher: share %g, differs from vanilla by %g",
+          outcome.teacher_share, max_difference(dp, vanilla));
+    free_teachers(&wrong);
+
+    /* A real teacher takes some samples, not all. */
+    s = test_settings();
+    s.weight = 1.0f;
+    teacher_set real = {0};
+    add_teacher(&real, teacher, 1, even_histogram);
+    memcpy(dp->params, pretrained->params, dp->num_params * sizeof(float));
+    memcpy(vanilla->params, pretrained->params, dp->num_params * sizeof(float));
+    status = distil("data-partitioning", &s, dp, &real, &outcome);
+    if (!status) status = distil("vanilla", &s, vanilla, &real, NULL);
+    CHECK(status == FEDKD_OK && outcome.teacher_share > 0.0 && outcome.teacher_share < 1.0,
+          "a real teacher's share %g: %s", outcome.teacher_share, fedkd_error_message());
+    CHECK(!identical(dp, vanilla) && max_difference(dp, pretrained) > 1e-3,
+          "a real teacher: data-partitioning equals vanilla KD or did not train");
+    /* Vanilla KD reports no share. */
+    fedkd_kd_outcome plain = {.teacher_share = NAN};
+    status = distil("vanilla", &s, vanilla, &real, &plain);
+    CHECK(status == FEDKD_OK && isnan(plain.teacher_share), "vanilla reported share %g",
+          plain.teacher_share);
+    free_teachers(&real);
+    fedkd_model_destroy(&dp);
+    fedkd_model_destroy(&vanilla);
+}
+
+/* Runs `name` with `validation` as the job's validation set (NULL: split). */
+static fedkd_status distil_with_validation(const char *name, const fedkd_kd_settings *s,
+                                           fedkd_model *student, const teacher_set *set,
+                                           const fedkd_dataset *validation, fedkd_kd_outcome *out)
+{
+    const fedkd_kd_method *method = NULL;
+    fedkd_status status = fedkd_kd_method_find(name, &method);
+    if (status) return status;
+    fedkd_kd_job job = {.student_client = STUDENT, .student = student, .transfer = train_data,
+                        .validation = validation, .student_histogram = even_histogram,
+                        .num_teachers = set->count, .teachers = set->teachers};
+    *out = (fedkd_kd_outcome){.validation_accuracy = NAN, .num_peers = 1, .teacher_share = NAN};
+    return method->distil(s, &job, out);
+}
+
+static void check_tuned_methods(fedkd_model *pretrained, fedkd_model *teacher)
+{
+    fedkd_kd_settings s = test_settings();
+    s.num_temperatures = 1;
+    s.temperature_grid[0] = s.temperature = 2.0f;
+    s.num_weights = 1;
+    s.weight_grid[0] = s.weight = 0.75f;
+    teacher_set set = {0};
+    add_teacher(&set, teacher, 1, even_histogram);
+    add_teacher(&set, pretrained, 2, (const uint32_t[CLASSES]){100, 0, 100});
+    const char *pairs[][2] = {{"tuned-ensemble", "ensemble"},
+                              {"tuned-data-partitioning", "data-partitioning"},
+                              {"tuned-class-coverage", "class-coverage"},
+                              {"tuned-vanilla", "vanilla"}};
+    fedkd_model *tuned = copy_model(pretrained), *base = copy_model(pretrained);
+    for (int i = 0; i < 4; i++) {
+        fedkd_kd_outcome t_out, b_out;
+        memcpy(tuned->params, pretrained->params, tuned->num_params * sizeof(float));
+        memcpy(base->params, pretrained->params, base->num_params * sizeof(float));
+        teacher_set one = set;
+        if (i != 0) one.count = 1; /* the pairing's single teacher */
+        fedkd_status status = distil_with_validation(pairs[i][0], &s, tuned, &one, NULL, &t_out);
+        if (!status) status = distil_with_validation(pairs[i][1], &s, base, &one, NULL, &b_out);
+        CHECK(status == FEDKD_OK, "%s: %s", pairs[i][0], fedkd_error_message());
+        CHECK(identical(tuned, base), "%s with one grid point differs from %s by %g", pairs[i][0],
+              pairs[i][1], max_difference(tuned, base));
+        CHECK(t_out.temperature == 2.0f && t_out.weight == 0.75f &&
+                  t_out.validation_accuracy >= 0.0 && t_out.validation_accuracy <= 1.0,
+              "%s: choice %g %g, validation %g", pairs[i][0], (double)t_out.temperature,
+              (double)t_out.weight, t_out.validation_accuracy);
+        CHECK(same_share(t_out.teacher_share, b_out.teacher_share),
+              "%s: teacher share %g, its base's %g", pairs[i][0], t_out.teacher_share,
+              b_out.teacher_share);
+    }
+    /* A separate validation set: every grid point trains on the whole
+     * transfer set, so the final run repeats the chosen point's run, and
+     * the reported accuracy is the final student's on that set. */
+    fedkd_kd_outcome out, ref;
+    teacher_set one = set;
+    one.count = 1;
+    memcpy(tuned->params, pretrained->params, tuned->num_params * sizeof(float));
+    memcpy(base->params, pretrained->params, base->num_params * sizeof(float));
+    fedkd_status status = distil_with_validation("tuned-data-partitioning", &s, tuned, &one,
+                                                 test_data, &out);
+    if (!status) status = distil_with_validation("data-partitioning", &s, base, &one, NULL, &ref);
+    CHECK(status == FEDKD_OK && identical(tuned, base) && out.steps == 2 * ref.steps,
+          "tuned with a validation set: differs by %g, steps %ld against 2 x %ld: %s",
+          max_difference(tuned, base), out.steps, ref.steps, fedkd_error_message());
+    double accuracy = 0.0, loss = 0.0;
+    fedkd_evaluate(tuned, test_data, &accuracy, &loss);
+    CHECK(out.validation_accuracy == accuracy, "validation accuracy %g, the student's %g",
+          out.validation_accuracy, accuracy);
+    /* An unlabelled validation set is refused, naming the key. */
+    fedkd_dataset *unlabelled = NULL;
+    uint32_t rows[4] = {0, 1, 2, 3};
+    if (fedkd_dataset_subset(&unlabelled, test_data, rows, 4)) exit(1);
+    unlabelled->labels[2] = -1;
+    status = distil_with_validation("tuned", &s, tuned, &one, unlabelled, &out);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("config key `kd.validation`") &&
+              message_has("must be labelled"),
+          "unlabelled validation: %s", fedkd_error_message());
+    fedkd_dataset_destroy(&unlabelled);
+    set.count = 2;
+    free_teachers(&set);
+    fedkd_model_destroy(&tuned);
+    fedkd_model_destroy(&base);
+}
+
+static void check_sets(void)
+{
+    fedkd_kd_settings s = fedkd_kd_default_settings();
+    size_t v = 0, t = 0;
+    fedkd_status status = fedkd_kd_public_sizes(&s, 1000, &v, &t);
+    CHECK(status == FEDKD_OK && v == 0 && t == 0, "local/local sizes %zu %zu", v, t);
+    s.validation = FEDKD_KD_PUBLIC;
+    s.transfer = FEDKD_KD_PUBLIC;
+    status = fedkd_kd_public_sizes(&s, 1000, &v, &t);
+    CHECK(status == FEDKD_OK && v == 100 && t == 900, "public/public sizes %zu %zu", v, t);
+    s.validation_size = 1000;
+    status = fedkd_kd_public_sizes(&s, 1000, &v, &t);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("config key `kd.validation_size`") &&
+              message_has("transfer set"),
+          "no public transfer rows left: %s", fedkd_error_message());
+    s.transfer = FEDKD_KD_LOCAL;
+    status = fedkd_kd_public_sizes(&s, 1000, &v, &t);
+    CHECK(status == FEDKD_OK && v == 1000 && t == 0, "all public rows validate: %zu %zu", v, t);
+    s.validation_size = 1001;
+    status = fedkd_kd_public_sizes(&s, 1000, &v, &t);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("config key `kd.validation_size`"),
+          "too many validation rows: %s", fedkd_error_message());
+    status = fedkd_kd_public_sizes(&s, 0, &v, &t);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("config key `kd.validation`") &&
+              message_has("empty"),
+          "empty public set: %s", fedkd_error_message());
+
+    /* Seeded splits: two ascending parts, disjoint, complete, repeatable. */
+    uint32_t *a = NULL, *b = NULL;
+    status = fedkd_kd_split_rows(7, 3, FEDKD_KD_VALIDATION_STREAM, 50, 10, "k", &a);
+    if (!status) status = fedkd_kd_split_rows(7, 3, FEDKD_KD_VALIDATION_STREAM, 50, 10, "k", &b);
+    CHECK(status == FEDKD_OK && memcmp(a, b, 50 * sizeof *a) == 0, "split not repeatable");
+    int seen[50] = {0}, sorted = 1;
+    for (int i = 0; a && i < 50; i++) {
+        if (a[i] < 50) seen[a[i]]++;
+        if (i != 0 && i != 10 && a[i] <= a[i - 1]) sorted = 0;
+    }
+    int complete = 1;
+    for (int i = 0; i < 50; i++) complete &= seen[i] == 1;
+    CHECK(sorted && complete, "split parts not ascending or not a permutation");
+    free(a);
+    free(b);
+    status = fedkd_kd_split_rows(7, 3, 1, 5, 5, "kd.validation_size", &a);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("config key `kd.validation_size`") && !a,
+          "a split leaving nothing: %s", fedkd_error_message());
+
+    /* Labels and overlaps. */
+    status = fedkd_kd_check_labelled(train_data, CLASSES, "kd.transfer", "the set");
+    CHECK(status == FEDKD_OK, "labelled set refused: %s", fedkd_error_message());
+    fedkd_dataset *part = NULL, *other = NULL;
+    uint32_t first[3] = {0, 1, 2}, later[3] = {5, 6, 2};
+    if (fedkd_dataset_subset(&part, train_data, first, 3) ||
+        fedkd_dataset_subset(&other, train_data, later, 3))
+        exit(1);
+    part->labels[1] = CLASSES;
+    status = fedkd_kd_check_labelled(part, CLASSES, "kd.transfer", "the public transfer set");
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("config key `kd.transfer`: the public "
+                                                    "transfer set") &&
+              message_has("sample 1 has no label"),
+          "unlabelled sample: %s", fedkd_error_message());
+    status = fedkd_kd_check_disjoint(part, other, "kd.validation", "the validation set",
+                                     "the transfer set");
+    CHECK(status == FEDKD_ERR_CONFIG &&
+              message_has("config key `kd.validation`: sample 2 of the validation set is sample "
+                          "2 of the transfer set"),
+          "overlap: %s", fedkd_error_message());
+    other->features[2 * FEATURES] += 1.0f;
+    status = fedkd_kd_check_disjoint(part, other, "kd.validation", "a", "b");
+    CHECK(status == FEDKD_OK, "disjoint sets refused: %s", fedkd_error_message());
+    fedkd_dataset_destroy(&part);
+    fedkd_dataset_destroy(&other);
+
+    /* Which methods read the transfer set's labels. */
+    const fedkd_kd_method *m = NULL;
+    fedkd_kd_settings ls = fedkd_kd_default_settings();
+    ls.weight = 1.0f;
+    fedkd_kd_method_find("vanilla", &m);
+    CHECK(!fedkd_kd_method_needs_labels(m, &ls), "vanilla at a = 1 reads labels");
+    fedkd_kd_method_find("data-partitioning", &m);
+    CHECK(fedkd_kd_method_needs_labels(m, &ls), "supervised data-partitioning reads no labels");
+    ls.confidence = FEDKD_KD_CONFIDENCE_UNSUPERVISED;
+    CHECK(!fedkd_kd_method_needs_labels(m, &ls), "unsupervised at a = 1 reads labels");
+    fedkd_kd_method_find("tuned-data-partitioning", &m);
+    CHECK(fedkd_kd_method_needs_labels(m, &ls), "a grid with a < 1 reads no labels");
+    ls.num_weights = 1;
+    ls.weight_grid[0] = 1.0f;
+    CHECK(!fedkd_kd_method_needs_labels(m, &ls), "a grid at a = 1 reads labels");
+    fedkd_kd_method_find("dml", &m);
+    CHECK(fedkd_kd_method_needs_labels(m, &ls), "DML reads no labels");
+
+    /* Old names: their own rows (outputs keep them), the same methods. */
+    const fedkd_kd_method *list[FEDKD_KD_MAX_METHODS];
+    int count = 0;
+    status = fedkd_kd_methods_parse("partition-aware,tuned-ensemble", list, FEDKD_KD_MAX_METHODS,
+                                    &count);
+    CHECK(status == FEDKD_OK && count == 2 && strcmp(list[0]->name, "partition-aware") == 0 &&
+              strcmp(fedkd_kd_method_canonical(list[0])->name, "class-coverage") == 0 &&
+              list[1]->tunes && strcmp(list[1]->tunes->name, "ensemble") == 0 &&
+              list[1]->teachers == FEDKD_KD_TEACHERS_ALL_OTHERS,
+          "old names: %s", fedkd_error_message());
+    status = fedkd_kd_methods_parse("class-coverage,partition-aware", list, FEDKD_KD_MAX_METHODS,
+                                    &count);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("listed twice"), "alias twice: %s",
+          fedkd_error_message());
+    status = fedkd_kd_methods_parse("tuned,tuned-vanilla", list, FEDKD_KD_MAX_METHODS, &count);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("listed twice"), "tuned twice: %s",
+          fedkd_error_message());
+    status = fedkd_kd_methods_parse("tuned-dml", list, FEDKD_KD_MAX_METHODS, &count);
+    CHECK(status == FEDKD_ERR_CONFIG && message_has("unknown method `tuned-dml`"),
+          "tuned-dml: %s", fedkd_error_message());
+}
+
 static void check_bad_input(fedkd_model *pretrained)
 {
     const fedkd_kd_method *method = NULL;
     fedkd_status status = fedkd_kd_method_find("fancy", &method);
     CHECK(status == FEDKD_ERR_CONFIG &&
               message_has("config key `kd.methods`: unknown method `fancy`; expected vanilla, "
-                          "tuned, ensemble, dml or partition-aware"),
+                          "ensemble, dml, data-partitioning, class-coverage, tuned, "
+                          "tuned-ensemble, tuned-data-partitioning or tuned-class-coverage"),
           "unknown method: %s", fedkd_error_message());
     const fedkd_kd_method *list[FEDKD_KD_MAX_METHODS];
     int count = 0;
@@ -532,6 +890,10 @@ int main(void)
     check_ensemble_of_identical_teachers(pretrained, teacher);
     check_partition_aware(pretrained, teacher);
     check_tuned(pretrained, teacher);
+    check_routing();
+    check_data_partitioning(pretrained, teacher);
+    check_tuned_methods(pretrained, teacher);
+    check_sets();
     check_bad_input(pretrained);
     fedkd_model_destroy(&pretrained);
     fedkd_model_destroy(&teacher);

@@ -80,7 +80,7 @@ typedef struct fedkd_config {
         double temperature;
         double weight;
         /* kd-study (see include/fedkd/experiments/experiments.h) */
-        char methods[128];          /* comma-separated method names */
+        char methods[256];          /* comma-separated method names */
         char pairs[32];             /* "all-ordered", "rest" or "ring" */
         char students[256];         /* "": every client; else comma-separated ids */
         int epochs;                 /* epochs of distillation per run */
@@ -89,6 +89,10 @@ typedef struct fedkd_config {
         double validation_fraction; /* tuned KD: share of the student's data held out */
         char ensemble[16];          /* teachers combined by mean of "probs" or "logits" */
         int peers;                  /* deep mutual learning: K */
+        char confidence[16];        /* data-partitioning: "supervised" or "unsupervised" */
+        char validation[16];        /* tuned KD validates on "local" or "public" data */
+        char transfer[16];          /* KD runs on "local" or "public" data */
+        int64_t validation_size;    /* public validation rows (0: validation_fraction of them) */
     } kd;
 
     struct {
