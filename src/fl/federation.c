@@ -469,6 +469,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double comm_seconds = 0.0;
         fedkd_round_metrics m = {0};
         MPI_Request request;
+        fedkd_status server_failure = FEDKD_OK; /* rank 0: the pending evaluation's */
 
         /* 1. Header: what happens this round. */
         if (f->rank == 0) {
@@ -526,13 +527,18 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
              * last round's row comes before the summary. */
             has_pending = 0;
             fedkd_status finished = finish_round(f, &pending, 0, result, start);
-            if (finished && !local_failure) local_failure = finished;
+            if (finished) {
+                server_failure = finished;
+                if (!local_failure || local_failure == FEDKD_ERR_INTERRUPTED)
+                    local_failure = finished;
+            }
         }
         if (f->header[HEADER_CHECKPOINT] > 0 || f->header[HEADER_COMMAND] == HEADER_STOP) {
             /* The server's evaluation of the pending round may just have
              * failed: every rank learns it here, before the collective
-             * checkpoint and before calling the run complete. */
-            status = fedkd_comm_agree(comm, f->rank == 0 ? local_failure : FEDKD_OK);
+             * checkpoint and before calling the run complete. A signal
+             * alone still gets its checkpoint. */
+            status = fedkd_comm_agree(comm, f->rank == 0 ? server_failure : FEDKD_OK);
             if (status) break;
         }
         if (f->header[HEADER_CHECKPOINT] > 0) {
