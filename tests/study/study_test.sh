@@ -12,6 +12,8 @@ study_options=("$@")
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 test_begin study
 study=$source_root/launch/study
+# Debian's Python, as launch/study's own first line: it has python3-matplotlib.
+python=/usr/bin/python3
 
 needs_fashion() {
     if [ ! -f "$fashion/train-images-idx3-ubyte.gz" ]; then
@@ -92,7 +94,7 @@ bad-input)
     check_study_error() { # LABEL SUBSTRING launch/study arguments...
         local label=$1 want=$2
         shift 2
-        python3 "$study" "$@" --plan >"$work/$label.out" 2>"$work/$label.err"
+        "$python" "$study" "$@" --plan >"$work/$label.out" 2>"$work/$label.err"
         local code=$?
         [ "$code" = 2 ] || fail "[$label] exited $code, expected 2"
         grep -qF -- "$want" "$work/$label.err" ||
@@ -101,7 +103,7 @@ bad-input)
             fail "[$label] expected one error line: $(cat "$work/$label.err")"
     }
     quick=$source_root/configs/study/quick.json
-    python3 - "$quick" "$work" <<'EOF'
+    "$python" - "$quick" "$work" <<'EOF'
 import json, sys
 study = json.load(open(sys.argv[1]))
 def variant(name, change):
@@ -123,7 +125,7 @@ EOF
     # --plan writes self-contained grids that fedkd-sim loads: a plan of the
     # quick study, one grid checked by the simulator itself (a sweep of an
     # unknown key would fail here).
-    python3 "$study" --quick --out "$work/plan" --plan >"$work/plan.out" 2>&1 ||
+    "$python" "$study" --quick --out "$work/plan" --plan >"$work/plan.out" 2>&1 ||
         fail "--plan exited $?: $(tail -3 "$work/plan.out")"
     grep -q 'launch/slurm-sweep.sbatch .*/grids/kd-grid-iid-s1.json' "$work/plan.out" ||
         fail "--plan does not print the sbatch command of kd-grid-iid-s1: $(head -5 "$work/plan.out")"
@@ -132,14 +134,14 @@ EOF
 
 quick)
     needs_fashion
-    if ! python3 -c 'import matplotlib' 2>/dev/null; then
-        echo "SKIP: python3-matplotlib is not installed"
+    if ! "$python" -c 'import matplotlib' 2>/dev/null; then
+        echo "SKIP: $python has no matplotlib; install python3-matplotlib (./launch/test does)"
         exit 77
     fi
     export FEDKD_SIM=$sim FEDKD_MPIRUN=$mpiexec
     out=$work/q
     start=$(date +%s)
-    timeout 560 python3 "$study" --quick --out "$out" "${study_options[@]}" >"$work/run1.out" 2>&1
+    timeout 560 "$python" "$study" --quick --out "$out" "${study_options[@]}" >"$work/run1.out" 2>&1
     code=$?
     [ "$code" = 0 ] || { fail "launch/study --quick exited $code: $(tail -5 "$work/run1.out")"; test_end; }
     echo "quick study: $(( $(date +%s) - start )) s" >&2
@@ -160,7 +162,7 @@ quick)
         [ "$(head -c 4 "$out/$figure" | tail -c 3)" = PNG ] || fail "$figure is not a PNG"
     done
     # The tables agree with the points' own files.
-    python3 - "$out" <<'EOF' || fail "REPORT.md does not agree with the points' files"
+    "$python" - "$out" <<'EOF' || fail "REPORT.md does not agree with the points' files"
 import glob, json, os, re, sys
 out = sys.argv[1]
 report = open(os.path.join(out, "REPORT.md")).read()
@@ -200,7 +202,7 @@ EOF
     # Again: nothing left to run, no MPI started, the same report.
     strip_times() { grep -v -e '^- Written' -e 'wall time adds up' "$1"; }
     cp "$report" "$work/first.md"
-    timeout 120 python3 "$study" --quick --out "$out" "${study_options[@]}" >"$work/run2.out" 2>&1 ||
+    timeout 120 "$python" "$study" --quick --out "$out" "${study_options[@]}" >"$work/run2.out" 2>&1 ||
         fail "the rerun exited $?: $(tail -3 "$work/run2.out")"
     grep -q '\[sweep ' "$work/run2.out" && fail "the rerun ran a sweep again: $(grep '\[sweep ' "$work/run2.out" | head -2)"
     grep -qE 'study: ([0-9]+) of \1 points done before' "$work/run2.out" ||
@@ -209,7 +211,7 @@ EOF
     # A lost point runs again, alone, and the report comes out the same
     # (every run is deterministic).
     rm -rf "$out/sweeps/kd-grid-iid-s1/point-0001"
-    timeout 300 python3 "$study" --quick --out "$out" "${study_options[@]}" >"$work/run3.out" 2>&1 ||
+    timeout 300 "$python" "$study" --quick --out "$out" "${study_options[@]}" >"$work/run3.out" 2>&1 ||
         fail "the resumed study exited $?: $(tail -3 "$work/run3.out")"
     grep -q 'kd-grid-iid-s1: 4 point(s), 1 to run' "$work/run3.out" ||
         fail "the resumed study did not run exactly the lost point: $(grep 'sweep ' "$work/run3.out" | head -3)"
