@@ -378,7 +378,8 @@ def collect_regimes(plan):
             row = dict(row)
             row["_dir"] = os.path.join(sweep["output"], "point-%04d" % int(row["point"]))
             regime.seeds[labels["seed"]] = row
-    order = sorted(regimes, key=lambda k: (k[0], k[1], k[2], -k[4], k[3] == 0, -(k[3] or 0)))
+    # Most local work first: one epoch, then the step counts from high to low.
+    order = sorted(regimes, key=lambda k: (k[0], k[1], k[2], -k[4], k[3] != 0, -(k[3] or 0)))
     return [regimes[k] for k in order]
 
 
