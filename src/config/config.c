@@ -368,6 +368,12 @@ fail:
 
 /* ---- checks across keys --------------------------------------------------------- */
 
+static const char *origin_of(const char **key_origins, const char *path)
+{
+    int index = fedkd_config_key_index(path);
+    return index >= 0 && key_origins[index] ? key_origins[index] : default_origin;
+}
+
 static fedkd_status check_consistency(const fedkd_config *config, const char **key_origins)
 {
     double per_round = config->clients.per_round;
@@ -377,6 +383,15 @@ static fedkd_status check_consistency(const fedkd_config *config, const char **k
                           "than clients.count (%d)",
                           key_origins[fedkd_config_key_index("clients.per_round")], per_round,
                           config->clients.count);
+    /* local.steps replaces local.epochs; a file that writes out the
+     * default epochs (1) still combines with it. */
+    if (config->local.steps > 0 && config->local.epochs != 1)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config keys `local.steps` (%d, from %s) and `local.epochs` (%d, from "
+                          "%s) are both set: local.steps > 0 trains that many minibatch steps "
+                          "per round instead of epochs; leave local.epochs at its default 1",
+                          config->local.steps, origin_of(key_origins, "local.steps"),
+                          config->local.epochs, origin_of(key_origins, "local.epochs"));
     return FEDKD_OK;
 }
 

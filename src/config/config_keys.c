@@ -80,6 +80,9 @@ static const config_key keys[] = {
      BETWEEN(0.0, 1.0)},
 
     {.path = "local.epochs", .type = CONFIG_INT, AT(local.epochs), AT_LEAST(1.0)},
+    /* 0: local.epochs; else steps per round, and local.epochs must stay at
+     * its default (config.c, checks across keys). */
+    {.path = "local.steps", .type = CONFIG_INT, AT(local.steps), AT_LEAST(0.0), .fallback = "0"},
     {.path = "local.batch_size", .type = CONFIG_INT, AT(local.batch_size), AT_LEAST(1.0)},
     {.path = "local.lr", .type = CONFIG_DOUBLE, AT(local.lr), ABOVE(0.0)},
     {.path = "local.optimizer", .type = CONFIG_STRING, AT(local.optimizer),

@@ -68,10 +68,13 @@ fedkd_status fedkd_run_centralized(const fedkd_config *config, MPI_Comm comm,
             double round_start = fedkd_time_now();
             fedkd_train_settings train = fedkd_train_default_settings();
             train.epochs = config->local.epochs;
+            train.steps = config->local.steps;
             train.batch_size = config->local.batch_size;
             train.seed = config->seed;
             train.stream_a = 0;
-            train.stream_b = (uint64_t)(round - 1) * (uint64_t)config->local.epochs;
+            train.stream_b = (uint64_t)(round - 1) *
+                             (uint64_t)fedkd_train_passes(&train, info.full_train->count,
+                                                          train.batch_size);
             fedkd_train_stats stats;
             status = fedkd_train_local(model, optimizer, info.full_train, &train, &stats);
             if (status) break;

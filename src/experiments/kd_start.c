@@ -250,6 +250,7 @@ static fedkd_status consolidate_average(pipeline *p)
     free(weights);
     kd_start_outcome *o = &p->report.starts[KD_START_AVERAGE];
     o->consolidation_bytes = (uint64_t)k->num_clients * p->num_params * sizeof(float);
+    o->consolidation_rounds = 1;
     o->consolidation_wire_bytes = (uint64_t)(p->size - 1) * p->num_params * sizeof(int64_t);
     o->consolidation_seconds = fedkd_time_now() - t;
     return status;
@@ -356,6 +357,7 @@ static fedkd_status consolidate_kd(pipeline *p)
     }
     kd_start_outcome *o = &p->report.starts[KD_START_KD];
     o->consolidation_bytes = (uint64_t)k->num_clients * count * (uint64_t)classes * sizeof(float);
+    o->consolidation_rounds = 1;
     o->consolidation_wire_bytes = (uint64_t)(p->size - 1) * count * (uint64_t)classes *
                                   sizeof(int64_t);
     o->consolidation_seconds = fedkd_time_now() - t;

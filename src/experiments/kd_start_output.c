@@ -8,6 +8,9 @@
  * round that reached target_accuracy (weights down and up) + what the
  * clients uploaded to build the start: nothing for the seeded start, their
  * weights for the average, their logits on the public set for the KD start.
+ * Total rounds of a start = its consolidation's exchanges with the clients
+ * (0, 1, 1) + its federation's rounds to target: the messages the start and
+ * the federation cost together.
  * Reductions are relative to the seeded start and need both to reach the
  * target; otherwise they are null. Paths are relative to run.dir, so that
  * the files are the same whatever directory the run used. */
@@ -36,6 +39,17 @@ static double reduction(double random, double value)
 {
     if (!(random > 0.0) || !(value > 0.0)) return (double)NAN;
     return 100.0 * (random - value) / random;
+}
+
+/* 0 when the federation missed the target. */
+static int total_rounds(const kd_start_outcome *o)
+{
+    return o->run.rounds_to_target > 0 ? o->consolidation_rounds + o->run.rounds_to_target : 0;
+}
+
+static double total_rounds_reduction(const kd_start_report *r, int s)
+{
+    return reduction(total_rounds(&r->starts[KD_START_RANDOM]), total_rounds(&r->starts[s]));
 }
 
 static double rounds_reduction(const kd_start_report *r, int s)
@@ -102,8 +116,12 @@ static cJSON *start_json(const fedkd_config *config, const kd_start_report *r, i
     add_count(item, "fedavg_bytes_to_target", fedavg_bytes_to_target(o));
     cJSON_AddNumberToObject(item, "consolidation_bytes", (double)o->consolidation_bytes);
     add_count(item, "bytes_to_target", total_bytes_to_target(o));
+    cJSON_AddNumberToObject(item, "consolidation_rounds", o->consolidation_rounds);
+    add_count(item, "total_rounds", (uint64_t)total_rounds(o));
     int compared = s != KD_START_RANDOM;
     add_number(item, "reduction_rounds_percent", compared ? rounds_reduction(r, s) : (double)NAN);
+    add_number(item, "reduction_total_rounds_percent",
+               compared ? total_rounds_reduction(r, s) : (double)NAN);
     add_number(item, "reduction_bytes_percent", compared ? bytes_reduction(r, s) : (double)NAN);
     cJSON_AddNumberToObject(item, "final_accuracy", o->run.final_accuracy);
     cJSON_AddNumberToObject(item, "best_accuracy", o->run.best_accuracy);
@@ -172,7 +190,8 @@ static fedkd_status write_csv(const fedkd_config *config, const kd_start_report 
     fprintf(file, "start,run_dir,init_model,round0_accuracy,rounds_run,rounds_to_target,"
                   "fedavg_bytes_to_target,consolidation_bytes,bytes_to_target,"
                   "reduction_rounds_percent,reduction_bytes_percent,final_accuracy,"
-                  "best_accuracy,start_params_checksum,params_checksum,consolidation_seconds,"
+                  "best_accuracy,start_params_checksum,params_checksum,consolidation_rounds,"
+                  "total_rounds,reduction_total_rounds_percent,consolidation_seconds,"
                   "fedavg_seconds,wall_seconds\n");
     for (int s = 0; s < KD_START_COUNT; s++) {
         const kd_start_outcome *o = &r->starts[s];
@@ -185,9 +204,12 @@ static fedkd_status write_csv(const fedkd_config *config, const kd_start_report 
         csv_count(file, total_bytes_to_target(o));
         csv_number(file, s == KD_START_RANDOM ? (double)NAN : rounds_reduction(r, s));
         csv_number(file, s == KD_START_RANDOM ? (double)NAN : bytes_reduction(r, s));
-        fprintf(file, "%.17g,%.17g,%016llx,%016llx,%.6f,%.6f,%.6f\n", o->run.final_accuracy,
+        fprintf(file, "%.17g,%.17g,%016llx,%016llx,%d,", o->run.final_accuracy,
                 o->run.best_accuracy, (unsigned long long)o->start_checksum,
-                (unsigned long long)o->run.params_checksum, o->consolidation_seconds,
+                (unsigned long long)o->run.params_checksum, o->consolidation_rounds);
+        csv_count(file, (uint64_t)total_rounds(o));
+        csv_number(file, s == KD_START_RANDOM ? (double)NAN : total_rounds_reduction(r, s));
+        fprintf(file, "%.6f,%.6f,%.6f\n", o->consolidation_seconds,
                 o->run.wall_seconds, o->consolidation_seconds + o->run.wall_seconds);
     }
     int failed = ferror(file);
@@ -215,6 +237,10 @@ static cJSON *summary_fields(const kd_start_report *r)
         add_count(extra, name, total_bytes_to_target(o));
         snprintf(name, sizeof name, "consolidation_bytes_%s", start);
         cJSON_AddNumberToObject(extra, name, (double)o->consolidation_bytes);
+        snprintf(name, sizeof name, "consolidation_rounds_%s", start);
+        cJSON_AddNumberToObject(extra, name, o->consolidation_rounds);
+        snprintf(name, sizeof name, "total_rounds_%s", start);
+        add_count(extra, name, (uint64_t)total_rounds(o));
         snprintf(name, sizeof name, "round0_accuracy_%s", start);
         cJSON_AddNumberToObject(extra, name, o->round0_accuracy);
         snprintf(name, sizeof name, "final_accuracy_%s", start);
@@ -227,6 +253,8 @@ static cJSON *summary_fields(const kd_start_report *r)
     for (int s = KD_START_AVERAGE; s < KD_START_COUNT; s++) {
         snprintf(name, sizeof name, "reduction_rounds_%s_percent", kd_start_names[s]);
         add_number(extra, name, rounds_reduction(r, s));
+        snprintf(name, sizeof name, "reduction_total_rounds_%s_percent", kd_start_names[s]);
+        add_number(extra, name, total_rounds_reduction(r, s));
         snprintf(name, sizeof name, "reduction_bytes_%s_percent", kd_start_names[s]);
         add_number(extra, name, bytes_reduction(r, s));
     }
@@ -245,14 +273,21 @@ static void print_table(const fedkd_config *config, const kd_start_report *r)
     fedkd_log_info("kd-start: %s from three starts, %d clients, target accuracy %.2f within "
                    "%d rounds",
                    config->algorithm, r->num_clients, config->target_accuracy, config->rounds);
-    fedkd_log_info("  start    round-0  rounds-to-target  fewer-rounds  consolidation-MB  "
-                   "fedavg-MB  total-MB  fewer-bytes   final    best  seconds");
+    fedkd_log_info("  start    round-0  rounds-to-target  fewer-rounds  total-rounds  fewer-total  "
+                   "consolidation-MB  fedavg-MB  total-MB  fewer-bytes   final    best  seconds");
     for (int s = 0; s < KD_START_COUNT; s++) {
         const kd_start_outcome *o = &r->starts[s];
         int reached = o->run.rounds_to_target > 0;
         char rounds[16], fewer[16], fewer_bytes[16], consolidation[24], fedavg[24], total[24];
+        char all_rounds[16], fewer_all[16];
         if (reached) snprintf(rounds, sizeof rounds, "%d", o->run.rounds_to_target);
         else snprintf(rounds, sizeof rounds, "> %d", o->run.rounds_run);
+        if (reached) snprintf(all_rounds, sizeof all_rounds, "%d", total_rounds(o));
+        else snprintf(all_rounds, sizeof all_rounds, "> %d", o->consolidation_rounds + o->run.rounds_run);
+        double by_all = total_rounds_reduction(r, s);
+        if (s != KD_START_RANDOM && isfinite(by_all))
+            snprintf(fewer_all, sizeof fewer_all, "%.1f%%", by_all);
+        else snprintf(fewer_all, sizeof fewer_all, "-");
         double by_rounds = rounds_reduction(r, s), by_bytes = bytes_reduction(r, s);
         if (s != KD_START_RANDOM && isfinite(by_rounds))
             snprintf(fewer, sizeof fewer, "%.1f%%", by_rounds);
@@ -263,8 +298,10 @@ static void print_table(const fedkd_config *config, const kd_start_report *r)
         format_mb(consolidation, sizeof consolidation, o->consolidation_bytes, 1);
         format_mb(fedavg, sizeof fedavg, fedavg_bytes_to_target(o), reached);
         format_mb(total, sizeof total, total_bytes_to_target(o), reached);
-        fedkd_log_info("  %-7s  %7.4f  %16s  %12s  %16s  %9s  %8s  %11s  %6.4f  %6.4f  %7.1f",
-                       kd_start_names[s], o->round0_accuracy, rounds, fewer, consolidation,
+        fedkd_log_info("  %-7s  %7.4f  %16s  %12s  %12s  %11s  %16s  %9s  %8s  %11s  %6.4f  %6.4f  "
+                       "%7.1f",
+                       kd_start_names[s], o->round0_accuracy, rounds, fewer, all_rounds, fewer_all,
+                       consolidation,
                        fedavg, total, fewer_bytes, o->run.final_accuracy, o->run.best_accuracy,
                        o->consolidation_seconds + o->run.wall_seconds);
     }

@@ -28,6 +28,9 @@ typedef struct kd_start_outcome {
     double round0_accuracy;        /* the start model's test accuracy */
     uint64_t start_checksum;       /* FNV-1a of the start model's parameters */
     uint64_t consolidation_bytes;  /* what the clients uploaded to build the start */
+    int consolidation_rounds;      /* exchanges with the clients to build it: 0 for the
+                                      seeded start, 1 for the average (weights up) and
+                                      for the KD start (logits up) */
     uint64_t consolidation_wire_bytes; /* what its reduction moved between ranks */
     double consolidation_seconds;
     int reused;                    /* --resume auto kept a completed run */

@@ -34,10 +34,15 @@ fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd
     const fedkd_config *config = run->config;
     fedkd_train_settings train = fedkd_train_default_settings();
     train.epochs = config->local.epochs;
+    train.steps = config->local.steps;
     train.batch_size = config->local.batch_size;
     train.seed = config->seed;
     train.stream_a = (uint64_t)c->client;
-    train.stream_b = (uint64_t)(c->round - 1) * (uint64_t)config->local.epochs;
+    /* Each round's passes get shuffles of their own: with local.steps the
+     * passes a round needs depend on the client's size, which is the same
+     * at any number of ranks. */
+    train.stream_b = (uint64_t)(c->round - 1) *
+                     (uint64_t)fedkd_train_passes(&train, c->data->count, train.batch_size);
     if (run->algorithm->configure_local) run->algorithm->configure_local(config, global, &train);
     if (teacher) {
         train.teacher = teacher;

@@ -101,10 +101,12 @@ typedef struct fl_algorithm_ops {
 
 extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;
 
-/* Local training of c->model on its own data for local.epochs: cross-entropy,
- * plus KD from `teacher` (NULL: none) at kd.temperature and kd.weight, and
- * the algorithm's configure_local. Stream (seed, LOCAL_SHUFFLE, client,
- * (round - 1) * local.epochs + epoch), as FedAvg's clients. */
+/* Local training of c->model on its own data for local.epochs (or
+ * local.steps minibatch steps): cross-entropy, plus KD from `teacher` (NULL:
+ * none) at kd.temperature and kd.weight, and the algorithm's
+ * configure_local. Stream (seed, LOCAL_SHUFFLE, client, (round - 1) *
+ * passes + pass), passes = local.epochs or the passes local.steps take over
+ * the client's data (fedkd_train_passes), as FedAvg's clients. */
 fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd_teacher *teacher,
                               const float *global);
 

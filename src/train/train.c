@@ -9,7 +9,7 @@
 fedkd_train_settings fedkd_train_default_settings(void)
 {
     fedkd_train_settings s = {
-        .epochs = 1, .batch_size = 64, .seed = 0, .stream_a = 0, .stream_b = 0,
+        .epochs = 1, .steps = 0, .batch_size = 64, .seed = 0, .stream_a = 0, .stream_b = 0,
         .prox_center = NULL, .prox_mu = 0.0f, .drop_last = 0,
         .teacher = NULL, .kd_temperature = 1.0f, .kd_weight = 0.0f,
     };
@@ -54,6 +54,15 @@ static float kd_loss_per_sample(const float *logits, const float *teacher_probs,
     return (float)(loss / count);
 }
 
+long fedkd_train_passes(const fedkd_train_settings *settings, size_t count, int batch_size)
+{
+    if (settings->steps <= 0) return settings->epochs;
+    size_t batch = batch_size > 0 ? (size_t)batch_size : 1;
+    size_t per_pass = settings->drop_last ? count / batch : (count + batch - 1) / batch;
+    if (per_pass == 0) return 0;
+    return (long)(((size_t)settings->steps + per_pass - 1) / per_pass);
+}
+
 fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                                const fedkd_dataset *data, const fedkd_train_settings *settings,
                                fedkd_train_stats *stats)
@@ -89,7 +98,11 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         goto fail;
     }
 
-    for (int epoch = 0; epoch < settings->epochs; epoch++) {
+    /* Epochs, or passes until settings->steps steps are done: the same
+     * sequence of minibatches, cut after the last step. */
+    long passes = fedkd_train_passes(settings, data->count, batch_size);
+    long steps_left = settings->steps > 0 ? settings->steps : -1;
+    for (long epoch = 0; epoch < passes; epoch++) {
         for (size_t i = 0; i < data->count; i++) order[i] = (uint32_t)i;
         fedkd_rng rng = fedkd_rng_stream(settings->seed, FEDKD_RNG_LOCAL_SHUFFLE,
                                          settings->stream_a,
@@ -97,7 +110,8 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         fedkd_rng_shuffle_u32(&rng, order, data->count);
         double loss_sum = 0.0;
         long batches = 0;
-        for (size_t first = 0; first < data->count; first += (size_t)batch_size) {
+        for (size_t first = 0; first < data->count && steps_left != 0;
+             first += (size_t)batch_size) {
             size_t left = data->count - first;
             int count = left < (size_t)batch_size ? (int)left : batch_size;
             if (settings->drop_last && count < batch_size) break;
@@ -121,7 +135,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             }
             if (!isfinite(loss)) {
                 status = FEDKD_FAIL(FEDKD_ERR_NUMERIC,
-                                    "local training on %s: loss became %g at epoch %d step %ld; "
+                                    "local training on %s: loss became %g at epoch %ld step %ld; "
                                     "lower local.lr",
                                     data->origin, (double)loss, epoch + 1, batches + 1);
                 goto fail;
@@ -138,6 +152,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             batches++;
             stats->steps++;
             stats->samples += count;
+            if (steps_left > 0) steps_left--;
         }
         double mean = batches ? loss_sum / (double)batches : 0.0;
         if (epoch == 0) stats->first_loss = mean;

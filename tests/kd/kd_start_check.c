@@ -212,6 +212,15 @@ static void check_start(const char *run_dir, const cJSON *report, const cJSON *s
     EXPECT(count_or_null(start, "fedavg_bytes_to_target") == t.bytes_to_target,
            "%s: fedavg_bytes_to_target %g, rounds.csv says %.0f", names[s],
            count_or_null(start, "fedavg_bytes_to_target"), t.bytes_to_target);
+    /* One exchange builds each consolidated start (weights or logits up);
+     * the seeded start needs none. */
+    double exchanges = number(start, "consolidation_rounds");
+    EXPECT(exchanges == (s == 0 ? 0.0 : 1.0), "%s: consolidation_rounds %g, expected %d",
+           names[s], exchanges, s == 0 ? 0 : 1);
+    EXPECT(count_or_null(start, "total_rounds") ==
+               (t.rounds_to_target ? exchanges + t.rounds_to_target : 0.0),
+           "%s: total_rounds %g, expected %g + rounds to target %d", names[s],
+           count_or_null(start, "total_rounds"), exchanges, t.rounds_to_target);
     double total = t.rounds_to_target ? t.bytes_to_target + consolidation : 0.0;
     EXPECT(count_or_null(start, "bytes_to_target") == total,
            "%s: bytes_to_target %g, expected %.0f", names[s],
@@ -298,6 +307,11 @@ static int check_run(const char *run_dir)
         double got = number(start, "reduction_rounds_percent");
         EXPECT(isnan(want) ? isnan(got) : fabs(got - want) < 1e-9,
                "%s: reduction_rounds_percent %g, expected %g", names[s], got, want);
+        double t0 = count_or_null(random, "total_rounds"), t = count_or_null(start, "total_rounds");
+        want = t0 > 0 && t > 0 ? 100.0 * (t0 - t) / t0 : (double)NAN;
+        got = number(start, "reduction_total_rounds_percent");
+        EXPECT(isnan(want) ? isnan(got) : fabs(got - want) < 1e-9,
+               "%s: reduction_total_rounds_percent %g, expected %g", names[s], got, want);
     }
     /* The run's outcome is the KD start's; logits count in its bytes. */
     EXPECT(strcmp(string(summary, "status"), "completed") == 0, "summary.json: status `%s`",
@@ -325,6 +339,9 @@ static int check_run(const char *run_dir)
                "summary.json: %s", name);
         snprintf(name, sizeof name, "round0_accuracy_%s", names[s]);
         EXPECT(number(summary, name) == number(start, "round0_accuracy"), "summary.json: %s", name);
+        snprintf(name, sizeof name, "total_rounds_%s", names[s]);
+        EXPECT(count_or_null(summary, name) == count_or_null(start, "total_rounds"),
+               "summary.json: %s", name);
     }
     EXPECT(cJSON_HasObjectItem(summary, "reduction_rounds_kd_percent") &&
                cJSON_HasObjectItem(summary, "reduction_rounds_average_percent"),

@@ -28,7 +28,7 @@ subset=(--set data.name=fashion-mnist --set data.dir="$fashion" --set data.train
 kd_start=(--set mode=kd-start "${subset[@]}")
 
 # The seconds columns of kd_start.csv are the last three.
-strip_timing() { cut -d, -f1-15 "$1"; }
+strip_timing() { cut -d, -f1-18 "$1"; }
 # rounds.csv up to bytes_up (wire bytes and timings depend on P and time).
 rounds_columns() { cut -d, -f1-7 "$1"; }
 

@@ -59,6 +59,7 @@ typedef struct fedkd_config {
 
     struct {
         int epochs;
+        int steps;             /* > 0: minibatch steps per round instead of epochs */
         int batch_size;
         double lr;
         char optimizer[16];

@@ -3,8 +3,10 @@
  * One loop serves plain training, FedProx and (later) KD: the loss is
  * cross-entropy unless a teacher is attached, and a proximal term is added
  * to the gradient when a centre is given. Minibatch order comes from the
- * stream (seed, FEDKD_RNG_LOCAL_SHUFFLE, stream_a, stream_b + epoch), so the
- * result depends only on the data and these keys, never on the rank. */
+ * stream (seed, FEDKD_RNG_LOCAL_SHUFFLE, stream_a, stream_b + pass), so the
+ * result depends only on the data and these keys, never on the rank. A pass
+ * is one shuffled sweep over the data: an epoch, or with a fixed number of
+ * steps, as many passes as the steps need (the last one cut short). */
 #ifndef FEDKD_TRAIN_H
 #define FEDKD_TRAIN_H
 
@@ -29,7 +31,10 @@ typedef struct fedkd_teacher {
 } fedkd_teacher;
 
 typedef struct fedkd_train_settings {
-    int epochs;
+    int epochs;                 /* passes over the data (when steps is 0) */
+    long steps;                 /* > 0: exactly this many minibatch steps instead of
+                                   epochs; a pass that runs out wraps to the next
+                                   pass with a new shuffle (stream_b + pass) */
     int batch_size;
     uint64_t seed;
     uint64_t stream_a;          /* e.g. client id */
@@ -45,12 +50,19 @@ typedef struct fedkd_train_settings {
 fedkd_train_settings fedkd_train_default_settings(void);
 
 typedef struct fedkd_train_stats {
-    double mean_loss;     /* mean over batches of the last epoch */
-    double first_loss;    /* mean over batches of the first epoch */
+    double mean_loss;     /* mean over batches of the last pass (epoch) */
+    double first_loss;    /* mean over batches of the first pass (epoch) */
     long steps;
     long samples;         /* samples processed over all epochs */
     double seconds;
 } fedkd_train_stats;
+
+/* The passes over `count` samples that settings->steps steps take in batches
+ * of `batch_size` (ceil(steps / batches per pass)); settings->epochs when
+ * steps is 0. A caller that keys stream_b by round multiplies by it, so that
+ * no two rounds share a shuffle; local.steps equal to whole epochs then
+ * trains exactly as local.epochs does. 0 when no batch fits (no data). */
+long fedkd_train_passes(const fedkd_train_settings *settings, size_t count, int batch_size);
 
 /* Trains `model` in place on `data`; the optimizer's state is used as is
  * (reset it first for a fresh start). Fails with FEDKD_ERR_NUMERIC if the
