@@ -1,6 +1,7 @@
 /* The federated algorithms, one table row each (found by name), and the
  * round hooks of those that average weights: FedAvg, FedProx and FedDF.
- * The soft-label ones (FedMD, DS-FL, FD, DML) are in alg_softlabel.c. */
+ * SCAFFOLD and FedNova are in alg_scaffold.c and alg_fednova.c, the
+ * soft-label ones (FedMD, DS-FL, FD, DML) in alg_softlabel.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,9 @@ static void fedprox_configure_local(const fedkd_config *config, const float *glo
     settings->prox_mu = (float)config->fedprox.mu;
 }
 
-fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd_teacher *teacher,
-                              const float *global)
+fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
+                                     const fedkd_teacher *teacher, const float *global,
+                                     const float *grad_offset)
 {
     const fedkd_config *config = run->config;
     fedkd_train_settings train = fedkd_train_default_settings();
@@ -39,15 +41,46 @@ fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd
     train.stream_a = (uint64_t)c->client;
     train.stream_b = (uint64_t)(c->round - 1) * (uint64_t)config->local.epochs;
     if (run->algorithm->configure_local) run->algorithm->configure_local(config, global, &train);
+    train.grad_offset = grad_offset;
     if (teacher) {
         train.teacher = teacher;
         train.kd_temperature = (float)config->kd.temperature;
         train.kd_weight = (float)config->kd.weight;
     }
     fedkd_train_stats stats;
+    c->lr = config->local.lr;
     fedkd_status status = fedkd_train_local(c->model, c->optimizer, c->data, &train, &stats);
     c->train_loss = stats.mean_loss;
+    c->steps = stats.steps;
     return status;
+}
+
+fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd_teacher *teacher,
+                              const float *global)
+{
+    return fl_train_private_offset(run, c, teacher, global, NULL);
+}
+
+double fl_sgd_effective_steps(long steps, double momentum)
+{
+    if (momentum <= 0.0) return (double)steps;
+    /* sum over k = 1..steps of (1 - momentum^k) / (1 - momentum) */
+    double power = 1.0, total = 0.0;
+    for (long k = 1; k <= steps; k++) {
+        power *= momentum;
+        total += (1.0 - power) / (1.0 - momentum);
+    }
+    return total;
+}
+
+fedkd_status fl_require_sgd(const fedkd_config *config, const char *algorithm)
+{
+    if (strcmp(config->local.optimizer, "sgd") != 0)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `local.optimizer`: algorithm `%s` reads the clients' "
+                          "progress as plain SGD steps; expected \"sgd\", got \"%s\"",
+                          algorithm, config->local.optimizer);
+    return FEDKD_OK;
 }
 
 /* ---- FedAvg and FedProx ------------------------------------------------------ */
@@ -209,8 +242,23 @@ static const fedkd_algorithm dml = {
     .ops = &fl_dml_ops,
 };
 
-const fedkd_algorithm *const fedkd_algorithms[] = {&fedavg, &fedprox, &fedmd, &feddf,
-                                                    &dsfl,   &fd,      &dml,   NULL};
+static const fedkd_algorithm scaffold = {
+    .name = "scaffold",
+    .summary = "FedAvg with server and client control variates correcting client drift",
+    .global_model = 1,
+    .configure_local = fedavg_configure_local,
+    .ops = &fl_scaffold_ops,
+};
+static const fedkd_algorithm fednova = {
+    .name = "fednova",
+    .summary = "FedAvg of updates normalised by each client's local steps, then rescaled",
+    .global_model = 1,
+    .configure_local = fedavg_configure_local,
+    .ops = &fl_fednova_ops,
+};
+
+const fedkd_algorithm *const fedkd_algorithms[] = {&fedavg, &fedprox, &scaffold, &fednova, &fedmd,
+                                                    &feddf,  &dsfl,    &fd,       &dml,     NULL};
 
 fedkd_status fedkd_algorithm_find(const char *name, const fedkd_algorithm **out)
 {

@@ -10,7 +10,7 @@ fedkd_train_settings fedkd_train_default_settings(void)
 {
     fedkd_train_settings s = {
         .epochs = 1, .batch_size = 64, .seed = 0, .stream_a = 0, .stream_b = 0,
-        .prox_center = NULL, .prox_mu = 0.0f, .drop_last = 0,
+        .prox_center = NULL, .prox_mu = 0.0f, .grad_offset = NULL, .drop_last = 0,
         .teacher = NULL, .kd_temperature = 1.0f, .kd_weight = 0.0f,
     };
     return s;
@@ -133,6 +133,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                 for (size_t p = 0; p < model->num_params; p++)
                     model->grads[p] += mu * (model->params[p] - settings->prox_center[p]);
             }
+            if (settings->grad_offset)
+                for (size_t p = 0; p < model->num_params; p++)
+                    model->grads[p] += settings->grad_offset[p];
             fedkd_optimizer_step(optimizer, model->params, model->grads);
             loss_sum += (double)loss;
             batches++;

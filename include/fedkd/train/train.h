@@ -36,6 +36,8 @@ typedef struct fedkd_train_settings {
     uint64_t stream_b;          /* e.g. round * epochs */
     const float *prox_center;   /* FedProx: w_global, or NULL */
     float prox_mu;              /* FedProx: adds mu * (w - centre) to the gradient */
+    const float *grad_offset;   /* (num_params) added to every gradient (SCAFFOLD's
+                                 * c - c_i), or NULL */
     int drop_last;              /* 1: skip a final partial batch */
     const fedkd_teacher *teacher; /* NULL: plain cross-entropy */
     float kd_temperature;       /* T of the KD loss */

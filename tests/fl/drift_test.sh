@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# MPI tests of SCAFFOLD and FedNova, run by meson test:
+#   drift_test.sh CASE MPIEXEC FEDKD_SIM CHECK_RUN
+# CASE is scaffold, fednova, resume or bad-input. Each case exits non-zero
+# (saying why) when what it checks does not hold. "Bit-identical" is
+# check_run `same`: every deterministic field of every rounds.jsonl row and
+# the final model's checksum.
+set -uo pipefail
+case_name=$1 mpiexec=$2 sim=$3 check=$4
+
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+test_begin drift
+
+run() { test_run 120 "$sim" "$@" --quiet; } # run NP RUN_DIR [args...]
+
+expect_error() {
+    local np=$1 want=$2
+    shift 2
+    local dir="$work/bad$RANDOM"
+    run "$np" "$dir" "$@"
+    test_check_error "$*" $? "$dir.err" "$want"
+}
+
+# 4 classes, 20 features, an 804-parameter model, skewed labels.
+params=804
+dense='[{"type":"dense","units":32},{"type":"relu"},{"type":"dense","units":4}]'
+synthetic=(--set mode=federated --set data.name=synthetic --set data.synthetic_train=1200
+    --set data.synthetic_test=400 --set data.synthetic_separation=0.6 --set "model=$dense"
+    --set clients.count=7 --set partition.min_size=5 --set partition.alpha=0.3
+    --set local.batch_size=16 --set local.lr=0.05)
+
+case $case_name in
+scaffold | fednova)
+    # Bit-identical at P = 1, 2 and 4 with client sampling; exact payload
+    # bytes per participant (SCAFFOLD: x and c down, two deltas up;
+    # FedNova: the update and its step count up).
+    alg=$case_name
+    for np in 1 2 4; do
+        run $np "$work/$alg$np" "${synthetic[@]}" --set algorithm=$alg --set rounds=3 \
+            --set clients.per_round=0.6 \
+            || fail "$alg at -np $np exited $?: $(tail -2 "$work/$alg$np.err")"
+    done
+    "$check" same "$work/${alg}1" "$work/${alg}2" || fail "$alg: P=1 and P=2 differ"
+    "$check" same "$work/${alg}1" "$work/${alg}4" || fail "$alg: P=1 and P=4 differ"
+    case $alg in
+    scaffold) down=$((2 * params * 4)) up=$((2 * params * 4)) ;;
+    fednova) down=$((params * 4)) up=$(((params + 1) * 4)) ;;
+    esac
+    "$check" bytes "$work/${alg}2" $down $down $up || fail "$alg bytes"
+    grep -q '"status":[[:space:]]*"completed"' "$work/${alg}2/summary.json" || fail "$alg summary"
+    # The checks can fail: FedAvg on the same task gives other results.
+    run 2 "$work/fedavg" "${synthetic[@]}" --set algorithm=fedavg --set rounds=3 \
+        --set clients.per_round=0.6 || fail "fedavg run"
+    "$check" same "$work/${alg}2" "$work/fedavg" 2>/dev/null && fail "$alg gave FedAvg's results"
+    "$check" bytes "$work/fedavg" $down $down $up 2>/dev/null && fail "the byte check cannot fail"
+    ;;
+resume)
+    # Stopped after 2 rounds, resumed at another P: bit-identical to a run
+    # never interrupted. SCAFFOLD's variates (server and clients) come from
+    # the checkpoint; a resume that restarted them at zero would differ.
+    for alg in scaffold fednova; do
+        args=("${synthetic[@]}" --set algorithm=$alg --set clients.per_round=0.6)
+        run 3 "$work/ref-$alg" "${args[@]}" --set rounds=5 --set checkpoint.every=2 \
+            || fail "$alg reference exited $?: $(tail -2 "$work/ref-$alg.err")"
+        run 3 "$work/part-$alg" "${args[@]}" --set rounds=2 --set checkpoint.every=2 || fail "$alg 2 rounds"
+        run 2 "$work/part-$alg" "${args[@]}" --set rounds=5 --set checkpoint.every=2 --resume auto \
+            || fail "$alg resume at -np 2 exited $?: $(tail -2 "$work/part-$alg.err")"
+        "$check" same "$work/ref-$alg" "$work/part-$alg" || fail "$alg: resumed at -np 2 differs"
+        run 4 "$work/path-$alg" "${args[@]}" --set rounds=2 --set checkpoint.every=2 || fail "$alg 2 rounds"
+        run 1 "$work/path-$alg" "${args[@]}" --set rounds=5 --set checkpoint.every=2 \
+            --resume "$work/path-$alg/checkpoint-000002.h5" || fail "$alg resume at -np 1 exited $?"
+        "$check" same "$work/ref-$alg" "$work/path-$alg" || fail "$alg: resumed at -np 1 differs"
+    done
+    # The checkpoint holds c (server) and every c_i (clients).
+    if command -v h5dump >/dev/null; then
+        h5dump -d /clients/state -c "1,8" "$work/ref-scaffold/checkpoint-000005.h5" \
+            >"$work/state.txt" 2>&1 || fail "h5dump of /clients/state: $(head -3 "$work/state.txt")"
+        grep -q "DATASPACE  SIMPLE { ( 7, $params )" "$work/state.txt" \
+            || fail "/clients/state is not 7 x $params: $(grep DATASPACE "$work/state.txt")"
+        h5dump -d /server/state -c 8 "$work/ref-scaffold/checkpoint-000005.h5" >"$work/server.txt" 2>&1
+        grep -q "DATASPACE  SIMPLE { ( $params )" "$work/server.txt" \
+            || fail "/server/state is not $params floats: $(grep DATASPACE "$work/server.txt")"
+    fi
+    # A SCAFFOLD checkpoint does not resume a FedAvg run.
+    run 2 "$work/part-scaffold" "${synthetic[@]}" --set algorithm=fedavg \
+        --set clients.per_round=0.6 --set rounds=5 --resume auto
+    grep -q 'config key `algorithm`' "$work/part-scaffold.err" || fail "another algorithm was not refused: $(cat "$work/part-scaffold.err")"
+    ;;
+bad-input)
+    # Mixed architectures and an optimizer whose steps are not SGD's are
+    # refused on every rank before anything runs.
+    mixed=(--set 'clients.models=[[{"type":"dense","units":32},{"type":"relu"},{"type":"dense","units":4}],[{"type":"dense","units":4}]]')
+    for alg in scaffold fednova; do
+        for np in 1 3; do
+            expect_error $np "config key \`clients.models\`: algorithm \`$alg\` averages the clients' weights" \
+                "${synthetic[@]}" "${mixed[@]}" --set algorithm=$alg
+        done
+        expect_error 2 "config key \`local.optimizer\`: algorithm \`$alg\` reads the clients' progress as plain SGD steps; expected \"sgd\", got \"adam\"" \
+            "${synthetic[@]}" --set algorithm=$alg --set local.optimizer=adam
+    done
+    ;;
+*)
+    echo "unknown case $case_name" >&2
+    exit 2
+    ;;
+esac
+test_end
