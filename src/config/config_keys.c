@@ -22,7 +22,8 @@
 
 static const char *const modes[] = {"federated", "centralized", "pretrain", "kd-study",
                                     "kd-start", NULL};
-static const char *const dataset_names[] = {"fashion-mnist", "synthetic", "hdf5", NULL};
+static const char *const dataset_names[] = {"fashion-mnist", "synthetic", "hdf5", "cifar10",
+                                            "cifar100", NULL};
 static const char *const partition_schemes[] = {"iid", "dirichlet", "shards", "quantity",
                                                 "feature-noise", NULL};
 static const char *const optimizers[] = {"sgd", "adam", NULL};

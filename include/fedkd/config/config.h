@@ -19,7 +19,7 @@ typedef struct fedkd_config {
     char mode[32];             /* "federated", "centralized", "pretrain", "kd-study", "kd-start" */
 
     struct {
-        char name[32];         /* "fashion-mnist", "synthetic", "hdf5" */
+        char name[32];         /* "fashion-mnist", "synthetic", "hdf5", "cifar10", "cifar100" */
         char dir[512];         /* fashion-mnist directory */
         char train_file[512];  /* hdf5: training file */
         char test_file[512];   /* hdf5: test file */

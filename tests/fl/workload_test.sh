@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# MPI tests of SCAFFOLD and FedNova, run by meson test:
-#   drift_test.sh CASE MPIEXEC FEDKD_SIM CHECK_RUN
-# CASE is scaffold, fednova, resume or bad-input. Each case exits non-zero
+# MPI tests of the workloads of issue 14 (SCAFFOLD, FedNova, CIFAR data),
+# run by meson test:
+#   workload_test.sh CASE MPIEXEC FEDKD_SIM CHECK_RUN TEST_CIFAR
+# CASE is scaffold, fednova, resume, bad-input or cifar; TEST_CIFAR writes
+# CIFAR-format files (tests/data/test_cifar.c). Each case exits non-zero
 # (saying why) when what it checks does not hold. "Bit-identical" is
 # check_run `same`: every deterministic field of every rounds.jsonl row and
 # the final model's checksum.
 set -uo pipefail
-case_name=$1 mpiexec=$2 sim=$3 check=$4
+case_name=$1 mpiexec=$2 sim=$3 check=$4 test_cifar=$5
 
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-test_begin drift
+test_begin workload
 
 run() { test_run 120 "$sim" "$@" --quiet; } # run NP RUN_DIR [args...]
 
@@ -98,6 +100,25 @@ bad-input)
         expect_error 2 "config key \`local.optimizer\`: algorithm \`$alg\` reads the clients' progress as plain SGD steps; expected \"sgd\", got \"adam\"" \
             "${synthetic[@]}" --set algorithm=$alg --set local.optimizer=adam
     done
+    ;;
+cifar)
+    # A federation on CIFAR-10 files (12 records per file): every rank reads
+    # only its clients' rows; bit-identical at P = 1 and 3.
+    "$test_cifar" write "$work/cifar" 12 || fail "writing CIFAR files"
+    conv='[{"type":"conv2d","filters":4,"kernel":3,"padding":1},{"type":"relu"},{"type":"maxpool","kernel":4},{"type":"flatten"},{"type":"dense","units":10}]'
+    cifar=(--set mode=federated --set data.name=cifar10 --set data.dir="$work/cifar"
+        --set "model=$conv" --set clients.count=4 --set partition.scheme=iid
+        --set partition.min_size=1 --set local.batch_size=8 --set rounds=2)
+    for np in 1 3; do
+        run $np "$work/c10-$np" "${cifar[@]}" || fail "cifar10 at -np $np exited $?: $(tail -2 "$work/c10-$np.err")"
+    done
+    "$check" same "$work/c10-1" "$work/c10-3" || fail "cifar10: P=1 and P=3 differ"
+    grep -q '"status":[[:space:]]*"completed"' "$work/c10-3/summary.json" || fail "cifar10 summary"
+    # A label out of range stops every rank with the file, record and offset.
+    printf '\x0b' | dd of="$work/cifar/data_batch_2.bin" bs=1 seek=3073 conv=notrunc status=none
+    expect_error 3 "data_batch_2.bin: label 11 of record 1 (byte offset 3073) is out of range: CIFAR-10 has classes 0..9" \
+        "${cifar[@]}"
+    expect_error 2 "cifar-100-binary.tar.gz" "${cifar[@]}" --set data.name=cifar100
     ;;
 *)
     echo "unknown case $case_name" >&2
