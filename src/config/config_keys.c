@@ -27,6 +27,7 @@ static const char *const dataset_names[] = {"fashion-mnist", "synthetic", "hdf5"
 static const char *const partition_schemes[] = {"iid", "dirichlet", "shards", "quantity",
                                                 "feature-noise", NULL};
 static const char *const optimizers[] = {"sgd", "adam", NULL};
+static const char *const lr_schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const kd_pairings[] = {"all-ordered", "rest", "ring", NULL};
 static const char *const kd_ensemble_rules[] = {"probs", "logits", NULL};
 static const char *const fedmd_digest_losses[] = {"mae", "kl", NULL};
@@ -88,6 +89,18 @@ static const config_key keys[] = {
     {.path = "local.nesterov", .type = CONFIG_BOOL, AT(local.nesterov)},
     {.path = "local.weight_decay", .type = CONFIG_DOUBLE, AT(local.weight_decay),
      AT_LEAST(0.0)},
+    /* Learning rate across rounds (include/fedkd/train/train.h, fedkd_lr_at). */
+    {.path = "local.lr_schedule", .type = CONFIG_STRING, AT(local.schedule.kind),
+     .choices = lr_schedules, .fallback = "\"constant\""},
+    {.path = "local.lr_warmup_rounds", .type = CONFIG_INT, AT(local.schedule.warmup_rounds),
+     AT_LEAST(0.0), .fallback = "0"},
+    {.path = "local.lr_step_rounds", .type = CONFIG_INT, AT(local.schedule.step_rounds),
+     AT_LEAST(1.0), .fallback = "10"},
+    {.path = "local.lr_decay", .type = CONFIG_DOUBLE, AT(local.schedule.decay),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MIN_EXCLUSIVE, .min = 0.0, .max = 1.0,
+     .fallback = "0.1"},
+    {.path = "local.lr_min", .type = CONFIG_DOUBLE, AT(local.schedule.min), AT_LEAST(0.0),
+     .fallback = "0"},
 
     {.path = "server.lr", .type = CONFIG_DOUBLE, AT(server.lr), ABOVE(0.0)},
     {.path = "fedprox.mu", .type = CONFIG_DOUBLE, AT(fedprox.mu), AT_LEAST(0.0)},
@@ -131,6 +144,17 @@ static const config_key keys[] = {
     {.path = "feddf.epochs", .type = CONFIG_INT, AT(feddf.epochs), AT_LEAST(0.0),
      .fallback = "5"},
     {.path = "feddf.lr", .type = CONFIG_DOUBLE, AT(feddf.lr), ABOVE(0.0), .fallback = "0.01"},
+    {.path = "feddf.lr_schedule", .type = CONFIG_STRING, AT(feddf.schedule.kind),
+     .choices = lr_schedules, .fallback = "\"constant\""},
+    {.path = "feddf.lr_warmup_rounds", .type = CONFIG_INT, AT(feddf.schedule.warmup_rounds),
+     AT_LEAST(0.0), .fallback = "0"},
+    {.path = "feddf.lr_step_rounds", .type = CONFIG_INT, AT(feddf.schedule.step_rounds),
+     AT_LEAST(1.0), .fallback = "10"},
+    {.path = "feddf.lr_decay", .type = CONFIG_DOUBLE, AT(feddf.schedule.decay),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MIN_EXCLUSIVE, .min = 0.0, .max = 1.0,
+     .fallback = "0.1"},
+    {.path = "feddf.lr_min", .type = CONFIG_DOUBLE, AT(feddf.schedule.min), AT_LEAST(0.0),
+     .fallback = "0"},
     {.path = "feddf.patience", .type = CONFIG_INT, AT(feddf.patience), AT_LEAST(1.0),
      .fallback = "2"},
     {.path = "feddf.validation_fraction", .type = CONFIG_DOUBLE, AT(feddf.validation_fraction),

@@ -147,6 +147,7 @@ static fedkd_status resume_from(federation *f, const char *path)
     fedkd_status status = fedkd_checkpoint_read(path, &k);
     if (status) return status;
     status = fedkd_checkpoint_check_config(path, k.config_json, k.round, f->config);
+    if (!status) status = fl_check_schedule_resume(f->config, k.config_json, path);
     if (!status && fedkd_model_spec_difference(&f->spec, &k.spec, difference, sizeof difference))
         status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
                             "resume refused: the model in %s differs from the configured one "

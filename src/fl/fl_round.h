@@ -141,6 +141,16 @@ double fl_sgd_effective_steps(long steps, double momentum);
 void fl_scaffold_update_variate(float *client_variate, const float *server_variate,
                                 const float *global, const float *trained, size_t n,
                                 double effective_steps, double lr, float *change);
+/* The round's rate of `schedule` from `base` into *lr, and, unless the
+ * rate never changes (constant, no warm-up: *out stays NULL, use the
+ * run's optimizer), a fresh optimizer of local.* at that rate. */
+fedkd_status fl_round_optimizer(const fedkd_config *config,
+                                const fedkd_lr_schedule_config *schedule, double base, int round,
+                                size_t num_params, fedkd_optimizer **out, double *lr);
+/* A resume may change `rounds`, except where a schedule's rates follow it
+ * (cosine): then the checkpoint's config (stored_json) must have the same. */
+fedkd_status fl_check_schedule_resume(const fedkd_config *config, const char *stored_json,
+                                      const char *path);
 /* FEDKD_ERR_CONFIG naming local.optimizer unless it is "sgd". */
 fedkd_status fl_require_sgd(const fedkd_config *config, const char *algorithm);
 

@@ -120,6 +120,40 @@ cifar)
         "${cifar[@]}"
     expect_error 2 "cifar-100-binary.tar.gz" "${cifar[@]}" --set data.name=cifar100
     ;;
+schedule)
+    # A step schedule that never decays is the constant rate, bit for bit
+    # (a fresh optimizer per round is the reset one); one that halves every
+    # round is not. Cosine: bit-identical at P = 1 and 3, resumed exactly,
+    # and a resume that changes `rounds` (which its rates follow) is refused.
+    args=("${synthetic[@]}" --set algorithm=fedavg --set rounds=4 --set checkpoint.every=2)
+    run 2 "$work/constant" "${args[@]}" || fail "constant rate exited $?"
+    run 2 "$work/flat-step" "${args[@]}" --set local.lr_schedule=step --set local.lr_decay=1 \
+        || fail "step schedule exited $?: $(tail -2 "$work/flat-step.err")"
+    "$check" same "$work/constant" "$work/flat-step" || fail "a step schedule of decay 1 changed the run"
+    run 2 "$work/halving" "${args[@]}" --set local.lr_schedule=step --set local.lr_step_rounds=1 \
+        --set local.lr_decay=0.5 || fail "halving schedule exited $?"
+    "$check" same "$work/constant" "$work/halving" 2>/dev/null && fail "halving the rate changed nothing"
+    cosine=("${args[@]}" --set local.lr_schedule=cosine --set local.lr_warmup_rounds=1
+        --set algorithm=scaffold)
+    run 1 "$work/cos1" "${cosine[@]}" || fail "cosine at -np 1 exited $?: $(tail -2 "$work/cos1.err")"
+    run 3 "$work/cos3" "${cosine[@]}" || fail "cosine at -np 3 exited $?"
+    "$check" same "$work/cos1" "$work/cos3" || fail "cosine: P=1 and P=3 differ"
+    run 3 "$work/cos-part" "${cosine[@]}" --set rounds=2 || fail "cosine 2 of 2 rounds"
+    run 2 "$work/cos-part" "${cosine[@]}" --resume auto
+    grep -q 'resume refused: config key `local.lr_schedule` is "cosine", whose rates follow `rounds`' \
+        "$work/cos-part.err" || fail "a cosine resume with other rounds was not refused: $(cat "$work/cos-part.err")"
+    run 3 "$work/cos-resume" "${cosine[@]}" || fail "cosine reference"
+    rm -f "$work/cos-resume/checkpoint-000004.h5"
+    run 2 "$work/cos-resume" "${cosine[@]}" --resume "$work/cos-resume/checkpoint-000002.h5" \
+        || fail "cosine resume exited $?: $(tail -2 "$work/cos-resume.err")"
+    "$check" same "$work/cos1" "$work/cos-resume" || fail "cosine: resumed run differs"
+    # FedDF's server distillation follows its own schedule.
+    feddf=("${synthetic[@]}" --set algorithm=feddf --set rounds=3 --set public.size=200)
+    run 2 "$work/feddf" "${feddf[@]}" || fail "feddf exited $?"
+    run 2 "$work/feddf-step" "${feddf[@]}" --set feddf.lr_schedule=step --set feddf.lr_step_rounds=1 \
+        --set feddf.lr_decay=0.2 || fail "feddf with a schedule exited $?: $(tail -2 "$work/feddf-step.err")"
+    "$check" same "$work/feddf" "$work/feddf-step" 2>/dev/null && fail "feddf.lr_schedule changed nothing"
+    ;;
 *)
     echo "unknown case $case_name" >&2
     exit 2

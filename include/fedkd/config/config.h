@@ -14,6 +14,19 @@
 
 #include "fedkd/core/status.h"
 
+/* A learning rate across rounds: `kind` "constant", "step" (times `decay`
+ * every `step_rounds` rounds) or "cosine" (from the base rate down towards
+ * `min` over the run's rounds), after a linear warm-up over
+ * `warmup_rounds`. The base rate is the key beside it (local.lr,
+ * feddf.lr); include/fedkd/train/train.h computes it. */
+typedef struct fedkd_lr_schedule_config {
+    char kind[16];
+    int warmup_rounds;
+    int step_rounds;
+    double decay;
+    double min;
+} fedkd_lr_schedule_config;
+
 typedef struct fedkd_config {
     uint64_t seed;
     char mode[32];             /* "federated", "centralized", "pretrain", "kd-study", "kd-start" */
@@ -65,6 +78,7 @@ typedef struct fedkd_config {
         double momentum;
         int nesterov;
         double weight_decay;
+        fedkd_lr_schedule_config schedule; /* keys local.lr_schedule, local.lr_* */
     } local;
 
     struct {
@@ -115,6 +129,7 @@ typedef struct fedkd_config {
     struct {
         int epochs;            /* most server distillation epochs per round */
         double lr;             /* server distillation learning rate */
+        fedkd_lr_schedule_config schedule; /* keys feddf.lr_schedule, feddf.lr_* */
         int patience;          /* epochs without validation improvement before stopping */
         double validation_fraction; /* share of the round's proxy sample held out */
     } feddf;

@@ -79,6 +79,20 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
                                 int num_models, const fedkd_dataset *data,
                                 const fedkd_train_settings *train, long *steps);
 
+/* ---- learning-rate schedules across rounds -------------------------------- */
+
+/* The rate of round `round` (1-based) of `rounds`, from `base`:
+ *   warm-up   round r <= W (W = warmup_rounds): base * r / W
+ *   then, with t = r - W - 1 rounds since the warm-up and T = rounds - W:
+ *   constant  base
+ *   step      base * decay^floor(t / step_rounds)
+ *   cosine    min + (base - min) * (1 + cos(pi * t / T)) / 2
+ * so cosine starts at base and its last round is still above min. */
+double fedkd_lr_at(const fedkd_lr_schedule_config *schedule, double base, int round, int rounds);
+/* 1 when the schedule depends on the total number of rounds (cosine): a
+ * resume that changes `rounds` would change its rates. */
+int fedkd_lr_schedule_uses_rounds(const fedkd_lr_schedule_config *schedule);
+
 /* ---- what local training takes from the config --------------------------- */
 
 /* The optimizer of local.* (local.optimizer, lr, momentum, nesterov,
