@@ -53,6 +53,11 @@ static const config_key keys[] = {
      AT_LEAST(2.0)},
     {.path = "data.synthetic_separation", .type = CONFIG_DOUBLE,
      AT(data.synthetic_separation), ABOVE(0.0)},
+    {.path = "data.augment", .type = CONFIG_BOOL, AT(data.augment), .fallback = "false"},
+    {.path = "data.augment_padding", .type = CONFIG_INT, AT(data.augment_padding),
+     AT_LEAST(0.0), .fallback = "4"},
+    {.path = "data.augment_flip", .type = CONFIG_BOOL, AT(data.augment_flip),
+     .fallback = "true"},
 
     {.path = "model", .type = CONFIG_MODEL, AT(model)},
 

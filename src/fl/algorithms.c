@@ -42,6 +42,9 @@ fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
     train.stream_b = (uint64_t)(c->round - 1) * (uint64_t)config->local.epochs;
     if (run->algorithm->configure_local) run->algorithm->configure_local(config, global, &train);
     train.grad_offset = grad_offset;
+    fedkd_augment_settings augment = {.padding = config->data.augment_padding,
+                                      .flip = config->data.augment_flip};
+    if (config->data.augment) train.augment = &augment;
     if (teacher) {
         train.teacher = teacher;
         train.kd_temperature = (float)config->kd.temperature;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# MPI tests of the workloads of issue 14 (SCAFFOLD, FedNova, CIFAR data),
-# run by meson test:
+# MPI tests of the workloads of issue 14 (SCAFFOLD, FedNova, CIFAR data and
+# its augmentation, learning-rate schedules), run by meson test:
 #   workload_test.sh CASE MPIEXEC FEDKD_SIM CHECK_RUN TEST_CIFAR
-# CASE is scaffold, fednova, resume, bad-input or cifar; TEST_CIFAR writes
+# CASE is scaffold, fednova, resume, bad-input, cifar or schedule; TEST_CIFAR writes
 # CIFAR-format files (tests/data/test_cifar.c). Each case exits non-zero
 # (saying why) when what it checks does not hold. "Bit-identical" is
 # check_run `same`: every deterministic field of every rounds.jsonl row and
@@ -114,6 +114,14 @@ cifar)
     done
     "$check" same "$work/c10-1" "$work/c10-3" || fail "cifar10: P=1 and P=3 differ"
     grep -q '"status":[[:space:]]*"completed"' "$work/c10-3/summary.json" || fail "cifar10 summary"
+    # Augmentation (crop with padding 4, flip): draws keyed by (seed, client,
+    # round, epoch), so bit-identical at P = 1 and 3, and not the plain run.
+    for np in 1 3; do
+        run $np "$work/aug-$np" "${cifar[@]}" --set data.augment=true \
+            || fail "augmented cifar10 at -np $np exited $?: $(tail -2 "$work/aug-$np.err")"
+    done
+    "$check" same "$work/aug-1" "$work/aug-3" || fail "augmented cifar10: P=1 and P=3 differ"
+    "$check" same "$work/aug-1" "$work/c10-1" 2>/dev/null && fail "data.augment changed nothing"
     # A label out of range stops every rank with the file, record and offset.
     printf '\x0b' | dd of="$work/cifar/data_batch_2.bin" bs=1 seek=3073 conv=notrunc status=none
     expect_error 3 "data_batch_2.bin: label 11 of record 1 (byte offset 3073) is out of range: CIFAR-10 has classes 0..9" \

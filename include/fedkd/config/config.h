@@ -44,6 +44,10 @@ typedef struct fedkd_config {
         int synthetic_features;
         int synthetic_classes;
         double synthetic_separation;
+        /* augmentation of local training batches (include/fedkd/data/augment.h) */
+        int augment;           /* key data.augment */
+        int augment_padding;   /* random crop: pad by this many pixels; 0: no crop */
+        int augment_flip;      /* 1: horizontal flip with probability 1/2 */
     } data;
 
     cJSON *model;              /* preset name string or layer list (owned by json) */

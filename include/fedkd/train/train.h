@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "fedkd/config/config.h"
+#include "fedkd/data/augment.h"
 #include "fedkd/data/data.h"
 #include "fedkd/nn/nn.h"
 
@@ -39,6 +40,9 @@ typedef struct fedkd_train_settings {
     const float *grad_offset;   /* (num_params) added to every gradient (SCAFFOLD's
                                  * c - c_i), or NULL */
     int drop_last;              /* 1: skip a final partial batch */
+    /* NULL, or the augmentation of every batch, with draws from the stream
+     * (seed, FEDKD_RNG_AUGMENT, stream_a, stream_b + epoch) in batch order */
+    const fedkd_augment_settings *augment;
     const fedkd_teacher *teacher; /* NULL: plain cross-entropy */
     float kd_temperature;       /* T of the KD loss */
     float kd_weight;            /* a in (1 - a) CE + a T^2 KL */
