@@ -22,10 +22,12 @@
 
 static const char *const modes[] = {"federated", "centralized", "pretrain", "kd-study",
                                     "kd-start", NULL};
-static const char *const dataset_names[] = {"fashion-mnist", "synthetic", "hdf5", NULL};
+static const char *const dataset_names[] = {"fashion-mnist", "synthetic", "hdf5", "cifar10",
+                                            "cifar100", NULL};
 static const char *const partition_schemes[] = {"iid", "dirichlet", "shards", "quantity",
                                                 "feature-noise", NULL};
 static const char *const optimizers[] = {"sgd", "adam", NULL};
+static const char *const lr_schedules[] = {"constant", "step", "cosine", NULL};
 static const char *const kd_pairings[] = {"all-ordered", "rest", "ring", NULL};
 static const char *const kd_ensemble_rules[] = {"probs", "logits", NULL};
 static const char *const kd_confidence_rules[] = {"supervised", "unsupervised", NULL};
@@ -53,6 +55,11 @@ static const config_key keys[] = {
      AT_LEAST(2.0)},
     {.path = "data.synthetic_separation", .type = CONFIG_DOUBLE,
      AT(data.synthetic_separation), ABOVE(0.0)},
+    {.path = "data.augment", .type = CONFIG_BOOL, AT(data.augment), .fallback = "false"},
+    {.path = "data.augment_padding", .type = CONFIG_INT, AT(data.augment_padding),
+     AT_LEAST(0.0), .fallback = "4"},
+    {.path = "data.augment_flip", .type = CONFIG_BOOL, AT(data.augment_flip),
+     .fallback = "true"},
 
     {.path = "model", .type = CONFIG_MODEL, AT(model)},
 
@@ -93,6 +100,18 @@ static const config_key keys[] = {
     /* Decay of 1 or more per step flips or zeroes the weights: a typo. */
     {.path = "local.weight_decay", .type = CONFIG_DOUBLE, AT(local.weight_decay),
      .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MAX_EXCLUSIVE, .min = 0.0, .max = 1.0},
+    /* Learning rate across rounds (include/fedkd/train/train.h, fedkd_lr_at). */
+    {.path = "local.lr_schedule", .type = CONFIG_STRING, AT(local.schedule.kind),
+     .choices = lr_schedules, .fallback = "\"constant\""},
+    {.path = "local.lr_warmup_rounds", .type = CONFIG_INT, AT(local.schedule.warmup_rounds),
+     AT_LEAST(0.0), .fallback = "0"},
+    {.path = "local.lr_step_rounds", .type = CONFIG_INT, AT(local.schedule.step_rounds),
+     AT_LEAST(1.0), .fallback = "10"},
+    {.path = "local.lr_decay", .type = CONFIG_DOUBLE, AT(local.schedule.decay),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MIN_EXCLUSIVE, .min = 0.0, .max = 1.0,
+     .fallback = "0.1"},
+    {.path = "local.lr_min", .type = CONFIG_DOUBLE, AT(local.schedule.min), AT_LEAST(0.0),
+     .fallback = "0"},
 
     {.path = "server.lr", .type = CONFIG_DOUBLE, AT(server.lr), ABOVE(0.0)},
     {.path = "fedprox.mu", .type = CONFIG_DOUBLE, AT(fedprox.mu), AT_LEAST(0.0)},
@@ -145,6 +164,17 @@ static const config_key keys[] = {
     {.path = "feddf.epochs", .type = CONFIG_INT, AT(feddf.epochs), AT_LEAST(0.0),
      .fallback = "5"},
     {.path = "feddf.lr", .type = CONFIG_DOUBLE, AT(feddf.lr), ABOVE(0.0), .fallback = "0.01"},
+    {.path = "feddf.lr_schedule", .type = CONFIG_STRING, AT(feddf.schedule.kind),
+     .choices = lr_schedules, .fallback = "\"constant\""},
+    {.path = "feddf.lr_warmup_rounds", .type = CONFIG_INT, AT(feddf.schedule.warmup_rounds),
+     AT_LEAST(0.0), .fallback = "0"},
+    {.path = "feddf.lr_step_rounds", .type = CONFIG_INT, AT(feddf.schedule.step_rounds),
+     AT_LEAST(1.0), .fallback = "10"},
+    {.path = "feddf.lr_decay", .type = CONFIG_DOUBLE, AT(feddf.schedule.decay),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MIN_EXCLUSIVE, .min = 0.0, .max = 1.0,
+     .fallback = "0.1"},
+    {.path = "feddf.lr_min", .type = CONFIG_DOUBLE, AT(feddf.schedule.min), AT_LEAST(0.0),
+     .fallback = "0"},
     {.path = "feddf.patience", .type = CONFIG_INT, AT(feddf.patience), AT_LEAST(1.0),
      .fallback = "2"},
     {.path = "feddf.validation_fraction", .type = CONFIG_DOUBLE, AT(feddf.validation_fraction),

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fedkd/core/core.h"
+#include "fedkd/data/cifar.h"
 
 void fedkd_source_info_clear(fedkd_source_info *info)
 {
@@ -125,6 +126,32 @@ static fedkd_status hdf5_load_test(const fedkd_config *config, fedkd_dataset **o
     return fedkd_h5data_load_all(out, config->data.test_file, (size_t)config->data.test_limit);
 }
 
+/* ---- cifar10, cifar100: the binary files in data.dir; ranks read their rows */
+
+static fedkd_status cifar_describe(const fedkd_config *config, fedkd_source_info *info)
+{
+    const fedkd_cifar_variant *variant = fedkd_cifar_find(config->data.name);
+    memset(info, 0, sizeof *info);
+    info->num_classes = variant->num_classes;
+    info->shape = (fedkd_shape){3, FEDKD_CIFAR_SIDE, FEDKD_CIFAR_SIDE};
+    return fedkd_cifar_labels(variant, config->data.dir, "train",
+                              (size_t)config->data.train_limit, &info->train_labels,
+                              &info->train_count);
+}
+
+static fedkd_status cifar_load_train_rows(const fedkd_config *config, const uint32_t *rows,
+                                          size_t n, fedkd_dataset **out)
+{
+    return fedkd_cifar_load_rows(out, fedkd_cifar_find(config->data.name), config->data.dir,
+                                 "train", (size_t)config->data.train_limit, rows, n);
+}
+
+static fedkd_status cifar_load_test(const fedkd_config *config, fedkd_dataset **out)
+{
+    return fedkd_cifar_load_rows(out, fedkd_cifar_find(config->data.name), config->data.dir,
+                                 "test", (size_t)config->data.test_limit, NULL, 0);
+}
+
 static const fedkd_source fashion_mnist_source = {
     "fashion-mnist", fashion_describe, fashion_load_train_rows, fashion_load_test};
 static const fedkd_source synthetic_source = {
@@ -132,8 +159,14 @@ static const fedkd_source synthetic_source = {
 static const fedkd_source hdf5_source = {
     "hdf5", hdf5_describe, hdf5_load_train_rows, hdf5_load_test};
 
+static const fedkd_source cifar10_source = {
+    "cifar10", cifar_describe, cifar_load_train_rows, cifar_load_test};
+static const fedkd_source cifar100_source = {
+    "cifar100", cifar_describe, cifar_load_train_rows, cifar_load_test};
+
 const fedkd_source *const fedkd_sources[] = {
-    &fashion_mnist_source, &synthetic_source, &hdf5_source, NULL};
+    &fashion_mnist_source, &synthetic_source, &hdf5_source, &cifar10_source, &cifar100_source,
+    NULL};
 
 fedkd_status fedkd_source_find(const char *name, const fedkd_source **out)
 {
@@ -144,5 +177,5 @@ fedkd_status fedkd_source_find(const char *name, const fedkd_source **out)
         }
     return FEDKD_FAIL(FEDKD_ERR_CONFIG,
                       "config key `data.name`: unknown dataset `%s`; expected fashion-mnist, "
-                      "synthetic or hdf5", name);
+                      "synthetic, hdf5, cifar10 or cifar100", name);
 }

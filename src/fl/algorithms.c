@@ -1,6 +1,7 @@
 /* The federated algorithms, one table row each (found by name), and the
  * round hooks of those that average weights: FedAvg, FedProx and FedDF.
- * The soft-label ones (FedMD, DS-FL, FD, DML) are in alg_softlabel.c. */
+ * SCAFFOLD and FedNova are in alg_scaffold.c and alg_fednova.c, the
+ * soft-label ones (FedMD, DS-FL, FD, DML) in alg_softlabel.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,9 @@ static void fedprox_configure_local(const fedkd_config *config, const float *glo
     settings->prox_mu = (float)config->fedprox.mu;
 }
 
-fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd_teacher *teacher,
-                              const float *global)
+fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
+                                     const fedkd_teacher *teacher, const float *global,
+                                     const float *grad_offset)
 {
     const fedkd_config *config = run->config;
     fedkd_train_settings train = fedkd_train_default_settings();
@@ -44,15 +46,94 @@ fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd
     train.stream_b = (uint64_t)(c->round - 1) *
                      (uint64_t)fedkd_train_passes(&train, c->data->count, train.batch_size);
     if (run->algorithm->configure_local) run->algorithm->configure_local(config, global, &train);
+    train.grad_offset = grad_offset;
+    fedkd_augment_settings augment = {.padding = config->data.augment_padding,
+                                      .flip = config->data.augment_flip};
+    if (config->data.augment) train.augment = &augment;
     if (teacher) {
         train.teacher = teacher;
         train.kd_temperature = (float)config->kd.temperature;
         train.kd_weight = (float)config->kd.weight;
     }
     fedkd_train_stats stats;
-    fedkd_status status = fedkd_train_local(c->model, c->optimizer, c->data, &train, &stats);
+    memset(&stats, 0, sizeof stats);
+    /* A scheduled rate needs an optimizer of its own for the round; it
+     * starts fresh, as the reset one would. */
+    fedkd_optimizer *optimizer = c->optimizer, *scheduled = NULL;
+    fedkd_status status = fl_round_optimizer(config, &config->local.schedule, config->local.lr,
+                                             c->round, c->model->num_params, &scheduled, &c->lr);
+    if (scheduled) optimizer = scheduled;
+    if (!status) status = fedkd_train_local(c->model, optimizer, c->data, &train, &stats);
+    fedkd_optimizer_destroy(&scheduled);
     c->train_loss = stats.mean_loss;
+    c->steps = stats.steps;
     return status;
+}
+
+fedkd_status fl_round_optimizer(const fedkd_config *config,
+                                const fedkd_lr_schedule_config *schedule, double base, int round,
+                                size_t num_params, fedkd_optimizer **out, double *lr)
+{
+    *out = NULL;
+    *lr = fedkd_lr_at(schedule, base, round, config->rounds);
+    if (strcmp(schedule->kind, "constant") == 0 && schedule->warmup_rounds == 0) return FEDKD_OK;
+    fedkd_optimizer_settings settings = fedkd_train_optimizer_settings(config);
+    settings.lr = (float)*lr;
+    return fedkd_optimizer_create(out, &settings, num_params);
+}
+
+fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd_teacher *teacher,
+                              const float *global)
+{
+    return fl_train_private_offset(run, c, teacher, global, NULL);
+}
+
+double fl_sgd_effective_steps(long steps, double momentum)
+{
+    if (momentum <= 0.0) return (double)steps;
+    /* sum over k = 1..steps of (1 - momentum^k) / (1 - momentum) */
+    double power = 1.0, total = 0.0;
+    for (long k = 1; k <= steps; k++) {
+        power *= momentum;
+        total += (1.0 - power) / (1.0 - momentum);
+    }
+    return total;
+}
+
+fedkd_status fl_check_schedule_resume(const fedkd_config *config, const char *stored_json,
+                                      const char *path)
+{
+    const fedkd_lr_schedule_config *uses = NULL;
+    const char *key = NULL;
+    if (fedkd_lr_schedule_uses_rounds(&config->local.schedule)) {
+        uses = &config->local.schedule;
+        key = "local.lr_schedule";
+    } else if (strcmp(config->algorithm, "feddf") == 0 &&
+               fedkd_lr_schedule_uses_rounds(&config->feddf.schedule)) {
+        uses = &config->feddf.schedule;
+        key = "feddf.lr_schedule";
+    }
+    if (!uses) return FEDKD_OK;
+    cJSON *stored = cJSON_Parse(stored_json);
+    const cJSON *rounds = stored ? cJSON_GetObjectItemCaseSensitive(stored, "rounds") : NULL;
+    int then = cJSON_IsNumber(rounds) ? rounds->valueint : -1;
+    cJSON_Delete(stored);
+    if (then == config->rounds) return FEDKD_OK;
+    return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                      "resume refused: config key `%s` is \"%s\", whose rates follow `rounds`, "
+                      "and rounds is %d here but %d in the checkpoint %s; keep rounds, or use "
+                      "a step schedule",
+                      key, uses->kind, config->rounds, then, path);
+}
+
+fedkd_status fl_require_sgd(const fedkd_config *config, const char *algorithm)
+{
+    if (strcmp(config->local.optimizer, "sgd") != 0)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `local.optimizer`: algorithm `%s` reads the clients' "
+                          "progress as plain SGD steps; expected \"sgd\", got \"%s\"",
+                          algorithm, config->local.optimizer);
+    return FEDKD_OK;
 }
 
 /* ---- FedAvg and FedProx ------------------------------------------------------ */
@@ -134,6 +215,12 @@ static fedkd_status feddf_server(const fl_run *run, fl_server_round *s)
     fl_fixed_decode(s->sum + run->num_params, floats, ensemble);
     memcpy(s->model->params, s->global, run->num_params * sizeof(float));
     fedkd_optimizer_reset(s->optimizer);
+    fedkd_optimizer *optimizer = s->optimizer, *scheduled = NULL;
+    double lr = 0.0;
+    if (!status)
+        status = fl_round_optimizer(config, &config->feddf.schedule, config->feddf.lr, s->round,
+                                    run->num_params, &scheduled, &lr);
+    if (scheduled) optimizer = scheduled;
     fl_distil_settings d = {
         .kind = FL_TARGET_PROBS_KL,
         .temperature = (float)config->kd.temperature,
@@ -145,11 +232,12 @@ static fedkd_status feddf_server(const fl_run *run, fl_server_round *s)
     };
     int epochs_run = 0;
     if (!status)
-        status = fl_feddf_distil(s->model, s->optimizer, run->public_set, s->sample,
+        status = fl_feddf_distil(s->model, optimizer, run->public_set, s->sample,
                                  run->sample_len, ensemble, &d, s->round,
                                  config->feddf.validation_fraction, config->feddf.patience,
                                  &epochs_run);
     if (!status) memcpy(s->global, s->model->params, run->num_params * sizeof(float));
+    fedkd_optimizer_destroy(&scheduled);
     fedkd_free(ensemble);
     return status;
 }
@@ -214,8 +302,23 @@ static const fedkd_algorithm dml = {
     .ops = &fl_dml_ops,
 };
 
-const fedkd_algorithm *const fedkd_algorithms[] = {&fedavg, &fedprox, &fedmd, &feddf,
-                                                    &dsfl,   &fd,      &dml,   NULL};
+static const fedkd_algorithm scaffold = {
+    .name = "scaffold",
+    .summary = "FedAvg with server and client control variates correcting client drift",
+    .global_model = 1,
+    .configure_local = fedavg_configure_local,
+    .ops = &fl_scaffold_ops,
+};
+static const fedkd_algorithm fednova = {
+    .name = "fednova",
+    .summary = "FedAvg of updates normalised by each client's local steps, then rescaled",
+    .global_model = 1,
+    .configure_local = fedavg_configure_local,
+    .ops = &fl_fednova_ops,
+};
+
+const fedkd_algorithm *const fedkd_algorithms[] = {&fedavg, &fedprox, &scaffold, &fednova, &fedmd,
+                                                    &feddf,  &dsfl,    &fd,       &dml,     NULL};
 
 fedkd_status fedkd_algorithm_find(const char *name, const fedkd_algorithm **out)
 {

@@ -44,6 +44,7 @@ static fedkd_status check_config(federation *f)
     const fedkd_config *config = f->config;
     fedkd_status status = fedkd_algorithm_find(config->algorithm, &f->algorithm);
     if (!status) status = fl_client_models_check(config, f->algorithm);
+    if (!status && f->algorithm->ops->check_config) status = f->algorithm->ops->check_config(config);
     if (!status && !f->algorithm->global_model && config->init.model[0])
         status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
                             "config key `init.model`: algorithm `%s` keeps one model per client "
@@ -147,7 +148,9 @@ static fedkd_status build_models(federation *f)
     /* The largest payload is round 2's (round 1 has no consensus to send). */
     fl_payload payload = f->algorithm->ops->payload(run, 2);
     f->sum_len = payload.up;
-    size_t down_len = f->algorithm->global_model ? 0 : payload.down;
+    /* A global model is broadcast from f->global, unless the server state
+     * follows it (fl_round.h): then both are packed into f->down. */
+    size_t down_len = f->algorithm->global_model && payload.down <= f->num_params ? 0 : payload.down;
     size_t sample_len = run->sample_len ? run->sample_len : 1;
     f->global = fedkd_alloc(f->num_params * sizeof(float));
     f->down = fedkd_alloc((down_len ? down_len : 1) * sizeof(float));
@@ -231,7 +234,10 @@ static double train_hosted_clients(federation *f, int round, const int *selected
     memset(f->accumulator, 0, (f->sum_len + SLOT_EXTRA) * sizeof(int64_t));
     int64_t *slots = f->accumulator + f->sum_len;
     double total = (double)selected_samples(f, selected, m);
-    const float *down = !payload->down ? NULL : algorithm->global_model ? f->global : f->down;
+    int packed = algorithm->global_model && payload->down > f->num_params;
+    const float *down = !payload->down                          ? NULL
+                        : algorithm->global_model && !packed ? f->global
+                                                               : f->down;
     fedkd_status status = draw_samples(f, round);
     int next = 0;
     for (int h = 0; !status && h < f->num_hosted; h++) {
@@ -249,6 +255,9 @@ static double train_hosted_clients(federation *f, int round, const int *selected
             .data = f->client_data[h], .model = model, .optimizer = f->optimizers[entry],
             .down = down, .sample = f->sample, .next_sample = f->next_sample,
             .weight = (double)f->client_data[h]->count / total, .sum = f->accumulator,
+            .state = algorithm->global_model && f->client_state_len
+                         ? f->client_state + (size_t)h * f->client_state_len
+                         : NULL,
         };
         status = algorithm->ops->client_round(&f->run, &c);
         if (!status) {
@@ -569,14 +578,20 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         /* 2. The payload down: global weights or the server's consensus. */
         fl_payload payload = f->algorithm->ops->payload(&f->run, round);
         if (payload.down) {
-            float *down = f->algorithm->global_model ? f->global : f->down;
-            if (f->rank == 0 && !f->algorithm->global_model)
-                memcpy(f->down, f->server_state, payload.down * sizeof(float));
+            /* SCAFFOLD: the global weights, then the server's state. */
+            int packed = f->algorithm->global_model && payload.down > f->num_params;
+            size_t weights = packed ? f->num_params : 0;
+            float *down = f->algorithm->global_model && !packed ? f->global : f->down;
+            if (f->rank == 0 && packed) memcpy(f->down, f->global, weights * sizeof(float));
+            if (f->rank == 0 && !(f->algorithm->global_model && !packed))
+                memcpy(f->down + weights, f->server_state,
+                       (payload.down - weights) * sizeof(float));
             t = fedkd_time_now();
             MPI_Ibcast(down, (int)payload.down, MPI_FLOAT, 0, comm, &request);
             status = fedkd_comm_wait(&request, "the payload broadcast");
             comm_seconds += fedkd_time_now() - t;
             if (status) break;
+            if (f->rank != 0 && packed) memcpy(f->global, f->down, weights * sizeof(float));
             m.wire_bytes += peers * (uint64_t)payload.down * sizeof(float);
             m.bytes_down = (uint64_t)payload.down * sizeof(float) * (uint64_t)count;
         }

@@ -22,7 +22,11 @@
  * ranks. Optimizer moments are not kept: every round starts them fresh. */
 static void state_sizes(const federation *f, size_t *per_client, size_t *server)
 {
-    *per_client = f->algorithm->global_model ? 0 : f->run.models.max_params;
+    /* SCAFFOLD keeps a control variate per client beside the global model. */
+    const fl_algorithm_ops *ops = f->algorithm->ops;
+    *per_client = ops->client_state_len ? ops->client_state_len(&f->run)
+                  : f->algorithm->global_model ? 0
+                                               : f->run.models.max_params;
     *server = f->algorithm->ops->server_state_len(&f->run);
 }
 
@@ -37,9 +41,12 @@ fedkd_status fl_fed_allocate_state(federation *f)
         !(f->server_state = fedkd_alloc(f->server_state_len * sizeof(float))))
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu floats of server state",
                           f->server_state_len);
+    /* State beside a global model (SCAFFOLD's variates) starts at zero. */
+    if (client_floats) memset(f->client_state, 0, client_floats * sizeof(float));
+    if (f->server_state) memset(f->server_state, 0, f->server_state_len * sizeof(float));
     /* Each client's own model starts from its own seeded initialisation
      * (a resume then overwrites the rows). */
-    for (int h = 0; f->client_state_len && h < f->num_hosted; h++) {
+    for (int h = 0; f->client_state_len && !f->algorithm->global_model && h < f->num_hosted; h++) {
         int client = f->hosted[h];
         fedkd_model *model = f->train_models[fl_client_model_entry(&f->run.models, client)];
         fedkd_model_init_params(model, f->config->seed, FL_CLIENT_MODEL_INIT_ID + (uint64_t)client);
@@ -140,6 +147,7 @@ static fedkd_status resume_from(federation *f, const char *path)
     fedkd_status status = fedkd_checkpoint_read(path, &k);
     if (status) return status;
     status = fedkd_checkpoint_check_config(path, k.config_json, k.round, f->config);
+    if (!status) status = fl_check_schedule_resume(f->config, k.config_json, path);
     if (!status && fedkd_model_spec_difference(&f->spec, &k.spec, difference, sizeof difference))
         status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
                             "resume refused: the model in %s differs from the configured one "

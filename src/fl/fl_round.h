@@ -74,7 +74,12 @@ typedef struct fl_client_round {
     const uint32_t *next_sample;  /* (sample_len) the next round's */
     double weight;                /* its share of the participants' samples */
     int64_t *sum;                 /* (payload.up) where its contribution goes */
+    /* (client_state_len) its persistent state row where the algorithm keeps
+     * one beside the global model (SCAFFOLD's control variate), else NULL */
+    float *state;
     double train_loss;            /* out: mean loss of its last private epoch */
+    long steps;                   /* out: optimizer steps of its private training */
+    double lr;                    /* out: the learning rate it trained at this round */
 } fl_client_round;
 
 /* Rank 0's update after the reduction. */
@@ -90,9 +95,19 @@ typedef struct fl_server_round {
 } fl_server_round;
 
 typedef struct fl_algorithm_ops {
+    /* Checks of the config that need no data, on every rank before the
+     * first collective (NULL: none). */
+    fedkd_status (*check_config)(const fedkd_config *config);
+    /* payload.down of an algorithm with a global model is its weights; when
+     * it is longer, the server state follows them (SCAFFOLD's control
+     * variate), packed by the round loop. */
     fl_payload (*payload)(const fl_run *run, int round);
     /* Floats the server keeps between rounds (checkpointed as /server/state). */
     size_t (*server_state_len)(const fl_run *run);
+    /* Floats each client keeps between rounds (checkpointed as a row of
+     * /clients/state, zero at the start). NULL: its model's parameters where
+     * clients keep their own model, else nothing. */
+    size_t (*client_state_len)(const fl_run *run);
     fedkd_status (*client_round)(const fl_run *run, fl_client_round *c);
     fedkd_status (*server_update)(const fl_run *run, fl_server_round *s);
     /* 1: rank 0 needs a trainable model and optimizer (FedDF's distillation). */
@@ -100,14 +115,45 @@ typedef struct fl_algorithm_ops {
 } fl_algorithm_ops;
 
 extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;
+extern const fl_algorithm_ops fl_scaffold_ops, fl_fednova_ops;
 
 /* Local training of c->model on its own data for local.epochs (or
  * local.steps minibatch steps): cross-entropy, plus KD from `teacher` (NULL:
  * none) at kd.temperature and kd.weight, and the algorithm's
  * configure_local. Stream (seed, LOCAL_SHUFFLE, client, (round - 1) *
  * passes + pass), passes = local.epochs or the passes local.steps take over
- * the client's data (fedkd_train_passes), as FedAvg's clients. */
+ * the client's data (fedkd_train_passes), as FedAvg's clients. Sets
+ * c->train_loss, c->steps and c->lr. */
 fedkd_status fl_train_private(const fl_run *run, fl_client_round *c, const fedkd_teacher *teacher,
                               const float *global);
+/* The same with a gradient offset added at every step (SCAFFOLD's c - c_i;
+ * NULL: none). */
+fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
+                                     const fedkd_teacher *teacher, const float *global,
+                                     const float *grad_offset);
+
+/* The weight of a round's gradients in the displacement x - y of plain SGD
+ * after `steps` steps with heavy-ball momentum: sum over k = 1..steps of
+ * (1 - m^k) / (1 - m), which is `steps` without momentum (FedNova's
+ * normaliser a_i; SCAFFOLD's K when it estimates a client's mean gradient). */
+double fl_sgd_effective_steps(long steps, double momentum);
+/* SCAFFOLD's client variate after training from `global` to `trained`:
+ * c_i = c_i - c + (global - trained) / (effective_steps * lr), in place;
+ * change (n) gets the new c_i minus the old. No step leaves c_i as it is. */
+void fl_scaffold_update_variate(float *client_variate, const float *server_variate,
+                                const float *global, const float *trained, size_t n,
+                                double effective_steps, double lr, float *change);
+/* The round's rate of `schedule` from `base` into *lr, and, unless the
+ * rate never changes (constant, no warm-up: *out stays NULL, use the
+ * run's optimizer), a fresh optimizer of local.* at that rate. */
+fedkd_status fl_round_optimizer(const fedkd_config *config,
+                                const fedkd_lr_schedule_config *schedule, double base, int round,
+                                size_t num_params, fedkd_optimizer **out, double *lr);
+/* A resume may change `rounds`, except where a schedule's rates follow it
+ * (cosine): then the checkpoint's config (stored_json) must have the same. */
+fedkd_status fl_check_schedule_resume(const fedkd_config *config, const char *stored_json,
+                                      const char *path);
+/* FEDKD_ERR_CONFIG naming local.optimizer unless it is "sgd". */
+fedkd_status fl_require_sgd(const fedkd_config *config, const char *algorithm);
 
 #endif

@@ -10,7 +10,7 @@ fedkd_train_settings fedkd_train_default_settings(void)
 {
     fedkd_train_settings s = {
         .epochs = 1, .steps = 0, .batch_size = 64, .seed = 0, .stream_a = 0, .stream_b = 0,
-        .prox_center = NULL, .prox_mu = 0.0f, .drop_last = 0,
+        .prox_center = NULL, .prox_mu = 0.0f, .grad_offset = NULL, .drop_last = 0, .augment = NULL,
         .teacher = NULL, .kd_temperature = 1.0f, .kd_weight = 0.0f,
     };
     return s;
@@ -79,13 +79,14 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
     float *d_logits = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
     const fedkd_teacher *teacher = settings->teacher;
     float *teacher_probs = NULL, *sample_weight = NULL, *d_part = NULL;
+    float *augment_scratch = settings->augment ? fedkd_alloc(sample * sizeof(float)) : NULL;
     if (teacher) {
         teacher_probs = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
         sample_weight = fedkd_alloc((size_t)batch_size * sizeof(float));
         d_part = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
     }
     memset(stats, 0, sizeof *stats);
-    if (!order || !batch_x || !batch_y || !d_logits ||
+    if (!order || !batch_x || !batch_y || !d_logits || (settings->augment && !augment_scratch) ||
         (teacher && (!teacher_probs || !sample_weight || !d_part))) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "local training: out of memory for %zu samples",
                             data->count);
@@ -108,6 +109,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                                          settings->stream_a,
                                          settings->stream_b + (uint64_t)epoch);
         fedkd_rng_shuffle_u32(&rng, order, data->count);
+        fedkd_rng augment_rng = fedkd_rng_stream(settings->seed, FEDKD_RNG_AUGMENT,
+                                                 settings->stream_a,
+                                                 settings->stream_b + (uint64_t)epoch);
         double loss_sum = 0.0;
         long batches = 0;
         for (size_t first = 0; first < data->count && steps_left != 0;
@@ -116,6 +120,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             int count = left < (size_t)batch_size ? (int)left : batch_size;
             if (settings->drop_last && count < batch_size) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
+            if (settings->augment)
+                fedkd_augment_batch(settings->augment, data->shape, batch_x, count, &augment_rng,
+                                    augment_scratch);
             float loss;
             if (teacher) {
                 for (int i = 0; i < count; i++) sample_weight[i] = settings->kd_weight;
@@ -147,6 +154,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                 for (size_t p = 0; p < model->num_params; p++)
                     model->grads[p] += mu * (model->params[p] - settings->prox_center[p]);
             }
+            if (settings->grad_offset)
+                for (size_t p = 0; p < model->num_params; p++)
+                    model->grads[p] += settings->grad_offset[p];
             fedkd_optimizer_step(optimizer, model->params, model->grads);
             loss_sum += (double)loss;
             batches++;
@@ -167,6 +177,7 @@ fail:
     fedkd_free(teacher_probs);
     fedkd_free(sample_weight);
     fedkd_free(d_part);
+    fedkd_free(augment_scratch);
     return status;
 }
 

@@ -14,12 +14,25 @@
 
 #include "fedkd/core/status.h"
 
+/* A learning rate across rounds: `kind` "constant", "step" (times `decay`
+ * every `step_rounds` rounds) or "cosine" (from the base rate down towards
+ * `min` over the run's rounds), after a linear warm-up over
+ * `warmup_rounds`. The base rate is the key beside it (local.lr,
+ * feddf.lr); include/fedkd/train/train.h computes it. */
+typedef struct fedkd_lr_schedule_config {
+    char kind[16];
+    int warmup_rounds;
+    int step_rounds;
+    double decay;
+    double min;
+} fedkd_lr_schedule_config;
+
 typedef struct fedkd_config {
     uint64_t seed;
     char mode[32];             /* "federated", "centralized", "pretrain", "kd-study", "kd-start" */
 
     struct {
-        char name[32];         /* "fashion-mnist", "synthetic", "hdf5" */
+        char name[32];         /* "fashion-mnist", "synthetic", "hdf5", "cifar10", "cifar100" */
         char dir[512];         /* fashion-mnist directory */
         char train_file[512];  /* hdf5: training file */
         char test_file[512];   /* hdf5: test file */
@@ -31,6 +44,10 @@ typedef struct fedkd_config {
         int synthetic_features;
         int synthetic_classes;
         double synthetic_separation;
+        /* augmentation of local training batches (include/fedkd/data/augment.h) */
+        int augment;           /* key data.augment */
+        int augment_padding;   /* random crop: pad by this many pixels; 0: no crop */
+        int augment_flip;      /* 1: horizontal flip with probability 1/2 */
     } data;
 
     cJSON *model;              /* preset name string or layer list (owned by json) */
@@ -66,6 +83,7 @@ typedef struct fedkd_config {
         double momentum;
         int nesterov;
         double weight_decay;
+        fedkd_lr_schedule_config schedule; /* keys local.lr_schedule, local.lr_* */
     } local;
 
     struct {
@@ -120,6 +138,7 @@ typedef struct fedkd_config {
     struct {
         int epochs;            /* most server distillation epochs per round */
         double lr;             /* server distillation learning rate */
+        fedkd_lr_schedule_config schedule; /* keys feddf.lr_schedule, feddf.lr_* */
         int patience;          /* epochs without validation improvement before stopping */
         double validation_fraction; /* share of the round's proxy sample held out */
     } feddf;

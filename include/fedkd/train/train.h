@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "fedkd/config/config.h"
+#include "fedkd/data/augment.h"
 #include "fedkd/data/data.h"
 #include "fedkd/nn/nn.h"
 
@@ -41,7 +42,12 @@ typedef struct fedkd_train_settings {
     uint64_t stream_b;          /* e.g. round * epochs */
     const float *prox_center;   /* FedProx: w_global, or NULL */
     float prox_mu;              /* FedProx: adds mu * (w - centre) to the gradient */
+    const float *grad_offset;   /* (num_params) added to every gradient (SCAFFOLD's
+                                 * c - c_i), or NULL */
     int drop_last;              /* 1: skip a final partial batch */
+    /* NULL, or the augmentation of every batch, with draws from the stream
+     * (seed, FEDKD_RNG_AUGMENT, stream_a, stream_b + epoch) in batch order */
+    const fedkd_augment_settings *augment;
     const fedkd_teacher *teacher; /* NULL: plain cross-entropy */
     float kd_temperature;       /* T of the KD loss */
     float kd_weight;            /* a in (1 - a) CE + a T^2 KL */
@@ -88,6 +94,20 @@ void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t
 fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *const *optimizers,
                                 int num_models, const fedkd_dataset *data,
                                 const fedkd_train_settings *train, long *steps);
+
+/* ---- learning-rate schedules across rounds -------------------------------- */
+
+/* The rate of round `round` (1-based) of `rounds`, from `base`:
+ *   warm-up   round r <= W (W = warmup_rounds): base * r / W
+ *   then, with t = r - W - 1 rounds since the warm-up and T = rounds - W:
+ *   constant  base
+ *   step      base * decay^floor(t / step_rounds)
+ *   cosine    min + (base - min) * (1 + cos(pi * t / T)) / 2
+ * so cosine starts at base and its last round is still above min. */
+double fedkd_lr_at(const fedkd_lr_schedule_config *schedule, double base, int round, int rounds);
+/* 1 when the schedule depends on the total number of rounds (cosine): a
+ * resume that changes `rounds` would change its rates. */
+int fedkd_lr_schedule_uses_rounds(const fedkd_lr_schedule_config *schedule);
 
 /* ---- what local training takes from the config --------------------------- */
 
