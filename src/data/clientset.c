@@ -14,12 +14,6 @@ static int compare_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int compare_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
 fedkd_partition_settings fedkd_partition_settings_from_config(const fedkd_config *config)
 {
     fedkd_partition_settings s = fedkd_partition_default_settings();
@@ -119,44 +113,17 @@ static fedkd_status pick_rows(const fedkd_dataset *base, const uint32_t *loaded,
     return status;
 }
 
-static uint64_t sample_hash(const float *x, size_t floats)
-{
-    uint64_t hash = 1469598103934665603ull;
-    const unsigned char *bytes = (const unsigned char *)x;
-    for (size_t i = 0; i < floats * sizeof(float); i++) {
-        hash ^= bytes[i];
-        hash *= 1099511628211ull;
-    }
-    return hash;
-}
-
-/* A public set from another file must not hold a test sample: a method
- * trained on it would have seen the test set. Compared by content, exactly. */
 static fedkd_status check_disjoint_from_test(const fedkd_dataset *public_set,
                                              const fedkd_dataset *test, const char *path)
 {
-    size_t floats = fedkd_dataset_sample_floats(test);
-    if (fedkd_dataset_sample_floats(public_set) != floats) return FEDKD_OK;
-    uint64_t *hashes = malloc((test->count ? test->count : 1) * sizeof *hashes);
-    if (!hashes) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu hashes", test->count);
-    for (size_t i = 0; i < test->count; i++)
-        hashes[i] = sample_hash(test->features + i * floats, floats);
-    qsort(hashes, test->count, sizeof *hashes, compare_u64);
-    fedkd_status status = FEDKD_OK;
-    for (size_t i = 0; i < public_set->count && !status; i++) {
-        const float *x = public_set->features + i * floats;
-        uint64_t h = sample_hash(x, floats);
-        if (!bsearch(&h, hashes, test->count, sizeof *hashes, compare_u64)) continue;
-        for (size_t j = 0; j < test->count; j++)
-            if (memcmp(test->features + j * floats, x, floats * sizeof(float)) == 0) {
-                status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                                    "config key `public.source`: sample %zu of %s is test sample "
-                                    "%zu; the public set must not overlap the test set",
-                                    i, path, j);
-                break;
-            }
-    }
-    free(hashes);
+    int found = 0;
+    size_t i = 0, j = 0;
+    fedkd_status status = fedkd_dataset_find_shared(public_set, test, &found, &i, &j);
+    if (!status && found)
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                            "config key `public.source`: sample %zu of %s is test sample %zu; the "
+                            "public set must not overlap the test set",
+                            i, path, j);
     return status;
 }
 

@@ -92,3 +92,36 @@ void fedkd_dataset_normalize(fedkd_dataset *dataset, float mean, float std)
     float *features = dataset->features;
     for (size_t i = 0; i < total; i++) features[i] = (features[i] - mean) / std;
 }
+
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+fedkd_status fedkd_dataset_find_shared(const fedkd_dataset *a, const fedkd_dataset *b, int *found,
+                                       size_t *index_a, size_t *index_b)
+{
+    *found = 0;
+    size_t floats = fedkd_dataset_sample_floats(a), bytes = floats * sizeof(float);
+    if (fedkd_dataset_sample_floats(b) != floats || a->count == 0 || b->count == 0)
+        return FEDKD_OK;
+    uint64_t *hashes = malloc(b->count * sizeof *hashes);
+    if (!hashes) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu hashes", b->count);
+    for (size_t j = 0; j < b->count; j++) hashes[j] = fedkd_checksum(b->features + j * floats, bytes);
+    qsort(hashes, b->count, sizeof *hashes, compare_u64);
+    for (size_t i = 0; i < a->count && !*found; i++) {
+        const float *x = a->features + i * floats;
+        uint64_t h = fedkd_checksum(x, bytes);
+        if (!bsearch(&h, hashes, b->count, sizeof *hashes, compare_u64)) continue;
+        for (size_t j = 0; j < b->count; j++)
+            if (memcmp(b->features + j * floats, x, bytes) == 0) {
+                *found = 1;
+                *index_a = i;
+                *index_b = j;
+                break;
+            }
+    }
+    free(hashes);
+    return FEDKD_OK;
+}

@@ -15,12 +15,6 @@ static int compare_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int compare_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
 int fedkd_kd_uses_public(const fedkd_config *config)
 {
     return strcmp(config->kd.validation, "public") == 0 ||
@@ -95,41 +89,16 @@ fedkd_status fedkd_kd_check_labelled(const fedkd_dataset *data, int classes, con
     return FEDKD_OK;
 }
 
-static uint64_t sample_hash(const float *x, size_t floats)
-{
-    uint64_t hash = 1469598103934665603ull;
-    const unsigned char *bytes = (const unsigned char *)x;
-    for (size_t i = 0; i < floats * sizeof(float); i++) {
-        hash ^= bytes[i];
-        hash *= 1099511628211ull;
-    }
-    return hash;
-}
-
 fedkd_status fedkd_kd_check_disjoint(const fedkd_dataset *a, const fedkd_dataset *b,
                                      const char *key, const char *a_name, const char *b_name)
 {
-    size_t floats = fedkd_dataset_sample_floats(a);
-    if (fedkd_dataset_sample_floats(b) != floats || a->count == 0 || b->count == 0)
-        return FEDKD_OK;
-    uint64_t *hashes = malloc(b->count * sizeof *hashes);
-    if (!hashes) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu hashes", b->count);
-    for (size_t j = 0; j < b->count; j++) hashes[j] = sample_hash(b->features + j * floats, floats);
-    qsort(hashes, b->count, sizeof *hashes, compare_u64);
-    fedkd_status status = FEDKD_OK;
-    for (size_t i = 0; i < a->count && !status; i++) {
-        const float *x = a->features + i * floats;
-        uint64_t h = sample_hash(x, floats);
-        if (!bsearch(&h, hashes, b->count, sizeof *hashes, compare_u64)) continue;
-        for (size_t j = 0; j < b->count; j++)
-            if (memcmp(b->features + j * floats, x, floats * sizeof(float)) == 0) {
-                status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                                    "config key `%s`: sample %zu of %s is sample %zu of %s; %s "
-                                    "must not overlap %s",
-                                    key, i, a_name, j, b_name, a_name, b_name);
-                break;
-            }
-    }
-    free(hashes);
+    int found = 0;
+    size_t i = 0, j = 0;
+    fedkd_status status = fedkd_dataset_find_shared(a, b, &found, &i, &j);
+    if (!status && found)
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                            "config key `%s`: sample %zu of %s is sample %zu of %s; %s must not "
+                            "overlap %s",
+                            key, i, a_name, j, b_name, a_name, b_name);
     return status;
 }

@@ -27,6 +27,11 @@ static inline size_t fedkd_dataset_sample_floats(const fedkd_dataset *d)
 }
 
 void fedkd_dataset_destroy(fedkd_dataset **dataset);
+/* Whether a sample of `a` equals a sample of `b`, compared by content
+ * exactly (hashes first): *found is 1 and (*index_a, *index_b) the first
+ * such pair in a's order, else 0. Sets of another sample size share none. */
+fedkd_status fedkd_dataset_find_shared(const fedkd_dataset *a, const fedkd_dataset *b, int *found,
+                                       size_t *index_a, size_t *index_b);
 /* A new dataset holding rows indices[0..n) of `source`, in that order. */
 fedkd_status fedkd_dataset_subset(fedkd_dataset **out, const fedkd_dataset *source,
                                   const uint32_t *indices, size_t n);
