@@ -67,7 +67,9 @@ static int run(fedkd_run_result *result, const char *a, const char *b, const cha
     fedkd_status status = fedkd_config_load(&config, NULL, overrides, n);
     CHECK(status == FEDKD_OK, "config: %s", fedkd_error_message());
     if (status) return 1;
-    status = fedkd_run(&config, MPI_COMM_WORLD, result);
+    /* The directory is this test's own and every run starts it over. */
+    fedkd_run_options options = {.start_over = 1};
+    status = fedkd_run_with_options(&config, MPI_COMM_WORLD, &options, result);
     CHECK(status == FEDKD_OK, "%s run: %s", config.algorithm, fedkd_error_message());
     fedkd_config_free(&config);
     return status != FEDKD_OK;
