@@ -259,22 +259,6 @@ done:
     return status;
 }
 
-fedkd_status kd_check_teachers(const fedkd_kd_job *job)
-{
-    if (job->num_teachers < 1)
-        return FEDKD_FAIL(FEDKD_ERR_INVALID, "KD of client %d: no teacher given",
-                          job->student_client);
-    int classes = fedkd_model_num_classes(job->student);
-    for (int t = 0; t < job->num_teachers; t++)
-        if (job->teachers[t].spec->num_classes != classes)
-            return FEDKD_FAIL(FEDKD_ERR_INVALID,
-                              "teacher client %d has %d classes, student client %d has %d: KD "
-                              "needs the same classes",
-                              job->teachers[t].client, job->teachers[t].spec->num_classes,
-                              job->student_client, classes);
-    return FEDKD_OK;
-}
-
 /* ---- the methods ------------------------------------------------------------ */
 
 /* Vanilla and ensemble: fixed (T, a); they differ only in their teachers. */

@@ -8,6 +8,7 @@
 #include "fedkd/core/core.h"
 #include "fedkd/core/rng.h"
 #include "fedkd/kd/kd.h"
+#include "kd/kd_private.h"
 
 static int compare_u32(const void *a, const void *b)
 {
@@ -101,4 +102,21 @@ fedkd_status fedkd_kd_check_disjoint(const fedkd_dataset *a, const fedkd_dataset
                             "overlap %s",
                             key, i, a_name, j, b_name, a_name, b_name);
     return status;
+}
+
+/* Every method starts here: at least one teacher, each with the student's classes. */
+fedkd_status kd_check_teachers(const fedkd_kd_job *job)
+{
+    if (job->num_teachers < 1)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "KD of client %d: no teacher given",
+                          job->student_client);
+    int classes = fedkd_model_num_classes(job->student);
+    for (int t = 0; t < job->num_teachers; t++)
+        if (job->teachers[t].spec->num_classes != classes)
+            return FEDKD_FAIL(FEDKD_ERR_INVALID,
+                              "teacher client %d has %d classes, student client %d has %d: KD "
+                              "needs the same classes",
+                              job->teachers[t].client, job->teachers[t].spec->num_classes,
+                              job->student_client, classes);
+    return FEDKD_OK;
 }
