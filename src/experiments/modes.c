@@ -39,13 +39,13 @@ static const fedkd_mode mode_federated = {
     1, 1, FEDKD_MODE_PUBLIC_IF_ALGORITHM, run_federated};
 static const fedkd_mode mode_centralized = {
     "centralized", "one model on the whole training set, the baseline",
-    0, 0, FEDKD_MODE_PUBLIC_NEVER, run_centralized};
+    0, 0, 0, run_centralized};
 static const fedkd_mode mode_pretrain = {
     "pretrain", "every client trains and saves its own model",
-    0, 0, FEDKD_MODE_PUBLIC_IF_ALGORITHM, fedkd_run_pretrain};
+    0, 0, FEDKD_MODE_PUBLIC_IF_ALGORITHM | FEDKD_MODE_PUBLIC_IF_KD, fedkd_run_pretrain};
 static const fedkd_mode mode_kd_study = {
     "kd-study", "every KD method of kd.methods between pre-trained models",
-    0, 0, FEDKD_MODE_PUBLIC_NEVER, fedkd_run_kd_study};
+    0, 0, FEDKD_MODE_PUBLIC_IF_KD, fedkd_run_kd_study};
 
 const fedkd_mode *const fedkd_modes[] = {&mode_kd_start, &mode_federated, &mode_centralized,
                                          &mode_pretrain, &mode_kd_study, NULL};
@@ -75,14 +75,13 @@ unsigned fedkd_mode_data_flags(const fedkd_config *config)
         fedkd_error_clear(); /* reported where the run looks the mode up */
         return 0;
     }
-    if (mode->public_set == FEDKD_MODE_PUBLIC_ALWAYS) return FEDKD_CLIENTSET_PUBLIC;
+    if (mode->public_set & FEDKD_MODE_PUBLIC_ALWAYS) return FEDKD_CLIENTSET_PUBLIC;
     /* A kd-study that tunes or distils on the public set holds its rows out
      * of the partition, and so does pretrain, whose models the study reuses
      * only when the partitions agree. */
-    if ((mode->run == fedkd_run_kd_study || mode->run == fedkd_run_pretrain) &&
-        fedkd_kd_uses_public(config))
+    if ((mode->public_set & FEDKD_MODE_PUBLIC_IF_KD) && fedkd_kd_uses_public(config))
         return FEDKD_CLIENTSET_PUBLIC;
-    if (mode->public_set == FEDKD_MODE_PUBLIC_NEVER) return 0;
+    if (!(mode->public_set & FEDKD_MODE_PUBLIC_IF_ALGORITHM)) return 0;
     if (fedkd_algorithm_find(config->algorithm, &algorithm) != FEDKD_OK) {
         fedkd_error_clear(); /* reported where the run looks the algorithm up */
         return 0;

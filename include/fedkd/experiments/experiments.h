@@ -17,16 +17,18 @@ typedef struct fedkd_mode {
     int resumable;
     /* 1: --dry-run estimates the mode's memory per rank without training. */
     int dry_runs;
-    /* Which client-set flags (include/fedkd/data/clientset.h) the mode's
-     * data needs: FEDKD_MODE_PUBLIC_ALWAYS holds the public rows out of
-     * every partition it makes, FEDKD_MODE_PUBLIC_IF_ALGORITHM when the
-     * configured algorithm uses a public set. */
+    /* When the mode holds the public rows out of the partitions it makes
+     * (FEDKD_CLIENTSET_PUBLIC): a mask of FEDKD_MODE_PUBLIC_* (0: never). */
     int public_set;
     fedkd_status (*run)(const fedkd_config *config, MPI_Comm comm,
                         const fedkd_run_options *options, fedkd_run_result *result);
 } fedkd_mode;
 
-enum { FEDKD_MODE_PUBLIC_NEVER, FEDKD_MODE_PUBLIC_IF_ALGORITHM, FEDKD_MODE_PUBLIC_ALWAYS };
+enum {
+    FEDKD_MODE_PUBLIC_ALWAYS = 1,       /* every run (kd-start) */
+    FEDKD_MODE_PUBLIC_IF_ALGORITHM = 2, /* when `algorithm` uses a public set */
+    FEDKD_MODE_PUBLIC_IF_KD = 4,        /* when kd.transfer or kd.validation is public */
+};
 
 /* NULL-terminated: kd-start, federated, centralized, pretrain, kd-study. */
 extern const fedkd_mode *const fedkd_modes[];
