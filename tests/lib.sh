@@ -10,6 +10,9 @@
 #                     a run that should have failed: a non-zero exit CODE that
 #                     is not timeout's 124 (a hang), and exactly one
 #                     `fedkd-sim: error` line in ERR_FILE, holding the substring
+#   test_expect_error NP "substring" [args...]
+#                     fedkd-sim ($sim) on NP ranks with --quiet must fail as
+#                     test_check_error says
 #   test_end          exit status 1 after any failure, else a "passed" line
 # The script sets case_name and mpiexec before calling them.
 
@@ -40,6 +43,14 @@ test_check_error() {
     lines=$(grep -c 'fedkd-sim: error' "$err")
     [ "$lines" = 1 ] || fail "[$label] printed $lines error lines, expected 1: $(cat "$err")"
     grep -qF -- "$want" "$err" || fail "[$label] message lacks '$want': $(grep 'fedkd-sim' "$err")"
+}
+
+test_expect_error() {
+    local np=$1 want=$2
+    shift 2
+    local dir="$work/bad$RANDOM"
+    test_run 120 "$sim" "$np" "$dir" "$@" --quiet
+    test_check_error "$*" $? "$dir.err" "$want"
 }
 
 test_end() {

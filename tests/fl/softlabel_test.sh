@@ -16,16 +16,6 @@ test_begin softlabel
 
 run() { test_run 120 "$sim" "$@" --quiet; } # run NP RUN_DIR [args...]
 
-# expect_error NP "substring" args...: a non-zero exit (no hang) with exactly
-# one `fedkd-sim: error` line that contains the substring.
-expect_error() {
-    local np=$1 want=$2
-    shift 2
-    local dir="$work/bad$RANDOM"
-    run "$np" "$dir" "$@"
-    test_check_error "$*" $? "$dir.err" "$want"
-}
-
 # A synthetic task: 4 classes, 20 features, a 804-parameter model; 200 public
 # rows held out of the training set, 120 of them used per round.
 classes=4 params=804 public=200 per_round=120
@@ -104,11 +94,11 @@ mixed-refused)
     # every rank, naming the keys; before any collective, so no hang.
     for alg in fedavg fedprox feddf; do
         for np in 1 4; do
-            expect_error $np "config key \`clients.models\`: algorithm \`$alg\` averages the clients' weights and needs every client on config key \`model\`" \
+            test_expect_error $np "config key \`clients.models\`: algorithm \`$alg\` averages the clients' weights and needs every client on config key \`model\`" \
                 "${synthetic[@]}" "${mixed[@]}" --set algorithm=$alg
         done
     done
-    expect_error 3 "mixed models run with algorithm fedmd, dsfl, fd, dml" "${synthetic[@]}" \
+    test_expect_error 3 "mixed models run with algorithm fedmd, dsfl, fd, dml" "${synthetic[@]}" \
         --set clients.models=mlp,cnn --set algorithm=fedavg
     # Entries equal to `model` are not mixed: FedAvg runs.
     run 3 "$work/same-models" "${synthetic[@]}" --set "clients.models=[$dense,$dense]" \
@@ -141,22 +131,22 @@ resume)
     grep -q 'config key `dsfl.temperature`' "$work/part-fedmd.err" || fail "a changed key was not refused: $(cat "$work/part-fedmd.err")"
     ;;
 bad-input)
-    expect_error 2 "config key \`public.per_round\`: 500 samples per round, but the public set holds 200" \
+    test_expect_error 2 "config key \`public.per_round\`: 500 samples per round, but the public set holds 200" \
         "${synthetic[@]}" --set algorithm=dsfl --set public.per_round=500
-    expect_error 3 "config key \`init.model\`: algorithm \`fd\` keeps one model per client" \
+    test_expect_error 3 "config key \`init.model\`: algorithm \`fd\` keeps one model per client" \
         "${synthetic[@]}" --set algorithm=fd --set init.model="$work/none.h5"
-    expect_error 2 "config key \`dsfl.temperature\`: expected a number in (0, 1]" \
+    test_expect_error 2 "config key \`dsfl.temperature\`: expected a number in (0, 1]" \
         "${synthetic[@]}" --set algorithm=dsfl --set dsfl.temperature=0
-    expect_error 2 "config key \`fedmd.digest_loss\`: expected one of \"mae\", \"kl\"" \
+    test_expect_error 2 "config key \`fedmd.digest_loss\`: expected one of \"mae\", \"kl\"" \
         "${synthetic[@]}" --set algorithm=fedmd --set fedmd.digest_loss=l1
-    expect_error 2 "config key \`clients.models\`: expected \"\", comma-separated preset names" \
+    test_expect_error 2 "config key \`clients.models\`: expected \"\", comma-separated preset names" \
         "${synthetic[@]}" --set algorithm=fedmd --set clients.models=mlp,,cnn
-    expect_error 3 "config key \`clients.models\` (entry 2): the last layer outputs 5 values" \
+    test_expect_error 3 "config key \`clients.models\` (entry 2): the last layer outputs 5 values" \
         "${synthetic[@]}" --set algorithm=fedmd --set "clients.models=[$dense,[{\"type\":\"dense\",\"units\":5}]]"
-    expect_error 2 "config key \`feddf.patience\`" "${synthetic[@]}" --set algorithm=feddf --set feddf.patience=0
-    expect_error 4 "config key \`public.size\`" "${synthetic[@]}" --set algorithm=fedmd --set public.size=0
+    test_expect_error 2 "config key \`feddf.patience\`" "${synthetic[@]}" --set algorithm=feddf --set feddf.patience=0
+    test_expect_error 4 "config key \`public.size\`" "${synthetic[@]}" --set algorithm=fedmd --set public.size=0
     # A client whose training diverges stops every rank, told once.
-    expect_error 3 "local.lr" "${synthetic[@]}" --set algorithm=dml --set local.lr=1e30 --set local.momentum=0
+    test_expect_error 3 "local.lr" "${synthetic[@]}" --set algorithm=dml --set local.lr=1e30 --set local.momentum=0
     # The KL digest runs too.
     run 2 "$work/kl" "${synthetic[@]}" --set algorithm=fedmd --set fedmd.digest_loss=kl --set rounds=2 \
         || fail "fedmd with the KL digest exited $?: $(tail -2 "$work/kl.err")"

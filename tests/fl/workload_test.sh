@@ -15,14 +15,6 @@ test_begin workload
 
 run() { test_run 120 "$sim" "$@" --quiet; } # run NP RUN_DIR [args...]
 
-expect_error() {
-    local np=$1 want=$2
-    shift 2
-    local dir="$work/bad$RANDOM"
-    run "$np" "$dir" "$@"
-    test_check_error "$*" $? "$dir.err" "$want"
-}
-
 # 4 classes, 20 features, an 804-parameter model, skewed labels.
 params=804
 dense='[{"type":"dense","units":32},{"type":"relu"},{"type":"dense","units":4}]'
@@ -94,10 +86,10 @@ bad-input)
     mixed=(--set 'clients.models=[[{"type":"dense","units":32},{"type":"relu"},{"type":"dense","units":4}],[{"type":"dense","units":4}]]')
     for alg in scaffold fednova; do
         for np in 1 3; do
-            expect_error $np "config key \`clients.models\`: algorithm \`$alg\` averages the clients' weights" \
+            test_expect_error $np "config key \`clients.models\`: algorithm \`$alg\` averages the clients' weights" \
                 "${synthetic[@]}" "${mixed[@]}" --set algorithm=$alg
         done
-        expect_error 2 "config key \`local.optimizer\`: algorithm \`$alg\` reads the clients' progress as plain SGD steps; expected \"sgd\", got \"adam\"" \
+        test_expect_error 2 "config key \`local.optimizer\`: algorithm \`$alg\` reads the clients' progress as plain SGD steps; expected \"sgd\", got \"adam\"" \
             "${synthetic[@]}" --set algorithm=$alg --set local.optimizer=adam
     done
     ;;
@@ -124,9 +116,9 @@ cifar)
     "$check" same "$work/aug-1" "$work/c10-1" 2>/dev/null && fail "data.augment changed nothing"
     # A label out of range stops every rank with the file, record and offset.
     printf '\x0b' | dd of="$work/cifar/data_batch_2.bin" bs=1 seek=3073 conv=notrunc status=none
-    expect_error 3 "data_batch_2.bin: label 11 of record 1 (byte offset 3073) is out of range: CIFAR-10 has classes 0..9" \
+    test_expect_error 3 "data_batch_2.bin: label 11 of record 1 (byte offset 3073) is out of range: CIFAR-10 has classes 0..9" \
         "${cifar[@]}"
-    expect_error 2 "cifar-100-binary.tar.gz" "${cifar[@]}" --set data.name=cifar100
+    test_expect_error 2 "cifar-100-binary.tar.gz" "${cifar[@]}" --set data.name=cifar100
     ;;
 schedule)
     # A step schedule that never decays is the constant rate, bit for bit
