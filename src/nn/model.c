@@ -44,12 +44,12 @@ static void layer_path(const fedkd_model_spec *spec, int i, int where_is_key, ch
             if (e - spec->layers[e].body <= i) owner = e;
             break;
         }
-    int target = owner >= 0 ? owner : i, top = 0;
-    for (int j = 0; j < target; j++) {
+    /* Top-level entries before the target: every flat entry before it,
+     * less the bodies of the blocks up to and including it. */
+    int target = owner >= 0 ? owner : i, top = target;
+    for (int j = 0; j <= target; j++)
         if (strcmp(spec->layers[j].kind, "residual") == 0 && spec->layers[j].body > 0)
             top -= spec->layers[j].body < j ? spec->layers[j].body : j;
-        top++;
-    }
     if (owner < 0)
         snprintf(out, size, where_is_key ? "[%d]" : " layer %d", where_is_key ? top : i);
     else if (where_is_key)
