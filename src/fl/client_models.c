@@ -116,6 +116,16 @@ fedkd_status fl_client_models_resolve(const fedkd_config *config, fedkd_shape in
             cJSON_Delete(entry);
         }
         if (status) goto fail;
+        if (config->local.batch_size < fedkd_model_spec_min_train_batch(&out->specs[i])) {
+            status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                "config key `local.batch_size`: the model of %s has a batchnorm "
+                                "layer, whose batch statistics need training batches of at least "
+                                "%d samples, got %d",
+                                count == 0 ? "config key `model`" : "config key `clients.models`",
+                                fedkd_model_spec_min_train_batch(&out->specs[i]),
+                                config->local.batch_size);
+            goto fail;
+        }
         /* The parameter count needs the layer geometry, not the buffers. */
         double bytes = 0.0;
         status = fedkd_model_estimate(&out->specs[i], 1, &out->num_params[i], &bytes);
