@@ -153,7 +153,7 @@ static fedkd_status parse_layer(fedkd_model_spec *parsed, const cJSON *object, c
     char location[256], suffix[128];
     fedkd_layer_spec spec, *layer = &spec;
     const cJSON *body = NULL;
-    snprintf(suffix, sizeof suffix, "%s", prefix);
+    snprintf(suffix, sizeof suffix, "%.40s", prefix);
     fedkd_nn_format_location(location, sizeof location, where, 1, suffix);
     if (!cJSON_IsObject(object))
         return FEDKD_FAIL(FEDKD_ERR_CONFIG,
@@ -162,7 +162,7 @@ static fedkd_status parse_layer(fedkd_model_spec *parsed, const cJSON *object, c
                           location);
 
     memset(layer, 0, sizeof *layer);
-    snprintf(suffix, sizeof suffix, "%s.type", prefix);
+    snprintf(suffix, sizeof suffix, "%.40s.type", prefix);
     fedkd_nn_format_location(location, sizeof location, where, 1, suffix);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(object, "type");
     if (!type)
@@ -198,7 +198,7 @@ static fedkd_status parse_layer(fedkd_model_spec *parsed, const cJSON *object, c
     unsigned seen = 0;
     for (const cJSON *item = object->child; item; item = item->next) {
         const char *key = item->string ? item->string : "";
-        snprintf(suffix, sizeof suffix, "%s.%.40s", prefix, key);
+        snprintf(suffix, sizeof suffix, "%.40s.%.40s", prefix, key);
         fedkd_nn_format_location(location, sizeof location, where, 1, suffix);
 
         int key_index = -1;
@@ -280,7 +280,7 @@ static fedkd_status parse_layer(fedkd_model_spec *parsed, const cJSON *object, c
     }
 
     if (kind == fedkd_layer_kind_find("residual")) {
-        snprintf(suffix, sizeof suffix, "%s.layers", prefix);
+        snprintf(suffix, sizeof suffix, "%.40s.layers", prefix);
         fedkd_nn_format_location(location, sizeof location, where, 1, suffix);
         if (strchr(prefix, '.'))
             return FEDKD_FAIL(FEDKD_ERR_CONFIG,
@@ -312,7 +312,7 @@ static fedkd_status parse_layer_list(fedkd_model_spec *parsed, const cJSON *list
     for (const cJSON *item = list->child; item; item = item->next, index++) {
         char path[128];
         if (prefix[0])
-            snprintf(path, sizeof path, "%s.layers[%d]", prefix, index);
+            snprintf(path, sizeof path, "%.40s.layers[%d]", prefix, index);
         else
             snprintf(path, sizeof path, "[%d]", index);
         fedkd_status status = parse_layer(parsed, item, where, path);
