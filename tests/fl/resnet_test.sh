@@ -45,6 +45,13 @@ resnet8)
     run 2 "$work/part" "${cifar[@]}" --set model=resnet8 --resume auto \
         || fail "resnet8 resume exited $?: $(tail -2 "$work/part.err")"
     "$check" same "$work/r1" "$work/part" || fail "resnet8: resumed run differs"
+    # A model file exported from the checkpoint starts another run.
+    "$sim" export --output "$work/resnet8.h5" --set run.dir="$work/r1" "${cifar[@]}" --set model=resnet8 \
+        >"$work/export.out" 2>&1 || fail "export: $(tail -2 "$work/export.out")"
+    "$sim" inspect "$work/resnet8.h5" 2>&1 | grep -q "parameters *$resnet8_params" \
+        || fail "inspect of the model file: $("$sim" inspect "$work/resnet8.h5" 2>&1 | head -5)"
+    run 1 "$work/init" "${cifar[@]}" --set model=resnet8 --set rounds=1 \
+        --set init.model="$work/resnet8.h5" || fail "init.model from a resnet8 file exited $?: $(tail -2 "$work/init.err")"
     ;;
 fedbn)
     # FedBN: bit-identical at P = 1, 2 and 4, the normalisation floats out
