@@ -7,7 +7,7 @@
  * FLOPs counted: 3 x 2 x the forward multiply-adds per sample (forward,
  * input gradient, weight gradient of every conv and dense layer; the first
  * conv computes no input gradient, so this overstates the work by its
- * share, 1.4% of resnet8's). Normalisation, ReLU, pooling and the shortcut
+ * share, 1.2% of resnet8's). Normalisation, ReLU, pooling and the shortcut
  * additions are not counted: they are the engine's overhead here.
  *
  *   fedkd-bench-resnet [--model resnet8] [--samples 512] [--batch 32] [--epochs 1]
