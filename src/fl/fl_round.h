@@ -1,6 +1,7 @@
 /* What the round loop (federation.c) shares with the algorithms' hooks
- * (algorithms.c for the weight-averaging ones, alg_softlabel.c for the
- * soft-label ones). ../shared/DESIGN.md, "One round":
+ * (algorithms.c, alg_scaffold.c, alg_fednova.c and alg_feddf.c for the
+ * weight-averaging ones, alg_softlabel.c for the soft-label ones).
+ * ../shared/DESIGN.md, "One round":
  *
  *   1. header down (round, command, selected clients)
  *   2. payload down: payload.down floats (global weights, or the server
@@ -115,7 +116,7 @@ typedef struct fl_algorithm_ops {
 } fl_algorithm_ops;
 
 extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;
-extern const fl_algorithm_ops fl_scaffold_ops, fl_fednova_ops;
+extern const fl_algorithm_ops fl_scaffold_ops, fl_fednova_ops, fl_feddf_ops;
 
 /* Local training of c->model on its own data for local.epochs (or
  * local.steps minibatch steps): cross-entropy, plus KD from `teacher` (NULL:
