@@ -204,6 +204,7 @@ static const fedkd_algorithm feddf = {
     .summary = "FedAvg, then the server distils the average from the clients' mean logits",
     .uses_public = 1,
     .global_model = 1,
+    .mixed_models = 1,
     .configure_local = fedavg_configure_local,
     .ops = &fl_feddf_ops,
 };

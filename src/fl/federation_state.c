@@ -41,9 +41,14 @@ fedkd_status fl_fed_allocate_state(federation *f)
         !(f->server_state = fedkd_alloc(f->server_state_len * sizeof(float))))
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu floats of server state",
                           f->server_state_len);
-    /* State beside a global model (SCAFFOLD's variates) starts at zero. */
+    /* State beside a global model (SCAFFOLD's variates) starts at zero,
+     * the server's where its algorithm says (FedDF's other architectures). */
     if (client_floats) memset(f->client_state, 0, client_floats * sizeof(float));
     if (f->server_state) memset(f->server_state, 0, f->server_state_len * sizeof(float));
+    if (f->server_state && f->algorithm->ops->init_server_state) {
+        fedkd_status status = f->algorithm->ops->init_server_state(&f->run, f->server_state);
+        if (status) return status;
+    }
     /* Each client's own model starts from its own seeded initialisation
      * (a resume then overwrites the rows). */
     for (int h = 0; f->client_state_len && !f->algorithm->global_model && h < f->num_hosted; h++) {
@@ -54,6 +59,11 @@ fedkd_status fl_fed_allocate_state(federation *f)
                model->num_params * sizeof(float));
     }
     return FEDKD_OK;
+}
+
+float *fl_fed_global_model(federation *f, int g)
+{
+    return g == 0 ? f->global : f->server_state + (f->run.global_offset[g] - f->num_params);
 }
 
 uint64_t fl_fed_client_checksum(federation *f)

@@ -76,11 +76,21 @@ fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metri
                     "\"test_loss\":%.17g,\"train_loss\":%.17g,\"bytes_down\":%llu,"
                     "\"bytes_up\":%llu,\"wire_bytes\":%llu,\"train_seconds\":%.6f,"
                     "\"comm_seconds\":%.6f,\"aggregate_seconds\":%.6f,"
-                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d}\n",
+                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
                     m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
+    /* Several global models: each one's scores, architecture order. */
+    const char *names[2] = {"model_accuracy", "model_loss"};
+    const double *values[2] = {m->model_accuracy, m->model_loss};
+    for (int k = 0; k < 2 && m->num_models > 0 && a >= 0; k++) {
+        a = fprintf(log->jsonl, ",\"%s\":[", names[k]);
+        for (int i = 0; i < m->num_models && a >= 0; i++)
+            a = fprintf(log->jsonl, "%s%.17g", i ? "," : "", values[k][i]);
+        if (a >= 0) a = fprintf(log->jsonl, "]");
+    }
+    if (a >= 0) a = fprintf(log->jsonl, "}\n");
     int b = fprintf(log->csv, "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,

@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Global models a round reports one by one, at most (FedDF keeps one per
+ * architecture). */
+#define FEDKD_MAX_MODEL_METRICS 8
+
 typedef struct fedkd_round_metrics {
     int round;               /* 1-based */
     int participants;
@@ -20,6 +24,12 @@ typedef struct fedkd_round_metrics {
     double eval_seconds;
     double round_seconds;    /* the round's critical path: eval_seconds only when not overlapped */
     int eval_overlapped;     /* 1: the server evaluated this round while clients trained the next */
+    /* Runs with several global models (FedDF over mixed architectures):
+     * each one's test scores, architecture order; test_accuracy and
+     * test_loss are then their means. 0 (and zeros) with one global model. */
+    int num_models;
+    double model_accuracy[FEDKD_MAX_MODEL_METRICS];
+    double model_loss[FEDKD_MAX_MODEL_METRICS];
 } fedkd_round_metrics;
 
 typedef struct fedkd_run_result {
