@@ -13,8 +13,10 @@
 
 
 /* Floats of state an algorithm keeps between rounds, per client and on the
- * server. FedAvg, FedProx and FedDF keep none: every selected client starts
- * from the global weights with a fresh optimizer. Clients that keep their
+ * server. FedAvg, FedProx and FedDF keep none per client: every selected
+ * client starts from the global weights (FedDF: its architecture's) with a
+ * fresh optimizer; FedDF's server keeps the global models of its
+ * architectures after the first (`model`'s). Clients that keep their
  * own model (FedMD, DS-FL, FD, DML) keep its parameters: a row is as long
  * as the largest architecture of clients.models, a smaller model's row
  * ends in zeros. Their server keeps the consensus it broadcasts next round.
