@@ -466,6 +466,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
  * the other (the global weights' alone when there is one). */
 static uint64_t global_models_checksum(federation *f)
 {
+    if (f->run.num_globals == 1) return fedkd_checksum(f->global, f->num_params * sizeof(float));
     size_t total = f->run.global_offset[f->run.num_globals];
     float *all = malloc(total * sizeof *all);
     if (!all) return 0;
@@ -746,13 +747,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     if (f->rank == 0) {
         result->wall_seconds = fedkd_time_now() - start;
         result->num_params = f->num_params;
-        if (f->algorithm->global_model && f->run.num_globals > 1) {
+        if (f->algorithm->global_model) {
             result->params_checksum = global_models_checksum(f);
-            result->final_params = malloc(f->num_params * sizeof(float));
-            if (result->final_params)
-                memcpy(result->final_params, f->global, f->num_params * sizeof(float));
-        } else if (f->algorithm->global_model) {
-            result->params_checksum = fedkd_checksum(f->global, f->num_params * sizeof(float));
             result->final_params = malloc(f->num_params * sizeof(float));
             if (result->final_params)
                 memcpy(result->final_params, f->global, f->num_params * sizeof(float));

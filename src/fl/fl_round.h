@@ -127,7 +127,7 @@ typedef struct fl_algorithm_ops {
     /* 1: rank 0 needs a trainable model and optimizer of every architecture
      * (FedDF's distillation). */
     int needs_server_model;
-    /* Rank 0, fresh runs: the server state's start (NULL: zeros). */
+    /* Rank 0: the server state's start (NULL: zeros; a resume overwrites it). */
     fedkd_status (*init_server_state)(const fl_run *run, float *state);
     /* Floats the round's participants upload together, for bytes_up (NULL:
      * payload.sent_up each). */
