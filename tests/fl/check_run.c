@@ -18,6 +18,12 @@
  *   check_run models DIR N        every row has model_accuracy and model_loss
  *                                 of N global models, and test_accuracy and
  *                                 test_loss are their means, bit for bit
+ *   check_run idle-changed DIR UP_0,UP_1,...
+ *                                 one participant a round, whose architecture
+ *                                 g its bytes_up (UP_g) tells: some round's
+ *                                 model_accuracy changed, from the round
+ *                                 before, for an architecture without a
+ *                                 participant (FedDF distils it too)
  * Exits 0 when the check holds, 1 (with the reason on stderr) when it does not. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +318,39 @@ static int check_models(const char *dir, int models)
     return failures;
 }
 
+static int check_idle_changed(const char *dir, const char *ups)
+{
+    cJSON *rounds = read_rounds(dir);
+    int rows = rounds ? cJSON_GetArraySize(rounds) : 0, changed = 0, idle = 0;
+    for (int i = 1; i < rows; i++) {
+        const cJSON *row = cJSON_GetArrayItem(rounds, i);
+        const cJSON *now = cJSON_GetObjectItemCaseSensitive(row, "model_accuracy");
+        const cJSON *before =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rounds, i - 1), "model_accuracy");
+        int active = -1, g = 0;
+        for (const char *p = ups; *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "", g++)
+            if (atof(p) == number(row, "bytes_up")) active = g;
+        if (active < 0 || number(row, "participants") != 1 || !cJSON_IsArray(now) ||
+            cJSON_GetArraySize(now) != cJSON_GetArraySize(before)) {
+            fprintf(stderr, "check_run: %s round %d: not one participant of a known architecture "
+                    "with per-model scores\n", dir, i + 1);
+            cJSON_Delete(rounds);
+            return 1;
+        }
+        for (g = 0; g < cJSON_GetArraySize(now); g++) {
+            if (g == active) continue;
+            idle++;
+            changed += cJSON_GetArrayItem(now, g)->valuedouble !=
+                       cJSON_GetArrayItem(before, g)->valuedouble;
+        }
+    }
+    cJSON_Delete(rounds);
+    if (changed > 0) return 0;
+    fprintf(stderr, "check_run: %s: no architecture without a participant changed (%d idle, "
+            "rounds 2 to %d)\n", dir, idle, rows);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     int failures;
@@ -323,10 +362,12 @@ int main(int argc, char **argv)
         failures = check_round_bytes(argv[2], atof(argv[3]), argv[4]);
     else if (argc == 4 && strcmp(argv[1], "models") == 0)
         failures = check_models(argv[2], atoi(argv[3]));
+    else if (argc == 4 && strcmp(argv[1], "idle-changed") == 0)
+        failures = check_idle_changed(argv[2], argv[3]);
     else {
         fprintf(stderr, "usage: check_run same DIR_A DIR_B | check_run logs DIR ROUNDS | "
                 "check_run bytes DIR FIRST_DOWN DOWN UP | check_run round-bytes DIR DOWN "
-                "UP[,UP...] | check_run models DIR N\n");
+                "UP[,UP...] | check_run models DIR N | check_run idle-changed DIR UP_0,UP_1,...\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -71,6 +71,15 @@ mixed)
     done
     "$check" round-bytes "$work/mixed4" $down "$ups" || fail "mixed bytes"
     "$check" round-bytes "$work/mixed4" $down 1,2 2>/dev/null && fail "the byte check cannot fail"
+    # One participant a round among three clients, one per architecture: the
+    # other two architectures are still distilled (with feddf.epochs 0
+    # nothing but the participant's architecture would move).
+    one=("${synthetic[@]}" "${mixed[@]}" --set rounds=4 --set clients.count=3 --set clients.per_round=0.3)
+    run 2 "$work/one" "${one[@]}" || fail "one participant exited $?: $(tail -2 "$work/one.err")"
+    one_up=$((4 * (params[0] + logits))),$((4 * (params[1] + logits))),$((4 * (params[2] + logits)))
+    "$check" idle-changed "$work/one" $one_up || fail "an architecture without a participant was not distilled"
+    run 2 "$work/still" "${one[@]}" --set feddf.epochs=0 || fail "feddf.epochs=0 exited $?: $(tail -2 "$work/still.err")"
+    "$check" idle-changed "$work/still" $one_up 2>/dev/null && fail "the idle check cannot fail"
     grep -q '"status":[[:space:]]*"completed"' "$work/mixed4/summary.json" || fail "mixed summary"
     ;;
 resume)
