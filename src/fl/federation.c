@@ -138,6 +138,7 @@ static fedkd_status build_models(federation *f)
     /* Architecture g's global model starts at global_offset[g] of the
      * global weights followed by the server state (fl_round.h). */
     run->num_globals = f->algorithm->global_model ? run->models.num_architectures : 1;
+    f->num_models = run->num_globals > 1 ? run->num_globals : 0;
     run->global_offset[0] = 0;
     run->global_offset[1] = f->num_params;
     for (int g = 1; g < run->num_globals; g++)
@@ -338,6 +339,7 @@ static void free_federation(federation *f)
     fedkd_free(f->client_state);
     fedkd_free(f->server_state);
     free(f->history);
+    free(f->model_scores);
 }
 
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
@@ -393,7 +395,9 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
         /* A resumed run's logs are the checkpoint's history (rounds logged
          * after it are redone), then the new rounds. */
         for (int i = 0; !status && i < f->history_len; i++)
-            status = fedkd_runlog_write_round(&f->log, &f->history[i]);
+            status = fedkd_runlog_write_round_models(
+                &f->log, &f->history[i], f->num_models,
+                f->model_scores ? f->model_scores + (size_t)i * 2 * (size_t)f->num_models : NULL);
         if (!status) {
             cJSON *json = fedkd_partition_to_json(f->partition);
             status = json ? fedkd_write_json_file(config->run.dir, "partition.json", json)
@@ -405,20 +409,20 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
 }
 
 /* Rank 0: the test scores of the round's global model, or with one per
- * architecture (FedDF over mixed models) each one's and their means. */
-static fedkd_status evaluate_globals(federation *f, fedkd_round_metrics *m)
+ * architecture (FedDF over mixed models) each one's into scores (2 *
+ * num_models: accuracies, then losses) and their means. */
+static fedkd_status evaluate_globals(federation *f, fedkd_round_metrics *m, double *scores)
 {
-    int globals = f->run.num_globals;
-    if (globals == 1) return fedkd_evaluate(f->eval_models[0], f->test, &m->test_accuracy,
+    int globals = f->num_models;
+    if (globals == 0) return fedkd_evaluate(f->eval_models[0], f->test, &m->test_accuracy,
                                             &m->test_loss);
     double accuracy = 0.0, loss = 0.0;
-    m->num_models = globals;
     for (int g = 0; g < globals; g++) {
-        fedkd_status status = fedkd_evaluate(f->eval_models[g], f->test, &m->model_accuracy[g],
-                                             &m->model_loss[g]);
+        fedkd_status status = fedkd_evaluate(f->eval_models[g], f->test, &scores[g],
+                                             &scores[globals + g]);
         if (status) return status;
-        accuracy += m->model_accuracy[g];
-        loss += m->model_loss[g];
+        accuracy += scores[g];
+        loss += scores[globals + g];
     }
     m->test_accuracy = accuracy / globals;
     m->test_loss = loss / globals;
@@ -434,9 +438,10 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
                                  fedkd_run_result *result, double run_start)
 {
     /* Without a global model the hosts scored their clients while training. */
+    double scores[2 * FL_MAX_ARCHITECTURES] = {0};
     if (f->algorithm->global_model) {
         double t = fedkd_time_now();
-        fedkd_status status = evaluate_globals(f, m);
+        fedkd_status status = evaluate_globals(f, m, scores);
         /* Test hook: a failure on the server alone, mid-run, while the
          * clients are inside the round's collectives (tests/app). */
         const char *fail_round = getenv("FEDKD_TEST_FAIL_EVAL_ROUND");
@@ -449,7 +454,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         if (!overlapped) m->round_seconds += m->eval_seconds;
         if (status) return status;
     }
-    fedkd_status status = fedkd_runlog_write_round(&f->log, m);
+    fedkd_status status = fedkd_runlog_write_round_models(&f->log, m, f->num_models, scores);
     if (status) return status;
     /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
      * then can block until the kill. */
@@ -457,6 +462,9 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         fedkd_runlog_print_progress(m, f->config->rounds, fedkd_time_now() - run_start);
     status = fl_fed_reserve_history(f, f->history_len + 1);
     if (status) return status;
+    if (f->num_models)
+        memcpy(f->model_scores + (size_t)f->history_len * 2 * (size_t)f->num_models, scores,
+               2 * (size_t)f->num_models * sizeof *scores);
     f->history[f->history_len++] = *m;
     add_to_result(result, m, f->config);
     return FEDKD_OK;

@@ -59,6 +59,10 @@ typedef struct federation {
     /* Rank 0: every finished round's metrics, for checkpoints. */
     fedkd_round_metrics *history;/* (history_capacity), history_len used */
     int history_len, history_capacity;
+    /* Several global models (FedDF over mixed architectures): num_models
+     * (else 0) and every finished round's scores (fedkd/io/metrics.h). */
+    int num_models;
+    double *model_scores;        /* (history_capacity, 2 * num_models) */
     int first_round;             /* 1, or the checkpoint's round + 1 */
     int last_checkpoint;         /* round of the newest checkpoint written or resumed */
     double earlier_seconds;      /* run time before the resumed checkpoint */

@@ -146,6 +146,13 @@ fedkd_status fl_fed_reserve_history(federation *f, int rows)
     fedkd_round_metrics *grown = realloc(f->history, (size_t)capacity * sizeof *grown);
     if (!grown) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d rounds of metrics", rows);
     f->history = grown;
+    if (f->num_models) {
+        size_t per_round = 2 * (size_t)f->num_models;
+        double *scores = realloc(f->model_scores, (size_t)capacity * per_round * sizeof *scores);
+        if (!scores)
+            return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d rounds of metrics", rows);
+        f->model_scores = scores;
+    }
     f->history_capacity = capacity;
     return FEDKD_OK;
 }
@@ -173,9 +180,18 @@ static fedkd_status resume_from(federation *f, const char *path)
                             "the server; algorithm `%s` keeps %zu and %zu",
                             path, k.client_state_len, k.server_state_len, f->algorithm->name,
                             f->client_state_len, f->server_state_len);
+    if (!status && k.num_models != f->num_models)
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "resume refused: %s holds the scores of %d global model(s) per "
+                            "round (/metrics/models); this run keeps %d",
+                            path, k.num_models ? k.num_models : 1,
+                            f->num_models ? f->num_models : 1);
     if (!status) status = fl_fed_reserve_history(f, k.round);
     if (!status) {
         memcpy(f->history, k.metrics, (size_t)k.round * sizeof *f->history);
+        if (f->num_models)
+            memcpy(f->model_scores, k.model_scores,
+                   (size_t)k.round * 2 * (size_t)f->num_models * sizeof *f->model_scores);
         f->history_len = k.round;
         memcpy(f->global, k.global, f->num_params * sizeof(float));
         if (f->server_state_len)
@@ -250,6 +266,8 @@ fedkd_status fl_fed_write_checkpoint(federation *f, int round, double run_start)
         .hosted = f->hosted,
         .client_state = f->client_state,
         .metrics = f->history,
+        .num_models = f->num_models,
+        .model_scores = f->model_scores,
         .wall_seconds = fedkd_time_now() - run_start,
     };
     char path[1024];

@@ -30,9 +30,6 @@ fedkd_status fedkd_checkpoint_metrics_types(hid_t *file_type, hid_t *memory_type
         F(eval_seconds, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8),
         F(round_seconds, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8),
         F(eval_overlapped, H5T_NATIVE_INT, H5T_STD_I32LE, 4),
-        F(num_models, H5T_NATIVE_INT, H5T_STD_I32LE, 4),
-        F(model_accuracy, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8 * FEDKD_MAX_MODEL_METRICS),
-        F(model_loss, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8 * FEDKD_MAX_MODEL_METRICS),
     };
 #undef F
     size_t count = sizeof fields / sizeof fields[0], packed = 0;
@@ -42,18 +39,8 @@ fedkd_status fedkd_checkpoint_metrics_types(hid_t *file_type, hid_t *memory_type
     int failed = *file_type < 0 || *memory_type < 0;
     size_t at = 0;
     for (size_t i = 0; i < count && !failed; i++) {
-        /* The per-model scores are arrays of FEDKD_MAX_MODEL_METRICS. */
-        hsize_t length = FEDKD_MAX_MODEL_METRICS;
-        int array = fields[i].file_size > 8;
-        hid_t file = array ? H5Tarray_create2(fields[i].file, 1, &length) : fields[i].file;
-        hid_t memory = array ? H5Tarray_create2(fields[i].memory, 1, &length) : fields[i].memory;
-        failed |= file < 0 || memory < 0;
-        if (!failed) {
-            failed |= H5Tinsert(*file_type, fields[i].name, at, file) < 0;
-            failed |= H5Tinsert(*memory_type, fields[i].name, fields[i].offset, memory) < 0;
-        }
-        if (array && file >= 0) H5Tclose(file);
-        if (array && memory >= 0) H5Tclose(memory);
+        failed |= H5Tinsert(*file_type, fields[i].name, at, fields[i].file) < 0;
+        failed |= H5Tinsert(*memory_type, fields[i].name, fields[i].offset, fields[i].memory) < 0;
         at += fields[i].file_size;
     }
     if (failed) {

@@ -69,6 +69,12 @@ fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir)
 
 fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metrics *m)
 {
+    return fedkd_runlog_write_round_models(log, m, 0, NULL);
+}
+
+fedkd_status fedkd_runlog_write_round_models(fedkd_runlog *log, const fedkd_round_metrics *m,
+                                             int num_models, const double *scores)
+{
     /* %.17g keeps every bit of the doubles, so logs of two runs can be
      * compared for bit-identity. */
     int a = fprintf(log->jsonl,
@@ -83,11 +89,10 @@ fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metri
                     m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
     /* Several global models: each one's scores, architecture order. */
     const char *names[2] = {"model_accuracy", "model_loss"};
-    const double *values[2] = {m->model_accuracy, m->model_loss};
-    for (int k = 0; k < 2 && m->num_models > 0 && a >= 0; k++) {
+    for (int k = 0; k < 2 && num_models > 0 && a >= 0; k++) {
         a = fprintf(log->jsonl, ",\"%s\":[", names[k]);
-        for (int i = 0; i < m->num_models && a >= 0; i++)
-            a = fprintf(log->jsonl, "%s%.17g", i ? "," : "", values[k][i]);
+        for (int i = 0; i < num_models && a >= 0; i++)
+            a = fprintf(log->jsonl, "%s%.17g", i ? "," : "", scores[k * num_models + i]);
         if (a >= 0) a = fprintf(log->jsonl, "]");
     }
     if (a >= 0) a = fprintf(log->jsonl, "}\n");

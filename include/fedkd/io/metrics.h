@@ -7,7 +7,10 @@
 #include <stdint.h>
 
 /* Global models a round reports one by one, at most (FedDF keeps one per
- * architecture). */
+ * architecture). Their scores live beside the round records, not in them
+ * (a run keeps every round's record): a round's are 2 * num_models doubles,
+ * each model's test accuracy in architecture order, then each one's test
+ * loss; fedkd_round_metrics' test_accuracy and test_loss are their means. */
 #define FEDKD_MAX_MODEL_METRICS 8
 
 typedef struct fedkd_round_metrics {
@@ -24,12 +27,6 @@ typedef struct fedkd_round_metrics {
     double eval_seconds;
     double round_seconds;    /* the round's critical path: eval_seconds only when not overlapped */
     int eval_overlapped;     /* 1: the server evaluated this round while clients trained the next */
-    /* Runs with several global models (FedDF over mixed architectures):
-     * each one's test scores, architecture order; test_accuracy and
-     * test_loss are then their means. 0 (and zeros) with one global model. */
-    int num_models;
-    double model_accuracy[FEDKD_MAX_MODEL_METRICS];
-    double model_loss[FEDKD_MAX_MODEL_METRICS];
 } fedkd_round_metrics;
 
 typedef struct fedkd_run_result {
