@@ -1,7 +1,8 @@
 /* The federated algorithms, one table row each (found by name), and the
- * round hooks of those that average weights: FedAvg, FedProx and FedDF.
- * SCAFFOLD and FedNova are in alg_scaffold.c and alg_fednova.c, the
- * soft-label ones (FedMD, DS-FL, FD, DML) in alg_softlabel.c. */
+ * round hooks of those that average weights: FedAvg and FedProx.
+ * SCAFFOLD, FedNova and FedDF are in alg_scaffold.c, alg_fednova.c and
+ * alg_feddf.c, the soft-label ones (FedMD, DS-FL, FD, DML) in
+ * alg_softlabel.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,6 @@
 #include "fedkd/core/core.h"
 #include "fedkd/fl/fl.h"
 #include "fl/fl_round.h"
-#include "fl/softlabel.h"
 
 /* FedAvg: plain local training from the global weights. */
 static void fedavg_configure_local(const fedkd_config *config, const float *global_params,
@@ -179,80 +179,6 @@ static const fl_algorithm_ops weights_ops = {
     .server_update = weights_server,
 };
 
-/* ---- FedDF --------------------------------------------------------------------
- * Up: the weight delta (as FedAvg) and the client's logits on the round's
- * proxy sample; the server averages the weights, then distils the average
- * on the sample from the mean of the clients' logits (softmax at
- * kd.temperature), stopping early on a validation share of the sample. */
-
-static fl_payload feddf_payload(const fl_run *run, int round)
-{
-    (void)round;
-    size_t logits = run->sample_len * (size_t)run->num_classes;
-    fl_payload p = {.down = run->num_params, .up = run->num_params + logits,
-                    .sent_up = run->num_params + logits};
-    return p;
-}
-
-static fedkd_status feddf_client(const fl_run *run, fl_client_round *c)
-{
-    fedkd_status status = weights_client(run, c);
-    if (status) return status;
-    size_t floats = run->sample_len * (size_t)run->num_classes;
-    float *logits = fedkd_alloc(floats * sizeof(float));
-    if (!logits) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu logits", floats);
-    status = fl_logits_on_rows(c->model, run->public_set, c->sample, run->sample_len, logits);
-    if (!status)
-        status = fedkd_fixed_accumulate(c->sum + run->num_params, logits, floats, 1.0 / c->count);
-    fedkd_free(logits);
-    return status;
-}
-
-static fedkd_status feddf_server(const fl_run *run, fl_server_round *s)
-{
-    const fedkd_config *config = run->config;
-    fedkd_status status = weights_server(run, s);
-    size_t floats = run->sample_len * (size_t)run->num_classes;
-    float *ensemble = fedkd_alloc(floats * sizeof(float));
-    if (!ensemble) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu logits", floats);
-    fl_fixed_decode(s->sum + run->num_params, floats, ensemble);
-    memcpy(s->model->params, s->global, run->num_params * sizeof(float));
-    fedkd_optimizer_reset(s->optimizer);
-    fedkd_optimizer *optimizer = s->optimizer, *scheduled = NULL;
-    double lr = 0.0;
-    if (!status)
-        status = fl_round_optimizer(config, &config->feddf.schedule, config->feddf.lr, s->round,
-                                    run->num_params, &scheduled, &lr);
-    if (scheduled) optimizer = scheduled;
-    fl_distil_settings d = {
-        .kind = FL_TARGET_PROBS_KL,
-        .temperature = (float)config->kd.temperature,
-        .epochs = config->feddf.epochs,
-        .batch_size = config->local.batch_size,
-        .seed = config->seed,
-        .stream_a = FL_SERVER_SHUFFLE_A,
-        .stream_b = (uint64_t)(s->round - 1) * (uint64_t)config->feddf.epochs,
-    };
-    int epochs_run = 0;
-    if (!status)
-        status = fl_feddf_distil(s->model, optimizer, run->public_set, s->sample,
-                                 run->sample_len, ensemble, &d, s->round,
-                                 config->feddf.validation_fraction, config->feddf.patience,
-                                 &epochs_run);
-    if (!status) memcpy(s->global, s->model->params, run->num_params * sizeof(float));
-    fedkd_optimizer_destroy(&scheduled);
-    fedkd_free(ensemble);
-    return status;
-}
-
-static const fl_algorithm_ops feddf_ops = {
-    .payload = feddf_payload,
-    .server_state_len = no_server_state,
-    .client_round = feddf_client,
-    .server_update = feddf_server,
-    .needs_server_model = 1,
-};
-
 /* ---- the table ------------------------------------------------------------------ */
 
 static const fedkd_algorithm fedavg = {
@@ -281,8 +207,9 @@ static const fedkd_algorithm feddf = {
     .summary = "FedAvg, then the server distils the average from the clients' mean logits",
     .uses_public = 1,
     .global_model = 1,
+    .mixed_models = 1,
     .configure_local = fedavg_configure_local,
-    .ops = &feddf_ops,
+    .ops = &fl_feddf_ops,
 };
 static const fedkd_algorithm dsfl = {
     .name = "dsfl",

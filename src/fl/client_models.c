@@ -91,7 +91,86 @@ void fl_client_models_free(fl_client_models *m)
 {
     free(m->specs);
     free(m->num_params);
+    free(m->architecture);
+    free(m->architecture_params);
+    free(m->architecture_entry);
     memset(m, 0, sizeof *m);
+}
+
+/* Groups the entries by network: architecture 0 is `model`'s, then every
+ * other network in order of its first entry. */
+static fedkd_status group_architectures(const fedkd_config *config, fedkd_shape input,
+                                        int num_classes, fl_client_models *m)
+{
+    int entries = m->num_entries;
+    m->architecture = calloc((size_t)entries, sizeof *m->architecture);
+    m->architecture_params = calloc((size_t)entries + 1, sizeof *m->architecture_params);
+    m->architecture_entry = calloc((size_t)entries + 1, sizeof *m->architecture_entry);
+    if (!m->architecture || !m->architecture_params || !m->architecture_entry)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d model specs", entries);
+    /* Architecture 0: `model`, which is entry 1 when clients.models is "". */
+    fedkd_model_spec model;
+    fedkd_status status = fedkd_model_spec_from_json(&model, config->model, input, num_classes,
+                                                     "config key `model`");
+    double bytes = 0.0;
+    if (!status) status = fedkd_model_estimate(&model, 1, &m->architecture_params[0], &bytes);
+    if (status) return status;
+    m->architecture_entry[0] = -1;
+    m->num_architectures = 1;
+    char difference[128];
+    for (int e = 0; e < entries; e++) {
+        int found = -1;
+        for (int a = 0; a < m->num_architectures && found < 0; a++) {
+            const fedkd_model_spec *spec =
+                m->architecture_entry[a] < 0 ? &model : &m->specs[m->architecture_entry[a]];
+            if (!fedkd_model_spec_difference(spec, &m->specs[e], difference, sizeof difference))
+                found = a;
+        }
+        if (found < 0) {
+            found = m->num_architectures++;
+            m->architecture_params[found] = m->num_params[e];
+            m->architecture_entry[found] = e;
+        } else if (found == 0 && m->architecture_entry[0] < 0) {
+            m->architecture_entry[0] = e;
+        }
+        m->architecture[e] = found;
+    }
+    return FEDKD_OK;
+}
+
+fedkd_status fl_client_models_check_held(const fedkd_config *config, const fl_client_models *m)
+{
+    char text[64];
+    if (m->architecture_entry[0] < 0) {
+        describe(config->model, text, sizeof text);
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `model`: algorithm `%s` keeps a global model of `model` "
+                          "(%s) and one of every other architecture in clients.models, but no "
+                          "entry of config key `clients.models` is that network, so no client "
+                          "would train it; set model to one of the entries",
+                          config->algorithm, text);
+    }
+    for (int a = 0; a < m->num_architectures; a++) {
+        /* Client c trains entry c mod n: entry e has clients when e < clients.count. */
+        int first = m->architecture_entry[a];
+        if (first < config->clients.count) continue;
+        cJSON *entry = entry_json(config, first);
+        describe(entry, text, sizeof text);
+        cJSON_Delete(entry);
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `clients.models`: entry %d (%s) is an architecture no "
+                          "client trains (client c trains entry c mod %d, and clients.count is "
+                          "%d); algorithm `%s` keeps a global model per architecture, so every "
+                          "one needs a client: remove the entry or raise clients.count",
+                          first + 1, text, m->num_entries, config->clients.count,
+                          config->algorithm);
+    }
+    if (m->num_architectures > FL_MAX_ARCHITECTURES)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `clients.models`: %d architectures; algorithm `%s` keeps "
+                          "one global model per architecture, at most %d",
+                          m->num_architectures, config->algorithm, FL_MAX_ARCHITECTURES);
+    return FEDKD_OK;
 }
 
 fedkd_status fl_client_models_resolve(const fedkd_config *config, fedkd_shape input,
@@ -152,6 +231,8 @@ fedkd_status fl_client_models_resolve(const fedkd_config *config, fedkd_shape in
             fedkd_model_spec_difference(&out->specs[0], &out->specs[i], difference, sizeof difference))
             out->mixed = 1;
     }
+    status = group_architectures(config, input, num_classes, out);
+    if (status) goto fail;
     return FEDKD_OK;
 fail:
     fl_client_models_free(out);

@@ -104,6 +104,9 @@ static fedkd_status load_data(federation *f)
     status = fedkd_train_model_spec(config, f->data.shape, f->data.num_classes, &f->spec);
     if (!status) status = fl_client_models_resolve(config, f->data.shape, f->data.num_classes,
                                                    &run->models);
+    /* One global model per architecture: each needs clients. */
+    if (!status && f->algorithm->global_model && f->algorithm->mixed_models)
+        status = fl_client_models_check_held(config, &run->models);
     return status;
 }
 
@@ -132,16 +135,26 @@ static fedkd_status build_models(federation *f)
     status = fedkd_model_estimate(&f->spec, 1, &f->num_params, &probe_bytes);
     if (status) return status;
     run->num_params = f->num_params;
-    if (f->rank == 0) {
-        status = fedkd_model_create(&f->eval_model, &f->spec, config->eval_batch_size);
+    /* Architecture g's global model starts at global_offset[g] of the
+     * global weights followed by the server state (fl_round.h). */
+    run->num_globals = f->algorithm->global_model ? run->models.num_architectures : 1;
+    f->num_models = run->num_globals > 1 ? run->num_globals : 0;
+    run->global_offset[0] = 0;
+    run->global_offset[1] = f->num_params;
+    for (int g = 1; g < run->num_globals; g++)
+        run->global_offset[g + 1] = run->global_offset[g] + run->models.architecture_params[g];
+    for (int g = 0; f->rank == 0 && g < run->num_globals; g++) {
+        const fedkd_model_spec *spec =
+            g == 0 ? &f->spec : &run->models.specs[run->models.architecture_entry[g]];
+        status = fedkd_model_create(&f->eval_models[g], spec, config->eval_batch_size);
         if (status) return status;
-        fedkd_model_init_params(f->eval_model, config->seed, 0);
+        if (g == 0) fedkd_model_init_params(f->eval_models[0], config->seed, 0);
         if (f->algorithm->ops->needs_server_model) {
             fedkd_optimizer_settings server = opt;
             server.lr = (float)config->feddf.lr;
-            status = fedkd_model_create(&f->server_model, &f->spec, config->local.batch_size);
-            if (!status) status = fedkd_optimizer_create(&f->server_optimizer, &server,
-                                                         f->num_params);
+            status = fedkd_model_create(&f->server_models[g], spec, config->local.batch_size);
+            if (!status) status = fedkd_optimizer_create(&f->server_optimizers[g], &server,
+                                                         f->server_models[g]->num_params);
             if (status) return status;
         }
     }
@@ -164,7 +177,7 @@ static fedkd_status build_models(federation *f)
         !f->reduced || !f->checksums || !f->header)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for a payload of %zu values",
                           f->sum_len);
-    if (f->rank == 0) memcpy(f->global, f->eval_model->params, f->num_params * sizeof(float));
+    if (f->rank == 0) memcpy(f->global, f->eval_models[0]->params, f->num_params * sizeof(float));
     return FEDKD_OK;
 }
 
@@ -246,8 +259,12 @@ static double train_hosted_clients(federation *f, int round, const int *selected
         if (next >= m || selected[next] != client) continue;
         int entry = fl_client_model_entry(&f->run.models, client);
         fedkd_model *model = f->train_models[entry];
+        /* A global model: its architecture's, from the broadcast. */
         const float *start_params =
-            algorithm->global_model ? f->global : f->client_state + (size_t)h * f->client_state_len;
+            algorithm->global_model
+                ? (packed ? f->down : f->global) +
+                      f->run.global_offset[fl_client_architecture(&f->run.models, client)]
+                : f->client_state + (size_t)h * f->client_state_len;
         memcpy(model->params, start_params, model->num_params * sizeof(float));
         fedkd_optimizer_reset(f->optimizers[entry]);
         fl_client_round c = {
@@ -306,9 +323,11 @@ static void free_federation(federation *f)
     free(f->train_models);
     free(f->optimizers);
     fl_client_models_free(&f->run.models);
-    fedkd_model_destroy(&f->eval_model);
-    fedkd_model_destroy(&f->server_model);
-    fedkd_optimizer_destroy(&f->server_optimizer);
+    for (int g = 0; g < FL_MAX_ARCHITECTURES; g++) {
+        fedkd_model_destroy(&f->eval_models[g]);
+        fedkd_model_destroy(&f->server_models[g]);
+        fedkd_optimizer_destroy(&f->server_optimizers[g]);
+    }
     fedkd_free(f->global);
     fedkd_free(f->down);
     free(f->sample);
@@ -320,6 +339,7 @@ static void free_federation(federation *f)
     fedkd_free(f->client_state);
     fedkd_free(f->server_state);
     free(f->history);
+    free(f->model_scores);
 }
 
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
@@ -375,7 +395,9 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
         /* A resumed run's logs are the checkpoint's history (rounds logged
          * after it are redone), then the new rounds. */
         for (int i = 0; !status && i < f->history_len; i++)
-            status = fedkd_runlog_write_round(&f->log, &f->history[i]);
+            status = fedkd_runlog_write_round_models(
+                &f->log, &f->history[i], f->num_models,
+                f->model_scores ? f->model_scores + (size_t)i * 2 * (size_t)f->num_models : NULL);
         if (!status) {
             cJSON *json = fedkd_partition_to_json(f->partition);
             status = json ? fedkd_write_json_file(config->run.dir, "partition.json", json)
@@ -386,7 +408,28 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     return fedkd_comm_agree(f->comm, status);
 }
 
-/* Rank 0: the test evaluation of an aggregated round (eval_model holds its
+/* Rank 0: the test scores of the round's global model, or with one per
+ * architecture (FedDF over mixed models) each one's into scores (2 *
+ * num_models: accuracies, then losses) and their means. */
+static fedkd_status evaluate_globals(federation *f, fedkd_round_metrics *m, double *scores)
+{
+    int globals = f->num_models;
+    if (globals == 0) return fedkd_evaluate(f->eval_models[0], f->test, &m->test_accuracy,
+                                            &m->test_loss);
+    double accuracy = 0.0, loss = 0.0;
+    for (int g = 0; g < globals; g++) {
+        fedkd_status status = fedkd_evaluate(f->eval_models[g], f->test, &scores[g],
+                                             &scores[globals + g]);
+        if (status) return status;
+        accuracy += scores[g];
+        loss += scores[globals + g];
+    }
+    m->test_accuracy = accuracy / globals;
+    m->test_loss = loss / globals;
+    return FEDKD_OK;
+}
+
+/* Rank 0: the test evaluation of an aggregated round (eval_models hold its
  * global weights; without one, its scores came with the sum), then its log
  * row, progress line and history entry.
  * With P > 1 this runs while the clients train the next round, so the
@@ -395,10 +438,10 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
                                  fedkd_run_result *result, double run_start)
 {
     /* Without a global model the hosts scored their clients while training. */
+    double scores[2 * FL_MAX_ARCHITECTURES] = {0};
     if (f->algorithm->global_model) {
         double t = fedkd_time_now();
-        fedkd_status status =
-            fedkd_evaluate(f->eval_model, f->test, &m->test_accuracy, &m->test_loss);
+        fedkd_status status = evaluate_globals(f, m, scores);
         /* Test hook: a failure on the server alone, mid-run, while the
          * clients are inside the round's collectives (tests/app). */
         const char *fail_round = getenv("FEDKD_TEST_FAIL_EVAL_ROUND");
@@ -411,7 +454,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         if (!overlapped) m->round_seconds += m->eval_seconds;
         if (status) return status;
     }
-    fedkd_status status = fedkd_runlog_write_round(&f->log, m);
+    fedkd_status status = fedkd_runlog_write_round_models(&f->log, m, f->num_models, scores);
     if (status) return status;
     /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
      * then can block until the kill. */
@@ -419,9 +462,28 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         fedkd_runlog_print_progress(m, f->config->rounds, fedkd_time_now() - run_start);
     status = fl_fed_reserve_history(f, f->history_len + 1);
     if (status) return status;
+    if (f->num_models)
+        memcpy(f->model_scores + (size_t)f->history_len * 2 * (size_t)f->num_models, scores,
+               2 * (size_t)f->num_models * sizeof *scores);
     f->history[f->history_len++] = *m;
     add_to_result(result, m, f->config);
     return FEDKD_OK;
+}
+
+/* Rank 0: the checksum of every architecture's global model, one after
+ * the other (the global weights' alone when there is one). */
+static uint64_t global_models_checksum(federation *f)
+{
+    if (f->run.num_globals == 1) return fedkd_checksum(f->global, f->num_params * sizeof(float));
+    size_t total = f->run.global_offset[f->run.num_globals];
+    float *all = malloc(total * sizeof *all);
+    if (!all) return 0;
+    for (int g = 0; g < f->run.num_globals; g++)
+        memcpy(all + f->run.global_offset[g], fl_fed_global_model(f, g),
+               (f->run.global_offset[g + 1] - f->run.global_offset[g]) * sizeof *all);
+    uint64_t checksum = fedkd_checksum(all, total * sizeof *all);
+    free(all);
+    return checksum;
 }
 
 fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
@@ -619,7 +681,9 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)buffer_len * sizeof(int64_t);
-        m.bytes_up = (uint64_t)payload.sent_up * sizeof(float) * (uint64_t)count;
+        m.bytes_up = f->algorithm->ops->upload_floats
+                         ? f->algorithm->ops->upload_floats(&f->run, selected, count) * sizeof(float)
+                         : (uint64_t)payload.sent_up * sizeof(float) * (uint64_t)count;
         double slowest = 0.0;
         t = fedkd_time_now();
         MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
@@ -648,8 +712,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         t = fedkd_time_now();
         fl_server_round update = {
             .round = round, .count = count, .sum = f->reduced, .global = f->global,
-            .state = f->server_state, .sample = f->sample, .model = f->server_model,
-            .optimizer = f->server_optimizer,
+            .state = f->server_state, .sample = f->sample, .models = f->server_models,
+            .optimizers = f->server_optimizers,
         };
         status = f->algorithm->ops->server_update(&f->run, &update);
         if (status) {
@@ -666,7 +730,9 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
 
         /* The evaluation needs the weights as they are now; the next
          * round changes f->global only after its reduce. */
-        memcpy(f->eval_model->params, f->global, f->num_params * sizeof(float));
+        for (int g = 0; g < f->run.num_globals; g++)
+            memcpy(f->eval_models[g]->params, fl_fed_global_model(f, g),
+                   f->eval_models[g]->num_params * sizeof(float));
         m.round_seconds = fedkd_time_now() - round_start;
         if (f->size > 1 && f->algorithm->global_model) {
             pending = m;
@@ -691,7 +757,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         result->wall_seconds = fedkd_time_now() - start;
         result->num_params = f->num_params;
         if (f->algorithm->global_model) {
-            result->params_checksum = fedkd_checksum(f->global, f->num_params * sizeof(float));
+            result->params_checksum = global_models_checksum(f);
             result->final_params = malloc(f->num_params * sizeof(float));
             if (result->final_params)
                 memcpy(result->final_params, f->global, f->num_params * sizeof(float));

@@ -31,12 +31,17 @@ typedef struct federation {
      * entry their clients use (NULL for the others). */
     fedkd_model **train_models;  /* (run.models.num_entries) */
     fedkd_optimizer **optimizers;/* (run.models.num_entries) */
-    fedkd_model *eval_model;     /* rank 0 */
-    fedkd_model *server_model;   /* rank 0, algorithms that train on the server (FedDF) */
-    fedkd_optimizer *server_optimizer;
+    /* Rank 0: one per global model (run.num_globals, architecture order). */
+    fedkd_model *eval_models[FL_MAX_ARCHITECTURES];
+    /* ... and, for algorithms that train on the server (FedDF), one trainable. */
+    fedkd_model *server_models[FL_MAX_ARCHITECTURES];
+    fedkd_optimizer *server_optimizers[FL_MAX_ARCHITECTURES];
     size_t num_params;           /* the global model's */
     float *global;               /* (num_params) */
-    float *down;                 /* (server_state_len) the broadcast without a global model */
+    /* (payload.down) the broadcast without a global model, or the global
+     * model followed by the server state (SCAFFOLD, FedDF's other
+     * architectures) */
+    float *down;
     uint32_t *sample;            /* (run.sample_len) this round's public rows */
     uint32_t *next_sample;       /* (run.sample_len) the next round's */
     size_t sum_len;              /* payload.up: the summed contributions */
@@ -54,6 +59,10 @@ typedef struct federation {
     /* Rank 0: every finished round's metrics, for checkpoints. */
     fedkd_round_metrics *history;/* (history_capacity), history_len used */
     int history_len, history_capacity;
+    /* Several global models (FedDF over mixed architectures): num_models
+     * (else 0) and every finished round's scores (fedkd/io/metrics.h). */
+    int num_models;
+    double *model_scores;        /* (history_capacity, 2 * num_models) */
     int first_round;             /* 1, or the checkpoint's round + 1 */
     int last_checkpoint;         /* round of the newest checkpoint written or resumed */
     double earlier_seconds;      /* run time before the resumed checkpoint */
@@ -61,7 +70,8 @@ typedef struct federation {
 } federation;
 
 /* Sizes and allocates the persistent state; clients that keep models get
- * their seeded initial models. Needs the train models built. */
+ * their seeded initial models, the server state its algorithm's start.
+ * Needs the train models built. */
 fedkd_status fl_fed_allocate_state(federation *f);
 /* What this rank will hold once its models and buffers are allocated (its
  * data is loaded already and counted as it is), with a short account
@@ -75,6 +85,9 @@ fedkd_status fl_fed_choose_start(federation *f, const fedkd_run_options *options
 fedkd_status fl_fed_write_checkpoint(federation *f, int round, double run_start);
 /* Rank 0: room for `rows` rounds of metrics. */
 fedkd_status fl_fed_reserve_history(federation *f, int rows);
+/* Rank 0: architecture g's global model (the global weights for g = 0,
+ * else its place at the head of the server state). */
+float *fl_fed_global_model(federation *f, int g);
 /* Collective: rank 0 gets a checksum of every client's own model (the FNV-1a
  * of their per-client checksums in client order), the same at any number
  * of ranks; 0 elsewhere. */

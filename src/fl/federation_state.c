@@ -13,8 +13,10 @@
 
 
 /* Floats of state an algorithm keeps between rounds, per client and on the
- * server. FedAvg, FedProx and FedDF keep none: every selected client starts
- * from the global weights with a fresh optimizer. Clients that keep their
+ * server. FedAvg, FedProx and FedDF keep none per client: every selected
+ * client starts from the global weights (FedDF: its architecture's) with a
+ * fresh optimizer; FedDF's server keeps the global models of its
+ * architectures after the first (`model`'s). Clients that keep their
  * own model (FedMD, DS-FL, FD, DML) keep its parameters: a row is as long
  * as the largest architecture of clients.models, a smaller model's row
  * ends in zeros. Their server keeps the consensus it broadcasts next round.
@@ -41,9 +43,14 @@ fedkd_status fl_fed_allocate_state(federation *f)
         !(f->server_state = fedkd_alloc(f->server_state_len * sizeof(float))))
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu floats of server state",
                           f->server_state_len);
-    /* State beside a global model (SCAFFOLD's variates) starts at zero. */
+    /* State beside a global model (SCAFFOLD's variates) starts at zero,
+     * the server's where its algorithm says (FedDF's other architectures). */
     if (client_floats) memset(f->client_state, 0, client_floats * sizeof(float));
     if (f->server_state) memset(f->server_state, 0, f->server_state_len * sizeof(float));
+    if (f->server_state && f->algorithm->ops->init_server_state) {
+        fedkd_status status = f->algorithm->ops->init_server_state(&f->run, f->server_state);
+        if (status) return status;
+    }
     /* Each client's own model starts from its own seeded initialisation
      * (a resume then overwrites the rows). */
     for (int h = 0; f->client_state_len && !f->algorithm->global_model && h < f->num_hosted; h++) {
@@ -54,6 +61,11 @@ fedkd_status fl_fed_allocate_state(federation *f)
                model->num_params * sizeof(float));
     }
     return FEDKD_OK;
+}
+
+float *fl_fed_global_model(federation *f, int g)
+{
+    return g == 0 ? f->global : f->server_state + (f->run.global_offset[g] - f->num_params);
 }
 
 uint64_t fl_fed_client_checksum(federation *f)
@@ -134,6 +146,13 @@ fedkd_status fl_fed_reserve_history(federation *f, int rows)
     fedkd_round_metrics *grown = realloc(f->history, (size_t)capacity * sizeof *grown);
     if (!grown) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d rounds of metrics", rows);
     f->history = grown;
+    if (f->num_models) {
+        size_t per_round = 2 * (size_t)f->num_models;
+        double *scores = realloc(f->model_scores, (size_t)capacity * per_round * sizeof *scores);
+        if (!scores)
+            return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d rounds of metrics", rows);
+        f->model_scores = scores;
+    }
     f->history_capacity = capacity;
     return FEDKD_OK;
 }
@@ -161,9 +180,18 @@ static fedkd_status resume_from(federation *f, const char *path)
                             "the server; algorithm `%s` keeps %zu and %zu",
                             path, k.client_state_len, k.server_state_len, f->algorithm->name,
                             f->client_state_len, f->server_state_len);
+    if (!status && k.num_models != f->num_models)
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "resume refused: %s holds the scores of %d global model(s) per "
+                            "round (/metrics/models); this run keeps %d",
+                            path, k.num_models ? k.num_models : 1,
+                            f->num_models ? f->num_models : 1);
     if (!status) status = fl_fed_reserve_history(f, k.round);
     if (!status) {
         memcpy(f->history, k.metrics, (size_t)k.round * sizeof *f->history);
+        if (f->num_models)
+            memcpy(f->model_scores, k.model_scores,
+                   (size_t)k.round * 2 * (size_t)f->num_models * sizeof *f->model_scores);
         f->history_len = k.round;
         memcpy(f->global, k.global, f->num_params * sizeof(float));
         if (f->server_state_len)
@@ -238,6 +266,8 @@ fedkd_status fl_fed_write_checkpoint(federation *f, int round, double run_start)
         .hosted = f->hosted,
         .client_state = f->client_state,
         .metrics = f->history,
+        .num_models = f->num_models,
+        .model_scores = f->model_scores,
         .wall_seconds = fedkd_time_now() - run_start,
     };
     char path[1024];

@@ -1,6 +1,7 @@
 /* What the round loop (federation.c) shares with the algorithms' hooks
- * (algorithms.c for the weight-averaging ones, alg_softlabel.c for the
- * soft-label ones). ../shared/DESIGN.md, "One round":
+ * (algorithms.c, alg_scaffold.c, alg_fednova.c and alg_feddf.c for the
+ * weight-averaging ones, alg_softlabel.c for the soft-label ones).
+ * ../shared/DESIGN.md, "One round":
  *
  *   1. header down (round, command, selected clients)
  *   2. payload down: payload.down floats (global weights, or the server
@@ -51,6 +52,14 @@ typedef struct fl_run {
     size_t sample_len;               /* public rows a round uses (public.per_round) */
     fl_client_models models;         /* each client's architecture */
     size_t num_params;               /* the global model's (config key `model`) */
+    /* Algorithms with a global model keep one per architecture of
+     * clients.models (only FedDF allows more than one; the others refuse
+     * mixed models): architecture 0's is the global weights above (`model`),
+     * architecture g's the global_offset[g] floats on of the broadcast, which
+     * is the global weights followed by the server state, where the other
+     * architectures' models lead. global_offset[num_globals]: all of them. */
+    int num_globals;
+    size_t global_offset[FL_MAX_ARCHITECTURES + 1];
 } fl_run;
 
 /* A round's sizes in floats, the same on every rank. */
@@ -71,7 +80,10 @@ typedef struct fl_client_round {
     const fedkd_dataset *data;    /* the client's own samples */
     fedkd_model *model;           /* in: the global weights or the client's model; out: trained */
     fedkd_optimizer *optimizer;   /* freshly reset */
-    const float *down;            /* (payload.down) what the server broadcast, NULL if nothing */
+    /* (payload.down) what the server broadcast, NULL if nothing; the
+     * client's architecture's global model is at run->global_offset[its
+     * architecture], where the round loop took c->model's start from */
+    const float *down;
     const uint32_t *sample;       /* (sample_len) this round's public rows */
     const uint32_t *next_sample;  /* (sample_len) the next round's */
     double weight;                /* its share of the participants' samples */
@@ -92,8 +104,10 @@ typedef struct fl_server_round {
     float *global;                /* (num_params) the global model */
     float *state;                 /* (server_state_len) */
     const uint32_t *sample;       /* (sample_len) this round's public rows */
-    fedkd_model *model;           /* needs_server_model: a trainable model of `model` */
-    fedkd_optimizer *optimizer;   /* needs_server_model: reset before use */
+    /* needs_server_model: (run->num_globals) a trainable model of each
+     * architecture, and its optimizer (reset it before use) */
+    fedkd_model *const *models;
+    fedkd_optimizer *const *optimizers;
 } fl_server_round;
 
 typedef struct fl_algorithm_ops {
@@ -112,12 +126,18 @@ typedef struct fl_algorithm_ops {
     size_t (*client_state_len)(const fl_run *run);
     fedkd_status (*client_round)(const fl_run *run, fl_client_round *c);
     fedkd_status (*server_update)(const fl_run *run, fl_server_round *s);
-    /* 1: rank 0 needs a trainable model and optimizer (FedDF's distillation). */
+    /* 1: rank 0 needs a trainable model and optimizer of every architecture
+     * (FedDF's distillation). */
     int needs_server_model;
+    /* Rank 0: the server state's start (NULL: zeros; a resume overwrites it). */
+    fedkd_status (*init_server_state)(const fl_run *run, float *state);
+    /* Floats the round's participants upload together, for bytes_up (NULL:
+     * payload.sent_up each). */
+    uint64_t (*upload_floats)(const fl_run *run, const int *selected, int count);
 } fl_algorithm_ops;
 
 extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;
-extern const fl_algorithm_ops fl_scaffold_ops, fl_fednova_ops;
+extern const fl_algorithm_ops fl_scaffold_ops, fl_fednova_ops, fl_feddf_ops;
 
 /* FedBN (fedbn.c, config key `fedbn`): the normalisation floats of the
  * model (0 when off), the floats a client's state row holds for them (0

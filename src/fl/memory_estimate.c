@@ -73,6 +73,21 @@ fedkd_status fl_fed_memory_estimate(const federation *f, double *bytes, char *ac
         models += eval + server;
         buffers += (double)global_params * sizeof(float); /* the global weights */
     }
+    /* FedDF over mixed models: the other architectures' global models (the
+     * server state, and in every rank's broadcast), on rank 0 each with an
+     * evaluation and a trainable copy. */
+    int globals = f->algorithm->global_model ? run->models.num_architectures : 1;
+    for (int g = 1; g < globals && !status; g++) {
+        const fedkd_model_spec *spec = &run->models.specs[run->models.architecture_entry[g]];
+        size_t params = run->models.architecture_params[g];
+        buffers += (f->rank == 0 ? 2.0 : 1.0) * (double)params * sizeof(float);
+        global_params += params;
+        double eval = 0.0, server = 0.0;
+        if (f->rank == 0) status = fedkd_model_estimate(spec, config->eval_batch_size, &params, &eval);
+        if (!status && f->rank == 0 && f->algorithm->ops->needs_server_model)
+            status = trained_model_bytes(config, spec, config->local.batch_size, &server);
+        models += eval + server;
+    }
     /* The summed contributions as 64-bit integers: weights, or logits on the
      * round's public sample; rank 0 also holds the reduced copy. */
     double sum_floats = (double)global_params;

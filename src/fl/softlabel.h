@@ -31,6 +31,10 @@
 #define FL_PUBLIC_SHUFFLE_A (1ull << 40)
 #define FL_SERVER_SHUFFLE_A (1ull << 41)
 #define FL_CLIENT_MODEL_INIT_ID 3000000u
+/* FedDF's global model of architecture g > 0 starts from model id
+ * FL_ARCHITECTURE_INIT_ID + g (`model`'s, g = 0, from id 0 as every
+ * global model). */
+#define FL_ARCHITECTURE_INIT_ID 4000000u
 
 /* ---- the public sample ---------------------------------------------------- */
 

@@ -228,6 +228,10 @@ static fedkd_status create_metrics(writer *w, const fedkd_checkpoint_contents *c
     if (!status)
         status = put(w, group, "wall_seconds", "/metrics/wall_seconds", H5T_IEEE_F64LE,
                      H5T_NATIVE_DOUBLE, 0, dims, root ? &c->wall_seconds : NULL);
+    hsize_t score_dims[2] = {(hsize_t)c->round, 2 * (hsize_t)c->num_models};
+    if (!status && c->num_models > 0)
+        status = put(w, group, "models", "/metrics/models", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2,
+                     score_dims, root ? c->model_scores : NULL);
     fedkd_h5_close(&file_type);
     H5Gclose(group);
     return status;
@@ -443,6 +447,9 @@ static fedkd_status verify_written(const char *temporary, const fedkd_checkpoint
                a->train_loss == b->train_loss && a->bytes_down == b->bytes_down &&
                a->bytes_up == b->bytes_up;
     }
+    size_t scores = (size_t)c->round * 2 * (size_t)c->num_models;
+    same = same && k.num_models == c->num_models &&
+           (scores == 0 || memcmp(k.model_scores, c->model_scores, scores * sizeof(double)) == 0);
     fedkd_checkpoint_clear(&k);
     if (!same)
         return FEDKD_FAIL(FEDKD_ERR_IO, "%s: it reads back different from what was written "

@@ -244,6 +244,35 @@ done:
     return status;
 }
 
+/* /metrics/models, where the run had several global models: float64
+ * [round, 2 * models], 1 <= models <= FEDKD_MAX_MODEL_METRICS. */
+static fedkd_status read_model_scores(hid_t group, fedkd_checkpoint *k)
+{
+    const char *path = k->path, *where = "/metrics/models";
+    htri_t exists = H5Lexists(group, "models", H5P_DEFAULT);
+    if (exists < 0)
+        return FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s: cannot look up %s", path, where);
+    if (!exists) return FEDKD_OK;
+    hid_t dataset = H5Dopen2(group, "models", H5P_DEFAULT);
+    hid_t space = dataset >= 0 ? H5Dget_space(dataset) : H5I_INVALID_HID;
+    hsize_t dims[2] = {0, 0};
+    int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (rank == 2) H5Sget_simple_extent_dims(space, dims, NULL);
+    if (space >= 0) H5Sclose(space);
+    if (dataset >= 0) H5Dclose(dataset);
+    if (rank != 2 || dims[0] != (hsize_t)k->round || dims[1] < 2 || dims[1] % 2 != 0 ||
+        dims[1] > 2 * FEDKD_MAX_MODEL_METRICS)
+        return FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                          "%s: %s must be float64 [%d, 2 x models] with 1 to %d models",
+                          path, where, k->round, FEDKD_MAX_MODEL_METRICS);
+    k->num_models = (int)(dims[1] / 2);
+    k->model_scores = malloc((size_t)dims[0] * (size_t)dims[1] * sizeof(double));
+    if (!k->model_scores)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: out of memory for %s", path, where);
+    return read_exact(group, "models", where, H5T_FLOAT, H5T_NATIVE_DOUBLE, 2, dims,
+                      k->model_scores, path, "(per-model scores of every round)");
+}
+
 static fedkd_status read_metrics(hid_t file, fedkd_checkpoint *k)
 {
     const char *path = k->path;
@@ -277,6 +306,7 @@ static fedkd_status read_metrics(hid_t file, fedkd_checkpoint *k)
     if (!status)
         status = read_exact(group, "wall_seconds", "/metrics/wall_seconds", H5T_FLOAT,
                             H5T_NATIVE_DOUBLE, 0, dims, &k->wall_seconds, path, "");
+    if (!status) status = read_model_scores(group, k);
 done:
     fedkd_h5_close(&dataset);
     fedkd_h5_close(&file_type);
@@ -375,6 +405,7 @@ void fedkd_checkpoint_clear(fedkd_checkpoint *k)
     free(k->server_state);
     free(k->client_num_samples);
     free(k->metrics);
+    free(k->model_scores);
     fedkd_partition_destroy(&k->partition);
     char path[sizeof k->path];
     memcpy(path, k->path, sizeof path);

@@ -69,6 +69,12 @@ fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir)
 
 fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metrics *m)
 {
+    return fedkd_runlog_write_round_models(log, m, 0, NULL);
+}
+
+fedkd_status fedkd_runlog_write_round_models(fedkd_runlog *log, const fedkd_round_metrics *m,
+                                             int num_models, const double *scores)
+{
     /* %.17g keeps every bit of the doubles, so logs of two runs can be
      * compared for bit-identity. */
     int a = fprintf(log->jsonl,
@@ -76,11 +82,20 @@ fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metri
                     "\"test_loss\":%.17g,\"train_loss\":%.17g,\"bytes_down\":%llu,"
                     "\"bytes_up\":%llu,\"wire_bytes\":%llu,\"train_seconds\":%.6f,"
                     "\"comm_seconds\":%.6f,\"aggregate_seconds\":%.6f,"
-                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d}\n",
+                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
                     m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
+    /* Several global models: each one's scores, architecture order. */
+    const char *names[2] = {"model_accuracy", "model_loss"};
+    for (int k = 0; k < 2 && num_models > 0 && a >= 0; k++) {
+        a = fprintf(log->jsonl, ",\"%s\":[", names[k]);
+        for (int i = 0; i < num_models && a >= 0; i++)
+            a = fprintf(log->jsonl, "%s%.17g", i ? "," : "", scores[k * num_models + i]);
+        if (a >= 0) a = fprintf(log->jsonl, "]");
+    }
+    if (a >= 0) a = fprintf(log->jsonl, "}\n");
     int b = fprintf(log->csv, "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,

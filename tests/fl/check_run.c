@@ -10,6 +10,20 @@
  *                                 round 1) to and UP bytes from each participant,
  *                                 and summary.json totals match (soft-label
  *                                 payloads)
+ *   check_run round-bytes DIR DOWN UP[,UP...]
+ *                                 every round's bytes_down is DOWN and its
+ *                                 bytes_up one of the UP values (totals of the
+ *                                 round's participants), and summary.json
+ *                                 totals match (FedDF over mixed models)
+ *   check_run models DIR N        every row has model_accuracy and model_loss
+ *                                 of N global models, and test_accuracy and
+ *                                 test_loss are their means, bit for bit
+ *   check_run idle-changed DIR UP_0,UP_1,...
+ *                                 one participant a round, whose architecture
+ *                                 g its bytes_up (UP_g) tells: some round's
+ *                                 model_accuracy changed, from the round
+ *                                 before, for an architecture without a
+ *                                 participant (FedDF distils it too)
  * Exits 0 when the check holds, 1 (with the reason on stderr) when it does not. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +96,29 @@ static const char *deterministic_fields[] = {
     "round", "participants", "test_accuracy", "test_loss", "train_loss",
     "bytes_down", "bytes_up", NULL};
 
+/* The per-model arrays of two rows: both absent, or equal bit for bit. */
+static int same_arrays(const cJSON *x, const cJSON *y, int round)
+{
+    static const char *keys[] = {"model_accuracy", "model_loss"};
+    int failures = 0;
+    for (int k = 0; k < 2; k++) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(x, keys[k]);
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(y, keys[k]);
+        int n = cJSON_GetArraySize(p), same = cJSON_IsArray(p) == cJSON_IsArray(q) &&
+                                              n == cJSON_GetArraySize(q);
+        for (int i = 0; same && i < n; i++) {
+            double u = cJSON_GetArrayItem(p, i)->valuedouble;
+            double v = cJSON_GetArrayItem(q, i)->valuedouble;
+            same = memcmp(&u, &v, sizeof u) == 0;
+        }
+        if (!same) {
+            fprintf(stderr, "check_run: round %d `%s` differs\n", round, keys[k]);
+            failures++;
+        }
+    }
+    return failures;
+}
+
 static int check_same(const char *a, const char *b)
 {
     int failures = 0;
@@ -93,7 +130,8 @@ static int check_same(const char *a, const char *b)
                 cJSON_GetArraySize(rb));
         failures++;
     } else {
-        for (int i = 0; i < cJSON_GetArraySize(ra); i++)
+        for (int i = 0; i < cJSON_GetArraySize(ra); i++) {
+            failures += same_arrays(cJSON_GetArrayItem(ra, i), cJSON_GetArrayItem(rb, i), i + 1);
             for (int k = 0; deterministic_fields[k]; k++) {
                 double x = number(cJSON_GetArrayItem(ra, i), deterministic_fields[k]);
                 double y = number(cJSON_GetArrayItem(rb, i), deterministic_fields[k]);
@@ -103,6 +141,7 @@ static int check_same(const char *a, const char *b)
                     failures++;
                 }
             }
+        }
         const cJSON *ca = cJSON_GetObjectItemCaseSensitive(sa, "params_checksum");
         const cJSON *cb = cJSON_GetObjectItemCaseSensitive(sb, "params_checksum");
         if (!cJSON_IsString(ca) || !cJSON_IsString(cb) ||
@@ -208,6 +247,110 @@ done:
     return failures;
 }
 
+static int check_round_bytes(const char *dir, double down_each, const char *ups)
+{
+    int failures = 0;
+    cJSON *rounds = read_rounds(dir);
+    cJSON *summary = read_json(dir, "summary.json");
+    if (!rounds || !summary || cJSON_GetArraySize(rounds) == 0) {
+        fprintf(stderr, "check_run: %s has no rounds to check\n", dir);
+        failures++;
+        goto done;
+    }
+    double down = 0.0, up = 0.0;
+    for (int i = 0; i < cJSON_GetArraySize(rounds); i++) {
+        const cJSON *row = cJSON_GetArrayItem(rounds, i);
+        double got = number(row, "bytes_up");
+        int allowed = 0;
+        for (const char *p = ups; *p && !allowed; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
+            allowed = atof(p) == got;
+        if (number(row, "bytes_down") != down_each || !allowed) {
+            fprintf(stderr, "check_run: %s round %d: bytes down %.0f, up %.0f; expected %.0f, "
+                    "one of %s\n", dir, i + 1, number(row, "bytes_down"), got, down_each, ups);
+            failures++;
+        }
+        down += number(row, "bytes_down");
+        up += got;
+    }
+    if (number(summary, "bytes_down_total") != down || number(summary, "bytes_up_total") != up) {
+        fprintf(stderr, "check_run: summary totals %.0f / %.0f, rounds sum to %.0f / %.0f\n",
+                number(summary, "bytes_down_total"), number(summary, "bytes_up_total"), down, up);
+        failures++;
+    }
+done:
+    cJSON_Delete(rounds);
+    cJSON_Delete(summary);
+    return failures;
+}
+
+static int check_models(const char *dir, int models)
+{
+    int failures = 0;
+    cJSON *rounds = read_rounds(dir);
+    if (!rounds || cJSON_GetArraySize(rounds) == 0) {
+        fprintf(stderr, "check_run: %s has no rounds to check\n", dir);
+        cJSON_Delete(rounds);
+        return 1;
+    }
+    static const char *keys[][2] = {{"model_accuracy", "test_accuracy"},
+                                    {"model_loss", "test_loss"}};
+    for (int i = 0; i < cJSON_GetArraySize(rounds); i++) {
+        const cJSON *row = cJSON_GetArrayItem(rounds, i);
+        for (int k = 0; k < 2; k++) {
+            const cJSON *values = cJSON_GetObjectItemCaseSensitive(row, keys[k][0]);
+            if (!cJSON_IsArray(values) || cJSON_GetArraySize(values) != models) {
+                fprintf(stderr, "check_run: %s round %d: `%s` is not %d values\n", dir, i + 1,
+                        keys[k][0], models);
+                failures++;
+                continue;
+            }
+            double sum = 0.0;
+            for (int g = 0; g < models; g++) sum += cJSON_GetArrayItem(values, g)->valuedouble;
+            double mean = sum / models, logged = number(row, keys[k][1]);
+            if (memcmp(&mean, &logged, sizeof mean) != 0) {
+                fprintf(stderr, "check_run: %s round %d: `%s` %.17g is not the mean %.17g of "
+                        "`%s`\n", dir, i + 1, keys[k][1], logged, mean, keys[k][0]);
+                failures++;
+            }
+        }
+    }
+    cJSON_Delete(rounds);
+    return failures;
+}
+
+static int check_idle_changed(const char *dir, const char *ups)
+{
+    cJSON *rounds = read_rounds(dir);
+    int rows = rounds ? cJSON_GetArraySize(rounds) : 0, changed = 0, idle = 0;
+    for (int i = 1; i < rows; i++) {
+        const cJSON *row = cJSON_GetArrayItem(rounds, i);
+        const cJSON *now = cJSON_GetObjectItemCaseSensitive(row, "model_accuracy");
+        const cJSON *before =
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rounds, i - 1), "model_accuracy");
+        int active = -1, g = 0;
+        for (const char *p = ups; *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "", g++)
+            if (atof(p) == number(row, "bytes_up")) active = g;
+        if (active < 0 || number(row, "participants") != 1 || !cJSON_IsArray(now) ||
+            cJSON_GetArraySize(now) != cJSON_GetArraySize(before)) {
+            fprintf(stderr, "check_run: %s round %d: not one participant of a known architecture "
+                    "with per-model scores\n", dir, i + 1);
+            cJSON_Delete(rounds);
+            return 1;
+        }
+        for (g = 0; g < cJSON_GetArraySize(now); g++) {
+            if (g == active) continue;
+            idle++;
+            changed += cJSON_GetArrayItem(now, g)->valuedouble !=
+                       cJSON_GetArrayItem(before, g)->valuedouble;
+        }
+    }
+    cJSON_Delete(rounds);
+    if (changed > 0) return 0;
+    fprintf(stderr, "check_run: %s: no architecture without a participant changed (%d idle, "
+            "rounds 2 to %d)\n", dir, idle, rows);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     int failures;
@@ -215,9 +358,16 @@ int main(int argc, char **argv)
     else if (argc == 4 && strcmp(argv[1], "logs") == 0) failures = check_logs(argv[2], atoi(argv[3]));
     else if (argc == 6 && strcmp(argv[1], "bytes") == 0)
         failures = check_bytes(argv[2], atof(argv[3]), atof(argv[4]), atof(argv[5]));
+    else if (argc == 5 && strcmp(argv[1], "round-bytes") == 0)
+        failures = check_round_bytes(argv[2], atof(argv[3]), argv[4]);
+    else if (argc == 4 && strcmp(argv[1], "models") == 0)
+        failures = check_models(argv[2], atoi(argv[3]));
+    else if (argc == 4 && strcmp(argv[1], "idle-changed") == 0)
+        failures = check_idle_changed(argv[2], argv[3]);
     else {
         fprintf(stderr, "usage: check_run same DIR_A DIR_B | check_run logs DIR ROUNDS | "
-                "check_run bytes DIR FIRST_DOWN DOWN UP\n");
+                "check_run bytes DIR FIRST_DOWN DOWN UP | check_run round-bytes DIR DOWN "
+                "UP[,UP...] | check_run models DIR N | check_run idle-changed DIR UP_0,UP_1,...\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -3,7 +3,8 @@
 # heterogeneous clients, run by meson test:
 #   softlabel_test.sh CASE MPIEXEC FEDKD_SIM CHECK_RUN SOFTLABEL_CHECK
 # CASE is an algorithm (fedmd, dsfl, dml, fd, feddf), one-client, mixed,
-# mixed-refused, resume or bad-input.
+# mixed-refused, resume or bad-input. FedDF over mixed architectures is
+# tests/fl/feddf_test.sh's.
 # Each case exits non-zero (saying why) when what it checks does not hold.
 # "Bit-identical" is check_run `same`: every deterministic field of every
 # rounds.jsonl row and the final checksum, which for algorithms without a
@@ -90,15 +91,17 @@ mixed)
         || fail "mixed dsfl state: $(cat "$work/mixed.check")"
     ;;
 mixed-refused)
-    # FedAvg, FedProx and FedDF refuse mixed models with one message, from
-    # every rank, naming the keys; before any collective, so no hang.
-    for alg in fedavg fedprox feddf; do
+    # FedAvg and FedProx refuse mixed models with one message, from every
+    # rank, naming the keys; before any collective, so no hang (SCAFFOLD and
+    # FedNova: workload_test.sh bad-input; FedDF keeps a model per
+    # architecture: feddf_test.sh).
+    for alg in fedavg fedprox; do
         for np in 1 4; do
             test_expect_error $np "config key \`clients.models\`: algorithm \`$alg\` averages the clients' weights and needs every client on config key \`model\`" \
                 "${synthetic[@]}" "${mixed[@]}" --set algorithm=$alg
         done
     done
-    test_expect_error 3 "mixed models run with algorithm fedmd, dsfl, fd, dml" "${synthetic[@]}" \
+    test_expect_error 3 "mixed models run with algorithm fedmd, feddf, dsfl, fd, dml" "${synthetic[@]}" \
         --set clients.models=mlp,cnn --set algorithm=fedavg
     # Entries equal to `model` are not mixed: FedAvg runs.
     run 3 "$work/same-models" "${synthetic[@]}" --set "clients.models=[$dense,$dense]" \

@@ -29,7 +29,8 @@ typedef struct fedkd_algorithm {
      * accuracy and loss are the means over its participants' models, each
      * scored on the test set by the rank hosting it after its training. */
     int global_model;
-    /* 1: clients may train different architectures (`clients.models`). */
+    /* 1: clients may train different architectures (`clients.models`); with
+     * a global model (FedDF) the server keeps one per architecture. */
     int mixed_models;
     /* Adapts one client's local training to the algorithm (FedProx adds its
      * proximal term around the global weights); NULL where clients keep

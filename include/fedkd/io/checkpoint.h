@@ -19,6 +19,9 @@
  *   /metrics/rounds      compound [round]: one record per finished round, the
  *                        fields of rounds.jsonl
  *   /metrics/wall_seconds float64 scalar: run time so far
+ *   /metrics/models      float64 [round, 2 * models], only with several global
+ *                        models (FedDF over mixed architectures): each round's
+ *                        per-model test accuracies, then losses
  *
  * Files are named <run.dir>/checkpoint-<round, 6 digits>.h5. They are written
  * to "<name>.tmp", closed, synced and renamed, so a kill at any instant leaves
@@ -57,6 +60,10 @@ typedef struct fedkd_checkpoint_contents {
     const int *hosted;                  /* (num_hosted) client ids of this rank */
     const float *client_state;          /* (num_hosted, client_state_len) */
     const fedkd_round_metrics *metrics; /* rank 0: (round) */
+    /* Several global models (FedDF over mixed architectures): each round's
+     * scores (metrics.h), /metrics/models; num_models 0: none, no dataset. */
+    int num_models;
+    const double *model_scores;         /* rank 0: (round, 2 * num_models) */
     double wall_seconds;                /* rank 0 */
 } fedkd_checkpoint_contents;
 
@@ -101,6 +108,8 @@ typedef struct fedkd_checkpoint {
     fedkd_partition *partition;
     int num_metrics;                /* == round */
     fedkd_round_metrics *metrics;   /* (num_metrics) */
+    int num_models;                 /* 0 without /metrics/models */
+    double *model_scores;           /* (num_metrics, 2 * num_models), NULL when 0 */
     double wall_seconds;
 } fedkd_checkpoint;
 

@@ -6,6 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Global models a round reports one by one, at most (FedDF keeps one per
+ * architecture). Their scores live beside the round records, not in them
+ * (a run keeps every round's record): a round's are 2 * num_models doubles,
+ * each model's test accuracy in architecture order, then each one's test
+ * loss; fedkd_round_metrics' test_accuracy and test_loss are their means. */
+#define FEDKD_MAX_MODEL_METRICS 8
+
 typedef struct fedkd_round_metrics {
     int round;               /* 1-based */
     int participants;
@@ -29,12 +36,13 @@ typedef struct fedkd_run_result {
     uint64_t bytes_to_target;
     uint64_t bytes_down_total, bytes_up_total, wire_bytes_total;
     double wall_seconds;
-    /* FNV-1a of the final global parameters' bytes; without a global model
+    /* FNV-1a of the final global parameters' bytes (one global model per
+     * architecture: of all of them, one after the other); without a global model
      * (clients keep their own) the FNV-1a of the clients' model checksums in
      * client order, for completed runs. */
     uint64_t params_checksum;
     size_t num_params;       /* the global model's (config key `model`) */
-    float *final_params;     /* rank 0 with a global model: (num_params), free() it; else NULL */
+    float *final_params;     /* rank 0 with a global model: (num_params) `model`'s, free() it; else NULL */
 } fedkd_run_result;
 
 #endif
