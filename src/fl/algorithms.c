@@ -8,6 +8,7 @@
 
 #include "fedkd/core/core.h"
 #include "fedkd/fl/fl.h"
+#include "fl/compress.h"
 #include "fl/fl_round.h"
 #include "fl/softlabel.h"
 
@@ -141,7 +142,8 @@ fedkd_status fl_require_sgd(const fedkd_config *config, const char *algorithm)
 static fl_payload weights_payload(const fl_run *run, int round)
 {
     (void)round;
-    fl_payload p = {.down = run->num_params, .up = run->num_params, .sent_up = run->num_params};
+    fl_payload p = {.down = run->num_params, .up = run->num_params, .sent_up = run->num_params,
+                    .up_weights = run->num_params, .up_weight_segments = 1};
     return p;
 }
 
@@ -156,8 +158,8 @@ static fedkd_status weights_client(const fl_run *run, fl_client_round *c)
 {
     fedkd_status status = fl_train_private(run, c, NULL, c->down);
     if (status) return status;
-    return fedkd_fixed_accumulate_delta(c->sum, c->model->params, c->down, run->num_params,
-                                        c->weight);
+    return fl_upload(run, c, 0, c->model->params, c->down, run->num_params, c->weight,
+                     FL_SEGMENT_WEIGHTS, 0);
 }
 
 /* w_global += server.lr * (sample-weighted mean of the deltas). */
@@ -187,7 +189,8 @@ static fl_payload feddf_payload(const fl_run *run, int round)
     (void)round;
     size_t logits = run->sample_len * (size_t)run->num_classes;
     fl_payload p = {.down = run->num_params, .up = run->num_params + logits,
-                    .sent_up = run->num_params + logits};
+                    .sent_up = run->num_params + logits, .up_weights = run->num_params,
+                    .up_weight_segments = 1, .up_soft = logits};
     return p;
 }
 
@@ -200,7 +203,8 @@ static fedkd_status feddf_client(const fl_run *run, fl_client_round *c)
     if (!logits) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu logits", floats);
     status = fl_logits_on_rows(c->model, run->public_set, c->sample, run->sample_len, logits);
     if (!status)
-        status = fedkd_fixed_accumulate(c->sum + run->num_params, logits, floats, 1.0 / c->count);
+        status = fl_upload(run, c, run->num_params, logits, NULL, floats, 1.0 / c->count,
+                           FL_SEGMENT_SOFT, 0);
     fedkd_free(logits);
     return status;
 }

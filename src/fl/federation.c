@@ -30,7 +30,9 @@
 #include "fedkd/core/core.h"
 #include "fedkd/data/partition.h"
 #include "fedkd/core/memory.h"
+#include "fl/compress.h"
 #include "fl/federation_private.h"
+#include "fl/netsim.h"
 #include "fl/softlabel.h"
 
 enum { HEADER_CONTINUE = 0, HEADER_STOP = 1, HEADER_ERROR = 2 };
@@ -45,6 +47,7 @@ static fedkd_status check_config(federation *f)
     fedkd_status status = fedkd_algorithm_find(config->algorithm, &f->algorithm);
     if (!status) status = fl_client_models_check(config, f->algorithm);
     if (!status && f->algorithm->ops->check_config) status = f->algorithm->ops->check_config(config);
+    if (!status) status = fl_netsim_check_config(config, f->algorithm->global_model);
     if (!status && !f->algorithm->global_model && config->init.model[0])
         status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
                             "config key `init.model`: algorithm `%s` keeps one model per client "
@@ -104,6 +107,11 @@ static fedkd_status load_data(federation *f)
     status = fedkd_train_model_spec(config, f->data.shape, f->data.num_classes, &f->spec);
     if (!status) status = fl_client_models_resolve(config, f->data.shape, f->data.num_classes,
                                                    &run->models);
+    /* Every rank draws (or reads) every client's simulated device. */
+    if (!status) status = fl_netsim_create(&f->netsim, config, f->num_clients);
+    if (!status) status = fl_round_plan_alloc(&f->plan, f->num_clients);
+    if (!status) status = fl_round_plan_alloc(&f->previous_plan, f->num_clients);
+    run->netsim = &f->netsim;
     return status;
 }
 
@@ -220,7 +228,7 @@ static fedkd_status draw_samples(federation *f, int round)
  * contributions into the accumulator. Returns seconds spent. A failure is
  * counted in SLOT_ERRORS so that the server learns of it through the reduce. */
 static double train_hosted_clients(federation *f, int round, const int *selected, int m,
-                                   const fl_payload *payload)
+                                   const fl_payload *payload, int no_server_state)
 {
     double start = fedkd_time_now();
     /* Test hook: rounds that last long enough for a signal or a kill to
@@ -235,7 +243,10 @@ static double train_hosted_clients(federation *f, int round, const int *selected
     int64_t *slots = f->accumulator + f->sum_len;
     double total = (double)selected_samples(f, selected, m);
     int packed = algorithm->global_model && payload->down > f->num_params;
-    const float *down = !payload->down                          ? NULL
+    /* After a round nobody reported in, the soft-label server state is
+     * stale (predictions on another public sample): it is broadcast, and
+     * the clients start as in round 1. */
+    const float *down = !payload->down || no_server_state     ? NULL
                         : algorithm->global_model && !packed ? f->global
                                                                : f->down;
     fedkd_status status = draw_samples(f, round);
@@ -258,6 +269,9 @@ static double train_hosted_clients(federation *f, int round, const int *selected
             .state = algorithm->global_model && f->client_state_len
                          ? f->client_state + (size_t)h * f->client_state_len
                          : NULL,
+            .residual = f->residual_len ? f->client_state + (size_t)(h + 1) * f->client_state_len -
+                                              f->residual_len
+                                        : NULL,
         };
         status = algorithm->ops->client_round(&f->run, &c);
         if (!status) {
@@ -289,9 +303,12 @@ static void add_to_result(fedkd_run_result *result, const fedkd_round_metrics *m
     result->bytes_down_total += m->bytes_down;
     result->bytes_up_total += m->bytes_up;
     result->wire_bytes_total += m->wire_bytes;
+    result->simulated = config->network.enabled;
+    result->simulated_seconds_total += m->simulated_seconds;
     if (!result->rounds_to_target && m->test_accuracy >= config->target_accuracy) {
         result->rounds_to_target = m->round;
         result->bytes_to_target = result->bytes_down_total + result->bytes_up_total;
+        result->simulated_seconds_to_target = result->simulated_seconds_total;
     }
 }
 
@@ -320,6 +337,9 @@ static void free_federation(federation *f)
     fedkd_free(f->client_state);
     fedkd_free(f->server_state);
     free(f->history);
+    fl_netsim_free(&f->netsim);
+    fl_round_plan_free(&f->plan);
+    fl_round_plan_free(&f->previous_plan);
 }
 
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
@@ -574,6 +594,18 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             break;
         }
         int count = f->header[HEADER_COUNT];
+        /* Who of the selected clients reports (dropout, deadline) and the
+         * round's simulated time: the same on every rank, from the seed. */
+        fl_netsim_plan(&f->netsim, &f->run, round, selected, count, &f->plan);
+        int received = f->plan.num_received;
+        int no_server_state = 0;
+        if (!f->algorithm->global_model && round > 1) {
+            if (fl_round_participants(&f->run, round - 1, &f->previous_plan) < 0) {
+                status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients");
+                break;
+            }
+            no_server_state = f->previous_plan.num_received == 0;
+        }
 
         /* 2. The payload down: global weights or the server's consensus. */
         fl_payload payload = f->algorithm->ops->payload(&f->run, round);
@@ -597,7 +629,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
 
         /* 3. Local training of the hosted, selected clients. */
-        double train_seconds = train_hosted_clients(f, round, selected, count, &payload);
+        double train_seconds =
+            train_hosted_clients(f, round, f->plan.received, received, &payload, no_server_state);
         if (f->accumulator[f->sum_len + SLOT_ERRORS] && f->rank != 0)
             local_failure = FEDKD_ERR_NUMERIC;
 
@@ -618,7 +651,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)buffer_len * sizeof(int64_t);
-        m.bytes_up = (uint64_t)payload.sent_up * sizeof(float) * (uint64_t)count;
+        m.bytes_up = fl_upload_bytes(config, &payload) * (uint64_t)received;
         double slowest = 0.0;
         t = fedkd_time_now();
         MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
@@ -631,7 +664,9 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
 
         /* 5. Server: apply, evaluate, log. */
         m.round = round;
-        m.participants = count;
+        m.participants = received;
+        m.dropped = f->plan.num_dropped;
+        m.simulated_seconds = f->plan.seconds;
         m.train_seconds = slowest;
         /* With P > 1 the server's reduce wait contains the clients' training
          * and, alongside it, the previous round's evaluation. */
@@ -646,18 +681,29 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
         t = fedkd_time_now();
         fl_server_round update = {
-            .round = round, .count = count, .sum = f->reduced, .global = f->global,
+            .round = round, .count = received, .sum = f->reduced, .global = f->global,
             .state = f->server_state, .sample = f->sample, .model = f->server_model,
             .optimizer = f->server_optimizer,
         };
-        status = f->algorithm->ops->server_update(&f->run, &update);
+        /* Nobody reported: the global model and server state stay as they
+         * are (clients keeping models: the last round's scores stand). */
+        if (received == 0) {
+            fedkd_log_warn("round %d: all %d selected client(s) dropped; the global model and "
+                           "server state are kept", round, count);
+            if (!f->algorithm->global_model && f->history_len > 0) {
+                m.test_accuracy = f->history[f->history_len - 1].test_accuracy;
+                m.test_loss = f->history[f->history_len - 1].test_loss;
+            }
+        } else {
+            status = f->algorithm->ops->server_update(&f->run, &update);
+        }
         if (status) {
             local_failure = status;
             status = FEDKD_OK;
             continue;
         }
         m.train_loss = fedkd_fixed_to_double(reduced_slots[SLOT_TRAIN_LOSS]);
-        if (!f->algorithm->global_model) {
+        if (!f->algorithm->global_model && received > 0) {
             m.test_accuracy = fedkd_fixed_to_double(reduced_slots[SLOT_TEST_ACCURACY]);
             m.test_loss = fedkd_fixed_to_double(reduced_slots[SLOT_TEST_LOSS]);
         }

@@ -29,6 +29,8 @@
 #include "fedkd/data/partition.h"
 #include "fl/client_models.h"
 
+struct fl_netsim;
+
 /* Values after an algorithm's payload in the reduced int64 buffer. */
 enum {
     SLOT_TRAIN_LOSS,    /* sample-weighted mean of the last private epoch's loss */
@@ -51,13 +53,20 @@ typedef struct fl_run {
     size_t sample_len;               /* public rows a round uses (public.per_round) */
     fl_client_models models;         /* each client's architecture */
     size_t num_params;               /* the global model's (config key `model`) */
+    const struct fl_netsim *netsim;  /* devices, dropout, deadline (netsim.h) */
 } fl_run;
 
 /* A round's sizes in floats, the same on every rank. */
 typedef struct fl_payload {
     size_t down;     /* broadcast to the participants (0: nothing this round) */
     size_t up;       /* summed contributions carried by the reduction */
-    size_t sent_up;  /* one participant's upload: bytes_up = 4 * sent_up * participants */
+    size_t sent_up;  /* one participant's upload, in floats before compression */
+    /* What comm.compression may compress in sent_up (compress.h): segments
+     * of weight deltas, each up_weights long, and one of soft labels; the
+     * rest travels as float32. 0: nothing. */
+    size_t up_weights;
+    int up_weight_segments;
+    size_t up_soft;
 } fl_payload;
 
 /* One hosted, selected client's round. */
@@ -77,6 +86,9 @@ typedef struct fl_client_round {
     /* (client_state_len) its persistent state row where the algorithm keeps
      * one beside the global model (SCAFFOLD's control variate), else NULL */
     float *state;
+    /* (fl_residual_len) its top-k error residual where comm.compression is
+     * "topk", else NULL: persistent client state like `state` */
+    float *residual;
     double train_loss;            /* out: mean loss of its last private epoch */
     long steps;                   /* out: optimizer steps of its private training */
     double lr;                    /* out: the learning rate it trained at this round */
@@ -112,6 +124,9 @@ typedef struct fl_algorithm_ops {
     fedkd_status (*server_update)(const fl_run *run, fl_server_round *s);
     /* 1: rank 0 needs a trainable model and optimizer (FedDF's distillation). */
     int needs_server_model;
+    /* Public-set samples a participant trains on in `round` beyond its
+     * private data, for the simulated clock (netsim.h); NULL: none. */
+    size_t (*public_samples)(const fl_run *run, int round);
 } fl_algorithm_ops;
 
 extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;

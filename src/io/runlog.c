@@ -43,7 +43,8 @@ static FILE *open_in_dir(const char *dir, const char *name, const char *mode, ch
 
 static const char csv_header[] =
     "round,participants,test_accuracy,test_loss,train_loss,bytes_down,bytes_up,wire_bytes,"
-    "train_seconds,comm_seconds,aggregate_seconds,eval_seconds,round_seconds,eval_overlapped\n";
+    "train_seconds,comm_seconds,aggregate_seconds,eval_seconds,round_seconds,eval_overlapped,"
+    "simulated_seconds,dropped\n";
 
 fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir)
 {
@@ -76,16 +77,20 @@ fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metri
                     "\"test_loss\":%.17g,\"train_loss\":%.17g,\"bytes_down\":%llu,"
                     "\"bytes_up\":%llu,\"wire_bytes\":%llu,\"train_seconds\":%.6f,"
                     "\"comm_seconds\":%.6f,\"aggregate_seconds\":%.6f,"
-                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d}\n",
+                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d,"
+                    "\"simulated_seconds\":%.17g,\"dropped\":%d}\n",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
-                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
-    int b = fprintf(log->csv, "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
+                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped,
+                    m->simulated_seconds, m->dropped);
+    int b = fprintf(log->csv,
+                    "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%d,%.17g,%d\n",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
-                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
+                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped,
+                    m->simulated_seconds, m->dropped);
     if (a < 0 || b < 0 || fflush(log->jsonl) != 0 || fflush(log->csv) != 0)
         return FEDKD_FAIL(FEDKD_ERR_IO, "%s/rounds.jsonl: write failed: %s", log->dir,
                           strerror(errno));
@@ -224,6 +229,19 @@ fedkd_status fedkd_summary_write_run(const fedkd_config *config, const char *sta
     cJSON_AddNumberToObject(summary, "bytes_up_total", (double)result->bytes_up_total);
     cJSON_AddNumberToObject(summary, "wire_bytes_total", (double)result->wire_bytes_total);
     cJSON_AddNumberToObject(summary, "wall_seconds", result->wall_seconds);
+    /* The simulated clock's totals; null where there is no clock (or no target reached). */
+    if (result->simulated) {
+        cJSON_AddNumberToObject(summary, "simulated_seconds_total",
+                                result->simulated_seconds_total);
+        if (result->rounds_to_target > 0)
+            cJSON_AddNumberToObject(summary, "simulated_seconds_to_target",
+                                    result->simulated_seconds_to_target);
+        else
+            cJSON_AddNullToObject(summary, "simulated_seconds_to_target");
+    } else {
+        cJSON_AddNullToObject(summary, "simulated_seconds_total");
+        cJSON_AddNullToObject(summary, "simulated_seconds_to_target");
+    }
     if (num_params_known) {
         cJSON_AddNumberToObject(summary, "num_params", (double)result->num_params);
         cJSON_AddStringToObject(summary, "params_checksum", checksum);

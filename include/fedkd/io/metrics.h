@@ -20,6 +20,10 @@ typedef struct fedkd_round_metrics {
     double eval_seconds;
     double round_seconds;    /* the round's critical path: eval_seconds only when not overlapped */
     int eval_overlapped;     /* 1: the server evaluated this round while clients trained the next */
+    /* The simulated clock (network.enabled; src/fl/netsim.c): the round's
+     * simulated duration, 0 when the clock is off. */
+    double simulated_seconds;
+    int dropped;             /* selected clients that did not report (round.dropout, deadline) */
 } fedkd_round_metrics;
 
 typedef struct fedkd_run_result {
@@ -28,6 +32,10 @@ typedef struct fedkd_run_result {
     int rounds_to_target;    /* 0 if never reached */
     uint64_t bytes_to_target;
     uint64_t bytes_down_total, bytes_up_total, wire_bytes_total;
+    /* The simulated clock, when network.enabled: the rounds' simulated
+     * seconds summed, and the sum up to rounds_to_target. */
+    int simulated;
+    double simulated_seconds_total, simulated_seconds_to_target;
     double wall_seconds;
     /* FNV-1a of the final global parameters' bytes; without a global model
      * (clients keep their own) the FNV-1a of the clients' model checksums in
