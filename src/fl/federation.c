@@ -111,6 +111,7 @@ static fedkd_status load_data(federation *f)
     if (!status) status = fl_netsim_create(&f->netsim, config, f->num_clients);
     if (!status) status = fl_round_plan_alloc(&f->plan, f->num_clients);
     if (!status) status = fl_round_plan_alloc(&f->previous_plan, f->num_clients);
+    if (!status) status = fl_round_plan_alloc(&f->log_plan, f->num_clients);
     run->netsim = &f->netsim;
     return status;
 }
@@ -312,6 +313,19 @@ static void add_to_result(fedkd_run_result *result, const fedkd_round_metrics *m
     }
 }
 
+/* Rank 0: a round's log row with the ids of the clients it dropped, found
+ * again from the seed (a resumed run's rows too). */
+static fedkd_status write_round_row(federation *f, const fedkd_round_metrics *m)
+{
+    const int *dropped = NULL;
+    if (m->dropped > 0 && m->round >= 1) {
+        if (fl_round_participants(&f->run, m->round, &f->log_plan) < 0)
+            return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients");
+        if (f->log_plan.num_dropped == m->dropped) dropped = f->log_plan.dropped;
+    }
+    return fedkd_runlog_write_round_dropped(&f->log, m, dropped);
+}
+
 static void free_federation(federation *f)
 {
     fedkd_runlog_close(&f->log);
@@ -340,6 +354,7 @@ static void free_federation(federation *f)
     fl_netsim_free(&f->netsim);
     fl_round_plan_free(&f->plan);
     fl_round_plan_free(&f->previous_plan);
+    fl_round_plan_free(&f->log_plan);
 }
 
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
@@ -395,7 +410,7 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
         /* A resumed run's logs are the checkpoint's history (rounds logged
          * after it are redone), then the new rounds. */
         for (int i = 0; !status && i < f->history_len; i++)
-            status = fedkd_runlog_write_round(&f->log, &f->history[i]);
+            status = write_round_row(f, &f->history[i]);
         if (!status) {
             cJSON *json = fedkd_partition_to_json(f->partition);
             status = json ? fedkd_write_json_file(config->run.dir, "partition.json", json)
@@ -431,7 +446,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         if (!overlapped) m->round_seconds += m->eval_seconds;
         if (status) return status;
     }
-    fedkd_status status = fedkd_runlog_write_round(&f->log, m);
+    fedkd_status status = write_round_row(f, m);
     if (status) return status;
     /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
      * then can block until the kill. */

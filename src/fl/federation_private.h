@@ -64,6 +64,7 @@ typedef struct federation {
      * clients reports this round, and of the previous round. */
     fl_netsim netsim;
     fl_round_plan plan, previous_plan;
+    fl_round_plan log_plan;      /* rank 0: a logged round's, for its dropped ids */
 } federation;
 
 /* Sizes and allocates the persistent state; clients that keep models get

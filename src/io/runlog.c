@@ -70,6 +70,12 @@ fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir)
 
 fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metrics *m)
 {
+    return fedkd_runlog_write_round_dropped(log, m, NULL);
+}
+
+fedkd_status fedkd_runlog_write_round_dropped(fedkd_runlog *log, const fedkd_round_metrics *m,
+                                             const int *dropped_clients)
+{
     /* %.17g keeps every bit of the doubles, so logs of two runs can be
      * compared for bit-identity. */
     int a = fprintf(log->jsonl,
@@ -78,12 +84,19 @@ fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metri
                     "\"bytes_up\":%llu,\"wire_bytes\":%llu,\"train_seconds\":%.6f,"
                     "\"comm_seconds\":%.6f,\"aggregate_seconds\":%.6f,"
                     "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d,"
-                    "\"simulated_seconds\":%.17g,\"dropped\":%d}\n",
+                    "\"simulated_seconds\":%.17g,\"dropped\":%d",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
                     m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped,
                     m->simulated_seconds, m->dropped);
+    if (a >= 0 && dropped_clients) {
+        a = fputs(",\"dropped_clients\":[", log->jsonl);
+        for (int i = 0; a >= 0 && i < m->dropped; i++)
+            a = fprintf(log->jsonl, "%s%d", i ? "," : "", dropped_clients[i]);
+        if (a >= 0) a = fputs("]", log->jsonl);
+    }
+    if (a >= 0) a = fputs("}\n", log->jsonl);
     int b = fprintf(log->csv,
                     "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%d,%.17g,%d\n",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,

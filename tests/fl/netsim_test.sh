@@ -42,7 +42,18 @@ determinism)
     "$check" same "$work/w1" "$work/w4" || fail "fedavg: P=1 and P=4 differ"
     dropped=$(column dropped "$work/w1")
     [ "$dropped" != "0 0 0 0 0 " ] || fail "nobody dropped: the case checks nothing"
-    [ "$(column participants "$work/w1")" != "$(column participants "$work/w4")" ] && fail "participants differ"
+    # The same clients, by id, in every round at every P.
+    ids() { grep -o '"dropped_clients":\[[0-9,]*\]' "$1/rounds.jsonl" | tr '\n' ' '; }
+    [ -n "$(ids "$work/w1")" ] || fail "rounds.jsonl lacks dropped_clients"
+    for np in 2 4; do
+        [ "$(ids "$work/w1")" = "$(ids "$work/w$np")" ] \
+            || fail "dropped clients differ at P=$np: $(ids "$work/w1") vs $(ids "$work/w$np")"
+    done
+    # The ids agree with the counts.
+    grep -o '"dropped":[0-9]*,"dropped_clients":\[[0-9,]*\]' "$work/w1/rounds.jsonl" |
+        awk -F'[][]' '{ split($2, ids, ","); n = $2 == "" ? 0 : length(ids);
+                        split($1, c, "[:,]"); if (c[2] != n) bad = 1 } END { exit bad }' \
+        || fail "dropped_clients and dropped disagree: $(grep -o '"dropped".*' "$work/w1/rounds.jsonl")"
     # The simulated time: positive every round, the deadline where someone dropped.
     awk -F, 'NR > 1 && !($15 > 0 && $15 <= 0.4) { exit 1 }' "$work/w1/rounds.csv" \
         || fail "simulated_seconds outside (0, 0.4]: $(column simulated_seconds "$work/w1")"
