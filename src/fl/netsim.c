@@ -196,8 +196,12 @@ fedkd_status fl_netsim_create(fl_netsim *netsim, const fedkd_config *config, int
     netsim->devices = calloc((size_t)num_clients, sizeof *netsim->devices);
     if (!netsim->devices)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d simulated devices", num_clients);
-    if (config->network.trace[0])
-        return fl_netsim_read_trace(config->network.trace, num_clients, config, netsim->devices);
+    if (config->network.trace[0]) {
+        fedkd_status status =
+            fl_netsim_read_trace(config->network.trace, num_clients, config, netsim->devices);
+        if (status) fl_netsim_free(netsim);
+        return status;
+    }
     for (int c = 0; c < num_clients; c++) netsim->devices[c] = fl_netsim_draw(config, c);
     return FEDKD_OK;
 }

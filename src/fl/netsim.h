@@ -57,14 +57,15 @@ typedef struct fl_round_plan {
 /* Checks that need no data and no file: the deadline needs the clock,
  * uniform bounds in order, top-k needs something to sparsify. */
 fedkd_status fl_netsim_check_config(const fedkd_config *config, int global_model);
-/* Draws (or reads from network.trace) every client's device. */
+/* Draws (or reads from network.trace) every client's device. On failure
+ * nothing is left to free. */
 fedkd_status fl_netsim_create(fl_netsim *netsim, const fedkd_config *config, int num_clients);
 void fl_netsim_free(fl_netsim *netsim);
 
 /* Client `client`'s device from the config's distributions (no trace). */
 fl_device fl_netsim_draw(const fedkd_config *config, int client);
 /* Reads a trace CSV into devices[0..num_clients): every client exactly once.
- * `fallback_latency` (seconds) is used for rows without a fifth field. */
+ * Rows without a fifth field draw the latency from network.latency. */
 fedkd_status fl_netsim_read_trace(const char *path, int num_clients, const fedkd_config *config,
                                   fl_device *devices);
 /* 1 when `client` fails to report in `round` (probability `dropout`). */
