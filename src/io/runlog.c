@@ -242,7 +242,8 @@ fedkd_status fedkd_summary_write_run(const fedkd_config *config, const char *sta
     cJSON_AddNumberToObject(summary, "bytes_up_total", (double)result->bytes_up_total);
     cJSON_AddNumberToObject(summary, "wire_bytes_total", (double)result->wire_bytes_total);
     cJSON_AddNumberToObject(summary, "wall_seconds", result->wall_seconds);
-    /* The simulated clock's totals; null where there is no clock (or no target reached). */
+    /* The simulated clock's totals (to target: null when not reached); left
+     * out without a clock, so that sweep tables gain no empty columns. */
     if (result->simulated) {
         cJSON_AddNumberToObject(summary, "simulated_seconds_total",
                                 result->simulated_seconds_total);
@@ -251,9 +252,6 @@ fedkd_status fedkd_summary_write_run(const fedkd_config *config, const char *sta
                                     result->simulated_seconds_to_target);
         else
             cJSON_AddNullToObject(summary, "simulated_seconds_to_target");
-    } else {
-        cJSON_AddNullToObject(summary, "simulated_seconds_total");
-        cJSON_AddNullToObject(summary, "simulated_seconds_to_target");
     }
     if (num_params_known) {
         cJSON_AddNumberToObject(summary, "num_params", (double)result->num_params);

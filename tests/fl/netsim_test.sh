@@ -104,11 +104,11 @@ resume)
             || fail "$alg resume exited $?: $(tail -2 "$work/part-$alg.err")"
         "$check" same "$work/ref-$alg" "$work/part-$alg" || fail "$alg: resumed run differs"
     done
-    # Without the clock the logs say 0 seconds and the summary null.
+    # Without the clock the logs say 0 seconds and the summary nothing.
     [ "$(column simulated_seconds "$work/ref-fedavg")" = "0 0 0 0 0 " ] \
         || fail "clock off: $(column simulated_seconds "$work/ref-fedavg")"
-    grep -q '"simulated_seconds_to_target":[[:space:]]*null' "$work/ref-fedavg/summary.json" \
-        || fail "clock off: simulated_seconds_to_target is not null"
+    grep -q '"simulated_seconds' "$work/ref-fedavg/summary.json" \
+        && fail "clock off: summary.json has simulated fields"
     ;;
 bad-input)
     # Every message is checked in test_netsim.c; here the ranks: a trace
