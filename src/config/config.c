@@ -392,13 +392,6 @@ static fedkd_status check_consistency(const fedkd_config *config, const char **k
                           "per round instead of epochs; leave local.epochs at its default 1",
                           config->local.steps, origin_of(key_origins, "local.steps"),
                           config->local.epochs, origin_of(key_origins, "local.epochs"));
-    /* The default 0 means no deadline; a deadline someone wrote must be one. */
-    int deadline = fedkd_config_key_index("round.deadline_seconds");
-    if (deadline >= 0 && key_origins[deadline] && !(config->round.deadline_seconds > 0.0))
-        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                          "%s: config key `round.deadline_seconds`: expected a number > 0 "
-                          "(leave the key out for no deadline), got %g",
-                          key_origins[deadline], config->round.deadline_seconds);
     return FEDKD_OK;
 }
 

@@ -213,8 +213,8 @@ static const config_key keys[] = {
     DISTRIBUTION_KEYS("up", up, "10", "5", "20", ABOVE(0.0)),
     DISTRIBUTION_KEYS("down", down, "50", "20", "100", ABOVE(0.0)),
     DISTRIBUTION_KEYS("latency", latency, "0.01", "0.005", "0.05", AT_LEAST(0.0)),
-    /* 0 is the default, no deadline; a value the user gives must be > 0
-     * (config.c, checks across keys). */
+    /* 0 (the default): no deadline. Written configs (summary.json,
+     * checkpoints) carry the 0 and must load again, so it stays valid. */
     {.path = "round.deadline_seconds", .type = CONFIG_DOUBLE, AT(round.deadline_seconds),
      AT_LEAST(0.0), .fallback = "0"},
     {.path = "round.dropout", .type = CONFIG_DOUBLE, AT(round.dropout),

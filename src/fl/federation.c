@@ -227,7 +227,9 @@ static fedkd_status draw_samples(federation *f, int round)
 
 /* Runs the hosted clients among the selected ones and adds their
  * contributions into the accumulator. Returns seconds spent. A failure is
- * counted in SLOT_ERRORS so that the server learns of it through the reduce. */
+ * counted in SLOT_ERRORS so that the server learns of it through the reduce.
+ * no_server_state: 1 after a round nobody reported in, -1 when finding that
+ * out failed on this rank (a failure like a client's). */
 static double train_hosted_clients(federation *f, int round, const int *selected, int m,
                                    const fl_payload *payload, int no_server_state)
 {
@@ -250,7 +252,9 @@ static double train_hosted_clients(federation *f, int round, const int *selected
     const float *down = !payload->down || no_server_state     ? NULL
                         : algorithm->global_model && !packed ? f->global
                                                                : f->down;
-    fedkd_status status = draw_samples(f, round);
+    fedkd_status status = no_server_state < 0
+                              ? FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients")
+                              : draw_samples(f, round);
     int next = 0;
     for (int h = 0; !status && h < f->num_hosted; h++) {
         int client = f->hosted[h];
@@ -294,9 +298,10 @@ static double train_hosted_clients(federation *f, int round, const int *selected
     return fedkd_time_now() - start;
 }
 
-/* Rank 0: one finished round into the run's result. */
+/* Rank 0: one finished round into the run's result (its simulated seconds
+ * beside it). */
 static void add_to_result(fedkd_run_result *result, const fedkd_round_metrics *m,
-                          const fedkd_config *config)
+                          const fedkd_config *config, double simulated_seconds)
 {
     result->rounds_run = m->round;
     result->final_accuracy = m->test_accuracy;
@@ -305,7 +310,7 @@ static void add_to_result(fedkd_run_result *result, const fedkd_round_metrics *m
     result->bytes_up_total += m->bytes_up;
     result->wire_bytes_total += m->wire_bytes;
     result->simulated = config->network.enabled;
-    result->simulated_seconds_total += m->simulated_seconds;
+    result->simulated_seconds_total += simulated_seconds;
     if (!result->rounds_to_target && m->test_accuracy >= config->target_accuracy) {
         result->rounds_to_target = m->round;
         result->bytes_to_target = result->bytes_down_total + result->bytes_up_total;
@@ -313,17 +318,31 @@ static void add_to_result(fedkd_run_result *result, const fedkd_round_metrics *m
     }
 }
 
-/* Rank 0: a round's log row with the ids of the clients it dropped, found
- * again from the seed (a resumed run's rows too). */
-static fedkd_status write_round_row(federation *f, const fedkd_round_metrics *m)
+/* Rank 0: round m->round on the simulated network (its time, who dropped),
+ * found again from the seed, so that neither the metrics history nor the
+ * checkpoints need to keep it. Nothing to find without clock or dropout. */
+static fedkd_status round_network(federation *f, const fedkd_round_metrics *m,
+                                  fedkd_round_network *out)
 {
-    const int *dropped = NULL;
-    if (m->dropped > 0 && m->round >= 1) {
-        if (fl_round_participants(&f->run, m->round, &f->log_plan) < 0)
-            return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients");
-        if (f->log_plan.num_dropped == m->dropped) dropped = f->log_plan.dropped;
-    }
-    return fedkd_runlog_write_round_dropped(&f->log, m, dropped);
+    memset(out, 0, sizeof *out);
+    if (!f->netsim.enabled && !(f->netsim.dropout > 0.0)) return FEDKD_OK;
+    if (fl_round_participants(&f->run, m->round, &f->log_plan) < 0)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients");
+    out->simulated_seconds = f->log_plan.seconds;
+    out->dropped = f->log_plan.num_dropped;
+    out->dropped_clients = out->dropped ? f->log_plan.dropped : NULL;
+    return FEDKD_OK;
+}
+
+/* Rank 0: a round's log row and its share of the run's result. */
+static fedkd_status log_round(federation *f, const fedkd_round_metrics *m,
+                              fedkd_run_result *result, int write)
+{
+    fedkd_round_network network;
+    fedkd_status status = round_network(f, m, &network);
+    if (!status && write) status = fedkd_runlog_write_round_network(&f->log, m, &network);
+    if (!status && result) add_to_result(result, m, f->config, network.simulated_seconds);
+    return status;
 }
 
 static void free_federation(federation *f)
@@ -410,7 +429,7 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
         /* A resumed run's logs are the checkpoint's history (rounds logged
          * after it are redone), then the new rounds. */
         for (int i = 0; !status && i < f->history_len; i++)
-            status = write_round_row(f, &f->history[i]);
+            status = log_round(f, &f->history[i], NULL, 1);
         if (!status) {
             cJSON *json = fedkd_partition_to_json(f->partition);
             status = json ? fedkd_write_json_file(config->run.dir, "partition.json", json)
@@ -446,7 +465,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         if (!overlapped) m->round_seconds += m->eval_seconds;
         if (status) return status;
     }
-    fedkd_status status = write_round_row(f, m);
+    fedkd_status status = log_round(f, m, NULL, 1);
     if (status) return status;
     /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
      * then can block until the kill. */
@@ -455,8 +474,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
     status = fl_fed_reserve_history(f, f->history_len + 1);
     if (status) return status;
     f->history[f->history_len++] = *m;
-    add_to_result(result, m, f->config);
-    return FEDKD_OK;
+    return log_round(f, m, result, 0);
 }
 
 fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
@@ -482,8 +500,10 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     }
     /* Run time includes the time before a resumed checkpoint. */
     start -= f->earlier_seconds;
-    for (int i = 0; f->rank == 0 && i < f->history_len; i++)
-        add_to_result(result, &f->history[i], config);
+    /* Rank 0 alone: a failure here stops the run through the first header. */
+    fedkd_status resumed = FEDKD_OK;
+    for (int i = 0; !resumed && f->rank == 0 && i < f->history_len; i++)
+        resumed = log_round(f, &f->history[i], result, 0);
     if (f->rank == 0) {
         int m = fedkd_clients_per_round(f->num_clients, config->clients.per_round);
         char models[128];
@@ -503,7 +523,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     const int buffer_len = (int)(f->sum_len + SLOT_EXTRA);
     int64_t *reduced_slots = f->reduced + f->sum_len;
     int *selected = f->header + HEADER_FIXED;
-    fedkd_status local_failure = FEDKD_OK;
+    fedkd_status local_failure = resumed;
     /* Rank 0: the aggregated round whose evaluation is still to come. */
     fedkd_round_metrics pending = {0};
     int has_pending = 0;
@@ -614,13 +634,10 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         fl_netsim_plan(&f->netsim, &f->run, round, selected, count, &f->plan);
         int received = f->plan.num_received;
         int no_server_state = 0;
-        if (!f->algorithm->global_model && round > 1) {
-            if (fl_round_participants(&f->run, round - 1, &f->previous_plan) < 0) {
-                status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients");
-                break;
-            }
-            no_server_state = f->previous_plan.num_received == 0;
-        }
+        if (!f->algorithm->global_model && round > 1)
+            no_server_state = fl_round_participants(&f->run, round - 1, &f->previous_plan) < 0
+                                  ? -1
+                                  : f->previous_plan.num_received == 0;
 
         /* 2. The payload down: global weights or the server's consensus. */
         fl_payload payload = f->algorithm->ops->payload(&f->run, round);
@@ -680,8 +697,6 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         /* 5. Server: apply, evaluate, log. */
         m.round = round;
         m.participants = received;
-        m.dropped = f->plan.num_dropped;
-        m.simulated_seconds = f->plan.seconds;
         m.train_seconds = slowest;
         /* With P > 1 the server's reduce wait contains the clients' training
          * and, alongside it, the previous round's evaluation. */

@@ -30,8 +30,6 @@ fedkd_status fedkd_checkpoint_metrics_types(hid_t *file_type, hid_t *memory_type
         F(eval_seconds, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8),
         F(round_seconds, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8),
         F(eval_overlapped, H5T_NATIVE_INT, H5T_STD_I32LE, 4),
-        F(simulated_seconds, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8),
-        F(dropped, H5T_NATIVE_INT, H5T_STD_I32LE, 4),
     };
 #undef F
     size_t count = sizeof fields / sizeof fields[0], packed = 0;

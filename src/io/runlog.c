@@ -70,12 +70,14 @@ fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir)
 
 fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metrics *m)
 {
-    return fedkd_runlog_write_round_dropped(log, m, NULL);
+    return fedkd_runlog_write_round_network(log, m, NULL);
 }
 
-fedkd_status fedkd_runlog_write_round_dropped(fedkd_runlog *log, const fedkd_round_metrics *m,
-                                             const int *dropped_clients)
+fedkd_status fedkd_runlog_write_round_network(fedkd_runlog *log, const fedkd_round_metrics *m,
+                                             const fedkd_round_network *network)
 {
+    const fedkd_round_network none = {0.0, 0, NULL};
+    const fedkd_round_network *n = network ? network : &none;
     /* %.17g keeps every bit of the doubles, so logs of two runs can be
      * compared for bit-identity. */
     int a = fprintf(log->jsonl,
@@ -89,11 +91,11 @@ fedkd_status fedkd_runlog_write_round_dropped(fedkd_runlog *log, const fedkd_rou
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
                     m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped,
-                    m->simulated_seconds, m->dropped);
-    if (a >= 0 && dropped_clients) {
+                    n->simulated_seconds, n->dropped);
+    if (a >= 0 && n->dropped_clients) {
         a = fputs(",\"dropped_clients\":[", log->jsonl);
-        for (int i = 0; a >= 0 && i < m->dropped; i++)
-            a = fprintf(log->jsonl, "%s%d", i ? "," : "", dropped_clients[i]);
+        for (int i = 0; a >= 0 && i < n->dropped; i++)
+            a = fprintf(log->jsonl, "%s%d", i ? "," : "", n->dropped_clients[i]);
         if (a >= 0) a = fputs("]", log->jsonl);
     }
     if (a >= 0) a = fputs("}\n", log->jsonl);
@@ -103,7 +105,7 @@ fedkd_status fedkd_runlog_write_round_dropped(fedkd_runlog *log, const fedkd_rou
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
                     m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped,
-                    m->simulated_seconds, m->dropped);
+                    n->simulated_seconds, n->dropped);
     if (a < 0 || b < 0 || fflush(log->jsonl) != 0 || fflush(log->csv) != 0)
         return FEDKD_FAIL(FEDKD_ERR_IO, "%s/rounds.jsonl: write failed: %s", log->dir,
                           strerror(errno));

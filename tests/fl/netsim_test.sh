@@ -118,7 +118,7 @@ bad-input)
     test_expect_error 3 "$work/short.csv:3" "${synthetic[@]}" --set network.enabled=true \
         --set network.trace="$work/short.csv"
     test_expect_error 3 'round.deadline_seconds' "${synthetic[@]}" --set network.enabled=true \
-        --set round.deadline_seconds=0
+        --set round.deadline_seconds=-1
     # A good trace runs, and its speeds are used: a slow client misses the deadline.
     printf '# client, samples/s, up Mbit/s, down Mbit/s, latency s\n' >"$work/good.csv"
     for c in 0 1 2 3 4 5; do printf '%d,100000,100,100,0\n' $c >>"$work/good.csv"; done

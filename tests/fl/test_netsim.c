@@ -413,8 +413,6 @@ static void check_bad_input(void)
                    "network.trace=/tmp/fedkd-test-netsim-missing.csv", NULL);
     expect_refused("fedkd-test-netsim-words.csv:2", "network.enabled=true",
                    "network.trace=/tmp/fedkd-test-netsim-words.csv", NULL);
-    expect_refused("round.deadline_seconds", "network.enabled=true", "round.deadline_seconds=0",
-                   NULL);
     expect_refused("round.deadline_seconds", "network.enabled=true", "round.deadline_seconds=-3",
                    NULL);
     expect_refused("round.deadline_seconds", "round.deadline_seconds=2", NULL, NULL);

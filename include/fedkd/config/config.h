@@ -184,7 +184,7 @@ typedef struct fedkd_config {
     } network;
 
     struct {
-        double deadline_seconds; /* 0 (key absent): no deadline */
+        double deadline_seconds; /* 0: no deadline */
         double dropout;          /* probability that a selected client fails to report */
     } round;
 

@@ -20,11 +20,16 @@ typedef struct fedkd_round_metrics {
     double eval_seconds;
     double round_seconds;    /* the round's critical path: eval_seconds only when not overlapped */
     int eval_overlapped;     /* 1: the server evaluated this round while clients trained the next */
-    /* The simulated clock (network.enabled; src/fl/netsim.c): the round's
-     * simulated duration, 0 when the clock is off. */
-    double simulated_seconds;
-    int dropped;             /* selected clients that did not report (round.dropout, deadline) */
 } fedkd_round_metrics;
+
+/* A round on the simulated network (src/fl/netsim.c), logged beside its
+ * metrics. Not kept with them: the federation computes it again from the
+ * seed whenever it writes a round's row. */
+typedef struct fedkd_round_network {
+    double simulated_seconds;    /* the round's simulated duration, 0 without the clock */
+    int dropped;                 /* selected clients that did not report */
+    const int *dropped_clients;  /* (dropped) their ids, ascending, or NULL */
+} fedkd_round_network;
 
 typedef struct fedkd_run_result {
     int rounds_run;

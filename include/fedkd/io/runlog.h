@@ -21,10 +21,10 @@ typedef struct fedkd_runlog {
 /* Creates the directory (and parents) and truncates the round logs. */
 fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir);
 fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metrics *m);
-/* The same, with the ids of the round's dropped clients (m->dropped of
- * them, ascending) as rounds.jsonl's `dropped_clients`; NULL: none. */
-fedkd_status fedkd_runlog_write_round_dropped(fedkd_runlog *log, const fedkd_round_metrics *m,
-                                             const int *dropped_clients);
+/* The same with the round's simulated time and dropped clients (NULL: a
+ * round without either); the ids go to rounds.jsonl's `dropped_clients`. */
+fedkd_status fedkd_runlog_write_round_network(fedkd_runlog *log, const fedkd_round_metrics *m,
+                                             const fedkd_round_network *network);
 void fedkd_runlog_close(fedkd_runlog *log);
 
 /* Writes `json` to dir/name atomically (tmp + rename). */
