@@ -131,6 +131,7 @@ static const config_key keys[] = {
 
     {.path = "server.lr", .type = CONFIG_DOUBLE, AT(server.lr), ABOVE(0.0)},
     {.path = "fedprox.mu", .type = CONFIG_DOUBLE, AT(fedprox.mu), AT_LEAST(0.0)},
+    {.path = "fedbn", .type = CONFIG_BOOL, AT(fedbn), .fallback = "false"},
 
     {.path = "init.model", .type = CONFIG_STRING, AT(init.model)},
 

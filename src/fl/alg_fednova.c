@@ -33,7 +33,7 @@ static fl_payload fednova_payload(const fl_run *run, int round)
     size_t n = run->num_params;
     fl_payload p = {.down = n, .up = n + 1, .sent_up = n + 1, .up_weights = n,
                     .up_weight_segments = 1};
-    return p;
+    return fl_fedbn_payload(run, p, 1, 1);
 }
 
 static size_t no_state(const fl_run *run)
@@ -73,6 +73,7 @@ const fl_algorithm_ops fl_fednova_ops = {
     .check_config = fednova_check_config,
     .payload = fednova_payload,
     .server_state_len = no_state,
+    .client_state_len = fl_fedbn_state_len,
     .client_round = fednova_client,
     .server_update = fednova_server,
 };

@@ -41,12 +41,18 @@ static fl_payload scaffold_payload(const fl_run *run, int round)
     size_t n = run->num_params;
     fl_payload p = {.down = 2 * n, .up = 2 * n, .sent_up = 2 * n, .up_weights = n,
                     .up_weight_segments = 2};
-    return p;
+    return fl_fedbn_payload(run, p, 2, 2);
 }
 
-static size_t scaffold_state_len(const fl_run *run)
+static size_t scaffold_server_state_len(const fl_run *run)
 {
     return run->num_params;
+}
+
+/* c_i, then FedBN's part (fedbn.c) when on. */
+static size_t scaffold_client_state_len(const fl_run *run)
+{
+    return run->num_params + fl_fedbn_state_len(run);
 }
 
 void fl_scaffold_update_variate(float *client_variate, const float *server_variate,
@@ -73,6 +79,9 @@ static fedkd_status scaffold_client(const fl_run *run, fl_client_round *c)
     float *work = fedkd_alloc(n * sizeof(float));
     if (!work) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu control variates", n);
     for (size_t i = 0; i < n; i++) work[i] = server_variate[i] - client_variate[i];
+    /* With FedBN the normalisation parameters are the client's own: no
+     * correction towards the federation's gradient, and no variate sent. */
+    fl_fedbn_zero_local(run, work);
     fedkd_status status = fl_train_private_offset(run, c, NULL, global, work);
     if (!status)
         status = fl_upload(run, c, 0, c->model->params, global, n, c->weight, FL_SEGMENT_WEIGHTS, 0);
@@ -80,6 +89,7 @@ static fedkd_status scaffold_client(const fl_run *run, fl_client_round *c)
         double k = fl_sgd_effective_steps(c->steps, run->config->local.momentum);
         fl_scaffold_update_variate(client_variate, server_variate, global, c->model->params, n, k,
                                    c->lr, work);
+        fl_fedbn_zero_local(run, work);
         status = fl_upload(run, c, n, work, NULL, n, 1.0 / run->num_clients, FL_SEGMENT_WEIGHTS, n);
     }
     fedkd_free(work);
@@ -100,8 +110,8 @@ static fedkd_status scaffold_server(const fl_run *run, fl_server_round *s)
 const fl_algorithm_ops fl_scaffold_ops = {
     .check_config = scaffold_check_config,
     .payload = scaffold_payload,
-    .server_state_len = scaffold_state_len,
-    .client_state_len = scaffold_state_len,
+    .server_state_len = scaffold_server_state_len,
+    .client_state_len = scaffold_client_state_len,
     .client_round = scaffold_client,
     .server_update = scaffold_server,
 };

@@ -56,6 +56,7 @@ fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
         train.kd_temperature = (float)config->kd.temperature;
         train.kd_weight = (float)config->kd.weight;
     }
+    fl_fedbn_restore(run, c);
     fedkd_train_stats stats;
     memset(&stats, 0, sizeof stats);
     /* A scheduled rate needs an optimizer of its own for the round; it
@@ -66,6 +67,7 @@ fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
     if (scheduled) optimizer = scheduled;
     if (!status) status = fedkd_train_local(c->model, optimizer, c->data, &train, &stats);
     fedkd_optimizer_destroy(&scheduled);
+    if (!status) fl_fedbn_save(run, c);
     c->train_loss = stats.mean_loss;
     c->steps = stats.steps;
     return status;
@@ -144,7 +146,7 @@ static fl_payload weights_payload(const fl_run *run, int round)
     (void)round;
     fl_payload p = {.down = run->num_params, .up = run->num_params, .sent_up = run->num_params,
                     .up_weights = run->num_params, .up_weight_segments = 1};
-    return p;
+    return fl_fedbn_payload(run, p, 1, 1);
 }
 
 static size_t no_server_state(const fl_run *run)
@@ -174,6 +176,7 @@ static fedkd_status weights_server(const fl_run *run, fl_server_round *s)
 static const fl_algorithm_ops weights_ops = {
     .payload = weights_payload,
     .server_state_len = no_server_state,
+    .client_state_len = fl_fedbn_state_len,
     .client_round = weights_client,
     .server_update = weights_server,
 };

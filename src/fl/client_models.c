@@ -53,6 +53,12 @@ static void describe(const cJSON *json, char *out, size_t size)
 
 fedkd_status fl_client_models_check(const fedkd_config *config, const fedkd_algorithm *algorithm)
 {
+    if (config->fedbn && (!algorithm->global_model || strcmp(algorithm->name, "feddf") == 0))
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `fedbn`: algorithm `%s` does not average the clients' "
+                          "weights as it is; FedBN works with fedavg, fedprox, scaffold and "
+                          "fednova",
+                          algorithm->name);
     if (algorithm->mixed_models) return FEDKD_OK;
     int count = fl_client_models_count(config);
     for (int i = 0; i < count; i++) {
@@ -116,6 +122,26 @@ fedkd_status fl_client_models_resolve(const fedkd_config *config, fedkd_shape in
             cJSON_Delete(entry);
         }
         if (status) goto fail;
+        int norm_ranges = 0;
+        if (config->fedbn &&
+            (fedkd_model_spec_param_ranges(&out->specs[i], FEDKD_PARAMS_NORM, NULL, NULL, 0,
+                                           &norm_ranges) != FEDKD_OK ||
+             norm_ranges == 0)) {
+            status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                "config key `fedbn`: the model of config key `model` has no "
+                                "batchnorm or groupnorm layer to keep on the clients");
+            goto fail;
+        }
+        if (config->local.batch_size < fedkd_model_spec_min_train_batch(&out->specs[i])) {
+            status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                "config key `local.batch_size`: the model of %s has a batchnorm "
+                                "layer, whose batch statistics need training batches of at least "
+                                "%d samples, got %d",
+                                count == 0 ? "config key `model`" : "config key `clients.models`",
+                                fedkd_model_spec_min_train_batch(&out->specs[i]),
+                                config->local.batch_size);
+            goto fail;
+        }
         /* The parameter count needs the layer geometry, not the buffers. */
         double bytes = 0.0;
         status = fedkd_model_estimate(&out->specs[i], 1, &out->num_params[i], &bytes);

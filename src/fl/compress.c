@@ -51,7 +51,9 @@ uint64_t fl_upload_bytes(const fedkd_config *config, const fl_payload *payload)
     fl_compression compression = fl_compression_of(config);
     double f = config->comm.topk_fraction;
     size_t weights = (size_t)payload->up_weight_segments * payload->up_weights;
-    size_t exact = payload->sent_up - weights - payload->up_soft;
+    size_t exact = payload->sent_up >= weights + payload->up_soft
+                       ? payload->sent_up - weights - payload->up_soft
+                       : 0;
     return (uint64_t)payload->up_weight_segments *
                fl_segment_bytes(compression, f, FL_SEGMENT_WEIGHTS, payload->up_weights) +
            fl_segment_bytes(compression, f, FL_SEGMENT_SOFT, payload->up_soft) +

@@ -657,7 +657,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             if (status) break;
             if (f->rank != 0 && packed) memcpy(f->global, f->down, weights * sizeof(float));
             m.wire_bytes += peers * (uint64_t)payload.down * sizeof(float);
-            m.bytes_down = (uint64_t)payload.down * sizeof(float) * (uint64_t)count;
+            m.bytes_down = (uint64_t)(payload.sent_down ? payload.sent_down : payload.down) *
+                           sizeof(float) * (uint64_t)count;
         }
 
         /* 3. Local training of the hosted, selected clients. */

@@ -61,6 +61,8 @@ typedef struct fl_payload {
     size_t down;     /* broadcast to the participants (0: nothing this round) */
     size_t up;       /* summed contributions carried by the reduction */
     size_t sent_up;  /* one participant's upload, in floats before compression */
+    size_t sent_down; /* what a participant receives, when less than `down` (FedBN: the
+                         normalisation floats stay on the clients); 0: down */
     /* What comm.compression may compress in sent_up (compress.h): segments
      * of weight deltas, each up_weights long, and one of soft labels; the
      * rest travels as float32. 0: nothing. */
@@ -131,6 +133,21 @@ typedef struct fl_algorithm_ops {
 
 extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;
 extern const fl_algorithm_ops fl_scaffold_ops, fl_fednova_ops;
+
+/* FedBN (fedbn.c, config key `fedbn`): the normalisation floats of the
+ * model (0 when off), the floats a client's state row holds for them (0
+ * when off), and the payload with them left out of the bytes sent: down
+ * carries them copies_down times, an upload copies_up times. */
+size_t fl_fedbn_local_len(const fl_run *run);
+size_t fl_fedbn_state_len(const fl_run *run);
+fl_payload fl_fedbn_payload(const fl_run *run, fl_payload payload, size_t copies_down,
+                            size_t copies_up);
+/* Before a client trains: its own normalisation parameters into c->model
+ * (once it has trained before); after: back into its state row. */
+void fl_fedbn_restore(const fl_run *run, const fl_client_round *c);
+void fl_fedbn_save(const fl_run *run, const fl_client_round *c);
+/* Zeroes the normalisation entries of a (num_params) vector. */
+void fl_fedbn_zero_local(const fl_run *run, float *vector);
 
 /* Local training of c->model on its own data for local.epochs (or
  * local.steps minibatch steps): cross-entropy, plus KD from `teacher` (NULL:

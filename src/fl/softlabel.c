@@ -201,9 +201,16 @@ fedkd_status fl_distil(fedkd_model *model, fedkd_optimizer *optimizer, const fed
     int classes = fedkd_model_num_classes(model);
     int batch_size = settings->batch_size < model->max_batch ? settings->batch_size
                                                                : model->max_batch;
+    int min_batch = fedkd_model_spec_min_train_batch(&model->spec);
+    if (batch_size < min_batch)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "config key `local.batch_size`: model `%s` has a batchnorm layer, "
+                          "which needs training batches of at least %d samples, got %d",
+                          model->spec.name, min_batch, batch_size);
     distil_buffers b;
     status = make_buffers(&b, n, batch_size, fedkd_dataset_sample_floats(data), classes);
     if (status) return status;
+    model->training = 1;
     for (int epoch = 0; epoch < settings->epochs; epoch++) {
         for (size_t i = 0; i < n; i++) b.order[i] = positions ? positions[i] : (uint32_t)i;
         fedkd_rng rng = fedkd_rng_stream(settings->seed, FEDKD_RNG_LOCAL_SHUFFLE,
@@ -214,6 +221,7 @@ fedkd_status fl_distil(fedkd_model *model, fedkd_optimizer *optimizer, const fed
         long batches = 0;
         for (size_t first = 0; first < n; first += (size_t)batch_size) {
             int count = n - first < (size_t)batch_size ? (int)(n - first) : batch_size;
+            if (count < min_batch) break;
             gather_rows(data, rows, b.order, first, count, b.batch);
             gather_targets(targets, b.order, first, count, classes, b.targets);
             const float *z = fedkd_model_forward(model, b.batch, count);
@@ -227,13 +235,14 @@ fedkd_status fl_distil(fedkd_model *model, fedkd_optimizer *optimizer, const fed
             }
             fedkd_model_zero_grad(model);
             fedkd_model_backward(model, b.d_logits, count);
-            fedkd_optimizer_step(optimizer, model->params, model->grads);
+            fedkd_optimizer_step_model(optimizer, model);
             loss_sum += (double)loss;
             batches++;
         }
         if (mean_loss) *mean_loss = batches ? loss_sum / (double)batches : 0.0;
     }
 done:
+    model->training = 0;
     free_buffers(&b);
     return status;
 }

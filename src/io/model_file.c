@@ -621,13 +621,22 @@ int fedkd_model_spec_difference(const fedkd_model_spec *a, const fedkd_model_spe
             int x, y;
         } fields[] = {{"units", x->units, y->units},       {"filters", x->filters, y->filters},
                       {"kernel", x->kernel, y->kernel},    {"stride", x->stride, y->stride},
-                      {"padding", x->padding, y->padding}, {"init", (int)x->init, (int)y->init}};
+                      {"padding", x->padding, y->padding}, {"init", (int)x->init, (int)y->init},
+                      {"global", x->global, y->global},    {"groups", x->groups, y->groups},
+                      {"body", x->body, y->body},
+                      {"projection", (int)x->projection, (int)y->projection}};
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
             if (fields[f].x != fields[f].y) {
                 snprintf(out, out_size, "layer %d (%.16s): %s %d vs %d", i, x->kind,
                          fields[f].name, fields[f].x, fields[f].y);
                 return 1;
             }
+        if (x->momentum != y->momentum || x->epsilon != y->epsilon) {
+            snprintf(out, out_size, "layer %d (%.16s): momentum %g, epsilon %g vs %g, %g", i,
+                     x->kind, (double)x->momentum, (double)x->epsilon, (double)y->momentum,
+                     (double)y->epsilon);
+            return 1;
+        }
     }
     return 0;
 }

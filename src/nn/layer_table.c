@@ -5,7 +5,9 @@
 
 const fedkd_layer_kind *const fedkd_layer_kinds[] = {
     &fedkd_layer_kind_dense,   &fedkd_layer_kind_conv2d, &fedkd_layer_kind_maxpool,
-    &fedkd_layer_kind_relu,    &fedkd_layer_kind_flatten, NULL,
+    &fedkd_layer_kind_relu,    &fedkd_layer_kind_flatten, &fedkd_layer_kind_avgpool,
+    &fedkd_layer_kind_batchnorm, &fedkd_layer_kind_groupnorm, &fedkd_layer_kind_residual,
+    NULL,
 };
 
 const fedkd_layer_kind *fedkd_layer_kind_find(const char *name)

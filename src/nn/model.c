@@ -27,6 +27,37 @@ void fedkd_nn_format_location(char *out, size_t size, const char *where, int whe
         snprintf(out, size, "%s%s", where, suffix);
 }
 
+static int is_normalisation(const fedkd_layer_kind *kind)
+{
+    return kind == &fedkd_layer_kind_batchnorm || kind == &fedkd_layer_kind_groupnorm;
+}
+
+/* Where flat layer i sits in the spec as written: "[3]" at the top level,
+ * "[3].layers[1]" inside the residual block that is the 4th top-level
+ * entry (where_is_key), or " layer 3" / " layer 3 (in block layer 7)". */
+static void layer_path(const fedkd_model_spec *spec, int i, int where_is_key, char *out,
+                       size_t size)
+{
+    int owner = -1;
+    for (int e = i + 1; e < spec->num_layers; e++)
+        if (strcmp(spec->layers[e].kind, "residual") == 0) {
+            if (e - spec->layers[e].body <= i) owner = e;
+            break;
+        }
+    /* Top-level entries before the target: every flat entry before it,
+     * less the bodies of the blocks up to and including it. */
+    int target = owner >= 0 ? owner : i, top = target;
+    for (int j = 0; j <= target; j++)
+        if (strcmp(spec->layers[j].kind, "residual") == 0 && spec->layers[j].body > 0)
+            top -= spec->layers[j].body < j ? spec->layers[j].body : j;
+    if (owner < 0)
+        snprintf(out, size, where_is_key ? "[%d]" : " layer %d", where_is_key ? top : i);
+    else if (where_is_key)
+        snprintf(out, size, "[%d].layers[%d]", top, i - (owner - spec->layers[owner].body));
+    else
+        snprintf(out, size, " layer %d", i);
+}
+
 fedkd_status fedkd_nn_configure_layers(fedkd_layer *layers, const fedkd_model_spec *spec,
                                        const char *where, int where_is_key,
                                        size_t *num_params)
@@ -45,8 +76,8 @@ fedkd_status fedkd_nn_configure_layers(fedkd_layer *layers, const fedkd_model_sp
     size_t offset = 0;
     for (int i = 0; i < spec->num_layers; i++) {
         fedkd_layer *layer = &layers[i];
-        char location[256], suffix[32];
-        snprintf(suffix, sizeof suffix, where_is_key ? "[%d]" : " layer %d", i);
+        char location[256], suffix[64];
+        layer_path(spec, i, where_is_key, suffix, sizeof suffix);
         fedkd_nn_format_location(location, sizeof location, where, where_is_key, suffix);
 
         memset(layer, 0, sizeof *layer);
@@ -56,13 +87,27 @@ fedkd_status fedkd_nn_configure_layers(fedkd_layer *layers, const fedkd_model_sp
         if (!layer->kind)
             return FEDKD_FAIL(FEDKD_ERR_CONFIG,
                               "%s: unknown layer kind `%s`: expected dense, conv2d, maxpool, "
-                              "relu or flatten",
+                              "avgpool, relu, flatten, batchnorm, groupnorm or residual",
                               location, layer->spec.kind);
         if (layer->spec.init != FEDKD_INIT_DEFAULT && layer->spec.init != FEDKD_INIT_HE &&
             layer->spec.init != FEDKD_INIT_GLOROT)
             return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s (%s): invalid init %d", location,
                               layer->kind->name, (int)layer->spec.init);
         layer->in_shape = shape;
+        if (layer->kind == &fedkd_layer_kind_residual) {
+            int body = layer->spec.body;
+            if (body < 1 || body > i)
+                return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                  "%s (residual): expected a body of 1 to %d layers, got %d",
+                                  location, i, body);
+            for (int j = i - body; j < i; j++)
+                if (layers[j].kind == &fedkd_layer_kind_residual)
+                    return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                      "%s (residual): a residual block inside another one is not "
+                                      "supported",
+                                      location);
+            layer->skip_shape = layers[i - body].in_shape;
+        }
         fedkd_status status = layer->kind->configure(layer);
         if (status != FEDKD_OK) {
             char reason[512];
@@ -73,8 +118,13 @@ fedkd_status fedkd_nn_configure_layers(fedkd_layer *layers, const fedkd_model_sp
         offset += layer->num_params;
         shape = layer->out_shape;
     }
-    for (int i = 0; i + 1 < spec->num_layers; i++)
-        layers[i].followed_by_relu = layers[i + 1].kind == &fedkd_layer_kind_relu;
+    /* A layer feeds a ReLU when the next layer is one, or the next layers
+     * are normalisations and then a ReLU (conv, batchnorm, relu). */
+    for (int i = 0; i + 1 < spec->num_layers; i++) {
+        int next = i + 1;
+        while (next + 1 < spec->num_layers && is_normalisation(layers[next].kind)) next++;
+        layers[i].followed_by_relu = layers[next].kind == &fedkd_layer_kind_relu;
+    }
 
     size_t outputs = fedkd_shape_size(shape);
     if (outputs != (size_t)spec->num_classes)
@@ -128,6 +178,47 @@ static void build_cnn(fedkd_model_spec *spec)
     add_layer(spec, "dense", spec->num_classes, 0, 0, 0, 0);
 }
 
+/* A ResNet basic block: conv3x3, batchnorm, relu, conv3x3, batchnorm, plus
+ * the shortcut (identity, or 1x1 conv + batchnorm when the block changes
+ * the width or the plane), then relu. */
+static void add_basic_block(fedkd_model_spec *spec, int filters, int stride, int project)
+{
+    add_layer(spec, "conv2d", 0, filters, 3, stride, 1);
+    add_layer(spec, "batchnorm", 0, 0, 0, 0, 0);
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+    add_layer(spec, "conv2d", 0, filters, 3, 1, 1);
+    add_layer(spec, "batchnorm", 0, 0, 0, 0, 0);
+    add_layer(spec, "residual", 0, 0, 0, 0, 0);
+    spec->layers[spec->num_layers - 1].body = 5;
+    spec->layers[spec->num_layers - 1].projection =
+        project ? FEDKD_PROJECTION_CONV_BATCHNORM : FEDKD_PROJECTION_NONE;
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+}
+
+/* ResNet for 32x32 images (He et al. 2016, section 4.2): 6n + 2 layers with
+ * n blocks per stage; n = 1 is the resnet8 FedDF trains on CIFAR-10. */
+static void build_resnet(fedkd_model_spec *spec, int blocks_per_stage)
+{
+    add_layer(spec, "conv2d", 0, 16, 3, 1, 1);
+    add_layer(spec, "batchnorm", 0, 0, 0, 0, 0);
+    add_layer(spec, "relu", 0, 0, 0, 0, 0);
+    const int widths[3] = {16, 32, 64};
+    int channels = 16;
+    for (int stage = 0; stage < 3; stage++)
+        for (int b = 0; b < blocks_per_stage; b++) {
+            int stride = stage > 0 && b == 0 ? 2 : 1;
+            add_basic_block(spec, widths[stage], stride, stride != 1 || channels != widths[stage]);
+            channels = widths[stage];
+        }
+    add_layer(spec, "avgpool", 0, 0, 0, 0, 0);
+    spec->layers[spec->num_layers - 1].global = 1;
+    add_layer(spec, "flatten", 0, 0, 0, 0, 0);
+    add_layer(spec, "dense", spec->num_classes, 0, 0, 0, 0);
+}
+
+static void build_resnet8(fedkd_model_spec *spec) { build_resnet(spec, 1); }
+static void build_resnet20(fedkd_model_spec *spec) { build_resnet(spec, 3); }
+
 typedef struct model_preset {
     const char *name;
     void (*build)(fedkd_model_spec *spec);
@@ -136,6 +227,8 @@ typedef struct model_preset {
 static const model_preset model_presets[] = {
     {"mlp", build_mlp},
     {"cnn", build_cnn},
+    {"resnet8", build_resnet8},
+    {"resnet20", build_resnet20},
     {NULL, NULL},
 };
 
@@ -146,7 +239,8 @@ fedkd_status fedkd_model_spec_preset(fedkd_model_spec *spec, const char *name,
     while (preset->name && (!name || strcmp(preset->name, name) != 0)) preset++;
     if (!preset->name)
         return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                          "unknown model `%s`: expected mlp, cnn or a list of layers",
+                          "unknown model `%s`: expected mlp, cnn, resnet8, resnet20 or a list "
+                          "of layers",
                           name ? name : "(null)");
     memset(spec, 0, sizeof *spec);
     snprintf(spec->name, sizeof spec->name, "%s", preset->name);
@@ -170,10 +264,11 @@ fedkd_status fedkd_model_spec_preset(fedkd_model_spec *spec, const char *name,
 /* The activation views of a configured model for batches of max_batch:
  * offsets[i] of activation i in one buffer of *total floats, the largest
  * activation (for the two gradient buffers) and the largest scratch any
- * layer needs. Flatten outputs alias their inputs; every other activation
- * gets its own view. */
-static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offsets, size_t *total,
-                         size_t *largest, size_t *scratch)
+ * layer needs; saved[i] is where layer i's saved floats start in the same
+ * buffer. Flatten outputs alias their inputs; every other activation gets
+ * its own view. */
+static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offsets, size_t *saved,
+                         size_t *total, size_t *largest, size_t *scratch)
 {
     *total = *largest = *scratch = 0;
     for (int i = 0; i <= model->num_layers; i++) {
@@ -192,6 +287,20 @@ static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offset
         size_t floats = layer->kind->scratch_floats(layer, max_batch);
         if (floats > *scratch) *scratch = floats;
     }
+    /* What layers keep from forward to backward, after the activations. */
+    for (int i = 0; i < model->num_layers; i++) {
+        const fedkd_layer *layer = &model->layers[i];
+        size_t floats = layer->kind->saved_floats ? layer->kind->saved_floats(layer, max_batch) : 0;
+        saved[i] = *total;
+        *total += round_up_to_line(floats);
+    }
+}
+
+static int has_residual(const fedkd_model *model)
+{
+    for (int i = 0; i < model->num_layers; i++)
+        if (model->layers[i].kind == &fedkd_layer_kind_residual) return 1;
+    return 0;
 }
 
 /* Copies the spec into a zeroed model and configures its layers. */
@@ -213,14 +322,18 @@ fedkd_status fedkd_model_estimate(const fedkd_model_spec *spec, int max_batch, s
     if (!model) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory estimating a model");
     fedkd_status status = configure_model(model, spec);
     if (!status) {
-        size_t offsets[FEDKD_MAX_LAYERS + 1];
+        size_t offsets[FEDKD_MAX_LAYERS + 1], saved[FEDKD_MAX_LAYERS];
         size_t total = 0, largest = 0, scratch = 0;
-        plan_buffers(model, max_batch > 0 ? max_batch : 1, offsets, &total, &largest, &scratch);
+        plan_buffers(model, max_batch > 0 ? max_batch : 1, offsets, saved, &total, &largest,
+                     &scratch);
         *num_params = model->num_params;
-        /* Parameters and gradients, activations, two gradient buffers, scratch;
-         * in double: a size that overflows size_t is still a number to report. */
+        /* Parameters and gradients, activations, two (three with residual
+         * blocks) gradient buffers, scratch; in double: a size that overflows
+         * size_t is still a number to report. */
+        double gradient_buffers = has_residual(model) ? 3.0 : 2.0;
         *bytes = sizeof(float) * (2.0 * (double)model->num_params + (double)total +
-                                  2.0 * (double)round_up_to_line(largest) + (double)scratch);
+                                  gradient_buffers * (double)round_up_to_line(largest) +
+                                  (double)scratch);
     }
     free(model);
     return status;
@@ -253,9 +366,9 @@ fedkd_status fedkd_model_create(fedkd_model **out, const fedkd_model_spec *spec,
         goto fail;
     }
 
-    size_t offsets[FEDKD_MAX_LAYERS + 1];
+    size_t offsets[FEDKD_MAX_LAYERS + 1], saved[FEDKD_MAX_LAYERS];
     size_t total = 0, largest = 0, scratch = 0;
-    plan_buffers(model, max_batch, offsets, &total, &largest, &scratch);
+    plan_buffers(model, max_batch, offsets, saved, &total, &largest, &scratch);
     model->activation_floats = total;
     model->scratch_floats_per_pass = scratch;
 
@@ -272,6 +385,24 @@ fedkd_status fedkd_model_create(fedkd_model **out, const fedkd_model_spec *spec,
     for (int i = 0; i <= model->num_layers; i++) model->activations[i] = activations + offsets[i];
     model->d_activations[0] = d_activations;
     model->d_activations[1] = d_activations + round_up_to_line(largest);
+    if (has_residual(model)) {
+        model->d_skip = fedkd_alloc(round_up_to_line(largest) * sizeof(float));
+        if (!model->d_skip) {
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM,
+                                "out of memory allocating gradients of model `%s` for batch %d",
+                                model->spec.name, max_batch);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < model->num_layers; i++) {
+        fedkd_layer *layer = &model->layers[i];
+        if (layer->kind->saved_floats && layer->kind->saved_floats(layer, max_batch) > 0)
+            layer->saved = activations + saved[i];
+        if (layer->kind == &fedkd_layer_kind_residual) {
+            layer->skip = model->activations[i - layer->spec.body];
+            layer->d_skip = model->d_skip;
+        }
+    }
     if (scratch > 0) {
         model->scratch = fedkd_alloc(scratch * sizeof(float));
         if (!model->scratch) {
@@ -297,6 +428,7 @@ void fedkd_model_destroy(fedkd_model **model)
     fedkd_free(m->grads);
     fedkd_free(m->activations[0]);
     fedkd_free(m->d_activations[0]);
+    fedkd_free(m->d_skip);
     fedkd_free(m->scratch);
     free(m);
     *model = NULL;
@@ -322,7 +454,8 @@ const float *fedkd_model_forward(fedkd_model *model, const float *input, int bat
     memcpy(model->activations[0], input,
            fedkd_shape_size(model->spec.input) * (size_t)batch * sizeof *input);
     for (int i = 0; i < model->num_layers; i++) {
-        const fedkd_layer *layer = &model->layers[i];
+        fedkd_layer *layer = &model->layers[i];
+        layer->training = model->training;
         layer->kind->forward(layer, model->params + layer->param_offset, model->activations[i],
                              model->activations[i + 1], batch, model->scratch);
     }
@@ -347,6 +480,18 @@ void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
         layer->kind->backward(layer, model->params + layer->param_offset, model->activations[i],
                               model->activations[i + 1], d_output, d_input,
                               model->grads + layer->param_offset, batch, model->scratch);
+        /* Activation i is the input of a residual block's body: add the
+         * gradient its shortcut left. Blocks do not nest, so at most one
+         * shortcut gradient is pending at a time. */
+        for (int r = i + 1; d_input && r < model->num_layers; r++) {
+            const fedkd_layer *block = &model->layers[r];
+            if (block->kind != &fedkd_layer_kind_residual) continue;
+            if (r - block->spec.body == i) {
+                size_t count = fedkd_shape_size(layer->in_shape) * (size_t)batch;
+                for (size_t k = 0; k < count; k++) d_input[k] += model->d_skip[k];
+            }
+            break;
+        }
         d_output = d_input;
         next ^= 1;
     }
@@ -370,7 +515,45 @@ double fedkd_model_forward_macs(const fedkd_model *model)
             fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
             macs += (double)g.filters * (double)g.out_height * (double)g.out_width *
                     (double)g.in_channels * (double)g.kernel * (double)g.kernel;
+        } else if (layer->kind == &fedkd_layer_kind_residual &&
+                   layer->spec.projection != FEDKD_PROJECTION_NONE) {
+            macs += (double)fedkd_shape_size(layer->out_shape) *
+                    (double)layer->skip_shape.channels;
         }
     }
     return macs;
+}
+
+int fedkd_model_spec_min_train_batch(const fedkd_model_spec *spec)
+{
+    for (int i = 0; i < spec->num_layers && i < FEDKD_MAX_LAYERS; i++) {
+        const fedkd_layer_spec *layer = &spec->layers[i];
+        if (strncmp(layer->kind, "batchnorm", sizeof layer->kind) == 0 ||
+            (strncmp(layer->kind, "residual", sizeof layer->kind) == 0 &&
+             layer->projection == FEDKD_PROJECTION_CONV_BATCHNORM))
+            return 2;
+    }
+    return 1;
+}
+
+fedkd_status fedkd_model_spec_param_ranges(const fedkd_model_spec *spec, fedkd_param_class which,
+                                           size_t *begin, size_t *end, int max, int *count)
+{
+    fedkd_layer *layers = calloc(FEDKD_MAX_LAYERS, sizeof *layers);
+    if (!layers) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory reading a model's layers");
+    fedkd_status status = fedkd_nn_configure_layers(layers, spec, "model", 0, NULL);
+    *count = 0;
+    for (int i = 0; !status && i < spec->num_layers; i++) {
+        const fedkd_layer *layer = &layers[i];
+        size_t first = which == FEDKD_PARAMS_NORM ? layer->norm_offset : layer->stats_offset;
+        size_t length = which == FEDKD_PARAMS_NORM ? layer->norm_count : layer->stats_count;
+        if (length == 0) continue;
+        if (*count < max) {
+            begin[*count] = layer->param_offset + first;
+            end[*count] = layer->param_offset + first + length;
+        }
+        (*count)++;
+    }
+    free(layers);
+    return status;
 }

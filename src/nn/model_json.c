@@ -19,13 +19,20 @@ static const layer_keys layer_key_table[] = {
     {"dense", {"units", "init", NULL}},
     {"conv2d", {"filters", "kernel", "stride", "padding", "init", NULL}},
     {"maxpool", {"kernel", "stride", NULL}},
+    {"avgpool", {"kernel", "stride", "global", NULL}},
     {"relu", {NULL}},
     {"flatten", {NULL}},
+    {"batchnorm", {"momentum", "epsilon", NULL}},
+    {"groupnorm", {"groups", "epsilon", NULL}},
+    {"residual", {"layers", "projection", NULL}},
     {NULL, {NULL}},
 };
 
-static const char *const all_layer_keys[] = {"type",   "units",   "filters", "kernel",
-                                             "stride", "padding", "init",    NULL};
+static const char *const all_layer_keys[] = {
+    "type",   "units",  "filters", "kernel",  "stride", "padding",    "init",
+    "global", "groups", "momentum", "epsilon", "layers", "projection", NULL};
+
+static const char *const projection_names[] = {"none", "conv", "conv-batchnorm", NULL};
 
 static const layer_keys *keys_of_kind(const char *kind)
 {
@@ -120,11 +127,33 @@ static fedkd_status parse_int(const cJSON *item, const char *location, int *out)
     return FEDKD_OK;
 }
 
-static fedkd_status parse_layer(fedkd_layer_spec *layer, const cJSON *object, const char *where,
-                                int index)
+static fedkd_status parse_float(const cJSON *item, const char *location, float lo, float hi,
+                                const char *range, float *out)
 {
-    char location[256], suffix[64];
-    snprintf(suffix, sizeof suffix, "[%d]", index);
+    double value = item->valuedouble;
+    if (!cJSON_IsNumber(item) || !(value > (double)lo && value <= (double)hi)) {
+        char text[64];
+        describe_value(item, text, sizeof text);
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: expected a number in %s, got %s", location, range,
+                          text);
+    }
+    *out = (float)value;
+    return FEDKD_OK;
+}
+
+static fedkd_status parse_layer_list(fedkd_model_spec *parsed, const cJSON *list,
+                                     const char *where, const char *prefix);
+
+/* Parses one layer object and appends it (after its body, for a residual
+ * block) to parsed->layers. `prefix` is its path below `where`, such as
+ * "[3]" or "[3].layers[1]". */
+static fedkd_status parse_layer(fedkd_model_spec *parsed, const cJSON *object, const char *where,
+                                const char *prefix)
+{
+    char location[256], suffix[128];
+    fedkd_layer_spec spec, *layer = &spec;
+    const cJSON *body = NULL;
+    snprintf(suffix, sizeof suffix, "%.40s", prefix);
     fedkd_nn_format_location(location, sizeof location, where, 1, suffix);
     if (!cJSON_IsObject(object))
         return FEDKD_FAIL(FEDKD_ERR_CONFIG,
@@ -133,12 +162,13 @@ static fedkd_status parse_layer(fedkd_layer_spec *layer, const cJSON *object, co
                           location);
 
     memset(layer, 0, sizeof *layer);
-    snprintf(suffix, sizeof suffix, "[%d].type", index);
+    snprintf(suffix, sizeof suffix, "%.40s.type", prefix);
     fedkd_nn_format_location(location, sizeof location, where, 1, suffix);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(object, "type");
     if (!type)
         return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                          "%s: missing; expected one of dense, conv2d, maxpool, relu, flatten",
+                          "%s: missing; expected one of dense, conv2d, maxpool, avgpool, relu, "
+                          "flatten, batchnorm, groupnorm, residual",
                           location);
     if (!cJSON_IsString(type)) {
         char text[64];
@@ -148,16 +178,16 @@ static fedkd_status parse_layer(fedkd_layer_spec *layer, const cJSON *object, co
     }
     const fedkd_layer_kind *kind = fedkd_layer_kind_find(type->valuestring);
     if (!kind) {
-        const char *kind_names[8];
+        const char *kind_names[16];
         int count = 0;
-        for (const fedkd_layer_kind *const *k = fedkd_layer_kinds; *k && count < 7; k++)
+        for (const fedkd_layer_kind *const *k = fedkd_layer_kinds; *k && count < 15; k++)
             kind_names[count++] = (*k)->name;
         kind_names[count] = NULL;
         const char *guess = closest_name(type->valuestring, kind_names);
         if (guess)
             return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: unknown layer `%s`, did you mean `%s`?",
                               location, type->valuestring, guess);
-        char names[128];
+        char names[256];
         join_names(names, sizeof names, kind_names);
         return FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: unknown layer `%s`, expected one of %s",
                           location, type->valuestring, names);
@@ -168,7 +198,7 @@ static fedkd_status parse_layer(fedkd_layer_spec *layer, const cJSON *object, co
     unsigned seen = 0;
     for (const cJSON *item = object->child; item; item = item->next) {
         const char *key = item->string ? item->string : "";
-        snprintf(suffix, sizeof suffix, "[%d].%.40s", index, key);
+        snprintf(suffix, sizeof suffix, "%.40s.%.40s", prefix, key);
         fedkd_nn_format_location(location, sizeof location, where, 1, suffix);
 
         int key_index = -1;
@@ -217,7 +247,75 @@ static fedkd_status parse_layer(fedkd_layer_spec *layer, const cJSON *object, co
                 status = FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: expected \"he\" or \"glorot\", got %s",
                                     location, text);
             }
+        } else if (strcmp(key, "global") == 0) {
+            if (!cJSON_IsBool(item)) {
+                char text[64];
+                describe_value(item, text, sizeof text);
+                status = FEDKD_FAIL(FEDKD_ERR_CONFIG, "%s: expected true or false, got %s",
+                                    location, text);
+            }
+            layer->global = cJSON_IsTrue(item);
+        } else if (strcmp(key, "groups") == 0) {
+            status = parse_int(item, location, &layer->groups);
+        } else if (strcmp(key, "momentum") == 0) {
+            status = parse_float(item, location, 0.0f, 1.0f, "(0, 1]", &layer->momentum);
+        } else if (strcmp(key, "epsilon") == 0) {
+            status = parse_float(item, location, 0.0f, 1.0f, "(0, 1]", &layer->epsilon);
+        } else if (strcmp(key, "projection") == 0) {
+            int found = -1;
+            for (int i = 0; cJSON_IsString(item) && projection_names[i]; i++)
+                if (strcmp(item->valuestring, projection_names[i]) == 0) found = i;
+            if (found < 0) {
+                char text[64];
+                describe_value(item, text, sizeof text);
+                status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                                    "%s: expected \"none\", \"conv\" or \"conv-batchnorm\", got %s",
+                                    location, text);
+            }
+            layer->projection = (fedkd_projection)(found < 0 ? 0 : found);
+        } else if (strcmp(key, "layers") == 0) {
+            body = item;
         }
+        if (status != FEDKD_OK) return status;
+    }
+
+    if (kind == fedkd_layer_kind_find("residual")) {
+        snprintf(suffix, sizeof suffix, "%.40s.layers", prefix);
+        fedkd_nn_format_location(location, sizeof location, where, 1, suffix);
+        if (strchr(prefix, '.'))
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                              "%s: a residual block inside another one is not supported",
+                              location);
+        if (!cJSON_IsArray(body) || cJSON_GetArraySize(body) < 1)
+            return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                              "%s: expected the block's list of layers (at least one), got %s",
+                              location, body ? "something else" : "nothing");
+        int first = parsed->num_layers;
+        fedkd_status status = parse_layer_list(parsed, body, where, prefix);
+        if (status != FEDKD_OK) return status;
+        layer->body = parsed->num_layers - first;
+    }
+    if (parsed->num_layers >= FEDKD_MAX_LAYERS)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                          "%s: more than %d layers (counting the layers inside residual blocks)",
+                          where, FEDKD_MAX_LAYERS);
+    parsed->layers[parsed->num_layers++] = spec;
+    return FEDKD_OK;
+}
+
+/* Appends every layer of `list`; prefix "" for the model's own list, "[3]"
+ * for the body of the block at [3]. */
+static fedkd_status parse_layer_list(fedkd_model_spec *parsed, const cJSON *list,
+                                     const char *where, const char *prefix)
+{
+    int index = 0;
+    for (const cJSON *item = list->child; item; item = item->next, index++) {
+        char path[128];
+        if (prefix[0])
+            snprintf(path, sizeof path, "%.40s.layers[%d]", prefix, index);
+        else
+            snprintf(path, sizeof path, "[%d]", index);
+        fedkd_status status = parse_layer(parsed, item, where, path);
         if (status != FEDKD_OK) return status;
     }
     return FEDKD_OK;
@@ -240,7 +338,8 @@ fedkd_status fedkd_model_spec_from_json(fedkd_model_spec *spec, const cJSON *jso
         char text[64] = "nothing";
         if (json) describe_value(json, text, sizeof text);
         return FEDKD_FAIL(FEDKD_ERR_CONFIG,
-                          "%s: expected a preset name (mlp, cnn) or a list of layers, got %s",
+                          "%s: expected a preset name (mlp, cnn, resnet8, resnet20) or a list of "
+                          "layers, got %s",
                           where, text);
     }
     int count = cJSON_GetArraySize(json);
@@ -253,12 +352,8 @@ fedkd_status fedkd_model_spec_from_json(fedkd_model_spec *spec, const cJSON *jso
     snprintf(parsed.name, sizeof parsed.name, "custom");
     parsed.input = input;
     parsed.num_classes = num_classes;
-    parsed.num_layers = count;
-    int index = 0;
-    for (const cJSON *item = json->child; item; item = item->next, index++) {
-        fedkd_status status = parse_layer(&parsed.layers[index], item, where, index);
-        if (status != FEDKD_OK) return status;
-    }
+    fedkd_status parse_status = parse_layer_list(&parsed, json, where, "");
+    if (parse_status != FEDKD_OK) return parse_status;
 
     fedkd_layer *layers = calloc(FEDKD_MAX_LAYERS, sizeof *layers);
     if (!layers) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: out of memory checking the model", where);
@@ -296,6 +391,31 @@ cJSON *fedkd_model_spec_to_json(const fedkd_model_spec *spec)
             !cJSON_AddStringToObject(object, "init",
                                      layer->init == FEDKD_INIT_HE ? "he" : "glorot"))
             goto fail;
+        if (layer->global && !cJSON_AddTrueToObject(object, "global")) goto fail;
+        if (layer->groups && !cJSON_AddNumberToObject(object, "groups", layer->groups)) goto fail;
+        if (layer->momentum != 0.0f &&
+            !cJSON_AddNumberToObject(object, "momentum", (double)layer->momentum))
+            goto fail;
+        if (layer->epsilon != 0.0f &&
+            !cJSON_AddNumberToObject(object, "epsilon", (double)layer->epsilon))
+            goto fail;
+        if (strcmp(kind, "residual") == 0) {
+            /* Its body is the last `body` objects of the list: move them in. */
+            cJSON *body = cJSON_CreateArray();
+            if (!body || !cJSON_AddItemToObject(object, "layers", body)) {
+                cJSON_Delete(body);
+                goto fail;
+            }
+            int size = cJSON_GetArraySize(list);
+            int first = size - 1 - layer->body;
+            if (first < 0) goto fail;
+            for (int k = 0; k < layer->body; k++)
+                cJSON_AddItemToArray(body, cJSON_DetachItemFromArray(list, first));
+            if (layer->projection != FEDKD_PROJECTION_NONE &&
+                !cJSON_AddStringToObject(object, "projection",
+                                         projection_names[(int)layer->projection]))
+                goto fail;
+        }
     }
     return list;
 

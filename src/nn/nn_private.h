@@ -11,6 +11,16 @@ extern const fedkd_layer_kind fedkd_layer_kind_conv2d;
 extern const fedkd_layer_kind fedkd_layer_kind_maxpool;
 extern const fedkd_layer_kind fedkd_layer_kind_relu;
 extern const fedkd_layer_kind fedkd_layer_kind_flatten;
+extern const fedkd_layer_kind fedkd_layer_kind_avgpool;
+extern const fedkd_layer_kind fedkd_layer_kind_batchnorm;
+extern const fedkd_layer_kind fedkd_layer_kind_groupnorm;
+extern const fedkd_layer_kind fedkd_layer_kind_residual;
+
+/* A batchnorm's initial parameters: gamma 1, beta 0, running mean 0,
+ * running variance 1 (params holds 4 * channels floats). */
+void fedkd_nn_batchnorm_init(size_t channels, float *params);
+/* A normalisation layer's epsilon: the spec's, or the default 1e-5. */
+float fedkd_nn_norm_epsilon(const fedkd_layer_spec *spec);
 
 /* Geometry of a conv2d layer, derived from its spec and input shape. */
 typedef struct fedkd_conv2d_geometry {

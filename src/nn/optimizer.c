@@ -1,4 +1,5 @@
-/* Optimizers as a table by name. Each keeps its state in one flat buffer so
+/* Optimizers as a table by name. A step runs over ranges of the parameters
+ * (fedkd_optimizer_step_model leaves out the running statistics). Each keeps its state in one flat buffer so
  * that a checkpoint saves and restores it as a single array:
  *   sgd:  velocity (num_params)
  *   adam: first moment (num_params), second moment (num_params), step count (1)
@@ -15,7 +16,10 @@
 typedef struct optimizer_kind {
     const char *name;
     size_t (*state_floats)(size_t num_params);
-    void (*step)(fedkd_optimizer *optimizer, float *params, const float *grads);
+    /* Once per step, before the ranges (NULL: nothing). */
+    void (*begin_step)(fedkd_optimizer *optimizer);
+    void (*step)(fedkd_optimizer *optimizer, float *params, const float *grads, size_t begin,
+                 size_t end);
 } optimizer_kind;
 
 struct fedkd_optimizer {
@@ -28,20 +32,21 @@ struct fedkd_optimizer {
 
 static size_t sgd_state_floats(size_t num_params) { return num_params; }
 
-static void sgd_step(fedkd_optimizer *optimizer, float *params, const float *grads)
+/* Steps params[begin, end); the optimizer state is indexed like params. */
+static void sgd_step(fedkd_optimizer *optimizer, float *params, const float *grads, size_t begin,
+                     size_t end)
 {
     const fedkd_optimizer_settings *s = &optimizer->settings;
     float *velocity = optimizer->state;
     float lr = s->lr, momentum = s->momentum, decay = s->weight_decay;
-    size_t n = optimizer->num_params;
     if (s->nesterov) {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = begin; i < end; i++) {
             float g = grads[i] + decay * params[i];
             velocity[i] = momentum * velocity[i] + g;
             params[i] -= lr * (g + momentum * velocity[i]);
         }
     } else {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = begin; i < end; i++) {
             float g = grads[i] + decay * params[i];
             velocity[i] = momentum * velocity[i] + g;
             params[i] -= lr * velocity[i];
@@ -51,20 +56,24 @@ static void sgd_step(fedkd_optimizer *optimizer, float *params, const float *gra
 
 static size_t adam_state_floats(size_t num_params) { return 2 * num_params + 1; }
 
-static void adam_step(fedkd_optimizer *optimizer, float *params, const float *grads)
+static void adam_begin_step(fedkd_optimizer *optimizer)
+{
+    optimizer->state[2 * optimizer->num_params] += 1.0f;
+}
+
+static void adam_step(fedkd_optimizer *optimizer, float *params, const float *grads, size_t begin,
+                      size_t end)
 {
     const fedkd_optimizer_settings *s = &optimizer->settings;
     size_t n = optimizer->num_params;
     float *first = optimizer->state;
     float *second = optimizer->state + n;
-    float *step_count = optimizer->state + 2 * n;
-    *step_count += 1.0f;
-    double t = (double)*step_count;
+    double t = (double)optimizer->state[2 * n];
     float correction1 = (float)(1.0 - pow((double)s->beta1, t));
     float correction2 = (float)(1.0 - pow((double)s->beta2, t));
     float beta1 = s->beta1, beta2 = s->beta2, lr = s->lr, eps = s->epsilon;
     float decay = s->weight_decay;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = begin; i < end; i++) {
         float g = grads[i] + decay * params[i];
         first[i] = beta1 * first[i] + (1.0f - beta1) * g;
         second[i] = beta2 * second[i] + (1.0f - beta2) * g * g;
@@ -75,9 +84,9 @@ static void adam_step(fedkd_optimizer *optimizer, float *params, const float *gr
 }
 
 static const optimizer_kind optimizer_kinds[] = {
-    {"sgd", sgd_state_floats, sgd_step},
-    {"adam", adam_state_floats, adam_step},
-    {NULL, NULL, NULL},
+    {"sgd", sgd_state_floats, NULL, sgd_step},
+    {"adam", adam_state_floats, adam_begin_step, adam_step},
+    {NULL, NULL, NULL, NULL},
 };
 
 fedkd_optimizer_settings fedkd_optimizer_default_settings(void)
@@ -172,7 +181,23 @@ void fedkd_optimizer_destroy(fedkd_optimizer **optimizer)
 
 void fedkd_optimizer_step(fedkd_optimizer *optimizer, float *params, const float *grads)
 {
-    optimizer->kind->step(optimizer, params, grads);
+    if (optimizer->kind->begin_step) optimizer->kind->begin_step(optimizer);
+    optimizer->kind->step(optimizer, params, grads, 0, optimizer->num_params);
+}
+
+void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model)
+{
+    if (optimizer->kind->begin_step) optimizer->kind->begin_step(optimizer);
+    size_t next = 0, n = optimizer->num_params < model->num_params ? optimizer->num_params
+                                                                     : model->num_params;
+    for (int i = 0; i < model->num_layers; i++) {
+        const fedkd_layer *layer = &model->layers[i];
+        if (layer->stats_count == 0) continue;
+        size_t stats = layer->param_offset + layer->stats_offset;
+        if (stats > next) optimizer->kind->step(optimizer, model->params, model->grads, next, stats);
+        next = stats + layer->stats_count;
+    }
+    if (n > next) optimizer->kind->step(optimizer, model->params, model->grads, next, n);
 }
 
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer)

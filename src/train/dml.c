@@ -48,6 +48,19 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
         goto done;
     }
     float kl_scale = num_models > 1 ? 1.0f / (float)(num_models - 1) : 0.0f;
+    int min_batch = 1;
+    for (int i = 0; i < num_models; i++) {
+        int needed = fedkd_model_spec_min_train_batch(&models[i]->spec);
+        if (needed > min_batch) min_batch = needed;
+    }
+    if (batch_size < min_batch) {
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                            "config key `local.batch_size`: a peer has a batchnorm layer, which "
+                            "needs training batches of at least %d samples, got %d",
+                            min_batch, batch_size);
+        goto done;
+    }
+    for (int i = 0; i < num_models; i++) models[i]->training = 1;
 
     for (int epoch = 0; epoch < train->epochs; epoch++) {
         for (size_t i = 0; i < data->count; i++) order[i] = (uint32_t)i;
@@ -58,7 +71,7 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
         for (size_t first = 0; first < data->count; first += (size_t)batch_size) {
             size_t left = data->count - first;
             int count = left < (size_t)batch_size ? (int)left : batch_size;
-            if (train->drop_last && count < batch_size) break;
+            if ((train->drop_last && count < batch_size) || count < min_batch) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
             /* Every peer's prediction first: they are constants below. Each
              * model keeps its own activations for its backward pass. */
@@ -89,13 +102,14 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
                 }
                 fedkd_model_zero_grad(models[i]);
                 fedkd_model_backward(models[i], d_logits, count);
-                fedkd_optimizer_step(optimizers[i], models[i]->params, models[i]->grads);
+                fedkd_optimizer_step_model(optimizers[i], models[i]);
             }
             step++;
             if (steps) (*steps)++;
         }
     }
 done:
+    for (int i = 0; i < num_models; i++) models[i]->training = 0;
     free(order);
     fedkd_free(batch_x);
     free(batch_y);

@@ -18,6 +18,13 @@ fedkd_optimizer_settings fedkd_train_optimizer_settings(const fedkd_config *conf
 fedkd_status fedkd_train_model_spec(const fedkd_config *config, fedkd_shape shape,
                                     int num_classes, fedkd_model_spec *spec)
 {
-    return fedkd_model_spec_from_json(spec, config->model, shape, num_classes,
-                                      "config key `model`");
+    fedkd_status status = fedkd_model_spec_from_json(spec, config->model, shape, num_classes,
+                                                     "config key `model`");
+    if (!status && config->local.batch_size < fedkd_model_spec_min_train_batch(spec))
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                            "config key `local.batch_size`: the model of config key `model` has "
+                            "a batchnorm layer, whose batch statistics need training batches of "
+                            "at least %d samples, got %d",
+                            fedkd_model_spec_min_train_batch(spec), config->local.batch_size);
+    return status;
 }

@@ -98,6 +98,17 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                             data->origin, sample, fedkd_shape_size(model->spec.input));
         goto fail;
     }
+    /* Batch statistics of one sample are degenerate: refuse such a batch
+     * size, and skip a last partial minibatch of one sample (below). */
+    int min_batch = fedkd_model_spec_min_train_batch(&model->spec);
+    if (batch_size < min_batch) {
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                            "config key `local.batch_size`: model `%s` has a batchnorm layer, "
+                            "which needs training batches of at least %d samples, got %d",
+                            model->spec.name, min_batch, batch_size);
+        goto fail;
+    }
+    model->training = 1;
 
     /* Epochs, or passes until settings->steps steps are done: the same
      * sequence of minibatches, cut after the last step. */
@@ -118,7 +129,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
              first += (size_t)batch_size) {
             size_t left = data->count - first;
             int count = left < (size_t)batch_size ? (int)left : batch_size;
-            if (settings->drop_last && count < batch_size) break;
+            if ((settings->drop_last && count < batch_size) || count < min_batch) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
             if (settings->augment)
                 fedkd_augment_batch(settings->augment, data->shape, batch_x, count, &augment_rng,
@@ -157,7 +168,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             if (settings->grad_offset)
                 for (size_t p = 0; p < model->num_params; p++)
                     model->grads[p] += settings->grad_offset[p];
-            fedkd_optimizer_step(optimizer, model->params, model->grads);
+            fedkd_optimizer_step_model(optimizer, model);
             loss_sum += (double)loss;
             batches++;
             stats->steps++;
@@ -169,6 +180,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         stats->mean_loss = mean;
     }
 fail:
+    model->training = 0;
     stats->seconds = fedkd_time_now() - start;
     free(order);
     fedkd_free(batch_x);

@@ -421,6 +421,7 @@ static void check_bad_input(void)
     expect_refused("comm.topk_fraction", "comm.compression=topk", "comm.topk_fraction=1.5", NULL);
     expect_refused("comm.compression", "comm.compression=zip", NULL, NULL);
     expect_refused("comm.compression", "comm.compression=topk", "algorithm=fedmd", NULL);
+    expect_refused("comm.compression", "comm.compression=int8", "fedbn=true", NULL);
     remove(short_trace);
     remove(missing);
     remove(words);

@@ -8,7 +8,10 @@
  * functions). An analytic and a numeric derivative agree when
  * |a - n| <= 2e-2 * max(|a|, |n|) or |a - n| <= 1e-3 (layers) / 2e-4 (losses).
  * Inputs avoid kinks: ReLU inputs are at least 0.1 away from 0, maxpool
- * inputs are distinct by at least 0.05, MAE differences are at least 0.05. */
+ * inputs are distinct by at least 0.05, MAE differences are at least 0.05.
+ * Normalisation layers are checked in training mode (batch statistics) and
+ * in evaluation mode (running statistics, positive variances); a residual
+ * block also against its shortcut input, whose gradient goes to d_skip. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +46,8 @@ typedef struct layer_case {
     fedkd_shape input;
     int batch;
     int input_mode; /* 0: uniform(-1, 1); 1: away from 0 (relu); 2: distinct (maxpool) */
+    int training;   /* the layer's mode */
+    fedkd_shape skip; /* residual: the shape of its body's input */
 } layer_case;
 
 static double weighted_sum(const float *out, const float *weights, size_t n)
@@ -60,6 +65,8 @@ static void check_layer(const layer_case *c)
     layer.spec = c->spec;
     layer.kind = fedkd_layer_kind_find(c->spec.kind);
     layer.in_shape = c->input;
+    layer.skip_shape = c->skip;
+    layer.training = c->training;
     CHECK(layer.kind != NULL, "%s: kind `%s` not found", c->name, c->spec.kind);
     if (!layer.kind) return;
     fedkd_status status = layer.kind->configure(&layer);
@@ -78,6 +85,16 @@ static void check_layer(const layer_case *c)
     float *d_params_before = malloc((num_params + 1) * sizeof *d_params_before);
     float *d_input = malloc(in_count * sizeof *d_input);
     float *scratch = malloc((scratch_count + 1) * sizeof *scratch);
+    size_t saved_count = layer.kind->saved_floats ? layer.kind->saved_floats(&layer, c->batch) : 0;
+    size_t skip_count = fedkd_shape_size(c->skip) * (size_t)c->batch;
+    float *saved_buffer = malloc((saved_count + 1) * sizeof *saved_buffer);
+    float *skip = malloc((skip_count + 1) * sizeof *skip);
+    float *d_skip = malloc((skip_count + 1) * sizeof *d_skip);
+    layer.saved = saved_count ? saved_buffer : NULL;
+    layer.skip = skip;
+    layer.d_skip = d_skip;
+    fill_uniform(skip, skip_count, -1.0f, 1.0f);
+    for (size_t i = 0; i < skip_count; i++) d_skip[i] = 1e6f;
 
     if (c->input_mode == 2) {
         /* A shuffled ladder of values 0.05 apart: no ties, and a step of
@@ -95,6 +112,11 @@ static void check_layer(const layer_case *c)
     }
     fill_uniform(weights, out_count, -1.0f, 1.0f);
     fill_uniform(params, num_params, -0.5f, 0.5f);
+    /* Running statistics: any mean, a variance well above 0. */
+    for (size_t i = 0; i < layer.stats_count / 2; i++) {
+        params[layer.stats_offset + i] = uniform(-0.5f, 0.5f);
+        params[layer.stats_offset + layer.stats_count / 2 + i] = uniform(0.5f, 1.5f);
+    }
     /* Backward must ADD into d_params and OVERWRITE d_input. */
     fill_uniform(d_params_before, num_params, -1.0f, 1.0f);
     memcpy(d_params, d_params_before, num_params * sizeof *d_params);
@@ -124,6 +146,10 @@ static void check_layer(const layer_case *c)
         worst = fmax(worst, fabs((double)d_input[i] - numeric));
     }
     for (size_t i = 0; i < num_params; i++) {
+        /* Running statistics are not trained: they have no gradient by
+         * definition (checked below), though the output of an evaluation
+         * pass depends on them. */
+        if (i >= layer.stats_offset && i < layer.stats_offset + layer.stats_count) continue;
         float saved = params[i];
         params[i] = (float)((double)saved + eps);
         layer.kind->forward(&layer, params, input, output, c->batch, scratch);
@@ -141,6 +167,30 @@ static void check_layer(const layer_case *c)
         }
         worst = fmax(worst, fabs(analytic - numeric));
     }
+    int bad_skip = 0;
+    for (size_t i = 0; i < skip_count; i++) {
+        float saved_value = skip[i];
+        skip[i] = (float)((double)saved_value + eps);
+        layer.kind->forward(&layer, params, input, output, c->batch, scratch);
+        double plus = weighted_sum(output, weights, out_count);
+        skip[i] = (float)((double)saved_value - eps);
+        layer.kind->forward(&layer, params, input, output, c->batch, scratch);
+        double minus = weighted_sum(output, weights, out_count);
+        skip[i] = saved_value;
+        double numeric = (plus - minus) / (2.0 * eps);
+        if (disagree((double)d_skip[i], numeric, 1e-3)) {
+            if (bad_skip++ < 3)
+                fprintf(stderr, "%s: d_skip[%zu] analytic %g numeric %g\n", c->name, i,
+                        (double)d_skip[i], numeric);
+        }
+        worst = fmax(worst, fabs((double)d_skip[i] - numeric));
+    }
+    /* No gradient may reach the running statistics. */
+    for (size_t i = 0; i < layer.stats_count; i++)
+        CHECK(d_params[layer.stats_offset + i] == d_params_before[layer.stats_offset + i],
+              "%s: running statistic %zu got a gradient", c->name, i);
+    CHECK(bad_skip == 0, "%s: %d of %zu shortcut gradients disagree", c->name, bad_skip,
+          skip_count);
     CHECK(bad_input == 0, "%s: %d of %zu input gradients disagree", c->name, bad_input, in_count);
     CHECK(bad_param == 0, "%s: %d of %zu parameter gradients disagree", c->name, bad_param,
           num_params);
@@ -155,6 +205,9 @@ static void check_layer(const layer_case *c)
     free(d_params_before);
     free(d_input);
     free(scratch);
+    free(saved_buffer);
+    free(skip);
+    free(d_skip);
 }
 
 static fedkd_layer_spec layer_spec(const char *kind, int units, int filters, int kernel,
@@ -168,6 +221,28 @@ static fedkd_layer_spec layer_spec(const char *kind, int units, int filters, int
     spec.kernel = kernel;
     spec.stride = stride;
     spec.padding = padding;
+    return spec;
+}
+
+static fedkd_layer_spec global_pool(void)
+{
+    fedkd_layer_spec spec = layer_spec("avgpool", 0, 0, 0, 0, 0);
+    spec.global = 1;
+    return spec;
+}
+
+static fedkd_layer_spec group_norm(int groups)
+{
+    fedkd_layer_spec spec = layer_spec("groupnorm", 0, 0, 0, 0, 0);
+    spec.groups = groups;
+    return spec;
+}
+
+static fedkd_layer_spec residual(int body, fedkd_projection projection)
+{
+    fedkd_layer_spec spec = layer_spec("residual", 0, 0, 0, 0, 0);
+    spec.body = body;
+    spec.projection = projection;
     return spec;
 }
 
@@ -413,17 +488,37 @@ int main(void)
 {
     rng = fedkd_rng_stream(2, FEDKD_RNG_TEST, 0, 0);
     const layer_case cases[] = {
-        {"dense 2x3x1 -> 4", layer_spec("dense", 4, 0, 0, 0, 0), {2, 3, 1}, 3, 0},
-        {"dense 7 -> 1", layer_spec("dense", 1, 0, 0, 0, 0), {7, 1, 1}, 2, 0},
-        {"conv2d k3 s1 p1", layer_spec("conv2d", 0, 3, 3, 1, 1), {2, 6, 7}, 2, 0},
-        {"conv2d k3 s2 p1", layer_spec("conv2d", 0, 3, 3, 2, 1), {2, 7, 6}, 2, 0},
-        {"conv2d k2 s2 p0", layer_spec("conv2d", 0, 2, 2, 2, 0), {3, 5, 5}, 2, 0},
-        {"conv2d k3 s1 p0", layer_spec("conv2d", 0, 2, 3, 0, 0), {1, 5, 4}, 2, 0},
-        {"maxpool k2", layer_spec("maxpool", 0, 0, 2, 0, 0), {2, 6, 6}, 2, 2},
-        {"maxpool k3 s2 (overlap)", layer_spec("maxpool", 0, 0, 3, 2, 0), {2, 7, 7}, 2, 2},
-        {"maxpool k2 odd input", layer_spec("maxpool", 0, 0, 2, 0, 0), {1, 5, 7}, 2, 2},
-        {"relu", layer_spec("relu", 0, 0, 0, 0, 0), {3, 4, 4}, 2, 1},
-        {"flatten", layer_spec("flatten", 0, 0, 0, 0, 0), {2, 3, 3}, 2, 0},
+        {"dense 2x3x1 -> 4", layer_spec("dense", 4, 0, 0, 0, 0), {2, 3, 1}, 3, 0, 0, {0, 0, 0}},
+        {"dense 7 -> 1", layer_spec("dense", 1, 0, 0, 0, 0), {7, 1, 1}, 2, 0, 0, {0, 0, 0}},
+        {"conv2d k3 s1 p1", layer_spec("conv2d", 0, 3, 3, 1, 1), {2, 6, 7}, 2, 0, 0, {0, 0, 0}},
+        {"conv2d k3 s2 p1", layer_spec("conv2d", 0, 3, 3, 2, 1), {2, 7, 6}, 2, 0, 0, {0, 0, 0}},
+        {"conv2d k2 s2 p0", layer_spec("conv2d", 0, 2, 2, 2, 0), {3, 5, 5}, 2, 0, 0, {0, 0, 0}},
+        {"conv2d k3 s1 p0", layer_spec("conv2d", 0, 2, 3, 0, 0), {1, 5, 4}, 2, 0, 0, {0, 0, 0}},
+        {"maxpool k2", layer_spec("maxpool", 0, 0, 2, 0, 0), {2, 6, 6}, 2, 2, 0, {0, 0, 0}},
+        {"maxpool k3 s2 (overlap)", layer_spec("maxpool", 0, 0, 3, 2, 0), {2, 7, 7}, 2, 2, 0,
+         {0, 0, 0}},
+        {"maxpool k2 odd input", layer_spec("maxpool", 0, 0, 2, 0, 0), {1, 5, 7}, 2, 2, 0,
+         {0, 0, 0}},
+        {"relu", layer_spec("relu", 0, 0, 0, 0, 0), {3, 4, 4}, 2, 1, 0, {0, 0, 0}},
+        {"flatten", layer_spec("flatten", 0, 0, 0, 0, 0), {2, 3, 3}, 2, 0, 0, {0, 0, 0}},
+        {"avgpool k2", layer_spec("avgpool", 0, 0, 2, 0, 0), {2, 5, 6}, 2, 0, 0, {0, 0, 0}},
+        {"avgpool k3 s2 (overlap)", layer_spec("avgpool", 0, 0, 3, 2, 0), {2, 7, 7}, 2, 0, 0,
+         {0, 0, 0}},
+        {"avgpool global", global_pool(), {3, 4, 5}, 2, 0, 0, {0, 0, 0}},
+        {"batchnorm conv, training", layer_spec("batchnorm", 0, 0, 0, 0, 0), {3, 3, 4}, 2, 0, 1,
+         {0, 0, 0}},
+        {"batchnorm flat, training", layer_spec("batchnorm", 0, 0, 0, 0, 0), {5, 1, 1}, 4, 0, 1,
+         {0, 0, 0}},
+        {"batchnorm conv, evaluation", layer_spec("batchnorm", 0, 0, 0, 0, 0), {3, 3, 4}, 2, 0, 0,
+         {0, 0, 0}},
+        {"groupnorm 2 groups", group_norm(2), {4, 3, 3}, 2, 0, 0, {0, 0, 0}},
+        {"groupnorm 1 group, flat", group_norm(1), {6, 1, 1}, 3, 0, 0, {0, 0, 0}},
+        {"residual identity", residual(2, FEDKD_PROJECTION_NONE), {3, 4, 4}, 2, 0, 1, {3, 4, 4}},
+        {"residual conv s2", residual(2, FEDKD_PROJECTION_CONV), {4, 3, 3}, 2, 0, 1, {2, 5, 5}},
+        {"residual conv-bn s2, train", residual(2, FEDKD_PROJECTION_CONV_BATCHNORM), {4, 3, 3}, 3,
+         0, 1, {2, 6, 6}},
+        {"residual conv-bn, evaluation", residual(2, FEDKD_PROJECTION_CONV_BATCHNORM), {4, 3, 3},
+         2, 0, 0, {2, 3, 3}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_layer(&cases[i]);
 

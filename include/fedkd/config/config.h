@@ -102,6 +102,8 @@ typedef struct fedkd_config {
         double mu;
     } fedprox;
 
+    int fedbn; /* key fedbn: normalisation parameters stay on each client (FedBN) */
+
     struct {
         char method[32];
         double temperature;

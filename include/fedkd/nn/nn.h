@@ -30,18 +30,36 @@ typedef enum fedkd_init {
     FEDKD_INIT_GLOROT
 } fedkd_init;
 
-/* One layer as written in a model spec. Fields a kind does not use are 0. */
+/* A residual block's shortcut when its body changes the shape. */
+typedef enum fedkd_projection {
+    FEDKD_PROJECTION_NONE = 0,     /* identity: the body must keep the shape */
+    FEDKD_PROJECTION_CONV,         /* 1x1 conv, strided to the body's output size */
+    FEDKD_PROJECTION_CONV_BATCHNORM /* the same conv followed by a batchnorm */
+} fedkd_projection;
+
+/* One layer as written in a model spec. Fields a kind does not use are 0.
+ * A residual block is stored flat: its body is the `body` layers just
+ * before the `residual` entry (model_json.c nests them back for JSON). */
 typedef struct fedkd_layer_spec {
-    char kind[16];  /* "dense", "conv2d", "maxpool", "relu", "flatten" */
+    char kind[16];  /* "dense", "conv2d", "maxpool", "avgpool", "relu", "flatten",
+                       "batchnorm", "groupnorm", "residual" */
     int units;      /* dense: outputs */
     int filters;    /* conv2d: output channels */
-    int kernel;     /* conv2d: square kernel size; maxpool: window */
-    int stride;     /* conv2d, maxpool (0 means: conv 1, pool = kernel) */
+    int kernel;     /* conv2d: square kernel size; maxpool, avgpool: window */
+    int stride;     /* conv2d, maxpool, avgpool (0 means: conv 1, pool = kernel) */
     int padding;    /* conv2d: zero padding on each side */
     fedkd_init init;
+    int global;     /* avgpool: 1 averages each channel's whole plane to 1x1 */
+    int groups;     /* groupnorm: channel groups (must divide the channels) */
+    int body;       /* residual: how many layers before it form its body */
+    fedkd_projection projection; /* residual */
+    float momentum; /* batchnorm: weight of the batch in the running statistics (0: 0.1) */
+    float epsilon;  /* batchnorm, groupnorm: added to the variance (0: 1e-5) */
 } fedkd_layer_spec;
 
-#define FEDKD_MAX_LAYERS 32
+/* Flat layer entries of a model, counting each residual entry and each
+ * layer of its body (resnet20 has 69). */
+#define FEDKD_MAX_LAYERS 128
 
 typedef struct fedkd_model_spec {
     char name[32];          /* preset name or "custom" */
@@ -51,8 +69,11 @@ typedef struct fedkd_model_spec {
     fedkd_layer_spec layers[FEDKD_MAX_LAYERS];
 } fedkd_model_spec;
 
-/* Builds a preset: "mlp" (784-200-200-10, ReLU) or "cnn" (conv5x5x6, pool2,
- * conv5x5x16, pool2, dense 120, 84, classes, ReLU after each hidden layer).
+/* Builds a preset: "mlp" (784-200-200-10, ReLU), "cnn" (conv5x5x6, pool2,
+ * conv5x5x16, pool2, dense 120, 84, classes, ReLU after each hidden layer),
+ * "resnet8" or "resnet20" (conv3x3 16 + batchnorm + relu, three stages of
+ * one / three basic blocks at 16, 32, 64 channels, stride 2 at stages 2 and
+ * 3 with a 1x1 conv + batchnorm shortcut, global average pool, dense).
  * `input` and `num_classes` come from the dataset. */
 fedkd_status fedkd_model_spec_preset(fedkd_model_spec *spec, const char *name,
                                      fedkd_shape input, int num_classes);
@@ -63,7 +84,13 @@ typedef struct fedkd_layer fedkd_layer;
 
 /* A layer kind: one row of the layer table. `backward` ADDS parameter
  * gradients into d_params and OVERWRITES d_input (which may be NULL for the
- * first layer). `scratch` holds at least scratch_floats(layer, batch) floats. */
+ * first layer). `scratch` holds at least scratch_floats(layer, batch) floats
+ * and is free between calls; layer->saved (saved_floats, NULL: none) keeps
+ * what a forward pass leaves for its backward pass.
+ *
+ * In training mode (layer->training), a normalisation layer's forward pass
+ * also updates its running statistics, which live in `params` (the model's
+ * mutable flat buffer: the pointer is const only for the other kinds). */
 typedef struct fedkd_layer_kind {
     const char *name;
     /* Checks the spec against the input shape and fills out_shape,
@@ -76,15 +103,33 @@ typedef struct fedkd_layer_kind {
                      const float *output, const float *d_output, float *d_input,
                      float *d_params, int batch, float *scratch);
     size_t (*scratch_floats)(const fedkd_layer *layer, int batch);
+    size_t (*saved_floats)(const fedkd_layer *layer, int batch);
 } fedkd_layer_kind;
 
+/* Parameters of a layer fall in three classes, by offset from param_offset:
+ *   trainable:  everything outside [stats_offset, stats_offset + stats_count)
+ *   normalisation: [norm_offset, norm_offset + norm_count): gamma, beta and
+ *               the running statistics of batchnorm / groupnorm (FedBN keeps
+ *               them on the client)
+ *   running statistics: [stats_offset, stats_offset + stats_count), inside
+ *               the normalisation range: written by the training forward
+ *               pass, never by an optimizer (fedkd_optimizer_step_model) and
+ *               with no gradient, but averaged, checkpointed and sent like
+ *               every other parameter. */
 struct fedkd_layer {
     const fedkd_layer_kind *kind;
     fedkd_layer_spec spec;
     fedkd_shape in_shape, out_shape;
     size_t num_params;    /* floats of this layer in the model's flat buffer */
     size_t param_offset;  /* where they start */
+    size_t norm_offset, norm_count;   /* see above; 0, 0: none */
+    size_t stats_offset, stats_count; /* see above; 0, 0: none */
     int followed_by_relu; /* for the default initialiser */
+    int training;         /* copied from the model by fedkd_model_forward */
+    float *saved;         /* (saved_floats) in the model's workspace; NULL: none */
+    fedkd_shape skip_shape; /* residual: the input shape of its body */
+    const float *skip;    /* residual: the input of its body (batch, skip_shape) */
+    float *d_skip;        /* residual: backward writes the shortcut's input gradient here */
 };
 
 /* NULL if no layer kind has this name. */
@@ -102,10 +147,16 @@ typedef struct fedkd_model {
     float *params; /* (num_params) the one flat buffer: every layer's weights */
     float *grads;  /* (num_params) same layout */
     int max_batch;
+    /* Training mode: 1 while a training loop runs (batch statistics,
+     * running statistics updated), 0 for evaluation, logits and teacher
+     * predictions (running statistics). fedkd_model_create sets 0; the
+     * loops that call fedkd_model_backward set 1 and put it back. */
+    int training;
     /* activations[i] is the input of layer i; activations[num_layers] holds
      * the logits. Views into one allocation sized for max_batch. */
     float *activations[FEDKD_MAX_LAYERS + 1];
     float *d_activations[2]; /* ping-pong buffers for backward */
+    float *d_skip;           /* a residual block's shortcut gradient, until its body is done */
     float *scratch;
     size_t activation_floats, scratch_floats_per_pass;
 } fedkd_model;
@@ -130,6 +181,17 @@ void fedkd_model_zero_grad(fedkd_model *model);
 int fedkd_model_num_classes(const fedkd_model *model);
 /* Multiply-adds of one sample's forward pass (for FLOP counts). */
 double fedkd_model_forward_macs(const fedkd_model *model);
+/* The smallest batch the model can train on: 2 if it has a batchnorm
+ * (batch statistics of one sample are degenerate), else 1. The training
+ * loops skip a last partial minibatch smaller than this. */
+int fedkd_model_spec_min_train_batch(const fedkd_model_spec *spec);
+/* Sets *count to the number of parameter ranges of `which` kind and writes
+ * up to `max` of them into begin[] / end[] (flat-buffer offsets, ascending):
+ * FEDKD_PARAMS_NORM for the normalisation parameters (FedBN's local part),
+ * FEDKD_PARAMS_STATS for the running statistics. */
+typedef enum fedkd_param_class { FEDKD_PARAMS_NORM, FEDKD_PARAMS_STATS } fedkd_param_class;
+fedkd_status fedkd_model_spec_param_ranges(const fedkd_model_spec *spec, fedkd_param_class which,
+                                           size_t *begin, size_t *end, int max, int *count);
 
 /* ---- losses --------------------------------------------------------------
  * All losses take logits (batch, classes), return the batch-mean loss and,
@@ -173,6 +235,11 @@ fedkd_status fedkd_optimizer_create(fedkd_optimizer **out, const fedkd_optimizer
 void fedkd_optimizer_destroy(fedkd_optimizer **optimizer);
 /* params -= update(grads); grads are left untouched. */
 void fedkd_optimizer_step(fedkd_optimizer *optimizer, float *params, const float *grads);
+/* The same on model->params from model->grads, except the running
+ * statistics of its normalisation layers, which keep their values (no
+ * step, no weight decay, no momentum: their optimizer state stays 0). Every
+ * training loop steps through this one. */
+void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model);
 /* Clears momentum / moments and the step count. */
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer);
 /* The persistent state as one flat buffer (for checkpoints). */
