@@ -3,9 +3,14 @@
 # rounds, payload bytes and wall time until the global model first reaches
 # the target test accuracy, over several seeds. Fashion-MNIST, mlp.
 #
-#   bench/rtt_bench.sh [ALGORITHMS] [SEEDS] [SCHEMES]
+#   bench/rtt_bench.sh [ALGORITHMS] [SEEDS] [SCHEMES] [PROFILES]
 #   bench/rtt_bench.sh "fedavg fedprox" "1 2 3" "iid dirichlet0.5 dirichlet0.1 shards2"
+#   bench/rtt_bench.sh "fedavg fedmd" 1 dirichlet0.5 "lan 4g deadline-dropout"
 #
+# PROFILES (default: none) are simulated networks, configs/network/<name>.json
+# (README "Simulated network, dropouts and compressed uploads"); "none" runs
+# without one. A run with a profile writes ...-s<seed>-<profile>/ and the
+# table gains the simulated seconds to target.
 # ALGORITHMS are values of the config key `algorithm` (any the simulator
 # knows: fedavg, fedprox, feddf, fedmd, dsfl, fd, dml).
 # SCHEMES: iid, dirichletALPHA, shardsK (K classes per client), quantityALPHA
@@ -27,6 +32,7 @@ sim=${FEDKD_SIM:-$root/build/fedkd-sim}
 algorithms=${1:-fedavg fedprox}
 seeds=${2:-1 2 3}
 schemes=${3:-iid dirichlet0.5 dirichlet0.1 shards2}
+profiles=${4:-none}
 np=${FEDKD_NP:-4}
 target=${FEDKD_TARGET:-0.80}
 rounds=${FEDKD_ROUNDS:-30}
@@ -45,13 +51,21 @@ mkdir -p "$out"
 
 echo "load before: $(uptime)" >&2
 failed=0
+for profile in $profiles; do
+profile_config=()
+suffix=
+if [ "$profile" != none ]; then
+    profile_config=(--config "$root/configs/network/$profile.json")
+    [ -f "${profile_config[1]}" ] || { echo "rtt_bench: no network profile ${profile_config[1]}" >&2; exit 2; }
+    suffix=-$profile
+fi
 for scheme in $schemes; do
     settings=$(bench_scheme_settings "$scheme") || exit 2
     read -r -a partition <<<"$settings"
     for algorithm in $algorithms; do
         for seed in $seeds; do
-            dir=$out/$algorithm-$scheme-s$seed
-            settings=(--set mode=federated --set algorithm="$algorithm" --set data.name=fashion-mnist
+            dir=$out/$algorithm-$scheme-s$seed$suffix
+            settings=("${profile_config[@]}" --set mode=federated --set algorithm="$algorithm" --set data.name=fashion-mnist
                 --set data.dir="$data" --set model=mlp --set clients.count="$clients"
                 --set clients.per_round=1.0 "${partition[@]}" --set seed="$seed"
                 --set rounds="$rounds" --set target_accuracy="$target" --set local.epochs=1
@@ -66,7 +80,7 @@ for scheme in $schemes; do
             start=$(date +%s)
             if mpirun --oversubscribe -np "$np" "$sim" --quiet "${settings[@]}" >"$dir/log" 2>&1; then
                 echo "${settings[*]}" >"$dir/settings"
-                echo "  $(date +%T) $algorithm $scheme seed $seed: $(( $(date +%s) - start )) s (load $(cut -d" " -f1-3 /proc/loadavg))" >&2
+                echo "  $(date +%T) $algorithm $scheme seed $seed $profile: $(( $(date +%s) - start )) s (load $(cut -d" " -f1-3 /proc/loadavg))" >&2
             else
                 echo "rtt_bench: $algorithm $scheme seed $seed failed: $(tail -2 "$dir/log")" >&2
                 failed=$((failed + 1))
@@ -74,8 +88,9 @@ for scheme in $schemes; do
         done
     done
 done
+done
 echo "load after: $(uptime)" >&2
 echo "settings: -np $np, $clients clients (all per round), mlp, lr $lr, $rounds rounds, target $target" >&2
 /usr/bin/python3 "$root/bench/rtt_table.py" "$out" --algorithms "$algorithms" --schemes "$schemes" \
-    --seeds "$seeds" --target "$target" --rounds "$rounds"
+    --seeds "$seeds" --target "$target" --rounds "$rounds" --profiles "$profiles"
 [ "$failed" = 0 ] || { echo "rtt_bench: $failed run(s) failed" >&2; exit 1; }

@@ -33,6 +33,22 @@ static const char *const kd_ensemble_rules[] = {"probs", "logits", NULL};
 static const char *const kd_confidence_rules[] = {"supervised", "unsupervised", NULL};
 static const char *const kd_places[] = {"local", "public", NULL};
 static const char *const fedmd_digest_losses[] = {"mae", "kl", NULL};
+static const char *const distributions[] = {"constant", "uniform", "lognormal", NULL};
+static const char *const compressions[] = {"none", "float16", "int8", "topk", NULL};
+
+/* One simulated device quantity (network.speed, ...): its distribution and
+ * parameters; `positive` quantities (speed, bandwidth) must be > 0. */
+#define DISTRIBUTION_KEYS(name, member, value_default, low_default, high_default, lowest)     \
+    {.path = "network." name ".distribution", .type = CONFIG_STRING,                        \
+     AT(network.member.distribution), .choices = distributions, .fallback = "\"constant\""}, \
+    {.path = "network." name ".value", .type = CONFIG_DOUBLE, AT(network.member.value),       \
+     lowest, .fallback = value_default},                                                     \
+    {.path = "network." name ".low", .type = CONFIG_DOUBLE, AT(network.member.low), lowest,  \
+     .fallback = low_default},                                                               \
+    {.path = "network." name ".high", .type = CONFIG_DOUBLE, AT(network.member.high), lowest, \
+     .fallback = high_default},                                                              \
+    {.path = "network." name ".sigma", .type = CONFIG_DOUBLE, AT(network.member.sigma),      \
+     AT_LEAST(0.0), .fallback = "0.5"}
 
 static const config_key keys[] = {
     {.path = "seed", .type = CONFIG_SEED, AT(seed),
@@ -188,6 +204,28 @@ static const config_key keys[] = {
     {.path = "run.dir", .type = CONFIG_STRING, AT(run.dir), .flags = CONFIG_NON_EMPTY},
     {.path = "checkpoint.every", .type = CONFIG_INT, AT(checkpoint.every), AT_LEAST(0.0)},
     {.path = "checkpoint.keep", .type = CONFIG_INT, AT(checkpoint.keep), AT_LEAST(1.0)},
+
+    /* The simulated clock, dropouts and compressed uploads (src/fl/netsim.c,
+     * src/fl/compress.c). Whether low <= high and the trace file are checked
+     * by the federation. */
+    {.path = "network.enabled", .type = CONFIG_BOOL, AT(network.enabled), .fallback = "false"},
+    {.path = "network.trace", .type = CONFIG_STRING, AT(network.trace), .fallback = "\"\""},
+    DISTRIBUTION_KEYS("speed", speed, "2000", "1000", "4000", ABOVE(0.0)),
+    DISTRIBUTION_KEYS("up", up, "10", "5", "20", ABOVE(0.0)),
+    DISTRIBUTION_KEYS("down", down, "50", "20", "100", ABOVE(0.0)),
+    DISTRIBUTION_KEYS("latency", latency, "0.01", "0.005", "0.05", AT_LEAST(0.0)),
+    /* 0 (the default): no deadline. Written configs (summary.json,
+     * checkpoints) carry the 0 and must load again, so it stays valid. */
+    {.path = "round.deadline_seconds", .type = CONFIG_DOUBLE, AT(round.deadline_seconds),
+     AT_LEAST(0.0), .fallback = "0"},
+    {.path = "round.dropout", .type = CONFIG_DOUBLE, AT(round.dropout),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MAX_EXCLUSIVE, .min = 0.0, .max = 1.0,
+     .fallback = "0"},
+    {.path = "comm.compression", .type = CONFIG_STRING, AT(comm.compression),
+     .choices = compressions, .fallback = "\"none\""},
+    {.path = "comm.topk_fraction", .type = CONFIG_DOUBLE, AT(comm.topk_fraction),
+     .flags = CONFIG_HAS_MIN | CONFIG_HAS_MAX | CONFIG_MIN_EXCLUSIVE, .min = 0.0, .max = 1.0,
+     .fallback = "0.01"},
 };
 
 #define NUM_KEYS ((int)(sizeof keys / sizeof keys[0]))

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "fedkd/core/core.h"
+#include "fl/compress.h"
 #include "fl/fl_round.h"
 #include "fl/softlabel.h"
 
@@ -42,6 +43,13 @@ static fl_payload feddf_payload(const fl_run *run, int round)
      * logits (upload_floats counts each participant's own size). */
     fl_payload p = {.down = all_globals(run), .up = all_globals(run) + logits,
                     .sent_up = run->num_params + logits};
+    /* One architecture: the upload's segments, for compression (compress.h;
+     * refused with several). */
+    if (run->num_globals == 1) {
+        p.up_weights = run->num_params;
+        p.up_weight_segments = 1;
+        p.up_soft = logits;
+    }
     return p;
 }
 
@@ -98,16 +106,17 @@ static fedkd_status feddf_client(const fl_run *run, fl_client_round *c)
     const float *global = c->down + run->global_offset[g];
     fedkd_status status = fl_train_private(run, c, NULL, global);
     if (!status)
-        status = fedkd_fixed_accumulate_delta(c->sum + run->global_offset[g], c->model->params,
-                                              global, architecture_params(run, g),
-                                              architecture_weight(run, c, g));
+        status = fl_upload(run, c, run->global_offset[g], c->model->params, global,
+                           architecture_params(run, g), architecture_weight(run, c, g),
+                           FL_SEGMENT_WEIGHTS, 0);
     if (status) return status;
     size_t floats = run->sample_len * (size_t)run->num_classes;
     float *logits = fedkd_alloc(floats * sizeof(float));
     if (!logits) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu logits", floats);
     status = fl_logits_on_rows(c->model, run->public_set, c->sample, run->sample_len, logits);
     if (!status)
-        status = fedkd_fixed_accumulate(c->sum + all_globals(run), logits, floats, 1.0 / c->count);
+        status = fl_upload(run, c, all_globals(run), logits, NULL, floats, 1.0 / c->count,
+                           FL_SEGMENT_SOFT, 0);
     fedkd_free(logits);
     return status;
 }

@@ -19,6 +19,7 @@
 #include <math.h>
 
 #include "fedkd/core/core.h"
+#include "fl/compress.h"
 #include "fl/fl_round.h"
 
 static fedkd_status fednova_check_config(const fedkd_config *config)
@@ -30,7 +31,8 @@ static fl_payload fednova_payload(const fl_run *run, int round)
 {
     (void)round;
     size_t n = run->num_params;
-    fl_payload p = {.down = n, .up = n + 1, .sent_up = n + 1};
+    fl_payload p = {.down = n, .up = n + 1, .sent_up = n + 1, .up_weights = n,
+                    .up_weight_segments = 1};
     return fl_fedbn_payload(run, p, 1, 1);
 }
 
@@ -48,7 +50,8 @@ static fedkd_status fednova_client(const fl_run *run, fl_client_round *c)
     double a = fl_sgd_effective_steps(c->steps, run->config->local.momentum);
     /* A client that took no step moved nothing and adds nothing. */
     if (!(a > 0.0)) return FEDKD_OK;
-    status = fedkd_fixed_accumulate_delta(c->sum, c->model->params, c->down, n, c->weight / a);
+    status = fl_upload(run, c, 0, c->model->params, c->down, n, c->weight / a, FL_SEGMENT_WEIGHTS,
+                       0);
     double share = c->weight * a;
     if (!status && !(fabs(share) <= FEDKD_FIXED_LIMIT))
         status = FEDKD_FAIL(FEDKD_ERR_NUMERIC, "fednova: client %d's %g effective steps cannot "

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "fedkd/core/core.h"
+#include "fl/compress.h"
 #include "fl/fl_round.h"
 
 static fedkd_status scaffold_check_config(const fedkd_config *config)
@@ -38,7 +39,8 @@ static fl_payload scaffold_payload(const fl_run *run, int round)
 {
     (void)round;
     size_t n = run->num_params;
-    fl_payload p = {.down = 2 * n, .up = 2 * n, .sent_up = 2 * n};
+    fl_payload p = {.down = 2 * n, .up = 2 * n, .sent_up = 2 * n, .up_weights = n,
+                    .up_weight_segments = 2};
     return fl_fedbn_payload(run, p, 2, 2);
 }
 
@@ -82,13 +84,13 @@ static fedkd_status scaffold_client(const fl_run *run, fl_client_round *c)
     fl_fedbn_zero_local(run, work);
     fedkd_status status = fl_train_private_offset(run, c, NULL, global, work);
     if (!status)
-        status = fedkd_fixed_accumulate_delta(c->sum, c->model->params, global, n, c->weight);
+        status = fl_upload(run, c, 0, c->model->params, global, n, c->weight, FL_SEGMENT_WEIGHTS, 0);
     if (!status) {
         double k = fl_sgd_effective_steps(c->steps, run->config->local.momentum);
         fl_scaffold_update_variate(client_variate, server_variate, global, c->model->params, n, k,
                                    c->lr, work);
         fl_fedbn_zero_local(run, work);
-        status = fedkd_fixed_accumulate(c->sum + n, work, n, 1.0 / run->num_clients);
+        status = fl_upload(run, c, n, work, NULL, n, 1.0 / run->num_clients, FL_SEGMENT_WEIGHTS, n);
     }
     fedkd_free(work);
     return status;

@@ -23,7 +23,9 @@
 #include <string.h>
 
 #include "fedkd/core/core.h"
+#include "fl/compress.h"
 #include "fl/fl_round.h"
+#include "fl/netsim.h"
 #include "fl/softlabel.h"
 
 static size_t sample_floats(const fl_run *run)
@@ -35,8 +37,26 @@ static size_t sample_floats(const fl_run *run)
 static fl_payload public_payload(const fl_run *run, int round)
 {
     size_t floats = sample_floats(run);
-    fl_payload p = {.down = round > 1 ? floats : 0, .up = floats, .sent_up = floats};
+    fl_payload p = {.down = round > 1 ? floats : 0, .up = floats, .sent_up = floats,
+                    .up_soft = floats};
     return p;
+}
+
+/* The simulated clock's count of public samples fitted: epochs of the
+ * server state, from round 2 on. */
+static size_t fedmd_public_samples(const fl_run *run, int round)
+{
+    return round > 1 ? (size_t)run->config->fedmd.digest_epochs * run->sample_len : 0;
+}
+
+static size_t dsfl_public_samples(const fl_run *run, int round)
+{
+    return round > 1 ? (size_t)run->config->dsfl.epochs * run->sample_len : 0;
+}
+
+static size_t dml_public_samples(const fl_run *run, int round)
+{
+    return round > 1 ? (size_t)run->config->dml.epochs * run->sample_len : 0;
 }
 
 static size_t public_state_len(const fl_run *run)
@@ -84,7 +104,8 @@ static fedkd_status upload_predictions(const fl_run *run, fl_client_round *c, in
         fl_logits_on_rows(c->model, run->public_set, c->next_sample, run->sample_len, logits);
     if (!status && probabilities)
         fedkd_softmax(logits, logits, (int)run->sample_len, run->num_classes, 1.0f);
-    if (!status) status = fedkd_fixed_accumulate(c->sum, logits, floats, 1.0 / c->count);
+    if (!status)
+        status = fl_upload(run, c, 0, logits, NULL, floats, 1.0 / c->count, FL_SEGMENT_SOFT, 0);
     fedkd_free(logits);
     return status;
 }
@@ -133,6 +154,7 @@ const fl_algorithm_ops fl_fedmd_ops = {
     .server_state_len = public_state_len,
     .client_round = fedmd_client,
     .server_update = state_is_mean,
+    .public_samples = fedmd_public_samples,
 };
 
 /* ---- DS-FL --------------------------------------------------------------------
@@ -170,6 +192,7 @@ const fl_algorithm_ops fl_dsfl_ops = {
     .server_state_len = public_state_len,
     .client_round = dsfl_client,
     .server_update = dsfl_server,
+    .public_samples = dsfl_public_samples,
 };
 
 /* ---- DML across clients ---------------------------------------------------------
@@ -185,18 +208,24 @@ static fedkd_status dml_fit(const fl_run *run, fl_client_round *c, int *previous
                             float *others)
 {
     const fedkd_config *config = run->config;
-    int k = fedkd_select_clients(config->seed, c->round - 1, run->num_clients,
-                                 config->clients.per_round, previous);
+    /* The uploaders of round r - 1: its participants that reported. */
+    fl_round_plan plan;
+    fedkd_status status = fl_round_plan_alloc(&plan, run->num_clients);
+    if (status) return status;
+    int k = fl_round_participants(run, c->round - 1, &plan);
+    if (k > 0) memcpy(previous, plan.received, (size_t)k * sizeof *previous);
+    fl_round_plan_free(&plan);
     if (k < 0) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients");
     int was_peer = 0;
     for (int i = 0; i < k; i++) was_peer |= previous[i] == c->client;
     if (was_peer && k < 2) return FEDKD_OK; /* it was the only uploader */
     const float *targets = c->down;
     if (was_peer) {
-        fedkd_status status =
-            fl_logits_on_rows(c->model, run->public_set, c->sample, run->sample_len, own);
+        status = fl_logits_on_rows(c->model, run->public_set, c->sample, run->sample_len, own);
         if (status) return status;
         fedkd_softmax(own, own, (int)run->sample_len, run->num_classes, 1.0f);
+        /* Its share as the server received it. */
+        fl_compress_soft(config, own, sample_floats(run));
         fl_mean_of_others(c->down, own, k, run->sample_len, run->num_classes, others);
         targets = others;
     }
@@ -229,6 +258,7 @@ const fl_algorithm_ops fl_dml_ops = {
     .server_state_len = public_state_len,
     .client_round = dml_client,
     .server_update = state_is_mean,
+    .public_samples = dml_public_samples,
 };
 
 /* ---- FD --------------------------------------------------------------------------
@@ -242,7 +272,8 @@ const fl_algorithm_ops fl_dml_ops = {
 static fl_payload fd_payload(const fl_run *run, int round)
 {
     size_t floats = (size_t)run->num_classes * (size_t)(run->num_classes + 1);
-    fl_payload p = {.down = round > 1 ? floats : 0, .up = floats, .sent_up = floats};
+    fl_payload p = {.down = round > 1 ? floats : 0, .up = floats, .sent_up = floats,
+                    .up_soft = (size_t)run->num_classes * (size_t)run->num_classes};
     return p;
 }
 
@@ -267,6 +298,8 @@ static fedkd_status fd_client(const fl_run *run, fl_client_round *c)
         goto done;
     }
     status = fl_class_mean_logits(c->model, c->data, means, counts);
+    /* The C x C matrix travels compressed as one segment; the counts exact. */
+    if (!status) fl_compress_soft(run->config, means, matrix);
     /* Each class's mean over all participants' samples of it: the partition
      * tells every rank how many each participant has. */
     for (int k = 0; !status && k < classes; k++) {

@@ -9,6 +9,7 @@
 
 #include "fedkd/core/core.h"
 #include "fedkd/fl/fl.h"
+#include "fl/compress.h"
 #include "fl/fl_round.h"
 
 /* FedAvg: plain local training from the global weights. */
@@ -143,7 +144,8 @@ fedkd_status fl_require_sgd(const fedkd_config *config, const char *algorithm)
 static fl_payload weights_payload(const fl_run *run, int round)
 {
     (void)round;
-    fl_payload p = {.down = run->num_params, .up = run->num_params, .sent_up = run->num_params};
+    fl_payload p = {.down = run->num_params, .up = run->num_params, .sent_up = run->num_params,
+                    .up_weights = run->num_params, .up_weight_segments = 1};
     return fl_fedbn_payload(run, p, 1, 1);
 }
 
@@ -158,8 +160,8 @@ static fedkd_status weights_client(const fl_run *run, fl_client_round *c)
 {
     fedkd_status status = fl_train_private(run, c, NULL, c->down);
     if (status) return status;
-    return fedkd_fixed_accumulate_delta(c->sum, c->model->params, c->down, run->num_params,
-                                        c->weight);
+    return fl_upload(run, c, 0, c->model->params, c->down, run->num_params, c->weight,
+                     FL_SEGMENT_WEIGHTS, 0);
 }
 
 /* w_global += server.lr * (sample-weighted mean of the deltas). */

@@ -60,6 +60,8 @@ fl_payload fl_fedbn_payload(const fl_run *run, fl_payload payload, size_t copies
     size_t local = fl_fedbn_local_len(run);
     payload.sent_down = payload.down - copies_down * local;
     payload.sent_up -= copies_up * local;
+    /* Each weight segment (compress.h) is one model's worth. */
+    if (payload.up_weight_segments > 0) payload.up_weights -= local;
     return payload;
 }
 

@@ -30,7 +30,9 @@
 #include "fedkd/core/core.h"
 #include "fedkd/data/partition.h"
 #include "fedkd/core/memory.h"
+#include "fl/compress.h"
 #include "fl/federation_private.h"
+#include "fl/netsim.h"
 #include "fl/softlabel.h"
 
 enum { HEADER_CONTINUE = 0, HEADER_STOP = 1, HEADER_ERROR = 2 };
@@ -45,6 +47,7 @@ static fedkd_status check_config(federation *f)
     fedkd_status status = fedkd_algorithm_find(config->algorithm, &f->algorithm);
     if (!status) status = fl_client_models_check(config, f->algorithm);
     if (!status && f->algorithm->ops->check_config) status = f->algorithm->ops->check_config(config);
+    if (!status) status = fl_netsim_check_config(config, f->algorithm->global_model);
     if (!status && !f->algorithm->global_model && config->init.model[0])
         status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
                             "config key `init.model`: algorithm `%s` keeps one model per client "
@@ -107,6 +110,19 @@ static fedkd_status load_data(federation *f)
     /* One global model per architecture: each needs clients. */
     if (!status && f->algorithm->global_model && f->algorithm->mixed_models)
         status = fl_client_models_check_held(config, &run->models);
+    /* Compressed uploads are coded per architecture only with one. */
+    if (!status && f->algorithm->global_model && run->models.num_architectures > 1 &&
+        strcmp(config->comm.compression, "none") != 0)
+        status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
+                            "config key `comm.compression`: \"%s\" is not supported with %d "
+                            "architectures in clients.models yet; use \"none\"",
+                            config->comm.compression, run->models.num_architectures);
+    /* Every rank draws (or reads) every client's simulated device. */
+    if (!status) status = fl_netsim_create(&f->netsim, config, f->num_clients);
+    if (!status) status = fl_round_plan_alloc(&f->plan, f->num_clients);
+    if (!status) status = fl_round_plan_alloc(&f->previous_plan, f->num_clients);
+    if (!status) status = fl_round_plan_alloc(&f->log_plan, f->num_clients);
+    run->netsim = &f->netsim;
     return status;
 }
 
@@ -231,9 +247,11 @@ static fedkd_status draw_samples(federation *f, int round)
 
 /* Runs the hosted clients among the selected ones and adds their
  * contributions into the accumulator. Returns seconds spent. A failure is
- * counted in SLOT_ERRORS so that the server learns of it through the reduce. */
+ * counted in SLOT_ERRORS so that the server learns of it through the reduce.
+ * no_server_state: 1 after a round nobody reported in, -1 when finding that
+ * out failed on this rank (a failure like a client's). */
 static double train_hosted_clients(federation *f, int round, const int *selected, int m,
-                                   const fl_payload *payload)
+                                   const fl_payload *payload, int no_server_state)
 {
     double start = fedkd_time_now();
     /* Test hook: rounds that last long enough for a signal or a kill to
@@ -248,10 +266,15 @@ static double train_hosted_clients(federation *f, int round, const int *selected
     int64_t *slots = f->accumulator + f->sum_len;
     double total = (double)selected_samples(f, selected, m);
     int packed = algorithm->global_model && payload->down > f->num_params;
-    const float *down = !payload->down                          ? NULL
+    /* After a round nobody reported in, the soft-label server state is
+     * stale (predictions on another public sample): it is broadcast, and
+     * the clients start as in round 1. */
+    const float *down = !payload->down || no_server_state     ? NULL
                         : algorithm->global_model && !packed ? f->global
                                                                : f->down;
-    fedkd_status status = draw_samples(f, round);
+    fedkd_status status = no_server_state < 0
+                              ? FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients")
+                              : draw_samples(f, round);
     int next = 0;
     for (int h = 0; !status && h < f->num_hosted; h++) {
         int client = f->hosted[h];
@@ -275,6 +298,9 @@ static double train_hosted_clients(federation *f, int round, const int *selected
             .state = algorithm->global_model && f->client_state_len
                          ? f->client_state + (size_t)h * f->client_state_len
                          : NULL,
+            .residual = f->residual_len ? f->client_state + (size_t)(h + 1) * f->client_state_len -
+                                              f->residual_len
+                                        : NULL,
         };
         status = algorithm->ops->client_round(&f->run, &c);
         if (!status) {
@@ -296,9 +322,10 @@ static double train_hosted_clients(federation *f, int round, const int *selected
     return fedkd_time_now() - start;
 }
 
-/* Rank 0: one finished round into the run's result. */
+/* Rank 0: one finished round into the run's result (its simulated seconds
+ * beside it). */
 static void add_to_result(fedkd_run_result *result, const fedkd_round_metrics *m,
-                          const fedkd_config *config)
+                          const fedkd_config *config, double simulated_seconds)
 {
     result->rounds_run = m->round;
     result->final_accuracy = m->test_accuracy;
@@ -306,10 +333,42 @@ static void add_to_result(fedkd_run_result *result, const fedkd_round_metrics *m
     result->bytes_down_total += m->bytes_down;
     result->bytes_up_total += m->bytes_up;
     result->wire_bytes_total += m->wire_bytes;
+    result->simulated = config->network.enabled;
+    result->simulated_seconds_total += simulated_seconds;
     if (!result->rounds_to_target && m->test_accuracy >= config->target_accuracy) {
         result->rounds_to_target = m->round;
         result->bytes_to_target = result->bytes_down_total + result->bytes_up_total;
+        result->simulated_seconds_to_target = result->simulated_seconds_total;
     }
+}
+
+/* Rank 0: round m->round on the simulated network (its time, who dropped),
+ * found again from the seed, so that neither the metrics history nor the
+ * checkpoints need to keep it. Nothing to find without clock or dropout. */
+static fedkd_status round_network(federation *f, const fedkd_round_metrics *m,
+                                  fedkd_round_network *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!f->netsim.enabled && !(f->netsim.dropout > 0.0)) return FEDKD_OK;
+    if (fl_round_participants(&f->run, m->round, &f->log_plan) < 0)
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory selecting clients");
+    out->simulated_seconds = f->log_plan.seconds;
+    out->dropped = f->log_plan.num_dropped;
+    out->dropped_clients = out->dropped ? f->log_plan.dropped : NULL;
+    return FEDKD_OK;
+}
+
+/* Rank 0: a round's log row and its share of the run's result. */
+static fedkd_status log_round(federation *f, const fedkd_round_metrics *m, const double *scores,
+                              fedkd_run_result *result, int write)
+{
+    fedkd_round_network network;
+    fedkd_status status = round_network(f, m, &network);
+    if (!status && write)
+        status = fedkd_runlog_write_round_more(&f->log, m, &network, scores ? f->num_models : 0,
+                                               scores);
+    if (!status && result) add_to_result(result, m, f->config, network.simulated_seconds);
+    return status;
 }
 
 static void free_federation(federation *f)
@@ -340,6 +399,10 @@ static void free_federation(federation *f)
     fedkd_free(f->server_state);
     free(f->history);
     free(f->model_scores);
+    fl_netsim_free(&f->netsim);
+    fl_round_plan_free(&f->plan);
+    fl_round_plan_free(&f->previous_plan);
+    fl_round_plan_free(&f->log_plan);
 }
 
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
@@ -395,9 +458,10 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
         /* A resumed run's logs are the checkpoint's history (rounds logged
          * after it are redone), then the new rounds. */
         for (int i = 0; !status && i < f->history_len; i++)
-            status = fedkd_runlog_write_round_models(
-                &f->log, &f->history[i], f->num_models,
-                f->model_scores ? f->model_scores + (size_t)i * 2 * (size_t)f->num_models : NULL);
+            status = log_round(
+                f, &f->history[i],
+                f->model_scores ? f->model_scores + (size_t)i * 2 * (size_t)f->num_models : NULL,
+                NULL, 1);
         if (!status) {
             cJSON *json = fedkd_partition_to_json(f->partition);
             status = json ? fedkd_write_json_file(config->run.dir, "partition.json", json)
@@ -454,7 +518,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         if (!overlapped) m->round_seconds += m->eval_seconds;
         if (status) return status;
     }
-    fedkd_status status = fedkd_runlog_write_round_models(&f->log, m, f->num_models, scores);
+    fedkd_status status = log_round(f, m, scores, NULL, 1);
     if (status) return status;
     /* After SIGTERM mpiexec stops reading the ranks' output: a line printed
      * then can block until the kill. */
@@ -466,8 +530,7 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
         memcpy(f->model_scores + (size_t)f->history_len * 2 * (size_t)f->num_models, scores,
                2 * (size_t)f->num_models * sizeof *scores);
     f->history[f->history_len++] = *m;
-    add_to_result(result, m, f->config);
-    return FEDKD_OK;
+    return log_round(f, m, NULL, result, 0);
 }
 
 /* Rank 0: the checksum of every architecture's global model, one after
@@ -509,8 +572,10 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     }
     /* Run time includes the time before a resumed checkpoint. */
     start -= f->earlier_seconds;
-    for (int i = 0; f->rank == 0 && i < f->history_len; i++)
-        add_to_result(result, &f->history[i], config);
+    /* Rank 0 alone: a failure here stops the run through the first header. */
+    fedkd_status resumed = FEDKD_OK;
+    for (int i = 0; !resumed && f->rank == 0 && i < f->history_len; i++)
+        resumed = log_round(f, &f->history[i], NULL, result, 0);
     if (f->rank == 0) {
         int m = fedkd_clients_per_round(f->num_clients, config->clients.per_round);
         char models[128];
@@ -530,7 +595,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     const int buffer_len = (int)(f->sum_len + SLOT_EXTRA);
     int64_t *reduced_slots = f->reduced + f->sum_len;
     int *selected = f->header + HEADER_FIXED;
-    fedkd_status local_failure = FEDKD_OK;
+    fedkd_status local_failure = resumed;
     /* Rank 0: the aggregated round whose evaluation is still to come. */
     fedkd_round_metrics pending = {0};
     int has_pending = 0;
@@ -636,6 +701,15 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             break;
         }
         int count = f->header[HEADER_COUNT];
+        /* Who of the selected clients reports (dropout, deadline) and the
+         * round's simulated time: the same on every rank, from the seed. */
+        fl_netsim_plan(&f->netsim, &f->run, round, selected, count, &f->plan);
+        int received = f->plan.num_received;
+        int no_server_state = 0;
+        if (!f->algorithm->global_model && round > 1)
+            no_server_state = fl_round_participants(&f->run, round - 1, &f->previous_plan) < 0
+                                  ? -1
+                                  : f->previous_plan.num_received == 0;
 
         /* 2. The payload down: global weights or the server's consensus. */
         fl_payload payload = f->algorithm->ops->payload(&f->run, round);
@@ -660,7 +734,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
 
         /* 3. Local training of the hosted, selected clients. */
-        double train_seconds = train_hosted_clients(f, round, selected, count, &payload);
+        double train_seconds =
+            train_hosted_clients(f, round, f->plan.received, received, &payload, no_server_state);
         if (f->accumulator[f->sum_len + SLOT_ERRORS] && f->rank != 0)
             local_failure = FEDKD_ERR_NUMERIC;
 
@@ -681,9 +756,12 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)buffer_len * sizeof(int64_t);
-        m.bytes_up = f->algorithm->ops->upload_floats
-                         ? f->algorithm->ops->upload_floats(&f->run, selected, count) * sizeof(float)
-                         : (uint64_t)payload.sent_up * sizeof(float) * (uint64_t)count;
+        /* FedDF over mixed architectures: each participant's own size
+         * (uncompressed: compression is refused with mixed models). */
+        m.bytes_up = f->run.num_globals > 1 && f->algorithm->ops->upload_floats
+                         ? f->algorithm->ops->upload_floats(&f->run, f->plan.received, received) *
+                               sizeof(float)
+                         : fl_upload_bytes(config, &payload) * (uint64_t)received;
         double slowest = 0.0;
         t = fedkd_time_now();
         MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
@@ -696,7 +774,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
 
         /* 5. Server: apply, evaluate, log. */
         m.round = round;
-        m.participants = count;
+        m.participants = received;
         m.train_seconds = slowest;
         /* With P > 1 the server's reduce wait contains the clients' training
          * and, alongside it, the previous round's evaluation. */
@@ -711,18 +789,29 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
         t = fedkd_time_now();
         fl_server_round update = {
-            .round = round, .count = count, .sum = f->reduced, .global = f->global,
+            .round = round, .count = received, .sum = f->reduced, .global = f->global,
             .state = f->server_state, .sample = f->sample, .models = f->server_models,
             .optimizers = f->server_optimizers,
         };
-        status = f->algorithm->ops->server_update(&f->run, &update);
+        /* Nobody reported: the global model and server state stay as they
+         * are (clients keeping models: the last round's scores stand). */
+        if (received == 0) {
+            fedkd_log_warn("round %d: all %d selected client(s) dropped; the global model and "
+                           "server state are kept", round, count);
+            if (!f->algorithm->global_model && f->history_len > 0) {
+                m.test_accuracy = f->history[f->history_len - 1].test_accuracy;
+                m.test_loss = f->history[f->history_len - 1].test_loss;
+            }
+        } else {
+            status = f->algorithm->ops->server_update(&f->run, &update);
+        }
         if (status) {
             local_failure = status;
             status = FEDKD_OK;
             continue;
         }
         m.train_loss = fedkd_fixed_to_double(reduced_slots[SLOT_TRAIN_LOSS]);
-        if (!f->algorithm->global_model) {
+        if (!f->algorithm->global_model && received > 0) {
             m.test_accuracy = fedkd_fixed_to_double(reduced_slots[SLOT_TEST_ACCURACY]);
             m.test_loss = fedkd_fixed_to_double(reduced_slots[SLOT_TEST_LOSS]);
         }

@@ -8,6 +8,7 @@
 
 #include "fl/fl_private.h"
 #include "fl/fl_round.h"
+#include "fl/netsim.h"
 
 typedef struct federation {
     const fedkd_config *config;
@@ -52,7 +53,8 @@ typedef struct federation {
     int first_failed_client;     /* INT_MAX while every hosted client trains fine */
     fedkd_runlog log;
     /* Persistent state between rounds (state_sizes in federation_state.c). */
-    size_t client_state_len;     /* floats per client */
+    size_t client_state_len;     /* floats per client, the top-k residual last */
+    size_t residual_len;         /* of them the top-k residual's (compress.h) */
     float *client_state;         /* (num_hosted, client_state_len) */
     size_t server_state_len;
     float *server_state;         /* rank 0: (server_state_len) */
@@ -67,6 +69,11 @@ typedef struct federation {
     int last_checkpoint;         /* round of the newest checkpoint written or resumed */
     double earlier_seconds;      /* run time before the resumed checkpoint */
     char resume_path[1024];      /* the checkpoint resumed from, or "" */
+    /* The simulated clock and dropouts (netsim.h): who of the selected
+     * clients reports this round, and of the previous round. */
+    fl_netsim netsim;
+    fl_round_plan plan, previous_plan;
+    fl_round_plan log_plan;      /* rank 0: a logged round's, for its dropped ids */
 } federation;
 
 /* Sizes and allocates the persistent state; clients that keep models get

@@ -8,6 +8,7 @@
 #include "fedkd/io/checkpoint.h"
 #include "fedkd/core/core.h"
 #include "fedkd/io/model_file.h"
+#include "fl/compress.h"
 #include "fl/federation_private.h"
 #include "fl/softlabel.h"
 
@@ -32,9 +33,19 @@ static void state_sizes(const federation *f, size_t *per_client, size_t *server)
     *server = f->algorithm->ops->server_state_len(&f->run);
 }
 
+/* Top-k's error residuals follow the algorithm's state in a client's row
+ * (compress.h), so checkpoints carry them as they carry the rest. */
+static size_t residual_len(const federation *f)
+{
+    fl_payload payload = f->algorithm->ops->payload(&f->run, 2);
+    return f->algorithm->global_model ? fl_residual_len(f->config, &payload) : 0;
+}
+
 fedkd_status fl_fed_allocate_state(federation *f)
 {
     state_sizes(f, &f->client_state_len, &f->server_state_len);
+    f->residual_len = residual_len(f);
+    f->client_state_len += f->residual_len;
     size_t client_floats = f->client_state_len * (size_t)f->num_hosted;
     if (client_floats && !(f->client_state = fedkd_alloc(client_floats * sizeof(float))))
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu floats of client state",

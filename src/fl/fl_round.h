@@ -30,6 +30,8 @@
 #include "fedkd/data/partition.h"
 #include "fl/client_models.h"
 
+struct fl_netsim;
+
 /* Values after an algorithm's payload in the reduced int64 buffer. */
 enum {
     SLOT_TRAIN_LOSS,    /* sample-weighted mean of the last private epoch's loss */
@@ -60,15 +62,22 @@ typedef struct fl_run {
      * architectures' models lead. global_offset[num_globals]: all of them. */
     int num_globals;
     size_t global_offset[FL_MAX_ARCHITECTURES + 1];
+    const struct fl_netsim *netsim;  /* devices, dropout, deadline (netsim.h) */
 } fl_run;
 
 /* A round's sizes in floats, the same on every rank. */
 typedef struct fl_payload {
     size_t down;     /* broadcast to the participants (0: nothing this round) */
     size_t up;       /* summed contributions carried by the reduction */
-    size_t sent_up;  /* one participant's upload: bytes_up = 4 * sent_up * participants */
+    size_t sent_up;  /* one participant's upload, in floats before compression */
     size_t sent_down; /* what a participant receives, when less than `down` (FedBN: the
                          normalisation floats stay on the clients); 0: down */
+    /* What comm.compression may compress in sent_up (compress.h): segments
+     * of weight deltas, each up_weights long, and one of soft labels; the
+     * rest travels as float32. 0: nothing. */
+    size_t up_weights;
+    int up_weight_segments;
+    size_t up_soft;
 } fl_payload;
 
 /* One hosted, selected client's round. */
@@ -91,6 +100,9 @@ typedef struct fl_client_round {
     /* (client_state_len) its persistent state row where the algorithm keeps
      * one beside the global model (SCAFFOLD's control variate), else NULL */
     float *state;
+    /* (fl_residual_len) its top-k error residual where comm.compression is
+     * "topk", else NULL: persistent client state like `state` */
+    float *residual;
     double train_loss;            /* out: mean loss of its last private epoch */
     long steps;                   /* out: optimizer steps of its private training */
     double lr;                    /* out: the learning rate it trained at this round */
@@ -134,6 +146,9 @@ typedef struct fl_algorithm_ops {
     /* Floats the round's participants upload together, for bytes_up (NULL:
      * payload.sent_up each). */
     uint64_t (*upload_floats)(const fl_run *run, const int *selected, int count);
+    /* Public-set samples a participant trains on in `round` beyond its
+     * private data, for the simulated clock (netsim.h); NULL: none. */
+    size_t (*public_samples)(const fl_run *run, int round);
 } fl_algorithm_ops;
 
 extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;

@@ -6,6 +6,7 @@
 
 #include "fedkd/core/core.h"
 #include "fedkd/core/memory.h"
+#include "fl/compress.h"
 #include "fl/federation_private.h"
 
 static double dataset_bytes(const fedkd_dataset *d)
@@ -87,6 +88,13 @@ fedkd_status fl_fed_memory_estimate(const federation *f, double *bytes, char *ac
         if (!status && f->rank == 0 && f->algorithm->ops->needs_server_model)
             status = trained_model_bytes(config, spec, config->local.batch_size, &server);
         models += eval + server;
+    }
+    /* Top-k's error residuals, a weight upload's worth per hosted client
+     * (compress.h); payload() gives the segments before num_params is set. */
+    if (!status && f->algorithm->global_model && fl_compression_of(config) == FL_COMPRESS_TOPK) {
+        fl_payload payload = f->algorithm->ops->payload(run, 2);
+        buffers += (double)f->num_hosted * (double)payload.up_weight_segments *
+                   (double)global_params * sizeof(float);
     }
     /* The summed contributions as 64-bit integers: weights, or logits on the
      * round's public sample; rank 0 also holds the reduced copy. */

@@ -43,7 +43,8 @@ static FILE *open_in_dir(const char *dir, const char *name, const char *mode, ch
 
 static const char csv_header[] =
     "round,participants,test_accuracy,test_loss,train_loss,bytes_down,bytes_up,wire_bytes,"
-    "train_seconds,comm_seconds,aggregate_seconds,eval_seconds,round_seconds,eval_overlapped\n";
+    "train_seconds,comm_seconds,aggregate_seconds,eval_seconds,round_seconds,eval_overlapped,"
+    "simulated_seconds,dropped\n";
 
 fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir)
 {
@@ -69,12 +70,15 @@ fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir)
 
 fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metrics *m)
 {
-    return fedkd_runlog_write_round_models(log, m, 0, NULL);
+    return fedkd_runlog_write_round_more(log, m, NULL, 0, NULL);
 }
 
-fedkd_status fedkd_runlog_write_round_models(fedkd_runlog *log, const fedkd_round_metrics *m,
-                                             int num_models, const double *scores)
+fedkd_status fedkd_runlog_write_round_more(fedkd_runlog *log, const fedkd_round_metrics *m,
+                                           const fedkd_round_network *network, int num_models,
+                                           const double *scores)
 {
+    const fedkd_round_network none = {0.0, 0, NULL};
+    const fedkd_round_network *n = network ? network : &none;
     /* %.17g keeps every bit of the doubles, so logs of two runs can be
      * compared for bit-identity. */
     int a = fprintf(log->jsonl,
@@ -82,11 +86,19 @@ fedkd_status fedkd_runlog_write_round_models(fedkd_runlog *log, const fedkd_roun
                     "\"test_loss\":%.17g,\"train_loss\":%.17g,\"bytes_down\":%llu,"
                     "\"bytes_up\":%llu,\"wire_bytes\":%llu,\"train_seconds\":%.6f,"
                     "\"comm_seconds\":%.6f,\"aggregate_seconds\":%.6f,"
-                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d",
+                    "\"eval_seconds\":%.6f,\"round_seconds\":%.6f,\"eval_overlapped\":%d,"
+                    "\"simulated_seconds\":%.17g,\"dropped\":%d",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
-                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
+                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped,
+                    n->simulated_seconds, n->dropped);
+    if (a >= 0 && n->dropped_clients) {
+        a = fputs(",\"dropped_clients\":[", log->jsonl);
+        for (int i = 0; a >= 0 && i < n->dropped; i++)
+            a = fprintf(log->jsonl, "%s%d", i ? "," : "", n->dropped_clients[i]);
+        if (a >= 0) a = fputs("]", log->jsonl);
+    }
     /* Several global models: each one's scores, architecture order. */
     const char *names[2] = {"model_accuracy", "model_loss"};
     for (int k = 0; k < 2 && num_models > 0 && a >= 0; k++) {
@@ -95,12 +107,14 @@ fedkd_status fedkd_runlog_write_round_models(fedkd_runlog *log, const fedkd_roun
             a = fprintf(log->jsonl, "%s%.17g", i ? "," : "", scores[k * num_models + i]);
         if (a >= 0) a = fprintf(log->jsonl, "]");
     }
-    if (a >= 0) a = fprintf(log->jsonl, "}\n");
-    int b = fprintf(log->csv, "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
+    if (a >= 0) a = fputs("}\n", log->jsonl);
+    int b = fprintf(log->csv,
+                    "%d,%d,%.17g,%.17g,%.17g,%llu,%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%d,%.17g,%d\n",
                     m->round, m->participants, m->test_accuracy, m->test_loss, m->train_loss,
                     (unsigned long long)m->bytes_down, (unsigned long long)m->bytes_up,
                     (unsigned long long)m->wire_bytes, m->train_seconds, m->comm_seconds,
-                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped);
+                    m->aggregate_seconds, m->eval_seconds, m->round_seconds, m->eval_overlapped,
+                    n->simulated_seconds, n->dropped);
     if (a < 0 || b < 0 || fflush(log->jsonl) != 0 || fflush(log->csv) != 0)
         return FEDKD_FAIL(FEDKD_ERR_IO, "%s/rounds.jsonl: write failed: %s", log->dir,
                           strerror(errno));
@@ -239,6 +253,17 @@ fedkd_status fedkd_summary_write_run(const fedkd_config *config, const char *sta
     cJSON_AddNumberToObject(summary, "bytes_up_total", (double)result->bytes_up_total);
     cJSON_AddNumberToObject(summary, "wire_bytes_total", (double)result->wire_bytes_total);
     cJSON_AddNumberToObject(summary, "wall_seconds", result->wall_seconds);
+    /* The simulated clock's totals (to target: null when not reached); left
+     * out without a clock, so that sweep tables gain no empty columns. */
+    if (result->simulated) {
+        cJSON_AddNumberToObject(summary, "simulated_seconds_total",
+                                result->simulated_seconds_total);
+        if (result->rounds_to_target > 0)
+            cJSON_AddNumberToObject(summary, "simulated_seconds_to_target",
+                                    result->simulated_seconds_to_target);
+        else
+            cJSON_AddNullToObject(summary, "simulated_seconds_to_target");
+    }
     if (num_params_known) {
         cJSON_AddNumberToObject(summary, "num_params", (double)result->num_params);
         cJSON_AddStringToObject(summary, "params_checksum", checksum);

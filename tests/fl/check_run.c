@@ -94,7 +94,7 @@ static double number(const cJSON *object, const char *key)
 
 static const char *deterministic_fields[] = {
     "round", "participants", "test_accuracy", "test_loss", "train_loss",
-    "bytes_down", "bytes_up", NULL};
+    "bytes_down", "bytes_up", "simulated_seconds", "dropped", NULL};
 
 /* The per-model arrays of two rows: both absent, or equal bit for bit. */
 static int same_arrays(const cJSON *x, const cJSON *y, int round)

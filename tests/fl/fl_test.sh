@@ -40,7 +40,7 @@ determinism)
     overlapped() { awk -F, 'NR > 1 { printf "%s", $14 }' "$1/rounds.csv"; }
     [ "$(overlapped "$work/syn2")" = 1110 ] || fail "P=2: eval_overlapped per round $(overlapped "$work/syn2"), expected 1110"
     [ "$(overlapped "$work/syn1")" = 0000 ] || fail "P=1: eval_overlapped per round $(overlapped "$work/syn1"), expected 0000"
-    head -1 "$work/syn2/rounds.csv" | grep -q ',eval_overlapped$' || fail "rounds.csv lacks the eval_overlapped column"
+    head -1 "$work/syn2/rounds.csv" | cut -d, -f14 | grep -qx 'eval_overlapped' || fail "rounds.csv lacks the eval_overlapped column (14th)"
     # Fewer clients than client ranks: idle ranks still take part.
     for np in 1 4; do
         run $np "$work/few$np" "${synthetic[@]}" --set rounds=2 --set clients.count=2 \

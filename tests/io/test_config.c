@@ -117,17 +117,20 @@ static void test_default(void)
     for (int i = 0; merged && embedded && i < fedkd_config_num_keys(); i++) {
         const config_key *key = fedkd_config_key_at(i);
         if (!key->fallback || fedkd_config_lookup(embedded, key->path)) continue;
-        /* Drop it from the copy; a section left empty goes too. */
+        /* Drop it from the copy; sections left empty go too, at any depth
+         * (network.speed.value empties network.speed, then maybe network). */
         char path[128];
         snprintf(path, sizeof path, "%s", key->path);
-        char *dot = strrchr(path, '.');
-        cJSON *parent = merged;
-        if (dot) {
-            *dot = '\0';
-            parent = fedkd_config_lookup(merged, path);
+        for (;;) {
+            char *dot = strrchr(path, '.');
+            cJSON *parent = merged;
+            if (dot) {
+                *dot = '\0';
+                parent = fedkd_config_lookup(merged, path);
+            }
+            cJSON_DeleteItemFromObjectCaseSensitive(parent, dot ? dot + 1 : path);
+            if (!dot || !parent || parent->child) break;
         }
-        cJSON_DeleteItemFromObjectCaseSensitive(parent, dot ? dot + 1 : path);
-        if (dot && parent && !parent->child) cJSON_DeleteItemFromObjectCaseSensitive(merged, path);
     }
     CHECK(embedded && merged && cJSON_Compare(embedded, merged, 1),
           "with no file and no --set the document is the built-in default (plus %d table "

@@ -27,6 +27,14 @@ typedef struct fedkd_lr_schedule_config {
     double min;
 } fedkd_lr_schedule_config;
 
+/* A seeded per-client quantity (network.speed, network.up, ...): "constant"
+ * (value), "uniform" in [low, high], or "lognormal": value * exp(sigma * N(0, 1)),
+ * so value is the median. */
+typedef struct fedkd_distribution_config {
+    char distribution[16];
+    double value, low, high, sigma;
+} fedkd_distribution_config;
+
 typedef struct fedkd_config {
     uint64_t seed;
     char mode[32];             /* "federated", "centralized", "pretrain", "kd-study", "kd-start" */
@@ -164,6 +172,28 @@ typedef struct fedkd_config {
     } init;
 
     int eval_batch_size;       /* key `eval.batch_size` */
+
+    /* The simulated clock (src/fl/netsim.c, README "Simulated network"):
+     * one distribution per device quantity. */
+    struct {
+        int enabled;           /* 0: no simulated clock (simulated_seconds 0) */
+        char trace[512];       /* "": the distributions; else a CSV of
+                                * client,speed,up,down[,latency] */
+        fedkd_distribution_config speed;   /* samples per second */
+        fedkd_distribution_config up;      /* Mbit/s */
+        fedkd_distribution_config down;    /* Mbit/s */
+        fedkd_distribution_config latency; /* seconds, added to each transfer */
+    } network;
+
+    struct {
+        double deadline_seconds; /* 0: no deadline */
+        double dropout;          /* probability that a selected client fails to report */
+    } round;
+
+    struct {
+        char compression[16];  /* "none", "float16", "int8", "topk" (uploads) */
+        double topk_fraction;  /* topk: share of a weight upload's values sent, in (0, 1] */
+    } comm;
 
     cJSON *json;               /* the merged document (owned) */
 } fedkd_config;

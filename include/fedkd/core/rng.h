@@ -22,6 +22,8 @@ typedef enum fedkd_rng_purpose {
     FEDKD_RNG_FEATURE_NOISE = 6, /* feature-noise partition: a = client */
     FEDKD_RNG_PUBLIC_SPLIT = 7,  /* public / proxy / validation split */
     FEDKD_RNG_AUGMENT = 8,       /* data augmentation: a = client, b = round-epoch */
+    FEDKD_RNG_NETWORK = 9,       /* simulated devices and links: a = client, b = quantity */
+    FEDKD_RNG_DROPOUT = 10,      /* simulated client failures: a = round, b = client */
     FEDKD_RNG_TEST = 100         /* tests */
 } fedkd_rng_purpose;
 

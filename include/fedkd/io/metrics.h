@@ -29,12 +29,25 @@ typedef struct fedkd_round_metrics {
     int eval_overlapped;     /* 1: the server evaluated this round while clients trained the next */
 } fedkd_round_metrics;
 
+/* A round on the simulated network (src/fl/netsim.c), logged beside its
+ * metrics. Not kept with them: the federation computes it again from the
+ * seed whenever it writes a round's row. */
+typedef struct fedkd_round_network {
+    double simulated_seconds;    /* the round's simulated duration, 0 without the clock */
+    int dropped;                 /* selected clients that did not report */
+    const int *dropped_clients;  /* (dropped) their ids, ascending, or NULL */
+} fedkd_round_network;
+
 typedef struct fedkd_run_result {
     int rounds_run;
     double final_accuracy, best_accuracy;
     int rounds_to_target;    /* 0 if never reached */
     uint64_t bytes_to_target;
     uint64_t bytes_down_total, bytes_up_total, wire_bytes_total;
+    /* The simulated clock, when network.enabled: the rounds' simulated
+     * seconds summed, and the sum up to rounds_to_target. */
+    int simulated;
+    double simulated_seconds_total, simulated_seconds_to_target;
     double wall_seconds;
     /* FNV-1a of the final global parameters' bytes (one global model per
      * architecture: of all of them, one after the other); without a global model

@@ -21,11 +21,14 @@ typedef struct fedkd_runlog {
 /* Creates the directory (and parents) and truncates the round logs. */
 fedkd_status fedkd_runlog_open(fedkd_runlog *log, const char *dir);
 fedkd_status fedkd_runlog_write_round(fedkd_runlog *log, const fedkd_round_metrics *m);
-/* The same with several global models' scores (metrics.h: 2 * num_models
- * doubles), which rounds.jsonl adds as `model_accuracy` and `model_loss`
- * (rounds.csv keeps its columns); num_models 0: none. */
-fedkd_status fedkd_runlog_write_round_models(fedkd_runlog *log, const fedkd_round_metrics *m,
-                                             int num_models, const double *scores);
+/* The same with the round's simulated time and dropped clients (network;
+ * NULL: a round without either; the ids go to rounds.jsonl's
+ * `dropped_clients`) and several global models' scores (metrics.h: 2 *
+ * num_models doubles), which rounds.jsonl adds as `model_accuracy` and
+ * `model_loss` (rounds.csv keeps its columns); num_models 0: none. */
+fedkd_status fedkd_runlog_write_round_more(fedkd_runlog *log, const fedkd_round_metrics *m,
+                                           const fedkd_round_network *network, int num_models,
+                                           const double *scores);
 void fedkd_runlog_close(fedkd_runlog *log);
 
 /* Writes `json` to dir/name atomically (tmp + rename). */
