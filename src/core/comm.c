@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "fedkd/core/comm.h"
+#include "fedkd/core/core.h"
 
 volatile sig_atomic_t fedkd_stop_requested = 0;
 
@@ -13,13 +14,23 @@ static int failure_agreed = 0;
 /* A copy of MPI_COMM_WORLD for the exit barrier alone: peers blocked in a
  * collective of the world must not have it matched against the barrier. */
 static MPI_Comm exit_comm = MPI_COMM_NULL;
+/* fedkd_time_now() at fedkd_comm_setup; < 0 once claimed (or never set). */
+static double setup_time = -1.0;
 
 fedkd_status fedkd_comm_setup(void)
 {
     if (exit_comm != MPI_COMM_NULL) return FEDKD_OK;
+    setup_time = fedkd_time_now();
     if (MPI_Comm_dup(MPI_COMM_WORLD, &exit_comm) != MPI_SUCCESS)
         return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Comm_dup of MPI_COMM_WORLD failed");
     return FEDKD_OK;
+}
+
+double fedkd_comm_claim_start_time(void)
+{
+    double start = setup_time >= 0.0 ? setup_time : fedkd_time_now();
+    setup_time = -1.0;
+    return start;
 }
 
 void fedkd_comm_teardown(void)

@@ -424,6 +424,22 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
     return FEDKD_OK;
 }
 
+/* Rank 0 learns the slowest rank's set-up time (summary.json
+ * `setup_seconds`) and the bytes the shared data loading moved. */
+static fedkd_status note_setup_time(federation *f, double setup_start, fedkd_run_result *result)
+{
+    double mine = fedkd_time_now() - setup_start, slowest = 0.0;
+    MPI_Request request;
+    if (MPI_Ireduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, f->comm, &request) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the set-up time failed");
+    fedkd_status status = fedkd_comm_wait(&request, "the set-up time reduction");
+    if (!status && f->rank == 0) {
+        result->setup_seconds = slowest;
+        result->setup_bytes = f->data.setup_bytes;
+    }
+    return status;
+}
+
 fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
                                  const fedkd_run_options *options, fedkd_run_result *result)
 {
@@ -437,10 +453,12 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     f->dry_run = options ? options->dry_run : 0;
     MPI_Comm_rank(comm, &f->rank);
     MPI_Comm_size(comm, &f->size);
+    double setup_start = fedkd_comm_claim_start_time();
     double start = fedkd_time_now();
     const char *outcome = "failed";
 
     fedkd_status status = setup(f, options);
+    if (!status && !f->dry_run) status = note_setup_time(f, setup_start, result);
     if (status || f->dry_run) {
         free_federation(f);
         return status;

@@ -47,6 +47,7 @@ typedef struct fedkd_client_set {
     fedkd_dataset *public_set;   /* FEDKD_CLIENTSET_LOAD_PUBLIC: the public samples */
     size_t public_count;         /* FEDKD_CLIENTSET_PUBLIC: public samples (every rank) */
     fedkd_dataset *test;         /* FEDKD_CLIENTSET_LOAD_TEST */
+    uint64_t setup_bytes;        /* fedkd_client_set_load_shared's root: bytes it moved */
 } fedkd_client_set;
 
 /* Describes the data source of config->data, partitions config->clients.count

@@ -29,6 +29,12 @@ typedef struct fedkd_run_result {
     uint64_t bytes_to_target;
     uint64_t bytes_down_total, bytes_up_total, wire_bytes_total;
     double wall_seconds;
+    /* A federation's set-up: from MPI_Init (the process's first federation)
+     * or from the federation's start (later ones) to its first round, the
+     * slowest rank's; and the bytes its data loading moved between ranks.
+     * Written to summary.json when setup_seconds > 0. */
+    double setup_seconds;
+    uint64_t setup_bytes;
     /* FNV-1a of the final global parameters' bytes; without a global model
      * (clients keep their own) the FNV-1a of the clients' model checksums in
      * client order, for completed runs. */
