@@ -56,13 +56,6 @@ static fedkd_status check_config(federation *f)
 static fedkd_status load_data(federation *f)
 {
     const fedkd_config *config = f->config;
-    /* Test hook: pretend the data is missing on one rank, to check that a
-     * fault on a single rank stops every rank cleanly. */
-    const char *fail_rank = getenv("FEDKD_TEST_FAIL_DATA_ON_RANK");
-    if (fail_rank && atoi(fail_rank) == f->rank)
-        return FEDKD_FAIL(FEDKD_ERR_IO,
-                          "%s/train-images-idx3-ubyte.gz: not found on this rank (injected by "
-                          "FEDKD_TEST_FAIL_DATA_ON_RANK)", config->data.dir);
     int *hosted = malloc((size_t)(f->num_clients > 0 ? f->num_clients : 1) * sizeof *hosted);
     if (!hosted) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
     int num_hosted = fedkd_hosted_clients(f->num_clients, f->rank, f->size, hosted);
@@ -75,8 +68,17 @@ static fedkd_status load_data(federation *f)
      * (FEDKD_CLIENTSET_PUBLIC) but FedAvg never reads them. */
     if (f->algorithm->uses_public && (num_hosted > 0 || f->rank == 0))
         flags |= FEDKD_CLIENTSET_LOAD_PUBLIC;
-    fedkd_status status = fedkd_client_set_load(config, hosted, num_hosted, flags, &f->data);
+    /* Collective: rank 0 may read the file for every rank. */
+    fedkd_status status =
+        fedkd_client_set_load_shared(config, hosted, num_hosted, flags, f->comm, &f->data);
     free(hosted);
+    /* Test hook: pretend the data is missing on one rank, to check that a
+     * fault on a single rank stops every rank cleanly. */
+    const char *fail_rank = getenv("FEDKD_TEST_FAIL_DATA_ON_RANK");
+    if (!status && fail_rank && atoi(fail_rank) == f->rank)
+        status = FEDKD_FAIL(FEDKD_ERR_IO,
+                            "%s/train-images-idx3-ubyte.gz: not found on this rank (injected by "
+                            "FEDKD_TEST_FAIL_DATA_ON_RANK)", config->data.dir);
     if (status) return status;
     /* Short names for what the round loop uses most. */
     f->partition = f->data.partition;
@@ -329,7 +331,8 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
     status = load_data(f);
-    status = fedkd_comm_agree(f->comm, status);
+    /* The shared load may have agreed on a failure already. */
+    if (!status || !fedkd_comm_failure_agreed()) status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
     /* Memory checked before it is spent: models and buffers are estimated
      * from their specs, the ranks of each node added up. */
