@@ -25,7 +25,7 @@ field() { # field NAME SUMMARY: a number or string of summary.json
     sed -n "s/.*\"$1\":[[:space:]]*\"\{0,1\}\([^\",]*\)\"\{0,1\}.*/\1/p" "$2" | head -1
 }
 
-echo "| pair | binary | load average before | setup_seconds | setup_bytes | params_checksum |"
+echo "| pair | binary | load average before | setup_seconds | wire_bytes_setup | params_checksum |"
 echo "|---|---|---|---|---|---|"
 ratios=""
 for pair in $(seq 1 "$pairs"); do
@@ -37,7 +37,7 @@ for pair in $(seq 1 "$pairs"); do
         mpirun --oversubscribe -np "$np" "$sim" --quiet --set mode=federated --set rounds=1 \
             --set data.dir="$data" --set checkpoint.every=0 --set run.dir="$dir" >"$dir.log" 2>&1
         seconds=$(field setup_seconds "$dir/summary.json")
-        echo "| $pair | $which | $load | $seconds | $(field setup_bytes "$dir/summary.json") |" \
+        echo "| $pair | $which | $load | $seconds | $(field wire_bytes_setup "$dir/summary.json") |" \
             "$(field params_checksum "$dir/summary.json") |"
         eval "seconds_$which=$seconds"
     done

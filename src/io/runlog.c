@@ -226,7 +226,7 @@ fedkd_status fedkd_summary_write_run(const fedkd_config *config, const char *sta
     cJSON_AddNumberToObject(summary, "wall_seconds", result->wall_seconds);
     if (result->setup_seconds > 0.0) {
         cJSON_AddNumberToObject(summary, "setup_seconds", result->setup_seconds);
-        cJSON_AddNumberToObject(summary, "setup_bytes", (double)result->setup_bytes);
+        cJSON_AddNumberToObject(summary, "wire_bytes_setup", (double)result->setup_bytes);
     }
     if (num_params_known) {
         cJSON_AddNumberToObject(summary, "num_params", (double)result->num_params);

@@ -32,7 +32,8 @@ typedef struct fedkd_run_result {
     /* A federation's set-up: from MPI_Init (the process's first federation)
      * or from the federation's start (later ones) to its first round, the
      * slowest rank's; and the bytes its data loading moved between ranks.
-     * Written to summary.json when setup_seconds > 0. */
+     * Written to summary.json (setup_seconds, wire_bytes_setup) when
+     * setup_seconds > 0. */
     double setup_seconds;
     uint64_t setup_bytes;
     /* FNV-1a of the final global parameters' bytes; without a global model
