@@ -68,7 +68,7 @@ static fedkd_status load_data(federation *f)
      * (FEDKD_CLIENTSET_PUBLIC) but FedAvg never reads them. */
     if (f->algorithm->uses_public && (num_hosted > 0 || f->rank == 0))
         flags |= FEDKD_CLIENTSET_LOAD_PUBLIC;
-    /* Collective: rank 0 may read the file for every rank. */
+    /* Collective: one rank may read the file for all of them. */
     fedkd_status status =
         fedkd_client_set_load_shared(config, hosted, num_hosted, flags, f->comm, &f->data);
     free(hosted);
