@@ -1,10 +1,13 @@
 /* What one process holds of a run's data: see include/fedkd/data/clientset.h. */
 #include "fedkd/data/clientset.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/dataset_internal.h"
+#include "fedkd/core/comm.h"
 #include "fedkd/core/rng.h"
 #include "fedkd/data/source.h"
 
@@ -161,57 +164,265 @@ static fedkd_status load_public_file(const fedkd_config *config, const fedkd_sha
     return FEDKD_OK;
 }
 
-fedkd_status fedkd_client_set_load(const fedkd_config *config, const int *hosted, int num_hosted,
-                                   unsigned flags, fedkd_client_set *k)
+/* Rows of a stream read per chunk by the reader: 4096 Fashion-MNIST images
+ * are 3.2 MB, the reader's buffers twice that. */
+#define SHARED_CHUNK_ROWS 4096
+
+/* How many of rows[*cursor..count) (ascending) lie below `end`; moves the
+ * cursor past them. */
+static size_t rows_below(const uint32_t *rows, size_t count, size_t *cursor, size_t end)
+{
+    size_t start = *cursor;
+    while (*cursor < count && rows[*cursor] < end) (*cursor)++;
+    return *cursor - start;
+}
+
+/* Collective over comm, for a source with a stream: one rank, the reader,
+ * reads the training file once and sends every rank the rows it asked for
+ * (`rows`, ascending); each rank decodes row i into dest[i] as its chunk
+ * arrives, while the reader reads the next. The reader is the last rank:
+ * rank 0 loads the test set meanwhile. Memory: a chunk on every rank, two
+ * more on the reader. *moved (every rank) is what went between ranks. A
+ * read error on the reader stops every rank at the next chunk; the reader
+ * holds its message. `local` is this rank's status so far: every rank calls this,
+ * failed or not, and all of them agree on it first. */
+static fedkd_status load_rows_shared(const fedkd_config *config, const fedkd_source *source,
+                                     const fedkd_source_info *info, const uint32_t *rows,
+                                     size_t n, float *const *dest, MPI_Comm comm,
+                                     fedkd_status local, uint64_t *moved)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    const int reader = size - 1;
+    const size_t row_bytes = fedkd_shape_size(info->shape);
+    fedkd_row_stream *stream = NULL;
+    int *counts = NULL, *row_offsets = NULL, *byte_counts = NULL, *displacements = NULL;
+    uint32_t *all_rows = NULL;
+    size_t *cursors = NULL;
+    unsigned char *chunk = NULL, *packed = NULL, *mine = NULL;
+    MPI_Request request;
+    fedkd_status status = local;
+    if (status) goto agree;
+    if (n > (size_t)INT_MAX || SHARED_CHUNK_ROWS * row_bytes > (size_t)INT_MAX) {
+        status = FEDKD_FAIL(FEDKD_ERR_INVALID, "%zu rows of %zu bytes are too many to send",
+                            n, row_bytes);
+        goto agree;
+    }
+    counts = malloc((size_t)size * sizeof *counts);
+    row_offsets = malloc((size_t)size * sizeof *row_offsets);
+    byte_counts = malloc((size_t)size * sizeof *byte_counts);
+    displacements = malloc((size_t)size * sizeof *displacements);
+    cursors = calloc((size_t)size, sizeof *cursors);
+    mine = malloc((n < SHARED_CHUNK_ROWS ? n : SHARED_CHUNK_ROWS) * row_bytes + 1);
+    if (!counts || !row_offsets || !byte_counts || !displacements || !cursors || !mine)
+        status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu training rows", n);
+    if (!status && rank == reader) {
+        status = source->open_train_stream(config, &stream);
+        if (!status && fedkd_row_stream_count(stream) != info->train_count)
+            status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                                "the training images hold %zu records but the labels %zu",
+                                fedkd_row_stream_count(stream), info->train_count);
+        if (!status && fedkd_row_stream_row_bytes(stream) != row_bytes)
+            status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                                "the training images have %zu bytes per record, expected %zu",
+                                fedkd_row_stream_row_bytes(stream), row_bytes);
+    }
+agree:
+    status = fedkd_comm_agree(comm, status);
+    if (status) goto done;
+    /* Every rank learns every rank's row count; the reader also their rows. */
+    int count = (int)n;
+    if (MPI_Iallgather(&count, 1, MPI_INT, counts, 1, MPI_INT, comm, &request) != MPI_SUCCESS) {
+        status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Iallgather of the ranks' row counts failed");
+        goto done;
+    }
+    status = fedkd_comm_wait(&request, "the row counts' exchange");
+    if (status) goto done;
+    size_t total = 0;
+    for (int r = 0; r < size; r++) {
+        row_offsets[r] = (int)total;
+        total += (size_t)counts[r];
+    }
+    /* No rank hosts a row: nothing to read. */
+    if (total == 0) goto done;
+    /* The row numbers to the reader, the rows back, a status per chunk. */
+    size_t others = total - (size_t)counts[reader];
+    size_t chunks = (info->train_count + SHARED_CHUNK_ROWS - 1) / SHARED_CHUNK_ROWS;
+    *moved = (uint64_t)others * (sizeof(uint32_t) + row_bytes) +
+             (uint64_t)chunks * (uint64_t)(size - 1) * sizeof(int);
+    if (rank == reader) {
+        all_rows = malloc(total * sizeof *all_rows);
+        chunk = malloc(SHARED_CHUNK_ROWS * row_bytes);
+        packed = malloc(SHARED_CHUNK_ROWS * row_bytes);
+        if (!all_rows || !chunk || !packed)
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row numbers", total);
+    }
+    status = fedkd_comm_agree(comm, status);
+    if (status) goto done;
+    uint32_t none = 0;
+    if (MPI_Igatherv(n ? rows : &none, count, MPI_UINT32_T, all_rows, counts, row_offsets,
+                     MPI_UINT32_T, reader, comm, &request) != MPI_SUCCESS) {
+        status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Igatherv of the ranks' rows failed");
+        goto done;
+    }
+    status = fedkd_comm_wait(&request, "the rows' gathering");
+    if (status) goto done;
+    size_t received = 0, my_cursor = 0;
+    for (size_t first = 0; first < info->train_count; first += SHARED_CHUNK_ROWS) {
+        size_t in_chunk = info->train_count - first < SHARED_CHUNK_ROWS
+                              ? info->train_count - first
+                              : SHARED_CHUNK_ROWS;
+        size_t end = first + in_chunk;
+        int chunk_status = FEDKD_OK;
+        if (rank == reader) {
+            status = fedkd_row_stream_read(stream, chunk, in_chunk);
+            chunk_status = (int)status;
+            size_t at = 0;
+            for (int r = 0; !status && r < size; r++) {
+                size_t c = cursors[r];
+                const uint32_t *list = all_rows + row_offsets[r];
+                size_t k = rows_below(list, (size_t)counts[r], &cursors[r], end);
+                for (size_t i = 0; i < k; i++)
+                    memcpy(packed + (at + i) * row_bytes,
+                           chunk + (list[c + i] - first) * row_bytes, row_bytes);
+                byte_counts[r] = (int)(k * row_bytes);
+                displacements[r] = (int)(at * row_bytes);
+                at += k;
+            }
+        }
+        if (MPI_Ibcast(&chunk_status, 1, MPI_INT, reader, comm, &request) != MPI_SUCCESS) {
+            status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibcast of the reader's status failed");
+            goto done;
+        }
+        status = fedkd_comm_wait(&request, "the reader's status");
+        if (status) goto done;
+        if (chunk_status != FEDKD_OK) {
+            /* Told by the reader alone, which holds the message. */
+            fedkd_status told =
+                fedkd_comm_agree(comm, rank == reader ? (fedkd_status)chunk_status : FEDKD_OK);
+            status = told ? told : (fedkd_status)chunk_status;
+            goto done;
+        }
+        size_t k = rows_below(rows, n, &my_cursor, end);
+        if (MPI_Iscatterv(packed, byte_counts, displacements, MPI_BYTE, mine,
+                          (int)(k * row_bytes), MPI_BYTE, reader, comm, &request) != MPI_SUCCESS) {
+            status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Iscatterv of the training rows failed");
+            goto done;
+        }
+        status = fedkd_comm_wait(&request, "the training rows' scatter");
+        if (status) goto done;
+        for (size_t i = 0; i < k; i++)
+            source->decode_train_values(mine + i * row_bytes, row_bytes, dest[received + i]);
+        received += k;
+    }
+done:
+    fedkd_row_stream_close(&stream);
+    free(counts);
+    free(row_offsets);
+    free(byte_counts);
+    free(displacements);
+    free(cursors);
+    free(all_rows);
+    free(chunk);
+    free(packed);
+    free(mine);
+    return status;
+}
+
+/* The shared load's destinations: the hosted clients' datasets (and the
+ * public set's) allocated with their labels, and where each row of `rows`
+ * (the ascending union of their rows) goes: *dest (n). */
+static fedkd_status shared_destinations(fedkd_client_set *k, const fedkd_source_info *info,
+                                        const uint32_t *rows, size_t n,
+                                        const uint32_t *public_rows, size_t public_count,
+                                        int public_from_train, float ***dest)
+{
+    *dest = malloc((n ? n : 1) * sizeof **dest);
+    if (!*dest) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row pointers", n);
+    const size_t floats = fedkd_shape_size(info->shape);
+    for (int h = 0; h <= k->num_hosted; h++) {
+        const uint32_t *mine;
+        size_t count;
+        fedkd_dataset **data;
+        if (h < k->num_hosted) {
+            int c = k->hosted[h];
+            mine = k->partition->indices + k->partition->offsets[c];
+            count = fedkd_partition_client_size(k->partition, c);
+            data = &k->data[h];
+        } else {
+            if (!public_from_train) break;
+            mine = public_rows;
+            count = public_count;
+            data = &k->public_set;
+        }
+        fedkd_status status = fedkd_dataset_allocate(data, count, info->shape, info->num_classes,
+                                                     "training rows");
+        if (status) return status;
+        for (size_t i = 0; i < count; i++) {
+            const uint32_t *at = bsearch(&mine[i], rows, n, sizeof *rows, compare_u32);
+            (*dest)[at - rows] = (*data)->features + i * floats;
+            (*data)->labels[i] = info->train_labels[mine[i]];
+        }
+    }
+    return FEDKD_OK;
+}
+
+static fedkd_status client_set_load(const fedkd_config *config, const int *hosted, int num_hosted,
+                                    unsigned flags, MPI_Comm comm, fedkd_client_set *k)
 {
     memset(k, 0, sizeof *k);
     k->num_clients = config->clients.count;
     const fedkd_source *source = NULL;
     fedkd_source_info info = {0};
     uint32_t *public_rows = NULL, *union_rows = NULL;
+    float **dest = NULL;
     fedkd_dataset *loaded = NULL;
+    size_t public_count = 0, union_count = 0;
     const int holdout = (flags & FEDKD_CLIENTSET_PUBLIC) && is_holdout(config);
     const int load_public = (flags & FEDKD_CLIENTSET_PUBLIC) && (flags & FEDKD_CLIENTSET_LOAD_PUBLIC);
+    const int public_from_train = load_public && holdout;
     fedkd_status status = fedkd_source_find(config->data.name, &source);
     if (status) return status;
+    /* One rank reads the file for all: every rank must reach the shared
+     * load, failed or not, so failures before it go there. */
+    int comm_size = 1;
+    if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &comm_size);
+    const int shared = comm_size > 1 && source->open_train_stream && source->decode_train_values;
     status = source->describe(config, &info);
-    if (status) goto done;
+    if (status) goto load;
     k->shape = info.shape;
     k->num_classes = info.num_classes;
 
-    size_t public_count = 0;
     if (holdout) {
         public_count = (size_t)config->public_set.size;
         status = fedkd_public_holdout_rows(config->seed, info.train_count, public_count,
                                            &public_rows);
-        if (status) goto done;
+        if (status) goto load;
         k->public_count = public_count;
     }
     status = partition_rest(config, info.train_labels, info.train_count, info.num_classes,
                             public_rows, public_count, &k->partition);
-    if (status) goto done;
+    if (status) goto load;
 
     k->hosted = malloc((size_t)(num_hosted > 0 ? num_hosted : 1) * sizeof *k->hosted);
     k->data = calloc((size_t)(num_hosted > 0 ? num_hosted : 1), sizeof *k->data);
     if (!k->hosted || !k->data) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
-        goto done;
+        goto load;
     }
-    size_t union_count = 0;
     for (int h = 0; h < num_hosted; h++) {
         k->hosted[k->num_hosted++] = hosted[h];
         union_count += fedkd_partition_client_size(k->partition, hosted[h]);
     }
-    const int public_from_train = load_public && holdout;
     if (public_from_train) union_count += public_count;
 
     /* One pass over the file for every row this process needs. */
-    const fedkd_dataset *base = info.full_train;
-    if (!base && union_count > 0) {
+    if (!info.full_train && union_count > 0) {
         union_rows = malloc(union_count * sizeof *union_rows);
         if (!union_rows) {
             status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row indices", union_count);
-            goto done;
+            goto load;
         }
         size_t used = 0;
         for (int h = 0; h < k->num_hosted; h++) {
@@ -223,15 +434,25 @@ fedkd_status fedkd_client_set_load(const fedkd_config *config, const int *hosted
         }
         if (public_from_train) memcpy(union_rows + used, public_rows, public_count * sizeof *union_rows);
         qsort(union_rows, union_count, sizeof *union_rows, compare_u32);
-        status = source->load_train_rows(config, union_rows, union_count, &loaded);
-        if (status) goto done;
-        base = loaded;
     }
+load:
+    if (shared) {
+        if (!status)
+            status = shared_destinations(k, &info, union_rows, union_count, public_rows,
+                                         public_count, public_from_train, &dest);
+        status = load_rows_shared(config, source, &info, union_rows, union_count, dest, comm,
+                                  status, &k->setup_bytes);
+    } else if (!status && !info.full_train && union_count > 0) {
+        status = source->load_train_rows(config, union_rows, union_count, &loaded);
+    }
+    if (status) goto done;
+    const fedkd_dataset *base = info.full_train ? info.full_train : loaded;
     for (int h = 0; h < k->num_hosted && !status; h++) {
         int c = k->hosted[h];
         size_t n = fedkd_partition_client_size(k->partition, c);
-        status = pick_rows(base, union_rows, union_count,
-                           k->partition->indices + k->partition->offsets[c], n, &k->data[h]);
+        if (!shared)
+            status = pick_rows(base, union_rows, union_count,
+                               k->partition->indices + k->partition->offsets[c], n, &k->data[h]);
         if (status) break;
         fedkd_dataset *data = k->data[h];
         snprintf(data->origin, sizeof data->origin, "client %d", c);
@@ -240,8 +461,9 @@ fedkd_status fedkd_client_set_load(const fedkd_config *config, const int *hosted
     }
     if (status) goto done;
     if (public_from_train) {
-        status = pick_rows(base, union_rows, union_count, public_rows, public_count,
-                           &k->public_set);
+        if (!shared)
+            status = pick_rows(base, union_rows, union_count, public_rows, public_count,
+                               &k->public_set);
         if (status) goto done;
         snprintf(k->public_set->origin, sizeof k->public_set->origin,
                  "public set (%zu training rows held out)", public_count);
@@ -293,11 +515,25 @@ fedkd_status fedkd_client_set_load(const fedkd_config *config, const int *hosted
         }
     }
 done:
+    free(dest);
     free(public_rows);
     free(union_rows);
     fedkd_dataset_destroy(&loaded);
     fedkd_source_info_clear(&info);
     return status;
+}
+
+fedkd_status fedkd_client_set_load(const fedkd_config *config, const int *hosted, int num_hosted,
+                                   unsigned flags, fedkd_client_set *k)
+{
+    return client_set_load(config, hosted, num_hosted, flags, MPI_COMM_NULL, k);
+}
+
+fedkd_status fedkd_client_set_load_shared(const fedkd_config *config, const int *hosted,
+                                          int num_hosted, unsigned flags, MPI_Comm comm,
+                                          fedkd_client_set *k)
+{
+    return client_set_load(config, hosted, num_hosted, flags, comm, k);
 }
 
 void fedkd_client_set_free(fedkd_client_set *k)

@@ -357,6 +357,76 @@ fedkd_status fedkd_idx_load_rows(fedkd_dataset **out, const char *images_path,
     return idx_load_selected(out, images_path, labels_path, limit, rows, num_rows, NULL, NULL);
 }
 
+/* ---- A stream of raw image records (fedkd_client_set_load_shared) -------- */
+
+struct fedkd_row_stream {
+    idx_file images;
+    char path[4096];
+    uint32_t records;     /* in the file */
+    size_t count;         /* records the stream yields: the limit applied */
+    size_t record_bytes;
+    size_t next;          /* records read so far */
+};
+
+fedkd_status fedkd_idx_stream_open(fedkd_row_stream **out, const char *images_path, size_t limit)
+{
+    *out = NULL;
+    fedkd_row_stream *s = calloc(1, sizeof *s);
+    if (!s) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: out of memory for a reader", images_path);
+    snprintf(s->path, sizeof s->path, "%s", images_path);
+    fedkd_status status = idx_open(&s->images, s->path);
+    uint32_t dims[3] = {0, 0, 0};
+    if (!status) status = idx_read_header(&s->images, IDX_IMAGES_MAGIC, 3, dims);
+    if (!status && (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[1] > IDX_MAX_SIDE ||
+                    dims[2] > IDX_MAX_SIDE))
+        status = FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                            "%s: header announces %u images of %u x %u pixels; expected at "
+                            "least one image with sides in 1..%u",
+                            images_path, (unsigned)dims[0], (unsigned)dims[1], (unsigned)dims[2],
+                            IDX_MAX_SIDE);
+    if (status) {
+        fedkd_row_stream_close(&s);
+        return status;
+    }
+    s->records = dims[0];
+    s->count = (limit > 0 && limit < s->records) ? limit : s->records;
+    s->record_bytes = (size_t)dims[1] * dims[2];
+    *out = s;
+    return FEDKD_OK;
+}
+
+size_t fedkd_row_stream_count(const fedkd_row_stream *s) { return s->count; }
+
+size_t fedkd_row_stream_row_bytes(const fedkd_row_stream *s) { return s->record_bytes; }
+
+fedkd_status fedkd_row_stream_read(fedkd_row_stream *s, unsigned char *bytes, size_t n)
+{
+    if (n > s->count - s->next)
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "%s: %zu records asked for, %zu left to read",
+                          s->path, n, s->count - s->next);
+    size_t got = 0;
+    fedkd_status status = idx_read(&s->images, bytes, n * s->record_bytes, &got);
+    if (status) return status;
+    if (got < n * s->record_bytes)
+        return FEDKD_FAIL(FEDKD_ERR_FORMAT,
+                          "%s: data ends at byte offset %llu, inside image record %zu of %u "
+                          "(%zu bytes each after the 16-byte header)%s",
+                          s->path, s->images.offset, s->next + got / s->record_bytes,
+                          (unsigned)s->records, s->record_bytes, idx_truncation_note(&s->images));
+    s->next += n;
+    /* The whole file read: nothing may follow, and gzip's CRC must hold. */
+    if (s->next == s->count && s->count == s->records) return idx_expect_end(&s->images, s->records);
+    return FEDKD_OK;
+}
+
+void fedkd_row_stream_close(fedkd_row_stream **s)
+{
+    if (!*s) return;
+    idx_close(&(*s)->images);
+    free(*s);
+    *s = NULL;
+}
+
 /* ---- Fashion-MNIST --------------------------------------------------------- */
 
 #define FASHION_MNIST_CLASSES 10
@@ -409,6 +479,33 @@ fedkd_status fedkd_fashion_mnist_labels(const char *directory, const char *split
     *shape = empty->shape;
     fedkd_dataset_destroy(&empty);
     return FEDKD_OK;
+}
+
+fedkd_status fedkd_fashion_mnist_stream_open(fedkd_row_stream **out, const char *directory,
+                                             size_t limit)
+{
+    *out = NULL;
+    char images_path[4096];
+    fedkd_status status =
+        fashion_mnist_find(images_path, sizeof images_path, directory, "train", "images-idx3");
+    if (status) return status;
+    return fedkd_idx_stream_open(out, images_path, limit);
+}
+
+void fedkd_fashion_mnist_decode(const unsigned char *bytes, size_t count, float *features)
+{
+    /* Each byte value's float computed once, by the operations
+     * idx_load_selected and fedkd_dataset_normalize apply: the same bits. */
+    static float table[256];
+    static int ready = 0;
+    if (!ready) {
+        for (int b = 0; b < 256; b++) {
+            float scaled = (float)b / 255.0f;
+            table[b] = (scaled - FEDKD_FASHION_MNIST_MEAN) / FEDKD_FASHION_MNIST_STD;
+        }
+        ready = 1;
+    }
+    for (size_t i = 0; i < count; i++) features[i] = table[bytes[i]];
 }
 
 static fedkd_status fashion_mnist_load(fedkd_dataset **out, const char *directory,

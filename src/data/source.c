@@ -6,6 +6,7 @@
 
 #include "fedkd/core/core.h"
 #include "fedkd/data/cifar.h"
+#include "data/dataset_internal.h"
 
 void fedkd_source_info_clear(fedkd_source_info *info)
 {
@@ -45,6 +46,11 @@ static fedkd_status fashion_load_train_rows(const fedkd_config *config, const ui
 {
     return fedkd_fashion_mnist_load_rows(out, config->data.dir, "train",
                                          (size_t)config->data.train_limit, rows, n);
+}
+
+static fedkd_status fashion_open_train_stream(const fedkd_config *config, fedkd_row_stream **out)
+{
+    return fedkd_fashion_mnist_stream_open(out, config->data.dir, (size_t)config->data.train_limit);
 }
 
 static fedkd_status fashion_load_test(const fedkd_config *config, fedkd_dataset **out)
@@ -153,16 +159,17 @@ static fedkd_status cifar_load_test(const fedkd_config *config, fedkd_dataset **
 }
 
 static const fedkd_source fashion_mnist_source = {
-    "fashion-mnist", fashion_describe, fashion_load_train_rows, fashion_load_test};
+    "fashion-mnist", fashion_describe, fashion_load_train_rows, fashion_load_test,
+    fashion_open_train_stream, fedkd_fashion_mnist_decode};
 static const fedkd_source synthetic_source = {
-    "synthetic", synthetic_describe, NULL, synthetic_load_test};
+    "synthetic", synthetic_describe, NULL, synthetic_load_test, NULL, NULL};
 static const fedkd_source hdf5_source = {
-    "hdf5", hdf5_describe, hdf5_load_train_rows, hdf5_load_test};
+    "hdf5", hdf5_describe, hdf5_load_train_rows, hdf5_load_test, NULL, NULL};
 
 static const fedkd_source cifar10_source = {
-    "cifar10", cifar_describe, cifar_load_train_rows, cifar_load_test};
+    "cifar10", cifar_describe, cifar_load_train_rows, cifar_load_test, NULL, NULL};
 static const fedkd_source cifar100_source = {
-    "cifar100", cifar_describe, cifar_load_train_rows, cifar_load_test};
+    "cifar100", cifar_describe, cifar_load_train_rows, cifar_load_test, NULL, NULL};
 
 const fedkd_source *const fedkd_sources[] = {
     &fashion_mnist_source, &synthetic_source, &hdf5_source, &cifar10_source, &cifar100_source,

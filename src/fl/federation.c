@@ -59,13 +59,6 @@ static fedkd_status check_config(federation *f)
 static fedkd_status load_data(federation *f)
 {
     const fedkd_config *config = f->config;
-    /* Test hook: pretend the data is missing on one rank, to check that a
-     * fault on a single rank stops every rank cleanly. */
-    const char *fail_rank = getenv("FEDKD_TEST_FAIL_DATA_ON_RANK");
-    if (fail_rank && atoi(fail_rank) == f->rank)
-        return FEDKD_FAIL(FEDKD_ERR_IO,
-                          "%s/train-images-idx3-ubyte.gz: not found on this rank (injected by "
-                          "FEDKD_TEST_FAIL_DATA_ON_RANK)", config->data.dir);
     int *hosted = malloc((size_t)(f->num_clients > 0 ? f->num_clients : 1) * sizeof *hosted);
     if (!hosted) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the client table");
     int num_hosted = fedkd_hosted_clients(f->num_clients, f->rank, f->size, hosted);
@@ -78,8 +71,17 @@ static fedkd_status load_data(federation *f)
      * (FEDKD_CLIENTSET_PUBLIC) but FedAvg never reads them. */
     if (f->algorithm->uses_public && (num_hosted > 0 || f->rank == 0))
         flags |= FEDKD_CLIENTSET_LOAD_PUBLIC;
-    fedkd_status status = fedkd_client_set_load(config, hosted, num_hosted, flags, &f->data);
+    /* Collective: one rank may read the file for all of them. */
+    fedkd_status status =
+        fedkd_client_set_load_shared(config, hosted, num_hosted, flags, f->comm, &f->data);
     free(hosted);
+    /* Test hook: pretend the data is missing on one rank, to check that a
+     * fault on a single rank stops every rank cleanly. */
+    const char *fail_rank = getenv("FEDKD_TEST_FAIL_DATA_ON_RANK");
+    if (!status && fail_rank && atoi(fail_rank) == f->rank)
+        status = FEDKD_FAIL(FEDKD_ERR_IO,
+                            "%s/train-images-idx3-ubyte.gz: not found on this rank (injected by "
+                            "FEDKD_TEST_FAIL_DATA_ON_RANK)", config->data.dir);
     if (status) return status;
     /* Short names for what the round loop uses most. */
     f->partition = f->data.partition;
@@ -412,7 +414,8 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
     status = load_data(f);
-    status = fedkd_comm_agree(f->comm, status);
+    /* The shared load may have agreed on a failure already. */
+    if (!status || !fedkd_comm_failure_agreed()) status = fedkd_comm_agree(f->comm, status);
     if (status) return status;
     /* Memory checked before it is spent: models and buffers are estimated
      * from their specs, the ranks of each node added up. */
@@ -549,6 +552,22 @@ static uint64_t global_models_checksum(federation *f)
     return checksum;
 }
 
+/* Rank 0 learns the slowest rank's set-up time (summary.json
+ * `setup_seconds`) and the bytes the shared data loading moved. */
+static fedkd_status note_setup_time(federation *f, double setup_start, fedkd_run_result *result)
+{
+    double mine = fedkd_time_now() - setup_start, slowest = 0.0;
+    MPI_Request request;
+    if (MPI_Ireduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, f->comm, &request) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the set-up time failed");
+    fedkd_status status = fedkd_comm_wait(&request, "the set-up time reduction");
+    if (!status && f->rank == 0) {
+        result->setup_seconds = slowest;
+        result->setup_bytes = f->data.setup_bytes;
+    }
+    return status;
+}
+
 fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
                                  const fedkd_run_options *options, fedkd_run_result *result)
 {
@@ -562,10 +581,12 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
     f->dry_run = options ? options->dry_run : 0;
     MPI_Comm_rank(comm, &f->rank);
     MPI_Comm_size(comm, &f->size);
+    double setup_start = fedkd_comm_claim_start_time();
     double start = fedkd_time_now();
     const char *outcome = "failed";
 
     fedkd_status status = setup(f, options);
+    if (!status && !f->dry_run) status = note_setup_time(f, setup_start, result);
     if (status || f->dry_run) {
         free_federation(f);
         return status;

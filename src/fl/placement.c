@@ -48,20 +48,41 @@ int fedkd_select_clients(uint64_t seed, int round, int num_clients, double per_r
     return m;
 }
 
+/* llround(y) for |y| < 2^63, without the library call: truncate, then step
+ * away from zero when the (exactly computed) fraction is at least a half.
+ * The same integer as llround for every such y: below 2^53 the truncated
+ * value converts back exactly, above it y has no fraction. */
+static inline int64_t round_half_away(double y)
+{
+    int64_t truncated = (int64_t)y;
+    double fraction = y - (double)truncated;
+    return truncated + (fraction >= 0.5) - (fraction <= -0.5);
+}
+
 /* accumulator[i] += fixed(weight * (values[i] - minus[i])), minus optional.
- * The difference is taken in float, as a stored delta would be. */
+ * The difference is taken in float, as a stored delta would be. Runs once
+ * per client and round over the whole parameter vector, so the range check
+ * is a separate branch-free pass and the rounding is inline. */
 static fedkd_status accumulate(int64_t *accumulator, const float *values, const float *minus,
                                size_t n, double weight)
 {
+    int bad = 0;
     for (size_t i = 0; i < n; i++) {
         float x = minus ? values[i] - minus[i] : values[i];
-        double v = weight * (double)x;
-        if (!(fabs(v) <= FEDKD_FIXED_LIMIT))
+        bad |= !(fabs(weight * (double)x) <= FEDKD_FIXED_LIMIT);
+    }
+    for (size_t i = 0; bad && i < n; i++) {
+        float x = minus ? values[i] - minus[i] : values[i];
+        if (!(fabs(weight * (double)x) <= FEDKD_FIXED_LIMIT))
             return FEDKD_FAIL(FEDKD_ERR_NUMERIC,
                               "aggregation: update value %g at parameter %zu is not finite or "
                               "exceeds %g; lower local.lr",
                               (double)x, i, FEDKD_FIXED_LIMIT);
-        accumulator[i] += (int64_t)llround(v * FEDKD_FIXED_SCALE);
+    }
+    for (size_t i = 0; i < n; i++) {
+        float x = minus ? values[i] - minus[i] : values[i];
+        double v = weight * (double)x;
+        accumulator[i] += round_half_away(v * FEDKD_FIXED_SCALE);
     }
     return FEDKD_OK;
 }

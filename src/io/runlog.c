@@ -264,6 +264,10 @@ fedkd_status fedkd_summary_write_run(const fedkd_config *config, const char *sta
         else
             cJSON_AddNullToObject(summary, "simulated_seconds_to_target");
     }
+    if (result->setup_seconds > 0.0) {
+        cJSON_AddNumberToObject(summary, "setup_seconds", result->setup_seconds);
+        cJSON_AddNumberToObject(summary, "wire_bytes_setup", (double)result->setup_bytes);
+    }
     if (num_params_known) {
         cJSON_AddNumberToObject(summary, "num_params", (double)result->num_params);
         cJSON_AddStringToObject(summary, "params_checksum", checksum);

@@ -108,6 +108,14 @@ bad-input)
     expect_error 2 "data.dir" --set data.dir="$work/nowhere"
     # The dataset missing on one rank only: that rank says so, all exit.
     FEDKD_TEST_FAIL_DATA_ON_RANK=2 expect_error 4 "[rank 2]" "${synthetic[@]}"
+    # A cut training file, which the last rank reads for all the others:
+    # it says where the data ends, and every rank exits.
+    if [ -d "$fashion" ]; then
+        mkdir -p "$work/cut" && cp "$fashion"/*-ubyte.gz "$work/cut/" || fail "copying $fashion"
+        head -c 1000000 "$fashion/train-images-idx3-ubyte.gz" >"$work/cut/train-images-idx3-ubyte.gz"
+        expect_error 3 "[rank 2] $work/cut/train-images-idx3-ubyte.gz: data ends at byte offset" \
+            "${fashion_subset[@]}" --set data.dir="$work/cut"
+    fi
     # Diverging training (NaN) on a client rank stops the whole run.
     expect_error 3 "local.lr" "${synthetic[@]}" --set local.lr=1e30 --set local.momentum=0
     ;;

@@ -1,7 +1,8 @@
 /* Properties of the federation that hold exactly or to a stated tolerance:
  * - FedAvg with one client and one local epoch equals centralized training
  *   for one epoch (same data order, same optimizer, one round);
- * - aggregating K identical client updates returns that update;
+ * - aggregating K identical client updates returns that update, and the
+ *   fixed-point rounding is llround's;
  * - client sampling picks the configured number of distinct clients and
  *   placement is a fixed round-robin.
  * Runs as a single MPI process. */
@@ -84,6 +85,25 @@ static void check_identical_updates_average_to_themselves(void)
     free(sum);
 }
 
+/* The fixed-point conversion rounds half away from zero, as llround does,
+ * for values at and next to the halves, of either sign and up to the limit. */
+static void check_fixed_rounding_is_llround(void)
+{
+    enum { N = 14 };
+    /* value * 2^40 lands on k + 1/2, next to it, or near FEDKD_FIXED_LIMIT. */
+    const float values[N] = {0x1p-41f,  -0x1p-41f, 0x3p-41f,        -0x3p-41f,
+                             0x1.000002p-41f, -0x1.000002p-41f, 0x1.fffffep-42f,
+                             -0x1.fffffep-42f, 0x5p-41f, 0.0f, -0.0f, 3.9e6f, -3.9e6f,
+                             0x1.8p-30f};
+    for (int i = 0; i < N; i++) {
+        int64_t sum = 0;
+        CHECK(fedkd_fixed_accumulate(&sum, &values[i], 1, 1.0) == FEDKD_OK, "accumulate %d", i);
+        long long want = llround((double)values[i] * FEDKD_FIXED_SCALE);
+        CHECK(sum == want, "value %a: fixed point %lld, llround %lld", (double)values[i],
+              (long long)sum, want);
+    }
+}
+
 static void check_sampling_and_placement(void)
 {
     int selected[100];
@@ -113,6 +133,7 @@ int main(int argc, char **argv)
     fedkd_log_set_quiet(1);
     check_one_client_equals_centralized();
     check_identical_updates_average_to_themselves();
+    check_fixed_rounding_is_llround();
     check_sampling_and_placement();
     int code = test_finish("test_fl_equivalence");
     MPI_Finalize();

@@ -31,8 +31,14 @@ int fedkd_comm_failure_agreed(void);
  * rank 0's status). */
 void fedkd_comm_note_agreed(fedkd_status agreed);
 
-/* After MPI_Init, before any run: every rank of MPI_COMM_WORLD (collective). */
+/* After MPI_Init, before any run: every rank of MPI_COMM_WORLD (collective).
+ * Also notes the time, for fedkd_comm_claim_start_time. */
 fedkd_status fedkd_comm_setup(void);
+/* Where a run's set-up time (summary.json `setup_seconds`) starts: the
+ * first call in a process returns the fedkd_time_now() of fedkd_comm_setup
+ * (just after MPI_Init), later calls the current time, so that a mode that
+ * runs several federations charges the process start to the first alone. */
+double fedkd_comm_claim_start_time(void);
 /* Before MPI_Finalize on the normal way out. */
 void fedkd_comm_teardown(void);
 

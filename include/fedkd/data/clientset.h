@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <mpi.h>
+
 #include "fedkd/config/config.h"
 #include "fedkd/data/data.h"
 #include "fedkd/data/partition.h"
@@ -47,6 +49,7 @@ typedef struct fedkd_client_set {
     fedkd_dataset *public_set;   /* FEDKD_CLIENTSET_LOAD_PUBLIC: the public samples */
     size_t public_count;         /* FEDKD_CLIENTSET_PUBLIC: public samples (every rank) */
     fedkd_dataset *test;         /* FEDKD_CLIENTSET_LOAD_TEST */
+    uint64_t setup_bytes;        /* fedkd_client_set_load_shared: bytes moved between ranks */
 } fedkd_client_set;
 
 /* Describes the data source of config->data, partitions config->clients.count
@@ -57,6 +60,16 @@ typedef struct fedkd_client_set {
  * and flags computes the same partition. */
 fedkd_status fedkd_client_set_load(const fedkd_config *config, const int *hosted, int num_hosted,
                                    unsigned flags, fedkd_client_set *out);
+/* The same, collective over comm (every rank of it calls this, with the
+ * same config and flags): for a source that must be read whole to reach any
+ * row (gzipped Fashion-MNIST), the last rank reads the training file once
+ * and sends each rank its rows, which gives the same datasets as each rank
+ * reading its own; out->setup_bytes counts what moved between ranks. Other sources read
+ * as fedkd_client_set_load does. On failure every rank returns one, and
+ * fedkd_comm_failure_agreed() says whether they all know it already. */
+fedkd_status fedkd_client_set_load_shared(const fedkd_config *config, const int *hosted,
+                                          int num_hosted, unsigned flags, MPI_Comm comm,
+                                          fedkd_client_set *out);
 void fedkd_client_set_free(fedkd_client_set *set);
 /* Index of `client` among the hosted ones, or -1. */
 int fedkd_client_set_find(const fedkd_client_set *set, int client);

@@ -24,6 +24,16 @@ typedef struct fedkd_source_info {
 
 void fedkd_source_info_clear(fedkd_source_info *info);
 
+/* A source's training rows as raw bytes, in file order, one byte per
+ * feature: what one rank reads for all in fedkd_client_set_load_shared. */
+typedef struct fedkd_row_stream fedkd_row_stream;
+size_t fedkd_row_stream_count(const fedkd_row_stream *stream);     /* rows it yields */
+size_t fedkd_row_stream_row_bytes(const fedkd_row_stream *stream);
+/* The next n rows into bytes (n x row_bytes); after the last one, checks
+ * that the file ends there (when no limit cut it short). */
+fedkd_status fedkd_row_stream_read(fedkd_row_stream *stream, unsigned char *bytes, size_t n);
+void fedkd_row_stream_close(fedkd_row_stream **stream);
+
 typedef struct fedkd_source {
     const char *name;
     fedkd_status (*describe)(const fedkd_config *config, fedkd_source_info *info);
@@ -31,6 +41,11 @@ typedef struct fedkd_source {
     fedkd_status (*load_train_rows)(const fedkd_config *config, const uint32_t *rows, size_t n,
                                     fedkd_dataset **out);
     fedkd_status (*load_test)(const fedkd_config *config, fedkd_dataset **out);
+    /* Optional, for a file that must be read whole to reach any row (gzip):
+     * the training rows as a stream, and `count` of its bytes decoded into
+     * the features load_train_rows gives for them (the same bits). */
+    fedkd_status (*open_train_stream)(const fedkd_config *config, fedkd_row_stream **out);
+    void (*decode_train_values)(const unsigned char *bytes, size_t count, float *features);
 } fedkd_source;
 
 extern const fedkd_source *const fedkd_sources[];

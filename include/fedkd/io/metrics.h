@@ -49,6 +49,13 @@ typedef struct fedkd_run_result {
     int simulated;
     double simulated_seconds_total, simulated_seconds_to_target;
     double wall_seconds;
+    /* A federation's set-up: from MPI_Init (the process's first federation)
+     * or from the federation's start (later ones) to its first round, the
+     * slowest rank's; and the bytes its data loading moved between ranks.
+     * Written to summary.json (setup_seconds, wire_bytes_setup) when
+     * setup_seconds > 0. */
+    double setup_seconds;
+    uint64_t setup_bytes;
     /* FNV-1a of the final global parameters' bytes (one global model per
      * architecture: of all of them, one after the other); without a global model
      * (clients keep their own) the FNV-1a of the clients' model checksums in
