@@ -452,7 +452,11 @@ signal-checkpoint)
         || fail "reference run exited $?: $(tail -2 "$work/ref.err")"
     for signal in TERM USR1; do
         dir=$work/sig-$signal
+        # Rounds of at least 200 ms, so that the signal lands mid-run however
+        # fast the machine (the sleep is outside what the results depend on).
+        export FEDKD_TEST_SLEEP_IN_ROUND_MS=200
         start_job 3 "$dir" "${slow[@]}" --set rounds=30 --set checkpoint.every=100
+        unset FEDKD_TEST_SLEEP_IN_ROUND_MS
         wait_lines "$dir/rounds.jsonl" 4 60 || fail "SIG$signal: 4 rounds never logged"
         if [ $signal = TERM ]; then
             # shellcheck disable=SC2046
