@@ -48,8 +48,10 @@ resnet8)
     # A model file exported from the checkpoint starts another run.
     "$sim" export --output "$work/resnet8.h5" --set run.dir="$work/r1" "${cifar[@]}" --set model=resnet8 \
         >"$work/export.out" 2>&1 || fail "export: $(tail -2 "$work/export.out")"
-    "$sim" inspect "$work/resnet8.h5" 2>&1 | grep -q "parameters *$resnet8_params" \
-        || fail "inspect of the model file: $("$sim" inspect "$work/resnet8.h5" 2>&1 | head -5)"
+    # (Read whole: grep -q in a pipe can end inspect with SIGPIPE.)
+    inspected=$("$sim" inspect "$work/resnet8.h5" 2>&1)
+    grep -q "parameters *$resnet8_params" <<<"$inspected" \
+        || fail "inspect of the model file: $(head -5 <<<"$inspected")"
     run 1 "$work/init" "${cifar[@]}" --set model=resnet8 --set rounds=1 \
         --set init.model="$work/resnet8.h5" || fail "init.model from a resnet8 file exited $?: $(tail -2 "$work/init.err")"
     ;;
