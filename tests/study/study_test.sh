@@ -206,13 +206,13 @@ if not row or not row.group(1).strip().startswith(want):
 table = report.split("### Tuned over untuned per scheme", 1)[-1].split("\n## ", 1)[0]
 for line in table.splitlines():
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
-    if len(cells) < 9 or cells[0] in ("scheme", "") or cells[0].startswith("---") \
+    if len(cells) < 12 or cells[0] in ("scheme", "") or cells[0].startswith("---") \
             or cells[0].startswith("non-IID"):
         continue
     if cells[1].startswith("tuned"):
         problems.append("%s: best untuned is the tuned method %s" % (cells[0], cells[1]))
-    if not cells[6].startswith("tuned"):
-        problems.append("%s: best validation-tuned is %s" % (cells[0], cells[6]))
+    if not cells[7].startswith("tuned"):
+        problems.append("%s: best validation-tuned is %s" % (cells[0], cells[7]))
 for p in problems:
     print(p, file=sys.stderr)
 sys.exit(1 if problems else 0)
