@@ -41,20 +41,7 @@ static fedkd_status avgpool_configure(fedkd_layer *layer)
         layer->out_shape = (fedkd_shape){in.channels, 1, 1};
         return FEDKD_OK;
     }
-    if (spec->kernel < 1)
-        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected kernel >= 1 (or global: true), got %d",
-                          spec->kernel);
-    if (spec->stride < 0)
-        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected stride >= 1 (or 0 for the kernel), got %d",
-                          spec->stride);
-    if (spec->kernel > in.height || spec->kernel > in.width)
-        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "kernel %d is larger than the input %dx%dx%d",
-                          spec->kernel, in.channels, in.height, in.width);
-    pool_geometry g = geometry_of(layer);
-    layer->out_shape = (fedkd_shape){in.channels, (in.height - g.kernel_h) / g.stride_h + 1,
-                                     (in.width - g.kernel_w) / g.stride_w + 1};
-    layer->num_params = 0;
-    return FEDKD_OK;
+    return fedkd_nn_pool_window(layer, " (or global: true)");
 }
 
 static void avgpool_init_params(const fedkd_layer *layer, float *params, fedkd_rng *rng) {}

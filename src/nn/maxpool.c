@@ -16,14 +16,13 @@ static int pool_stride(const fedkd_layer *layer)
     return layer->spec.stride > 0 ? layer->spec.stride : layer->spec.kernel;
 }
 
-static fedkd_status maxpool_configure(fedkd_layer *layer)
+fedkd_status fedkd_nn_pool_window(fedkd_layer *layer, const char *kernel_hint)
 {
     const fedkd_layer_spec *spec = &layer->spec;
     fedkd_shape in = layer->in_shape;
-    if (spec->units || spec->filters || spec->padding || spec->init != FEDKD_INIT_DEFAULT)
-        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "a maxpool layer takes only kernel and stride");
     if (spec->kernel < 1)
-        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected kernel >= 1, got %d", spec->kernel);
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected kernel >= 1%s, got %d", kernel_hint,
+                          spec->kernel);
     if (spec->stride < 0)
         return FEDKD_FAIL(FEDKD_ERR_CONFIG, "expected stride >= 1 (or 0 for the kernel), got %d",
                           spec->stride);
@@ -35,6 +34,16 @@ static fedkd_status maxpool_configure(fedkd_layer *layer)
                                      (in.width - spec->kernel) / stride + 1};
     layer->num_params = 0;
     return FEDKD_OK;
+}
+
+static fedkd_status maxpool_configure(fedkd_layer *layer)
+{
+    const fedkd_layer_spec *spec = &layer->spec;
+    if (spec->units || spec->filters || spec->padding || spec->init != FEDKD_INIT_DEFAULT ||
+        spec->global || spec->groups || spec->body || spec->projection ||
+        spec->momentum != 0.0f || spec->epsilon != 0.0f)
+        return FEDKD_FAIL(FEDKD_ERR_CONFIG, "a maxpool layer takes only kernel and stride");
+    return fedkd_nn_pool_window(layer, "");
 }
 
 static void maxpool_init_params(const fedkd_layer *layer, float *params, fedkd_rng *rng) {}

@@ -31,6 +31,12 @@ typedef struct fedkd_conv2d_geometry {
 
 fedkd_conv2d_geometry fedkd_conv2d_geometry_of(const fedkd_layer *layer);
 
+/* The window of a maxpool or avgpool layer (square kernel, stride 0 meaning
+ * the kernel, no padding, floor mode): checks it against the input and sets
+ * out_shape and num_params. kernel_hint follows "expected kernel >= 1" in the
+ * message (avgpool: " (or global: true)"). */
+fedkd_status fedkd_nn_pool_window(fedkd_layer *layer, const char *kernel_hint);
+
 /* Uniform initialisation of `count` weights. FEDKD_INIT_DEFAULT picks He when
  * the layer feeds a ReLU (keeps the activation variance through the rectifier)
  * and Glorot otherwise (keeps forward and backward variance for linear
