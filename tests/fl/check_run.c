@@ -159,6 +159,16 @@ static int check_same(const char *a, const char *b)
     return failures;
 }
 
+/* summary.json's byte totals against the rounds' sums: 1 if they differ. */
+static int check_totals(const cJSON *summary, double down, double up)
+{
+    if (number(summary, "bytes_down_total") == down && number(summary, "bytes_up_total") == up)
+        return 0;
+    fprintf(stderr, "check_run: summary totals %.0f / %.0f, rounds sum to %.0f / %.0f\n",
+            number(summary, "bytes_down_total"), number(summary, "bytes_up_total"), down, up);
+    return 1;
+}
+
 static int check_logs(const char *dir, int expected_rounds)
 {
     int failures = 0;
@@ -197,11 +207,7 @@ static int check_logs(const char *dir, int expected_rounds)
         down += number(row, "bytes_down");
         up += number(row, "bytes_up");
     }
-    if (number(summary, "bytes_down_total") != down || number(summary, "bytes_up_total") != up) {
-        fprintf(stderr, "check_run: summary totals %.0f / %.0f, rounds sum to %.0f / %.0f\n",
-                number(summary, "bytes_down_total"), number(summary, "bytes_up_total"), down, up);
-        failures++;
-    }
+    failures += check_totals(summary, down, up);
 done:
     cJSON_Delete(rounds);
     cJSON_Delete(summary);
@@ -236,11 +242,7 @@ static int check_bytes(const char *dir, double first_down, double down_each, dou
         down += number(row, "bytes_down");
         up += number(row, "bytes_up");
     }
-    if (number(summary, "bytes_down_total") != down || number(summary, "bytes_up_total") != up) {
-        fprintf(stderr, "check_run: summary totals %.0f / %.0f, rounds sum to %.0f / %.0f\n",
-                number(summary, "bytes_down_total"), number(summary, "bytes_up_total"), down, up);
-        failures++;
-    }
+    failures += check_totals(summary, down, up);
 done:
     cJSON_Delete(rounds);
     cJSON_Delete(summary);
@@ -272,11 +274,7 @@ static int check_round_bytes(const char *dir, double down_each, const char *ups)
         down += number(row, "bytes_down");
         up += got;
     }
-    if (number(summary, "bytes_down_total") != down || number(summary, "bytes_up_total") != up) {
-        fprintf(stderr, "check_run: summary totals %.0f / %.0f, rounds sum to %.0f / %.0f\n",
-                number(summary, "bytes_down_total"), number(summary, "bytes_up_total"), down, up);
-        failures++;
-    }
+    failures += check_totals(summary, down, up);
 done:
     cJSON_Delete(rounds);
     cJSON_Delete(summary);
