@@ -89,8 +89,13 @@ size_t fedkd_appendf(char *out, size_t size, size_t used, const char *format, ..
 
 uint64_t fedkd_checksum(const void *data, size_t bytes)
 {
+    return fedkd_checksum_more(1469598103934665603ull, data, bytes);
+}
+
+uint64_t fedkd_checksum_more(uint64_t checksum, const void *data, size_t bytes)
+{
     const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = checksum;
     for (size_t i = 0; i < bytes; i++) {
         h ^= p[i];
         h *= 1099511628211ull;

@@ -540,15 +540,11 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
  * the other (the global weights' alone when there is one). */
 static uint64_t global_models_checksum(federation *f)
 {
-    if (f->run.num_globals == 1) return fedkd_checksum(f->global, f->num_params * sizeof(float));
-    size_t total = f->run.global_offset[f->run.num_globals];
-    float *all = malloc(total * sizeof *all);
-    if (!all) return 0;
-    for (int g = 0; g < f->run.num_globals; g++)
-        memcpy(all + f->run.global_offset[g], fl_fed_global_model(f, g),
-               (f->run.global_offset[g + 1] - f->run.global_offset[g]) * sizeof *all);
-    uint64_t checksum = fedkd_checksum(all, total * sizeof *all);
-    free(all);
+    uint64_t checksum = fedkd_checksum(f->global, f->num_params * sizeof(float));
+    for (int g = 1; g < f->run.num_globals; g++)
+        checksum = fedkd_checksum_more(checksum, fl_fed_global_model(f, g),
+                                       (f->run.global_offset[g + 1] - f->run.global_offset[g]) *
+                                           sizeof(float));
     return checksum;
 }
 

@@ -34,5 +34,8 @@ size_t fedkd_appendf(char *out, size_t size, size_t used, const char *format, ..
 
 /* FNV-1a of `bytes` bytes: the checksum runs report for parameters. */
 uint64_t fedkd_checksum(const void *data, size_t bytes);
+/* The same over pieces: fedkd_checksum_more(fedkd_checksum(a, n), b, m) is
+ * the checksum of a and b laid end to end. */
+uint64_t fedkd_checksum_more(uint64_t checksum, const void *data, size_t bytes);
 
 #endif
