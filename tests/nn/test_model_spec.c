@@ -8,6 +8,7 @@
 
 #include "fedkd/nn/model_json.h"
 #include "fedkd/nn/nn.h"
+#include "expect_config_error.h"
 #include "test_util.h"
 
 static const fedkd_shape mnist = {1, 28, 28};
@@ -182,20 +183,6 @@ static void check_json(void)
 
 /* A spec that must fail with FEDKD_ERR_CONFIG and a message containing every
  * one of the needles. */
-static void expect_error(const char *what, fedkd_status status, const char *const *needles,
-                         size_t count)
-{
-    CHECK(status == FEDKD_ERR_CONFIG, "%s: status %s, expected a config error", what,
-          fedkd_status_name(status));
-    const char *message = fedkd_error_message();
-    for (size_t i = 0; i < count; i++)
-        CHECK(strstr(message, needles[i]) != NULL, "%s: message lacks \"%s\": %s", what,
-              needles[i], message);
-}
-
-#define EXPECT_ERROR(what, status, ...)                                      \
-    expect_error((what), (status), (const char *const[]){__VA_ARGS__},       \
-                 sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
 
 static void check_errors(void)
 {

@@ -12,6 +12,7 @@
 #include "fedkd/core/rng.h"
 #include "fedkd/nn/model_json.h"
 #include "fedkd/nn/nn.h"
+#include "expect_config_error.h"
 #include "test_util.h"
 
 static fedkd_rng rng;
@@ -157,19 +158,6 @@ static void check_json(void)
     cJSON_Delete(json);
 }
 
-static void expect_error(const char *what, fedkd_status status, const char *const *needles,
-                         size_t count)
-{
-    CHECK(status == FEDKD_ERR_CONFIG, "%s: expected a config error", what);
-    const char *message = fedkd_error_message();
-    for (size_t i = 0; i < count; i++)
-        CHECK(strstr(message, needles[i]) != NULL, "%s: message lacks \"%s\": %s", what,
-              needles[i], message);
-}
-
-#define EXPECT_ERROR(what, status, ...)                                \
-    expect_error((what), (status), (const char *const[]){__VA_ARGS__}, \
-                 sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
 
 static void check_errors(void)
 {
