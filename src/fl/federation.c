@@ -139,6 +139,10 @@ static fedkd_status build_models(federation *f)
     if (!f->train_models || !f->optimizers)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d client models", entries);
     fedkd_optimizer_settings opt = fedkd_train_optimizer_settings(config);
+    if (f->num_hosted > 0) {
+        status = fedkd_train_scratch_create(&run->train_scratch);
+        if (status) return status;
+    }
     for (int h = 0; h < f->num_hosted; h++) {
         int e = fl_client_model_entry(&run->models, f->hosted[h]);
         if (f->train_models[e]) continue;
@@ -383,6 +387,7 @@ static void free_federation(federation *f)
     }
     free(f->train_models);
     free(f->optimizers);
+    fedkd_train_scratch_destroy(&f->run.train_scratch);
     fl_client_models_free(&f->run.models);
     for (int g = 0; g < FL_MAX_ARCHITECTURES; g++) {
         fedkd_model_destroy(&f->eval_models[g]);
