@@ -57,6 +57,7 @@ static const config_key keys[] = {
 
     {.path = "data.name", .type = CONFIG_STRING, AT(data.name), .choices = dataset_names},
     {.path = "data.dir", .type = CONFIG_STRING, AT(data.dir)},
+    {.path = "data.cache_dir", .type = CONFIG_STRING, AT(data.cache_dir)},
     {.path = "data.train_file", .type = CONFIG_STRING, AT(data.train_file)},
     {.path = "data.test_file", .type = CONFIG_STRING, AT(data.test_file)},
     {.path = "data.train_limit", .type = CONFIG_INT64, AT(data.train_limit), AT_LEAST(0.0)},

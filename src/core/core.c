@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static int log_rank = 0;
@@ -64,16 +65,91 @@ double fedkd_time_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Blocks of at least FEDKD_MAPPED_BYTES (a client's dataset, the test set,
+ * large workspaces) are mapped on their own, 2 MiB aligned, and offered to
+ * the kernel as transparent huge pages: fresh mappings are zero, so nothing
+ * is written before use, and the first touch faults once per 2 MiB instead
+ * of once per 4 KiB. Under a virtual machine a 4 KiB fault costs about
+ * 15 us: 12 MiB of a client's data took 45 ms to fault in, 1.5 ms in huge
+ * pages. Smaller blocks come from malloc. The sanitizer build keeps every
+ * block in malloc, where it checks bounds. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FEDKD_MAP_LARGE 0
+#else
+#define FEDKD_MAP_LARGE 1
+#endif
+#define FEDKD_MAPPED_BYTES ((size_t)2 << 20)
+#define FEDKD_HUGE_PAGE ((size_t)2 << 20)
+
+/* The mapped blocks, to tell them from malloc's in fedkd_free: few and
+ * large, so a list walked only for 2 MiB-aligned pointers is enough. */
+typedef struct mapped_block {
+    void *start;
+    size_t bytes; /* mapped length */
+    struct mapped_block *next;
+} mapped_block;
+static mapped_block *mapped_blocks = NULL;
+
+static void *alloc_mapped(size_t bytes)
+{
+    size_t length = (bytes + 4095) & ~(size_t)4095;
+    if (length < bytes || length > SIZE_MAX - FEDKD_HUGE_PAGE) return NULL;
+    mapped_block *record = malloc(sizeof *record);
+    if (!record) return NULL;
+    /* Over-map by a huge page, then give back what lies outside the
+     * aligned block. */
+    unsigned char *raw = mmap(NULL, length + FEDKD_HUGE_PAGE, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        free(record);
+        return NULL;
+    }
+    uintptr_t at = ((uintptr_t)raw + FEDKD_HUGE_PAGE - 1) & ~(uintptr_t)(FEDKD_HUGE_PAGE - 1);
+    unsigned char *start = (unsigned char *)at;
+    size_t head = (size_t)(start - raw), tail = FEDKD_HUGE_PAGE - head;
+    if (head) munmap(raw, head);
+    if (tail) munmap(start + length, tail);
+    /* Advice only: where the kernel has no huge pages the block still
+     * works in small ones. */
+    (void)madvise(start, length, MADV_HUGEPAGE);
+    record->start = start;
+    record->bytes = length;
+    record->next = mapped_blocks;
+    mapped_blocks = record;
+    return start;
+}
+
+/* 1 when pointer is a mapped block (then unmapped). */
+static int free_mapped(void *pointer)
+{
+    if (((uintptr_t)pointer & (FEDKD_HUGE_PAGE - 1)) != 0) return 0;
+    for (mapped_block **link = &mapped_blocks; *link; link = &(*link)->next) {
+        mapped_block *record = *link;
+        if (record->start != pointer) continue;
+        munmap(record->start, record->bytes);
+        *link = record->next;
+        free(record);
+        return 1;
+    }
+    return 0;
+}
+
 void *fedkd_alloc(size_t bytes)
 {
     if (bytes == 0) return NULL;
+    if (FEDKD_MAP_LARGE && bytes >= FEDKD_MAPPED_BYTES) return alloc_mapped(bytes);
     size_t rounded = (bytes + 63) & ~(size_t)63;
     void *pointer = aligned_alloc(64, rounded);
     if (pointer) memset(pointer, 0, rounded);
     return pointer;
 }
 
-void fedkd_free(void *pointer) { free(pointer); }
+void fedkd_free(void *pointer)
+{
+    if (!pointer) return;
+    if (FEDKD_MAP_LARGE && free_mapped(pointer)) return;
+    free(pointer);
+}
 
 size_t fedkd_appendf(char *out, size_t size, size_t used, const char *format, ...)
 {

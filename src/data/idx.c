@@ -15,7 +15,9 @@
 #include <zlib.h>
 
 #include "data/dataset_internal.h"
+#include "data/idx_cache.h"
 #include "fedkd/core/checked.h"
+#include "fedkd/core/core.h"
 
 #define IDX_IMAGES_MAGIC 0x00000803u /* unsigned bytes, 3 dimensions */
 #define IDX_LABELS_MAGIC 0x00000801u /* unsigned bytes, 1 dimension */
@@ -366,7 +368,31 @@ struct fedkd_row_stream {
     size_t count;         /* records the stream yields: the limit applied */
     size_t record_bytes;
     size_t next;          /* records read so far */
+    uint32_t height, width;
+    fedkd_idx_cache_writer *cache; /* NULL: no cache written */
 };
+
+/* A cache that could not be written: said, and the run goes on. */
+static void warn_no_cache(const char *why)
+{
+    fedkd_log_warn("data.cache_dir: %s; going on without the data cache", why);
+}
+
+fedkd_status fedkd_idx_stream_open_cached(fedkd_row_stream **out, const char *images_path,
+                                          const char *labels_path, size_t limit,
+                                          const char *cache_dir)
+{
+    fedkd_status status = fedkd_idx_stream_open(out, images_path, limit);
+    fedkd_row_stream *s = *out;
+    /* Only a whole file is cached. */
+    if (status || !cache_dir || !cache_dir[0] || s->count != s->records) return status;
+    char why[1024];
+    s->cache = fedkd_idx_cache_writer_begin(cache_dir, images_path, labels_path, s->records,
+                                            s->height, s->width, why,
+                                            sizeof why);
+    if (!s->cache) warn_no_cache(why);
+    return FEDKD_OK;
+}
 
 fedkd_status fedkd_idx_stream_open(fedkd_row_stream **out, const char *images_path, size_t limit)
 {
@@ -391,6 +417,8 @@ fedkd_status fedkd_idx_stream_open(fedkd_row_stream **out, const char *images_pa
     s->records = dims[0];
     s->count = (limit > 0 && limit < s->records) ? limit : s->records;
     s->record_bytes = (size_t)dims[1] * dims[2];
+    s->height = dims[1];
+    s->width = dims[2];
     *out = s;
     return FEDKD_OK;
 }
@@ -414,14 +442,24 @@ fedkd_status fedkd_row_stream_read(fedkd_row_stream *s, unsigned char *bytes, si
                           s->path, s->images.offset, s->next + got / s->record_bytes,
                           (unsigned)s->records, s->record_bytes, idx_truncation_note(&s->images));
     s->next += n;
+    char why[1024];
+    if (s->cache && fedkd_idx_cache_writer_add(s->cache, bytes, n, why, sizeof why) != 0) {
+        warn_no_cache(why);
+        fedkd_idx_cache_writer_abort(&s->cache);
+    }
     /* The whole file read: nothing may follow, and gzip's CRC must hold. */
-    if (s->next == s->count && s->count == s->records) return idx_expect_end(&s->images, s->records);
-    return FEDKD_OK;
+    if (s->next == s->count && s->count == s->records) {
+        status = idx_expect_end(&s->images, s->records);
+        if (!status && s->cache && fedkd_idx_cache_writer_finish(&s->cache, why, sizeof why) != 0)
+            warn_no_cache(why);
+    }
+    return status;
 }
 
 void fedkd_row_stream_close(fedkd_row_stream **s)
 {
     if (!*s) return;
+    fedkd_idx_cache_writer_abort(&(*s)->cache);
     idx_close(&(*s)->images);
     free(*s);
     *s = NULL;
@@ -482,14 +520,156 @@ fedkd_status fedkd_fashion_mnist_labels(const char *directory, const char *split
 }
 
 fedkd_status fedkd_fashion_mnist_stream_open(fedkd_row_stream **out, const char *directory,
-                                             size_t limit)
+                                             size_t limit, const char *cache_dir)
 {
     *out = NULL;
-    char images_path[4096];
+    char images_path[4096], labels_path[4096];
     fedkd_status status =
         fashion_mnist_find(images_path, sizeof images_path, directory, "train", "images-idx3");
+    if (!status)
+        status = fashion_mnist_find(labels_path, sizeof labels_path, directory, "train",
+                                    "labels-idx1");
     if (status) return status;
-    return fedkd_idx_stream_open(out, images_path, limit);
+    return fedkd_idx_stream_open_cached(out, images_path, labels_path, limit, cache_dir);
+}
+
+fedkd_status fedkd_fashion_mnist_cache_open(fedkd_idx_cache **out, const char *directory,
+                                            const char *split, const char *cache_dir, char *why,
+                                            size_t why_size)
+{
+    *out = NULL;
+    const char *prefix = strcmp(split, "test") == 0 ? "t10k" : "train";
+    char images_path[4096], labels_path[4096];
+    snprintf(why, why_size, "no cache directory");
+    if (!cache_dir || !cache_dir[0]) return FEDKD_OK;
+    /* Files that are missing are reported by the plain load. */
+    if (fashion_mnist_find(images_path, sizeof images_path, directory, prefix, "images-idx3") ||
+        fashion_mnist_find(labels_path, sizeof labels_path, directory, prefix, "labels-idx1")) {
+        fedkd_error_clear();
+        return FEDKD_OK;
+    }
+    fedkd_status status =
+        fedkd_idx_cache_open(out, cache_dir, images_path, labels_path, why, why_size);
+    if (status || !*out) return status;
+    /* Labels out of range: the plain load reports them. */
+    const unsigned char *labels = fedkd_idx_cache_labels(*out);
+    for (uint32_t i = 0; i < fedkd_idx_cache_records(*out); i++)
+        if (labels[i] >= FASHION_MNIST_CLASSES) {
+            snprintf(why, why_size, "label %u at record %u is out of range", labels[i], i);
+            fedkd_idx_cache_close(out);
+            break;
+        }
+    return FEDKD_OK;
+}
+
+/* Rows in chunks of this many: the bytes of one chunk (200 KB of
+ * Fashion-MNIST) are held at a time, in a buffer that stays in the cache. */
+#define CACHED_CHUNK_ROWS 256
+
+/* After a plain load of a whole split: its cache written by a second pass
+ * over the images. Nothing here fails the load. */
+static void write_cache(const char *directory, const char *split, size_t limit,
+                        const char *cache_dir)
+{
+    const char *prefix = strcmp(split, "test") == 0 ? "t10k" : "train";
+    char images_path[4096], labels_path[4096];
+    if (!cache_dir || !cache_dir[0] ||
+        fashion_mnist_find(images_path, sizeof images_path, directory, prefix, "images-idx3") ||
+        fashion_mnist_find(labels_path, sizeof labels_path, directory, prefix, "labels-idx1")) {
+        fedkd_error_clear();
+        return;
+    }
+    fedkd_row_stream *stream = NULL;
+    unsigned char *bytes = NULL;
+    fedkd_status status =
+        fedkd_idx_stream_open_cached(&stream, images_path, labels_path, limit, cache_dir);
+    if (!status && (!stream->cache || stream->count != stream->records)) goto done;
+    size_t chunk = CACHED_CHUNK_ROWS;
+    if (!status) bytes = malloc(chunk * stream->record_bytes);
+    for (size_t first = 0; !status && bytes && first < stream->count; first += chunk) {
+        size_t n = stream->count - first < chunk ? stream->count - first : chunk;
+        status = fedkd_row_stream_read(stream, bytes, n);
+    }
+done:
+    if (status) fedkd_error_clear();
+    free(bytes);
+    fedkd_row_stream_close(&stream);
+}
+
+/* A whole split (up to `limit` records) from its cache, or, with none to
+ * trust, by inflating the images once and writing the cache meanwhile.
+ * The features are decoded as fedkd_fashion_mnist_load's: the same bits. */
+static fedkd_status fashion_mnist_load_cached(fedkd_dataset **out, const char *directory,
+                                              const char *split, size_t limit,
+                                              const char *cache_dir)
+{
+    *out = NULL;
+    char why[1024];
+    fedkd_idx_cache *cache = NULL;
+    unsigned char *bytes = NULL;
+    uint32_t *rows = NULL;
+    fedkd_dataset *dataset = NULL;
+    fedkd_status status =
+        fedkd_fashion_mnist_cache_open(&cache, directory, split, cache_dir, why, sizeof why);
+    if (status) return status;
+    if (!cache) {
+        status = fashion_mnist_load(out, directory, split, limit, NULL, 0, NULL, NULL);
+        if (!status) write_cache(directory, split, limit, cache_dir);
+        return status;
+    }
+    size_t records = fedkd_idx_cache_records(cache);
+    size_t count = limit > 0 && limit < records ? limit : records;
+    fedkd_shape shape = {.channels = 1, .height = (int)fedkd_idx_cache_height(cache),
+                         .width = (int)fedkd_idx_cache_width(cache)};
+    size_t row_bytes = fedkd_shape_size(shape);
+    char images_path[4096];
+    status = fashion_mnist_find(images_path, sizeof images_path, directory,
+                                strcmp(split, "test") == 0 ? "t10k" : "train", "images-idx3");
+    if (!status) status = fedkd_dataset_allocate(&dataset, count, shape, FASHION_MNIST_CLASSES,
+                                                 images_path);
+    size_t chunk = count < CACHED_CHUNK_ROWS ? count : CACHED_CHUNK_ROWS;
+    if (!status) {
+        bytes = malloc(chunk * row_bytes);
+        rows = malloc(chunk * sizeof *rows);
+        if (!bytes || !rows)
+            status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: out of memory for %zu images", images_path,
+                                chunk);
+    }
+    for (size_t first = 0; !status && first < count; first += chunk) {
+        size_t n = count - first < chunk ? count - first : chunk;
+        for (size_t i = 0; i < n; i++) rows[i] = (uint32_t)(first + i);
+        status = fedkd_idx_cache_read_rows(cache, rows, n, bytes);
+        if (status) break;
+        fedkd_fashion_mnist_decode(bytes, n * row_bytes, dataset->features + first * row_bytes);
+    }
+    if (!status) {
+        const unsigned char *label_bytes = fedkd_idx_cache_labels(cache);
+        for (size_t i = 0; i < count; i++) dataset->labels[i] = label_bytes[i];
+    }
+    if (status == FEDKD_ERR_FORMAT) {
+        /* A corrupt cache: said, and the split read from its gzip file. */
+        fedkd_log_warn("data.cache_dir: %s; reading the gzip file instead",
+                       fedkd_error_message());
+        fedkd_error_clear();
+        fedkd_dataset_destroy(&dataset);
+        status = fashion_mnist_load(&dataset, directory, split, limit, NULL, 0, NULL, NULL);
+    }
+    free(bytes);
+    free(rows);
+    fedkd_idx_cache_close(&cache);
+    if (status) {
+        fedkd_dataset_destroy(&dataset);
+        return status;
+    }
+    *out = dataset;
+    return FEDKD_OK;
+}
+
+fedkd_status fedkd_fashion_mnist_load_split(fedkd_dataset **out, const char *directory,
+                                            const char *split, size_t limit,
+                                            const char *cache_dir)
+{
+    return fashion_mnist_load_cached(out, directory, split, limit, cache_dir);
 }
 
 void fedkd_fashion_mnist_decode(const unsigned char *bytes, size_t count, float *features)

@@ -7,6 +7,7 @@
 #include "fedkd/core/core.h"
 #include "fedkd/data/cifar.h"
 #include "data/dataset_internal.h"
+#include "data/idx_cache.h"
 
 void fedkd_source_info_clear(fedkd_source_info *info)
 {
@@ -48,14 +49,53 @@ static fedkd_status fashion_load_train_rows(const fedkd_config *config, const ui
                                          (size_t)config->data.train_limit, rows, n);
 }
 
+/* data.cache_dir as a directory; "" when there is none. */
+static const char *cache_dir(const fedkd_config *config, char *out, size_t out_size)
+{
+    if (!fedkd_idx_cache_dir(config->data.cache_dir, out, out_size)) out[0] = '\0';
+    return out;
+}
+
 static fedkd_status fashion_open_train_stream(const fedkd_config *config, fedkd_row_stream **out)
 {
-    return fedkd_fashion_mnist_stream_open(out, config->data.dir, (size_t)config->data.train_limit);
+    char dir[1024];
+    return fedkd_fashion_mnist_stream_open(out, config->data.dir, (size_t)config->data.train_limit,
+                                           cache_dir(config, dir, sizeof dir));
+}
+
+static fedkd_status fashion_open_train_cache(const fedkd_config *config, fedkd_idx_cache **out,
+                                             fedkd_source_info *info, char *why, size_t why_size)
+{
+    char dir[1024];
+    memset(info, 0, sizeof *info);
+    fedkd_status status = fedkd_fashion_mnist_cache_open(out, config->data.dir, "train",
+                                                         cache_dir(config, dir, sizeof dir), why,
+                                                         why_size);
+    if (status || !*out) return status;
+    /* What fashion_describe reads from the files, from the checked copy. */
+    size_t records = fedkd_idx_cache_records(*out);
+    size_t limit = (size_t)config->data.train_limit;
+    info->train_count = limit > 0 && limit < records ? limit : records;
+    info->shape = (fedkd_shape){.channels = 1, .height = (int)fedkd_idx_cache_height(*out),
+                                .width = (int)fedkd_idx_cache_width(*out)};
+    info->num_classes = 10;
+    info->train_labels = malloc(info->train_count * sizeof *info->train_labels);
+    if (!info->train_labels) {
+        fedkd_idx_cache_close(out);
+        return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu training labels",
+                          info->train_count);
+    }
+    const unsigned char *labels = fedkd_idx_cache_labels(*out);
+    for (size_t i = 0; i < info->train_count; i++) info->train_labels[i] = labels[i];
+    return FEDKD_OK;
 }
 
 static fedkd_status fashion_load_test(const fedkd_config *config, fedkd_dataset **out)
 {
-    return fedkd_fashion_mnist_load(out, config->data.dir, "test", (size_t)config->data.test_limit);
+    char dir[1024];
+    return fedkd_fashion_mnist_load_split(out, config->data.dir, "test",
+                                          (size_t)config->data.test_limit,
+                                          cache_dir(config, dir, sizeof dir));
 }
 
 /* ---- synthetic: Gaussian blobs, train and test from separate streams ---- */
@@ -160,16 +200,16 @@ static fedkd_status cifar_load_test(const fedkd_config *config, fedkd_dataset **
 
 static const fedkd_source fashion_mnist_source = {
     "fashion-mnist", fashion_describe, fashion_load_train_rows, fashion_load_test,
-    fashion_open_train_stream, fedkd_fashion_mnist_decode};
+    fashion_open_train_stream, fedkd_fashion_mnist_decode, fashion_open_train_cache};
 static const fedkd_source synthetic_source = {
-    "synthetic", synthetic_describe, NULL, synthetic_load_test, NULL, NULL};
+    "synthetic", synthetic_describe, NULL, synthetic_load_test, NULL, NULL, NULL};
 static const fedkd_source hdf5_source = {
-    "hdf5", hdf5_describe, hdf5_load_train_rows, hdf5_load_test, NULL, NULL};
+    "hdf5", hdf5_describe, hdf5_load_train_rows, hdf5_load_test, NULL, NULL, NULL};
 
 static const fedkd_source cifar10_source = {
-    "cifar10", cifar_describe, cifar_load_train_rows, cifar_load_test, NULL, NULL};
+    "cifar10", cifar_describe, cifar_load_train_rows, cifar_load_test, NULL, NULL, NULL};
 static const fedkd_source cifar100_source = {
-    "cifar100", cifar_describe, cifar_load_train_rows, cifar_load_test, NULL, NULL};
+    "cifar100", cifar_describe, cifar_load_train_rows, cifar_load_test, NULL, NULL, NULL};
 
 const fedkd_source *const fedkd_sources[] = {
     &fashion_mnist_source, &synthetic_source, &hdf5_source, &cifar10_source, &cifar100_source,

@@ -48,6 +48,7 @@ fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
                      (uint64_t)fedkd_train_passes(&train, c->data->count, train.batch_size);
     if (run->algorithm->configure_local) run->algorithm->configure_local(config, global, &train);
     train.grad_offset = grad_offset;
+    train.scratch = run->train_scratch;
     fedkd_augment_settings augment = {.padding = config->data.augment_padding,
                                       .flip = config->data.augment_flip};
     if (config->data.augment) train.augment = &augment;

@@ -139,6 +139,10 @@ static fedkd_status build_models(federation *f)
     if (!f->train_models || !f->optimizers)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %d client models", entries);
     fedkd_optimizer_settings opt = fedkd_train_optimizer_settings(config);
+    if (f->num_hosted > 0) {
+        status = fedkd_train_scratch_create(&run->train_scratch);
+        if (status) return status;
+    }
     for (int h = 0; h < f->num_hosted; h++) {
         int e = fl_client_model_entry(&run->models, f->hosted[h]);
         if (f->train_models[e]) continue;
@@ -188,11 +192,12 @@ static fedkd_status build_models(federation *f)
     f->sample = malloc(sample_len * sizeof *f->sample);
     f->next_sample = malloc(sample_len * sizeof *f->next_sample);
     f->accumulator = fedkd_alloc((f->sum_len + SLOT_EXTRA) * sizeof(int64_t));
-    f->reduced = fedkd_alloc((f->sum_len + SLOT_EXTRA) * sizeof(int64_t));
+    /* The reduction's result: only the server receives it. */
+    f->reduced = f->rank == 0 ? fedkd_alloc((f->sum_len + SLOT_EXTRA) * sizeof(int64_t)) : NULL;
     f->checksums = calloc(2 * (size_t)f->num_clients, sizeof *f->checksums);
     f->header = calloc((size_t)(HEADER_FIXED + f->num_clients), sizeof(int));
     if (!f->global || !f->down || !f->sample || !f->next_sample || !f->accumulator ||
-        !f->reduced || !f->checksums || !f->header)
+        (f->rank == 0 && !f->reduced) || !f->checksums || !f->header)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for a payload of %zu values",
                           f->sum_len);
     if (f->rank == 0) memcpy(f->global, f->eval_models[0]->params, f->num_params * sizeof(float));
@@ -383,6 +388,7 @@ static void free_federation(federation *f)
     }
     free(f->train_models);
     free(f->optimizers);
+    fedkd_train_scratch_destroy(&f->run.train_scratch);
     fl_client_models_free(&f->run.models);
     for (int g = 0; g < FL_MAX_ARCHITECTURES; g++) {
         fedkd_model_destroy(&f->eval_models[g]);
@@ -610,7 +616,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
 
     const uint64_t peers = (uint64_t)(f->size - 1);
     const int buffer_len = (int)(f->sum_len + SLOT_EXTRA);
-    int64_t *reduced_slots = f->reduced + f->sum_len;
+    int64_t *reduced_slots = f->reduced ? f->reduced + f->sum_len : NULL;
     int *selected = f->header + HEADER_FIXED;
     fedkd_status local_failure = resumed;
     /* Rank 0: the aggregated round whose evaluation is still to come. */

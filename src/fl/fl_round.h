@@ -63,6 +63,9 @@ typedef struct fl_run {
     int num_globals;
     size_t global_offset[FL_MAX_ARCHITECTURES + 1];
     const struct fl_netsim *netsim;  /* devices, dropout, deadline (netsim.h) */
+    /* The local training's buffers, one set per rank for all its clients
+     * (NULL: allocated per call). */
+    struct fedkd_train_scratch *train_scratch;
 } fl_run;
 
 /* A round's sizes in floats, the same on every rank. */

@@ -59,31 +59,63 @@ static inline int64_t round_half_away(double y)
     return truncated + (fraction >= 0.5) - (fraction <= -0.5);
 }
 
+/* The passes below run once per client and round over the whole parameter
+ * vector (with 1000 clients a round, a fifth of a client rank's time).
+ * Clones for wider registers: with AVX-512 (x86-64-v4) the conversion to
+ * int64 is one instruction per 8 values instead of a scalar loop. Every
+ * clone does the same IEEE operations in the same order (no contraction in
+ * ISO C), so all give the same integers. */
+#define ACCUMULATE_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+
+/* 1 when some weight * (values[i] - minus[i]) (minus optional) is not
+ * finite or beyond FEDKD_FIXED_LIMIT. Branch-free. */
+ACCUMULATE_CLONES
+static int out_of_range(const float *restrict values, const float *restrict minus, size_t n,
+                        double weight)
+{
+    int bad = 0;
+    if (minus)
+        for (size_t i = 0; i < n; i++)
+            bad |= !(fabs(weight * (double)(values[i] - minus[i])) <= FEDKD_FIXED_LIMIT);
+    else
+        for (size_t i = 0; i < n; i++)
+            bad |= !(fabs(weight * (double)values[i]) <= FEDKD_FIXED_LIMIT);
+    return bad;
+}
+
+ACCUMULATE_CLONES
+static void add_fixed(int64_t *restrict accumulator, const float *restrict values,
+                      const float *restrict minus, size_t n, double weight)
+{
+    if (minus)
+        for (size_t i = 0; i < n; i++) {
+            float x = values[i] - minus[i];
+            double v = weight * (double)x;
+            accumulator[i] += round_half_away(v * FEDKD_FIXED_SCALE);
+        }
+    else
+        for (size_t i = 0; i < n; i++) {
+            double v = weight * (double)values[i];
+            accumulator[i] += round_half_away(v * FEDKD_FIXED_SCALE);
+        }
+}
+
 /* accumulator[i] += fixed(weight * (values[i] - minus[i])), minus optional.
- * The difference is taken in float, as a stored delta would be. Runs once
- * per client and round over the whole parameter vector, so the range check
- * is a separate branch-free pass and the rounding is inline. */
+ * The difference is taken in float, as a stored delta would be. The range
+ * check is a separate pass, so that the sum has no branch. */
 static fedkd_status accumulate(int64_t *accumulator, const float *values, const float *minus,
                                size_t n, double weight)
 {
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        float x = minus ? values[i] - minus[i] : values[i];
-        bad |= !(fabs(weight * (double)x) <= FEDKD_FIXED_LIMIT);
-    }
-    for (size_t i = 0; bad && i < n; i++) {
-        float x = minus ? values[i] - minus[i] : values[i];
-        if (!(fabs(weight * (double)x) <= FEDKD_FIXED_LIMIT))
-            return FEDKD_FAIL(FEDKD_ERR_NUMERIC,
-                              "aggregation: update value %g at parameter %zu is not finite or "
-                              "exceeds %g; lower local.lr",
-                              (double)x, i, FEDKD_FIXED_LIMIT);
-    }
-    for (size_t i = 0; i < n; i++) {
-        float x = minus ? values[i] - minus[i] : values[i];
-        double v = weight * (double)x;
-        accumulator[i] += round_half_away(v * FEDKD_FIXED_SCALE);
-    }
+    if (out_of_range(values, minus, n, weight))
+        for (size_t i = 0; i < n; i++) {
+            float x = minus ? values[i] - minus[i] : values[i];
+            if (!(fabs(weight * (double)x) <= FEDKD_FIXED_LIMIT))
+                return FEDKD_FAIL(FEDKD_ERR_NUMERIC,
+                                  "aggregation: update value %g at parameter %zu is not finite "
+                                  "or exceeds %g; lower local.lr",
+                                  (double)x, i, FEDKD_FIXED_LIMIT);
+        }
+    add_fixed(accumulator, values, minus, n, weight);
     return FEDKD_OK;
 }
 

@@ -11,9 +11,45 @@ fedkd_train_settings fedkd_train_default_settings(void)
     fedkd_train_settings s = {
         .epochs = 1, .steps = 0, .batch_size = 64, .seed = 0, .stream_a = 0, .stream_b = 0,
         .prox_center = NULL, .prox_mu = 0.0f, .grad_offset = NULL, .drop_last = 0, .augment = NULL,
-        .teacher = NULL, .kd_temperature = 1.0f, .kd_weight = 0.0f,
+        .teacher = NULL, .kd_temperature = 1.0f, .kd_weight = 0.0f, .scratch = NULL,
     };
     return s;
+}
+
+/* One buffer per role; each pointer's capacity in bytes beside it. */
+enum { SCRATCH_ORDER, SCRATCH_X, SCRATCH_Y, SCRATCH_D_LOGITS, SCRATCH_TEACHER_PROBS,
+       SCRATCH_SAMPLE_WEIGHT, SCRATCH_D_PART, SCRATCH_AUGMENT, SCRATCH_BUFFERS };
+
+struct fedkd_train_scratch {
+    void *buffer[SCRATCH_BUFFERS];
+    size_t bytes[SCRATCH_BUFFERS];
+};
+
+fedkd_status fedkd_train_scratch_create(fedkd_train_scratch **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out ? FEDKD_OK
+                : FEDKD_FAIL(FEDKD_ERR_NOMEM, "local training: out of memory for its buffers");
+}
+
+void fedkd_train_scratch_destroy(fedkd_train_scratch **scratch)
+{
+    if (!scratch || !*scratch) return;
+    for (int i = 0; i < SCRATCH_BUFFERS; i++) fedkd_free((*scratch)->buffer[i]);
+    free(*scratch);
+    *scratch = NULL;
+}
+
+/* Buffer `which` of at least `bytes` (64-byte aligned), grown when needed;
+ * NULL when out of memory. Its contents are not kept across growth. */
+static void *scratch_reserve(fedkd_train_scratch *s, int which, size_t bytes)
+{
+    if (bytes == 0) bytes = 1;
+    if (s->bytes[which] >= bytes) return s->buffer[which];
+    fedkd_free(s->buffer[which]);
+    s->buffer[which] = fedkd_alloc(bytes);
+    s->bytes[which] = s->buffer[which] ? bytes : 0;
+    return s->buffer[which];
 }
 
 void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
@@ -73,20 +109,31 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                                                                : model->max_batch;
     int classes = fedkd_model_num_classes(model);
     size_t sample = fedkd_dataset_sample_floats(data);
-    uint32_t *order = malloc((data->count ? data->count : 1) * sizeof *order);
-    float *batch_x = fedkd_alloc((size_t)batch_size * sample * sizeof(float));
-    int32_t *batch_y = malloc((size_t)batch_size * sizeof *batch_y);
-    float *d_logits = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
     const fedkd_teacher *teacher = settings->teacher;
-    float *teacher_probs = NULL, *sample_weight = NULL, *d_part = NULL;
-    float *augment_scratch = settings->augment ? fedkd_alloc(sample * sizeof(float)) : NULL;
-    if (teacher) {
-        teacher_probs = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
-        sample_weight = fedkd_alloc((size_t)batch_size * sizeof(float));
-        d_part = fedkd_alloc((size_t)batch_size * (size_t)classes * sizeof(float));
+    /* Without a caller's scratch, one for this call alone. */
+    fedkd_train_scratch *own = NULL, *scratch = settings->scratch;
+    if (!scratch && fedkd_train_scratch_create(&own) == FEDKD_OK) scratch = own;
+    uint32_t *order = NULL;
+    int32_t *batch_y = NULL;
+    float *batch_x = NULL, *d_logits = NULL, *teacher_probs = NULL, *sample_weight = NULL,
+          *d_part = NULL, *augment_scratch = NULL;
+    if (scratch) {
+        size_t logit_bytes = (size_t)batch_size * (size_t)classes * sizeof(float);
+        order = scratch_reserve(scratch, SCRATCH_ORDER, data->count * sizeof *order);
+        batch_x = scratch_reserve(scratch, SCRATCH_X, (size_t)batch_size * sample * sizeof(float));
+        batch_y = scratch_reserve(scratch, SCRATCH_Y, (size_t)batch_size * sizeof(int32_t));
+        d_logits = scratch_reserve(scratch, SCRATCH_D_LOGITS, logit_bytes);
+        if (settings->augment)
+            augment_scratch = scratch_reserve(scratch, SCRATCH_AUGMENT, sample * sizeof(float));
+        if (teacher) {
+            teacher_probs = scratch_reserve(scratch, SCRATCH_TEACHER_PROBS, logit_bytes);
+            sample_weight = scratch_reserve(scratch, SCRATCH_SAMPLE_WEIGHT,
+                                            (size_t)batch_size * sizeof(float));
+            d_part = scratch_reserve(scratch, SCRATCH_D_PART, logit_bytes);
+        }
     }
     memset(stats, 0, sizeof *stats);
-    if (!order || !batch_x || !batch_y || !d_logits || (settings->augment && !augment_scratch) ||
+    if (!scratch || !order || !batch_x || !batch_y || !d_logits || (settings->augment && !augment_scratch) ||
         (teacher && (!teacher_probs || !sample_weight || !d_part))) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "local training: out of memory for %zu samples",
                             data->count);
@@ -182,14 +229,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
 fail:
     model->training = 0;
     stats->seconds = fedkd_time_now() - start;
-    free(order);
-    fedkd_free(batch_x);
-    free(batch_y);
-    fedkd_free(d_logits);
-    fedkd_free(teacher_probs);
-    fedkd_free(sample_weight);
-    fedkd_free(d_part);
-    fedkd_free(augment_scratch);
+    fedkd_train_scratch_destroy(&own);
     return status;
 }
 

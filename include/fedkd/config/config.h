@@ -42,6 +42,9 @@ typedef struct fedkd_config {
     struct {
         char name[32];         /* "fashion-mnist", "synthetic", "hdf5", "cifar10", "cifar100" */
         char dir[512];         /* fashion-mnist directory */
+        /* where the checked, inflated copies of gzipped data files are kept
+         * ("": none; "~/" is $HOME) */
+        char cache_dir[512];
         char train_file[512];  /* hdf5: training file */
         char test_file[512];   /* hdf5: test file */
         int64_t train_limit;   /* 0: all */

@@ -27,6 +27,8 @@ void fedkd_source_info_clear(fedkd_source_info *info);
 /* A source's training rows as raw bytes, in file order, one byte per
  * feature: what one rank reads for all in fedkd_client_set_load_shared. */
 typedef struct fedkd_row_stream fedkd_row_stream;
+/* A checked copy of a source's training rows on disk (src/data/idx_cache.h). */
+typedef struct fedkd_idx_cache fedkd_idx_cache;
 size_t fedkd_row_stream_count(const fedkd_row_stream *stream);     /* rows it yields */
 size_t fedkd_row_stream_row_bytes(const fedkd_row_stream *stream);
 /* The next n rows into bytes (n x row_bytes); after the last one, checks
@@ -46,6 +48,12 @@ typedef struct fedkd_source {
      * the features load_train_rows gives for them (the same bits). */
     fedkd_status (*open_train_stream)(const fedkd_config *config, fedkd_row_stream **out);
     void (*decode_train_values)(const unsigned char *bytes, size_t count, float *features);
+    /* Optional: the stream's rows from a checked copy on disk (config key
+     * data.cache_dir), which each rank reads its own rows from, and *info
+     * as describe gives it, from the copy; *out NULL, with the reason in
+     * why, when there is none to trust. */
+    fedkd_status (*open_train_cache)(const fedkd_config *config, fedkd_idx_cache **out,
+                                     fedkd_source_info *info, char *why, size_t why_size);
 } fedkd_source;
 
 extern const fedkd_source *const fedkd_sources[];

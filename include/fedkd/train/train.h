@@ -31,6 +31,15 @@ typedef struct fedkd_teacher {
     void *context;
 } fedkd_teacher;
 
+/* The buffers of fedkd_train_local (minibatch, order, loss gradient, KD
+ * scratch), kept between calls: a rank that trains its clients one after
+ * another allocates them once instead of once per client and round. They
+ * grow to the largest call; no call relies on what an earlier one left. */
+typedef struct fedkd_train_scratch fedkd_train_scratch;
+fedkd_status fedkd_train_scratch_create(fedkd_train_scratch **out);
+/* Frees the buffers and NULLs *scratch; NULL-safe. */
+void fedkd_train_scratch_destroy(fedkd_train_scratch **scratch);
+
 typedef struct fedkd_train_settings {
     int epochs;                 /* passes over the data (when steps is 0) */
     long steps;                 /* > 0: exactly this many minibatch steps instead of
@@ -51,6 +60,7 @@ typedef struct fedkd_train_settings {
     const fedkd_teacher *teacher; /* NULL: plain cross-entropy */
     float kd_temperature;       /* T of the KD loss */
     float kd_weight;            /* a in (1 - a) CE + a T^2 KL */
+    fedkd_train_scratch *scratch; /* NULL: the buffers are allocated per call */
 } fedkd_train_settings;
 
 fedkd_train_settings fedkd_train_default_settings(void);

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The data cache (config key data.cache_dir, src/data/idx_cache.h): runs
+# give the same final model with and without it, at any number of ranks; a
+# warm cache is read by every rank (no training rows move between ranks);
+# a cache with a corrupt row or header, or a stale one, is not used, the run
+# still gives the same model and the cache is written anew; a cache
+# directory that cannot be written does not fail the run; a bad value of the
+# key is refused. Usage: cache_test.sh MPIEXEC FEDKD_SIM FASHION_MNIST_DIR
+set -uo pipefail
+mpiexec=$1
+sim=$2
+fashion=$3
+case_name=data-cache
+# shellcheck source=../lib.sh
+source "$(dirname "$0")/../lib.sh"
+test_begin cache
+
+if [ ! -f "$fashion/train-images-idx3-ubyte.gz" ]; then
+    echo "Fashion-MNIST not installed in $fashion: skipped"
+    exit 77
+fi
+# A copy of the training files whose time stamp the test may change.
+mkdir -p "$work/fm"
+cp "$fashion"/train-*-ubyte.gz "$work/fm/"
+ln -s "$fashion"/t10k-images-idx3-ubyte.gz "$fashion"/t10k-labels-idx1-ubyte.gz "$work/fm/"
+cache="$work/cache"
+# One local step per client: the run's time is its start-up.
+common=(--quiet --set mode=federated --set rounds=1 --set clients.count=3
+        --set local.steps=1 --set checkpoint.every=0 --set data.dir="$work/fm")
+
+field() { # field NAME SUMMARY
+    sed -n "s/.*\"$1\":[[:space:]]*\"\{0,1\}\([^\",]*\)\"\{0,1\}.*/\1/p" "$2" | head -1
+}
+
+n=0
+# run LABEL NP CACHE_DIR: sets checksum and moved (wire_bytes_setup)
+run() {
+    local label=$1 np=$2 dir="$work/run$((n += 1))"
+    checksum=""
+    moved=""
+    if ! test_run 120 "$sim" "$np" "$dir" "${common[@]}" --set data.cache_dir="$3"; then
+        fail "[$label] exited non-zero: $(cat "$dir.err")"
+        return
+    fi
+    checksum=$(field params_checksum "$dir/summary.json")
+    moved=$(field wire_bytes_setup "$dir/summary.json")
+    last_err="$dir.err"
+}
+
+run "no cache" 3 ""
+reference=$checksum
+[ -n "$reference" ] || fail "no params_checksum in the reference run"
+[ "${moved:-0}" -gt 0 ] || fail "[no cache] the rows were not sent between ranks (wire_bytes_setup $moved)"
+
+run "cache written" 3 "$cache"
+[ "$checksum" = "$reference" ] || fail "[cache written] checksum $checksum, expected $reference"
+file=$(ls "$cache"/train-images-idx3-ubyte-*.cache 2>/dev/null | head -1)
+if [ -z "$file" ]; then
+    fail "no training cache written in $cache: $(ls "$cache" 2>&1)"
+    test_end
+fi
+ls "$cache"/t10k-images-idx3-ubyte-*.cache >/dev/null 2>&1 || fail "no test set cache written"
+cp "$file" "$work/good.cache"
+
+run "cache read, 4 ranks" 4 "$cache"
+[ "$checksum" = "$reference" ] || fail "[cache read] checksum $checksum, expected $reference"
+[ "$moved" = 0 ] || fail "[cache read] wire_bytes_setup $moved: the ranks did not read the cache"
+
+# One byte of the last row flipped: the run reads the file and rewrites the cache.
+size=$(stat -c %s "$file")
+printf '\xff' | dd of="$file" bs=1 seek=$((size - 100)) conv=notrunc status=none
+run "corrupt row" 3 "$cache"
+[ "$checksum" = "$reference" ] || fail "[corrupt row] checksum $checksum, expected $reference"
+grep -q "does not match its CRC-32" "$last_err" || fail "[corrupt row] no warning: $(cat "$last_err")"
+cmp -s "$file" "$work/good.cache" || fail "[corrupt row] the cache was not written anew"
+
+# The header's row count changed: not trusted, written anew.
+printf '\x07' | dd of="$file" bs=1 seek=17 conv=notrunc status=none
+run "corrupt header" 3 "$cache"
+[ "$checksum" = "$reference" ] || fail "[corrupt header] checksum $checksum, expected $reference"
+[ "${moved:-0}" -gt 0 ] || fail "[corrupt header] the corrupt cache was used"
+cmp -s "$file" "$work/good.cache" || fail "[corrupt header] the cache was not written anew"
+
+# A newer training file: the cache is stale.
+touch -d '+1 minute' "$work/fm/train-images-idx3-ubyte.gz"
+run "stale cache" 2 "$cache"
+[ "$checksum" = "$reference" ] || fail "[stale cache] checksum $checksum, expected $reference"
+[ "${moved:-0}" -gt 0 ] || fail "[stale cache] the stale cache was used"
+cmp -s "$file" "$work/good.cache" && fail "[stale cache] the cache was not written anew"
+
+# A directory nobody can write (not even root): a warning, the same model.
+run "read-only cache directory" 3 /proc/fedkd-sim-cache
+[ "$checksum" = "$reference" ] || fail "[read-only] checksum $checksum, expected $reference"
+grep -q "data.cache_dir" "$last_err" || fail "[read-only] no warning: $(cat "$last_err")"
+
+long=$(printf 'd%.0s' $(seq 1 600))
+test_expect_error 2 "config key \`data.cache_dir\`: expected a string of at most 511" \
+    "${common[@]}" --set data.cache_dir="/tmp/$long"
+test_end
