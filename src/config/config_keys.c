@@ -203,6 +203,10 @@ static const config_key keys[] = {
     {.path = "pretrain.dir", .type = CONFIG_STRING, AT(pretrain.dir)},
     {.path = "eval.batch_size", .type = CONFIG_INT, AT(eval_batch_size), AT_LEAST(1.0)},
     {.path = "run.dir", .type = CONFIG_STRING, AT(run.dir), .flags = CONFIG_NON_EMPTY},
+    /* How many ranks of a node compute at once (src/core/slots.c): 0 as
+     * many as the node's CPUs, -1 no limit. Changes no result. */
+    {.path = "run.compute_slots", .type = CONFIG_INT, AT(run.compute_slots), AT_LEAST(-1.0),
+     .fallback = "0"},
     {.path = "checkpoint.every", .type = CONFIG_INT, AT(checkpoint.every), AT_LEAST(0.0)},
     {.path = "checkpoint.keep", .type = CONFIG_INT, AT(checkpoint.keep), AT_LEAST(1.0)},
 

@@ -295,6 +295,8 @@ static double train_hosted_clients(federation *f, int round, const int *selected
                 ? (packed ? f->down : f->global) +
                       f->run.global_offset[fl_client_architecture(&f->run.models, client)]
                 : f->client_state + (size_t)h * f->client_state_len;
+        /* A compute slot for the client's whole round: local work only. */
+        fedkd_slots_acquire(f->slots);
         memcpy(model->params, start_params, model->num_params * sizeof(float));
         fedkd_optimizer_reset(f->optimizers[entry]);
         fl_client_round c = {
@@ -315,6 +317,7 @@ static double train_hosted_clients(federation *f, int round, const int *selected
             status = fedkd_fixed_accumulate(slots + SLOT_TRAIN_LOSS, &loss, 1, c.weight);
         }
         if (!status && !algorithm->global_model) status = keep_client_model(f, h, model, m, slots);
+        fedkd_slots_release(f->slots);
         if (status && client < f->first_failed_client) f->first_failed_client = client;
     }
     if (status) {
@@ -411,6 +414,7 @@ static void free_federation(federation *f)
     fl_round_plan_free(&f->plan);
     fl_round_plan_free(&f->previous_plan);
     fl_round_plan_free(&f->log_plan);
+    fedkd_slots_close(f->slots);
 }
 
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
@@ -478,7 +482,9 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
             cJSON_Delete(json);
         }
     }
-    return fedkd_comm_agree(f->comm, status);
+    status = fedkd_comm_agree(f->comm, status);
+    if (!status) f->slots = fedkd_slots_open(f->comm, config->run.compute_slots);
+    return status;
 }
 
 /* Rank 0: the test scores of the round's global model, or with one per
@@ -514,7 +520,9 @@ static fedkd_status finish_round(federation *f, fedkd_round_metrics *m, int over
     double scores[2 * FL_MAX_ARCHITECTURES] = {0};
     if (f->algorithm->global_model) {
         double t = fedkd_time_now();
+        fedkd_slots_acquire(f->slots);
         fedkd_status status = evaluate_globals(f, m, scores);
+        fedkd_slots_release(f->slots);
         /* Test hook: a failure on the server alone, mid-run, while the
          * clients are inside the round's collectives (tests/app). */
         const char *fail_round = getenv("FEDKD_TEST_FAIL_EVAL_ROUND");

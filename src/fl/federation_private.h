@@ -9,6 +9,7 @@
 #include "fl/fl_private.h"
 #include "fl/fl_round.h"
 #include "fl/netsim.h"
+#include "fedkd/core/slots.h"
 
 typedef struct federation {
     const fedkd_config *config;
@@ -16,6 +17,7 @@ typedef struct federation {
     int rank, size;
     const fedkd_algorithm *algorithm;
     unsigned data_flags;         /* the run options' client-set flags */
+    fedkd_slots *slots;          /* run.compute_slots: NULL without a limit */
     int dry_run;                 /* the run options': estimate memory, do not train */
     fl_run run;                  /* what the algorithm's hooks see */
     fedkd_model_spec spec;       /* the global model's (config key `model`) */

@@ -240,6 +240,11 @@ int main(int argc, char **argv)
                   "checkpoint.every: %s", fedkd_error_message());
             fedkd_config_free(&other);
         }
+        if (load_config(&other, "run.compute_slots=1")) {
+            CHECK(fedkd_checkpoint_check_config("c.h5", stored, 3, &other) == FEDKD_OK,
+                  "run.compute_slots: %s", fedkd_error_message());
+            fedkd_config_free(&other);
+        }
         if (load_config(&other, "local.lr=0.5")) {
             CHECK(fedkd_checkpoint_check_config("c.h5", stored, 3, &other) == FEDKD_ERR_CONFIG &&
                       strstr(fedkd_error_message(), "`local.lr` is 0.5") &&

@@ -361,6 +361,8 @@ static void test_rejected_values(void)
         {"seed=1.5", "config key `seed`"},
         {"algorithm=", "config key `algorithm`: expected a non-empty string, got \"\""},
         {"run.dir=null", "config key `run.dir`"},
+        {"run.compute_slots=-2", "config key `run.compute_slots`: expected an integer >= -1, got -2"},
+        {"run.compute_slots=1.5", "config key `run.compute_slots`"},
         {"model=3", "config key `model`"},
         {"model=[]", "config key `model`"},
         {"checkpoint.keep=0", "config key `checkpoint.keep`"},

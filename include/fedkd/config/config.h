@@ -163,6 +163,7 @@ typedef struct fedkd_config {
 
     struct {
         char dir[512];
+        int compute_slots; /* ranks of a node computing at once: 0 its CPUs, -1 all */
     } run;
 
     struct {
