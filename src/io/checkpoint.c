@@ -631,7 +631,8 @@ fedkd_status fedkd_checkpoint_remove_all(const char *dir, int *removed)
 /* ---- may a config resume? ---------------------------------------------------------- */
 
 static const char *const keys_that_may_change[] = {
-    "rounds", "run.dir", "run.compute_slots", "checkpoint.every", "checkpoint.keep", "target_accuracy", NULL};
+    "rounds",          "run.dir",         "run.compute_slots", "data.cache_dir",
+    "checkpoint.every", "checkpoint.keep", "target_accuracy",   NULL};
 
 int fedkd_checkpoint_key_may_change(const char *key)
 {
@@ -720,7 +721,7 @@ fedkd_status fedkd_checkpoint_check_config(const char *path, const char *stored_
         status = FEDKD_FAIL(FEDKD_ERR_CONFIG,
                             "resume refused: config key `%s` is %s but the checkpoint %s was "
                             "written with %s (only rounds, run.dir, run.compute_slots, "
-                            "checkpoint.* and target_accuracy may change)",
+                            "data.cache_dir, checkpoint.* and target_accuracy may change)",
                             key, now, path, then);
     else if (round > config->rounds)
         status = FEDKD_FAIL(FEDKD_ERR_CONFIG,

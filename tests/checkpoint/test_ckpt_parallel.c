@@ -240,6 +240,11 @@ int main(int argc, char **argv)
                   "checkpoint.every: %s", fedkd_error_message());
             fedkd_config_free(&other);
         }
+        if (load_config(&other, "data.cache_dir=\"\"")) {
+            CHECK(fedkd_checkpoint_check_config("c.h5", stored, 3, &other) == FEDKD_OK,
+                  "data.cache_dir: %s", fedkd_error_message());
+            fedkd_config_free(&other);
+        }
         if (load_config(&other, "run.compute_slots=1")) {
             CHECK(fedkd_checkpoint_check_config("c.h5", stored, 3, &other) == FEDKD_OK,
                   "run.compute_slots: %s", fedkd_error_message());
