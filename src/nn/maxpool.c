@@ -4,7 +4,9 @@
  * row-major order, as in the forward scan. When windows do not overlap
  * (stride >= kernel, the usual 2x2 / 2 pooling) it writes every input
  * gradient once, without branches on the data; overlapping windows take the
- * zero-then-add path. */
+ * zero-then-add path. The 2x2 windows of stride 2 have their own forward and
+ * backward (pool2x2_forward, pool2x2_backward) that give the same bits as
+ * the general loops. */
 #include <stdint.h>
 #include <string.h>
 
@@ -48,12 +50,44 @@ static fedkd_status maxpool_configure(fedkd_layer *layer)
 
 static void maxpool_init_params(const fedkd_layer *layer, float *params, fedkd_rng *rng) {}
 
+/* Reduces a, b, c, d (the window in row-major order) as the general scan
+ * does: keep the running maximum unless a later value is strictly greater, so
+ * ties keep the first (-0 before +0 stays -0) and a NaN counts only as the
+ * first value. Pairing (a, b) and (c, d) first gives the same result: a
+ * strict comparison never lets a later equal value win, and each pair's
+ * survivor is its first maximum. The pairs let gcc vectorise the row. */
+static inline float max_first(float best, float v) { return v > best ? v : best; }
+
+FEDKD_NN_CLONES
+static void pool2x2_forward(fedkd_shape in, fedkd_shape out, const float *input, float *output,
+                            size_t planes)
+{
+    size_t in_plane = (size_t)in.height * (size_t)in.width;
+    size_t out_plane = (size_t)out.height * (size_t)out.width;
+    for (size_t p = 0; p < planes; p++) {
+        for (int oh = 0; oh < out.height; oh++) {
+            const float *top = input + p * in_plane + (size_t)(2 * oh) * (size_t)in.width;
+            const float *bottom = top + in.width;
+            float *dst = output + p * out_plane + (size_t)oh * (size_t)out.width;
+            for (int ow = 0; ow < out.width; ow++) {
+                float upper = max_first(top[2 * ow], top[2 * ow + 1]);
+                float lower = max_first(bottom[2 * ow], bottom[2 * ow + 1]);
+                dst[ow] = max_first(upper, lower);
+            }
+        }
+    }
+}
+
 static void maxpool_forward(const fedkd_layer *layer, const float *params, const float *input,
                             float *output, int batch, float *scratch)
 {
     fedkd_shape in = layer->in_shape, out = layer->out_shape;
     int k = layer->spec.kernel, stride = pool_stride(layer);
     size_t planes = (size_t)batch * (size_t)in.channels;
+    if (k == 2 && stride == 2) {
+        pool2x2_forward(in, out, input, output, planes);
+        return;
+    }
     for (size_t p = 0; p < planes; p++) {
         const float *src = input + p * (size_t)in.height * (size_t)in.width;
         float *dst = output + p * (size_t)out.height * (size_t)out.width;
@@ -128,6 +162,50 @@ static void maxpool_backward_disjoint(const fedkd_layer *layer, const float *out
     }
 }
 
+/* Backward of 2x2 / 2: the window's first input equal to the maximum takes
+ * the gradient, the other three +0; a row or column left out of every window
+ * (odd sizes) gets 0. Selects, no branch on the data. */
+FEDKD_NN_CLONES
+static void pool2x2_backward(fedkd_shape in, fedkd_shape out, const float *input,
+                             const float *output, const float *d_output, float *d_input,
+                             size_t planes)
+{
+    size_t in_plane = (size_t)in.height * (size_t)in.width;
+    size_t out_plane = (size_t)out.height * (size_t)out.width;
+    for (size_t p = 0; p < planes; p++) {
+        for (int oh = 0; oh < out.height; oh++) {
+            size_t row = p * in_plane + (size_t)(2 * oh) * (size_t)in.width;
+            const float *top = input + row, *bottom = top + in.width;
+            float *d_top = d_input + row, *d_bottom = d_top + in.width;
+            const float *best = output + p * out_plane + (size_t)oh * (size_t)out.width;
+            const float *gradient = d_output + p * out_plane + (size_t)oh * (size_t)out.width;
+            for (int ow = 0; ow < out.width; ow++) {
+                /* All-ones or all-zero masks on the gradient's bits: a
+                 * select without a branch even where the loop is not
+                 * vectorised (its remainder). */
+                float m = best[ow];
+                uint32_t g;
+                memcpy(&g, &gradient[ow], sizeof g);
+                uint32_t hit_a = 0u - (uint32_t)(top[2 * ow] == m);
+                uint32_t hit_b = ~hit_a & (0u - (uint32_t)(top[2 * ow + 1] == m));
+                uint32_t hit_c = ~(hit_a | hit_b) & (0u - (uint32_t)(bottom[2 * ow] == m));
+                uint32_t hit_d =
+                    ~(hit_a | hit_b | hit_c) & (0u - (uint32_t)(bottom[2 * ow + 1] == m));
+                uint32_t bits[4] = {g & hit_a, g & hit_b, g & hit_c, g & hit_d};
+                memcpy(&d_top[2 * ow], &bits[0], 2 * sizeof *bits);
+                memcpy(&d_bottom[2 * ow], &bits[2], 2 * sizeof *bits);
+            }
+            if (in.width > 2 * out.width) {
+                d_top[in.width - 1] = 0.0f;
+                d_bottom[in.width - 1] = 0.0f;
+            }
+        }
+        if (in.height > 2 * out.height)
+            memset(d_input + p * in_plane + (size_t)(in.height - 1) * (size_t)in.width, 0,
+                   (size_t)in.width * sizeof *d_input);
+    }
+}
+
 static void maxpool_backward(const fedkd_layer *layer, const float *params, const float *input,
                              const float *output, const float *d_output, float *d_input,
                              float *d_params, int batch, float *scratch)
@@ -138,6 +216,10 @@ static void maxpool_backward(const fedkd_layer *layer, const float *params, cons
     size_t planes = (size_t)batch * (size_t)in.channels;
     size_t in_plane = (size_t)in.height * (size_t)in.width;
     size_t out_plane = (size_t)out.height * (size_t)out.width;
+    if (k == 2 && stride == 2) {
+        pool2x2_backward(in, out, input, output, d_output, d_input, planes);
+        return;
+    }
     if (stride >= k) {
         maxpool_backward_disjoint(layer, output, input, d_output, d_input, batch);
         return;
