@@ -1,7 +1,10 @@
-/* The conv2d fast path (im2col + sgemm, col2im) against direct loops written
- * from the definition, forward and backward, over several geometries.
- * Tolerance: relative 1e-4 (CHECK_CLOSE scale max(1, |a|, |b|)); the
- * references accumulate in double. */
+/* The conv2d fast paths (im2col + products, the direct forward, col2im)
+ * against direct loops written from the definition, forward and backward,
+ * over several geometries. Tolerance: relative 1e-4 (CHECK_CLOSE scale
+ * max(1, |a|, |b|)); the references accumulate in double. The forward is
+ * also checked bit for bit against a float sum in its documented order (the
+ * taps (channel, row, column) in increasing order from 0, then the bias),
+ * which every path must keep. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +48,30 @@ static void conv_forward_naive(const conv_case *c, const float *params, const fl
                                        padded_at(c, input, n, ch, y * c->stride - c->padding + i,
                                                  x * c->stride - c->padding + j);
                     output[((n * c->filters + f) * oh + y) * ow + x] = (float)sum;
+                }
+}
+
+/* The forward in float, in the order conv2d.c documents. */
+static void conv_forward_in_order(const conv_case *c, const float *params, const float *input,
+                                  float *output)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel;
+    const float *bias = params + c->filters * c->channels * k * k;
+    for (int n = 0; n < c->batch; n++)
+        for (int f = 0; f < c->filters; f++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    float sum = 0.0f;
+                    for (int ch = 0; ch < c->channels; ch++)
+                        for (int i = 0; i < k; i++)
+                            for (int j = 0; j < k; j++)
+                                sum += params[((f * c->channels + ch) * k + i) * k + j] *
+                                       (float)padded_at(c, input, n, ch,
+                                                        y * c->stride - c->padding + i,
+                                                        x * c->stride - c->padding + j);
+                    output[((n * c->filters + f) * oh + y) * ow + x] = sum + bias[f];
                 }
 }
 
@@ -139,6 +166,12 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
     }
     CHECK(bad == 0, "%s: %d of %zu forward outputs differ from the direct loops", what, bad,
           out_count);
+    conv_forward_in_order(c, params, input, expected);
+    int not_exact = 0;
+    for (size_t i = 0; i < out_count; i++)
+        not_exact += memcmp(&output[i], &expected[i], sizeof *output) != 0;
+    CHECK(not_exact == 0, "%s: %d of %zu forward outputs differ from the in-order float sum",
+          what, not_exact, out_count);
 
     layer.kind->backward(&layer, params, input, output, d_output, d_input, d_params, c->batch,
                          scratch);
@@ -197,6 +230,14 @@ int main(void)
         {20, 6, 14, 14, 16, 5, 1, 0}, /* chunks of 17: 17 + 3 */
         {3, 3, 40, 40, 5, 5, 1, 2},  /* chunks of 2: 2 + 1 */
         {5, 2, 13, 11, 7, 3, 2, 1},  /* stride 2, odd sizes, 5 samples in one chunk */
+        /* output planes of whole groups of 16 pixels (64, 144): the products
+         * write the output and read d_output in place, sample by sample */
+        {5, 3, 8, 8, 4, 3, 1, 1},    /* and the direct forward (padded width 10 for 8) */
+        {40, 2, 16, 16, 3, 5, 1, 0}, /* im2col forward, chunks of 36: 36 + 4 */
+        /* the direct forward on odd sizes, a product width (out_h * padded
+         * width = 17 * 21) with every remainder, several channels */
+        {3, 2, 17, 19, 5, 3, 1, 1},
+        {2, 1, 6, 5, 3, 2, 1, 1},    /* even kernel: padding 1 on a 2x2 window */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], &rng);
     return test_finish("test_conv_reference");
