@@ -18,6 +18,7 @@
  * for few input channels (no im2col), the products written into the output
  * sample by sample, or one product per chunk then reordered. */
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "fedkd/nn/nn.h"
@@ -210,10 +211,83 @@ static void im2col(const fedkd_conv2d_geometry *g, const float *input, float *co
     }
 }
 
-/* The adjoint of im2col (same `ld`): d_input = 0, then every col entry is
- * added back to the input pixel it was copied from, rows of col in order. */
-static void col2im(const fedkd_conv2d_geometry *g, const float *col, size_t ld, float *d_input)
+typedef float conv_vector __attribute__((vector_size(64)));  /* 16 floats */
+typedef int32_t conv_mask __attribute__((vector_size(64)));  /* 16 lanes */
+
+/* Widest input row and largest kernel of the gathered col2im below. */
+#define GATHER_MAX 16
+
+/* col2im for stride 1 on rows of at most 16 input columns, gathered by
+ * input row: each row of d_input is summed in a register over the taps
+ * (ki, kj) in increasing order, each tap's run of col loaded so that its
+ * lanes line up with the input columns, the lanes outside the run masked to
+ * +0, and stored once. That is the order of the scatter in col2im (each
+ * input pixel gets its taps in increasing order, from +0), and adding +0
+ * leaves every sum's bits as they are: the sums start at +0 and, rounding to
+ * nearest, never reach -0 (+0 + -0 = +0, x + -x = +0), the one value +0
+ * would change. The scatter (read, add, write back per run) stalls on loads
+ * that overlap the stores of the run before. col_begin / col_end and
+ * d_input_end bound the buffers; a load or store that would leave them is
+ * done lane by lane. */
+FEDKD_NN_CLONES
+static void col2im_gather(const fedkd_conv2d_geometry *g, const float *col, size_t ld,
+                          const float *col_begin, const float *col_end, float *d_input,
+                          const float *d_input_end)
 {
+    int out_w = g->out_width, k = g->kernel, pad = g->padding, in_w = g->in_width;
+    size_t in_plane = (size_t)g->in_height * (size_t)in_w;
+    const conv_mask lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    conv_mask keep[GATHER_MAX]; /* per kj: the lanes (input columns) its run covers */
+    for (int kj = 0; kj < k; kj++) {
+        int first, last;
+        valid_columns(g, kj, &first, &last);
+        int offset = kj - pad; /* input column = ow + offset */
+        keep[kj] = (lane >= first + offset) & (lane < last + offset);
+    }
+    for (int c = 0; c < g->in_channels; c++) {
+        for (int y = 0; y < g->in_height; y++) {
+            conv_vector sum = {0.0f};
+            for (int ki = 0; ki < k; ki++) {
+                int oh = y + pad - ki;
+                if (oh < 0 || oh >= g->out_height) continue;
+                const float *run = col + (size_t)(c * k + ki) * (size_t)k * ld +
+                                   (size_t)oh * (size_t)out_w + (size_t)pad;
+                for (int kj = 0; kj < k; kj++, run += ld) {
+                    /* lane x reads ow = x - offset: start at run - kj */
+                    const float *src = run - kj;
+                    conv_vector values;
+                    if (src >= col_begin && src + 16 <= col_end) {
+                        memcpy(&values, src, sizeof values);
+                    } else {
+                        for (int l = 0; l < 16; l++)
+                            values[l] = keep[kj][l] ? src[l] : 0.0f;
+                    }
+                    sum += (conv_vector)((conv_mask)values & keep[kj]);
+                }
+            }
+            float *dst = d_input + (size_t)c * in_plane + (size_t)y * (size_t)in_w;
+            if (dst + 16 <= d_input_end) {
+                /* runs past the row into floats written afterwards */
+                memcpy(dst, &sum, sizeof sum);
+            } else {
+                for (int l = 0; l < in_w; l++) dst[l] = sum[l];
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col (same `ld`): d_input = 0, then every col entry is
+ * added back to the input pixel it was copied from, rows of col in order.
+ * col_begin / col_end and d_input_end bound the buffers col and d_input lie
+ * in. */
+static void col2im(const fedkd_conv2d_geometry *g, const float *col, size_t ld,
+                   const float *col_begin, const float *col_end, float *d_input,
+                   const float *d_input_end)
+{
+    if (g->stride == 1 && g->in_width <= GATHER_MAX && g->kernel <= GATHER_MAX) {
+        col2im_gather(g, col, ld, col_begin, col_end, d_input, d_input_end);
+        return;
+    }
     int out_h = g->out_height, out_w = g->out_width, k = g->kernel, stride = g->stride;
     size_t in_count = (size_t)g->in_channels * (size_t)g->in_height * (size_t)g->in_width;
     for (size_t i = 0; i < in_count; i++) d_input[i] = 0.0f;
@@ -442,8 +516,8 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
                                       ld, NULL, NULL, col, ld);
             }
             for (int s = 0; s < count; s++)
-                col2im(&g, col + (size_t)s * plane, ld,
-                       d_input + (size_t)(first + s) * in_size);
+                col2im(&g, col + (size_t)s * plane, ld, col, col + (size_t)patch * ld,
+                       d_input + (size_t)(first + s) * in_size, d_input + (size_t)batch * in_size);
         }
     }
 }

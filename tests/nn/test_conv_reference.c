@@ -4,7 +4,9 @@
  * max(1, |a|, |b|)); the references accumulate in double. The forward is
  * also checked bit for bit against a float sum in its documented order (the
  * taps (channel, row, column) in increasing order from 0, then the bias),
- * which every path must keep. */
+ * which every path must keep, and so is the input gradient (per input
+ * pixel, the taps that read it in increasing order from +0, each tap's sum
+ * over the filters in order). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +74,37 @@ static void conv_forward_in_order(const conv_case *c, const float *params, const
                                                         y * c->stride - c->padding + i,
                                                         x * c->stride - c->padding + j);
                     output[((n * c->filters + f) * oh + y) * ow + x] = sum + bias[f];
+                }
+}
+
+/* The input gradient in float, in the order conv2d.c documents: per input
+ * pixel, from +0, the taps (ki, kj) that read it in increasing order, each
+ * adding sum over filters in order (from 0) of weight * output gradient. */
+static void conv_input_gradient_in_order(const conv_case *c, const float *params,
+                                         const float *d_output, float *d_input)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel;
+    for (int n = 0; n < c->batch; n++)
+        for (int ch = 0; ch < c->channels; ch++)
+            for (int y = 0; y < c->height; y++)
+                for (int x = 0; x < c->width; x++) {
+                    float sum = 0.0f;
+                    for (int i = 0; i < k; i++)
+                        for (int j = 0; j < k; j++) {
+                            int oy = y + c->padding - i, ox = x + c->padding - j;
+                            if (oy < 0 || ox < 0 || oy % c->stride || ox % c->stride) continue;
+                            oy /= c->stride;
+                            ox /= c->stride;
+                            if (oy >= oh || ox >= ow) continue;
+                            float tap = 0.0f;
+                            for (int f = 0; f < c->filters; f++)
+                                tap += params[((f * c->channels + ch) * k + i) * k + j] *
+                                       d_output[((n * c->filters + f) * oh + oy) * ow + ox];
+                            sum += tap;
+                        }
+                    d_input[((n * c->channels + ch) * c->height + y) * c->width + x] = sum;
                 }
 }
 
@@ -187,6 +220,14 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
     }
     CHECK(bad_params == 0, "%s: %d of %zu parameter gradients differ", what, bad_params,
           num_params);
+    float *exact_d_input = malloc(in_count * sizeof *exact_d_input);
+    conv_input_gradient_in_order(c, params, d_output, exact_d_input);
+    int not_exact_input = 0;
+    for (size_t i = 0; i < in_count; i++)
+        not_exact_input += memcmp(&d_input[i], &exact_d_input[i], sizeof *d_input) != 0;
+    CHECK(not_exact_input == 0, "%s: %d of %zu input gradients differ from the in-order float sum",
+          what, not_exact_input, in_count);
+    free(exact_d_input);
     CHECK(bad_input == 0, "%s: %d of %zu input gradients differ", what, bad_input, in_count);
 
     /* d_input == NULL (first layer) still accumulates the parameter gradients. */
