@@ -9,9 +9,10 @@
  * instead of one small product per sample. The products run on the
  * register-blocked kernels of small_gemm.c, written for these shapes (6 or
  * 16 filters, 25 or 150 patch values), on which BLAS runs far below its peak
- * (bench/README.md, "Engine speed"). The backward pass rebuilds col in
- * the same scratch for dW, then reuses it for d_col = W^T d_out, which col2im
- * scatters back.
+ * (bench/README.md, "Engine speed"). The backward pass takes col from
+ * the forward pass (layer->saved, see conv2d_saved_floats) or rebuilds it in
+ * the scratch for dW, then computes d_col = W^T d_out in the scratch, which
+ * col2im adds back onto the input pixels.
  *
  * Every output is (0 + the products of the taps (channel, row, column) in
  * increasing order) + bias, whichever path computes it: the direct forward
@@ -434,11 +435,12 @@ static void conv2d_forward(const fedkd_layer *layer, const float *params, const 
     }
     int chunk = chunk_samples(&g, batch);
     int in_place = whole_lane_groups(&g);
-    float *col = scratch;                                             /* (patch, chunk * plane) */
     float *product = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
         size_t ld = (size_t)count * plane;
+        /* (patch, count * plane): kept for the backward pass if there is room */
+        float *col = layer->saved ? layer->saved + (size_t)first * (size_t)patch * plane : scratch;
         for (int s = 0; s < count; s++)
             im2col(&g, input + (size_t)(first + s) * in_size, col + (size_t)s * plane, ld);
         if (in_place) {
@@ -477,13 +479,20 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
     const float *weights = params;
     float *d_weights = d_params;                                  /* (filters, patch) */
     float *d_bias = d_params + (size_t)g.filters * (size_t)patch; /* (filters) */
-    float *col = scratch;                            /* (patch, chunk * plane) */
+    float *d_col = scratch;                          /* (patch, chunk * plane) */
     float *d_out = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
         size_t ld = (size_t)count * plane;
-        for (int s = 0; s < count; s++)
-            im2col(&g, input + (size_t)(first + s) * in_size, col + (size_t)s * plane, ld);
+        /* the forward pass's columns, or built again in the scratch (which
+         * d_col then overwrites) */
+        const float *col = d_col;
+        if (layer->saved) {
+            col = layer->saved + (size_t)first * (size_t)patch * plane;
+        } else {
+            for (int s = 0; s < count; s++)
+                im2col(&g, input + (size_t)(first + s) * in_size, d_col + (size_t)s * plane, ld);
+        }
         /* The chunk's output gradient as rows of (filters, count * plane):
          * d_output itself, one segment per sample, or else a copy. */
         const float *rows = d_output + (size_t)first * out_size;
@@ -510,13 +519,13 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
                 for (int s = 0; s < count; s++)
                     fedkd_small_gemm_rows(patch, (int)plane, g.filters, weights, 1, (size_t)patch,
                                           d_output + (size_t)(first + s) * out_size, plane, NULL,
-                                          NULL, col + (size_t)s * plane, ld);
+                                          NULL, d_col + (size_t)s * plane, ld);
             } else {
                 fedkd_small_gemm_rows(patch, (int)ld, g.filters, weights, 1, (size_t)patch, d_out,
-                                      ld, NULL, NULL, col, ld);
+                                      ld, NULL, NULL, d_col, ld);
             }
             for (int s = 0; s < count; s++)
-                col2im(&g, col + (size_t)s * plane, ld, col, col + (size_t)patch * ld,
+                col2im(&g, d_col + (size_t)s * plane, ld, d_col, d_col + (size_t)patch * ld,
                        d_input + (size_t)(first + s) * in_size, d_input + (size_t)batch * in_size);
         }
     }
@@ -536,6 +545,23 @@ static size_t conv2d_scratch_floats(const fedkd_layer *layer, int batch)
     return floats;
 }
 
+/* The forward pass's columns are kept for the backward pass (one im2col per
+ * step instead of two) when the layer builds them (not the direct forward)
+ * and all of max_batch's fit in SAVED_COLUMNS_MAX floats: a training model
+ * at batch 64 keeps the cnn's second conv's 64 x 150 x 100 floats (3.7 MiB);
+ * an evaluation model of 1000 samples, or a wide ResNet layer, keeps none
+ * rather than holding columns it would not reuse. */
+#define SAVED_COLUMNS_MAX ((size_t)1 << 22)
+
+static size_t conv2d_saved_floats(const fedkd_layer *layer, int batch)
+{
+    fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+    if (use_direct_forward(&g)) return 0;
+    size_t columns = (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel *
+                     (size_t)g.out_height * (size_t)g.out_width * (size_t)batch;
+    return columns <= SAVED_COLUMNS_MAX ? columns : 0;
+}
+
 const fedkd_layer_kind fedkd_layer_kind_conv2d = {
     .name = "conv2d",
     .configure = conv2d_configure,
@@ -543,4 +569,5 @@ const fedkd_layer_kind fedkd_layer_kind_conv2d = {
     .forward = conv2d_forward,
     .backward = conv2d_backward,
     .scratch_floats = conv2d_scratch_floats,
+    .saved_floats = conv2d_saved_floats,
 };

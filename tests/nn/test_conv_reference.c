@@ -220,6 +220,36 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
     }
     CHECK(bad_params == 0, "%s: %d of %zu parameter gradients differ", what, bad_params,
           num_params);
+    /* The same pass with the forward's columns kept for the backward
+     * (layer.saved, as a model gives it when they fit) must give the same
+     * bits. */
+    size_t saved_count = layer.kind->saved_floats ? layer.kind->saved_floats(&layer, c->batch) : 0;
+    if (saved_count > 0) {
+        float *saved_output = malloc(out_count * sizeof *saved_output);
+        float *saved_d_params = malloc(num_params * sizeof *saved_d_params);
+        float *saved_d_input = malloc(in_count * sizeof *saved_d_input);
+        layer.saved = malloc(saved_count * sizeof *layer.saved);
+        for (size_t i = 0; i < num_params; i++) saved_d_params[i] = 0.25f;
+        for (size_t i = 0; i < in_count; i++) saved_d_input[i] = -1e7f;
+        for (size_t i = 0; i < scratch_count; i++) scratch[i] = 1e7f;
+        layer.kind->forward(&layer, params, input, saved_output, c->batch, scratch);
+        for (size_t i = 0; i < scratch_count; i++) scratch[i] = 1e7f; /* only saved carries over */
+        layer.kind->backward(&layer, params, input, saved_output, d_output, saved_d_input,
+                             saved_d_params, c->batch, scratch);
+        int differ = 0;
+        for (size_t i = 0; i < out_count; i++) differ += memcmp(&saved_output[i], &output[i], 4) != 0;
+        for (size_t i = 0; i < num_params; i++)
+            differ += memcmp(&saved_d_params[i], &d_params[i], 4) != 0;
+        for (size_t i = 0; i < in_count; i++)
+            differ += memcmp(&saved_d_input[i], &d_input[i], 4) != 0;
+        CHECK(differ == 0, "%s: %d values differ with the columns kept from the forward pass",
+              what, differ);
+        free(layer.saved);
+        layer.saved = NULL;
+        free(saved_output);
+        free(saved_d_params);
+        free(saved_d_input);
+    }
     float *exact_d_input = malloc(in_count * sizeof *exact_d_input);
     conv_input_gradient_in_order(c, params, d_output, exact_d_input);
     int not_exact_input = 0;
