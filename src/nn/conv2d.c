@@ -465,6 +465,84 @@ static void conv2d_forward(const fedkd_layer *layer, const float *params, const 
 }
 
 
+/* The weight gradient of a layer with the direct forward, without im2col:
+ * on the padded width, dW(f, tap) is the dot product of the output gradient
+ * (zero in the thrown-away columns) with the padded image read from the
+ * tap's offset, as the forward reads it. Used when the padded width's plane
+ * (out_h * padded_w) is a whole number of 16-pixel lane groups, so that
+ * every sample's pixels take the same lanes, and the output plane too (the
+ * bias gradient and the input gradient then read d_output in place).
+ *
+ * Floating-point order of this path: per chunk of direct_chunk_samples
+ * samples, each dW entry is summed in 16 lanes over (sample, oh, ow) with
+ * ow running over the padded width (lane = (oh * padded_w + ow) mod 16; the
+ * thrown-away columns add 0 x input = +-0, which changes no lane sum), the
+ * lanes then added in order and the chunk's sum added to dW. (An infinite
+ * input value read only by thrown-away columns would make that product
+ * NaN.) */
+static int use_direct_weight_gradient(const fedkd_conv2d_geometry *g)
+{
+    size_t wide = direct_product_floats(g) / (size_t)g->filters; /* out_h * padded_w */
+    return use_direct_forward(g) && whole_lane_groups(g) && wide % 16 == 0;
+}
+
+static int direct_chunk_samples(const fedkd_conv2d_geometry *g, int batch)
+{
+    size_t sample = direct_padded_floats(g) + direct_product_floats(g);
+    size_t samples = CHUNK_FLOATS / sample;
+    if (samples < 1) samples = 1;
+    return samples < (size_t)batch ? (int)samples : batch;
+}
+
+static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const float *input,
+                                          const float *d_output, float *d_weights, int batch,
+                                          float *scratch)
+{
+    int padded_h = g->in_height + 2 * g->padding, padded_w = g->in_width + 2 * g->padding;
+    size_t padded_plane = (size_t)padded_h * (size_t)padded_w;
+    size_t padded_floats = direct_padded_floats(g);
+    size_t plane = (size_t)g->out_height * (size_t)g->out_width;
+    size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
+    size_t wide = (size_t)g->out_height * (size_t)padded_w;
+    int k = g->kernel, taps = g->in_channels * k * k;
+    int chunk = direct_chunk_samples(g, batch);
+    float *padded = scratch;                                  /* chunk x padded_floats */
+    float *d_wide = scratch + (size_t)chunk * padded_floats; /* (filters, chunk * wide) */
+    size_t offsets[DIRECT_MAX_TAPS];
+    for (int c = 0; c < g->in_channels; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++)
+                offsets[(c * k + ki) * k + kj] =
+                    (size_t)c * padded_plane + (size_t)ki * (size_t)padded_w + (size_t)kj;
+    for (size_t i = 0; i < (size_t)chunk * padded_floats; i++) padded[i] = 0.0f;
+    for (int first = 0; first < batch; first += chunk) {
+        int count = batch - first < chunk ? batch - first : chunk;
+        size_t ld = (size_t)count * wide;
+        for (int s = 0; s < count; s++) {
+            const float *sample = input + (size_t)(first + s) * (size_t)g->in_channels * in_plane;
+            float *image = padded + (size_t)s * padded_floats;
+            for (int c = 0; c < g->in_channels; c++)
+                for (int y = 0; y < g->in_height; y++) {
+                    const float *src = sample + (size_t)c * in_plane + (size_t)y * (size_t)g->in_width;
+                    float *dst = image + (size_t)c * padded_plane +
+                                 (size_t)(y + g->padding) * (size_t)padded_w + (size_t)g->padding;
+                    for (int x = 0; x < g->in_width; x++) dst[x] = src[x];
+                }
+            const float *gradient = d_output + (size_t)(first + s) * (size_t)g->filters * plane;
+            for (int f = 0; f < g->filters; f++)
+                for (int oh = 0; oh < g->out_height; oh++) {
+                    const float *src = gradient + (size_t)f * plane + (size_t)oh * (size_t)g->out_width;
+                    float *dst = d_wide + (size_t)f * ld + (size_t)s * wide + (size_t)oh * (size_t)padded_w;
+                    for (int ow = 0; ow < g->out_width; ow++) dst[ow] = src[ow];
+                    for (int ow = g->out_width; ow < padded_w; ow++) dst[ow] = 0.0f;
+                }
+        }
+        /* dW (filters, taps) += d_wide (filters, count * wide) . padded rows */
+        fedkd_small_gemm_dots(g->filters, taps, (int)ld, d_wide, ld, wide, wide, padded, 0,
+                              offsets, padded_floats, d_weights, (size_t)taps);
+    }
+}
+
 static void conv2d_backward(const fedkd_layer *layer, const float *params, const float *input,
                             const float *output, const float *d_output, float *d_input,
                             float *d_params, int batch, float *scratch)
@@ -481,13 +559,17 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
     float *d_bias = d_params + (size_t)g.filters * (size_t)patch; /* (filters) */
     float *d_col = scratch;                          /* (patch, chunk * plane) */
     float *d_out = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
+    int direct = use_direct_weight_gradient(&g);
+    if (direct) conv2d_direct_weight_gradient(&g, input, d_output, d_weights, batch, scratch);
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
         size_t ld = (size_t)count * plane;
         /* the forward pass's columns, or built again in the scratch (which
-         * d_col then overwrites) */
+         * d_col then overwrites); none for the direct weight gradient */
         const float *col = d_col;
-        if (layer->saved) {
+        if (direct) {
+            col = NULL;
+        } else if (layer->saved) {
             col = layer->saved + (size_t)first * (size_t)patch * plane;
         } else {
             for (int s = 0; s < count; s++)
@@ -510,8 +592,9 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
         }
         fedkd_small_row_sums(g.filters, (int)ld, rows, lda, segment, segment_step, d_bias);
         /* dW (filters, patch) += d_out (filters, ld) col^T */
-        fedkd_small_gemm_dots(g.filters, patch, (int)ld, rows, lda, segment, segment_step, col,
-                              ld, d_weights, (size_t)patch);
+        if (col)
+            fedkd_small_gemm_dots(g.filters, patch, (int)ld, rows, lda, segment, segment_step, col,
+                                  ld, NULL, segment, d_weights, (size_t)patch);
         if (d_input) {
             /* d_col (patch, ld) = W^T (patch, filters) d_out, W read
              * transposed: sample by sample from d_output, or from the copy */
@@ -540,6 +623,11 @@ static size_t conv2d_scratch_floats(const fedkd_layer *layer, int batch)
     size_t floats = chunk * plane * (patch + (whole_lane_groups(&g) ? 0 : (size_t)g.filters));
     if (use_direct_forward(&g)) {
         size_t direct = direct_padded_floats(&g) + direct_product_floats(&g);
+        if (direct > floats) floats = direct;
+    }
+    if (use_direct_weight_gradient(&g)) {
+        size_t direct = (size_t)direct_chunk_samples(&g, batch) *
+                        (direct_padded_floats(&g) + direct_product_floats(&g));
         if (direct > floats) floats = direct;
     }
     return floats;

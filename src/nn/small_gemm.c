@@ -109,7 +109,8 @@ void fedkd_small_gemm_rows(int m, int n, int k, const float *a, size_t a_row_ste
 SMALL_GEMM_CLONES
 void fedkd_small_gemm_dots(int m, int n, int k, const float *a, size_t lda,
                            size_t a_segment_length, size_t a_segment_step, const float *b,
-                           size_t ldb, float *c, size_t ldc)
+                           size_t ldb, const size_t *b_row_offsets, size_t b_segment_step,
+                           float *c, size_t ldc)
 {
     /* One segment of k (the whole) or k / L segments of L = 16 * q, whose
      * concatenation puts every p in the same lane as a contiguous row. */
@@ -126,12 +127,13 @@ void fedkd_small_gemm_dots(int m, int n, int k, const float *a, size_t lda,
             for (int r = 0; r < ROWS_BLOCK; r++)
                 a_rows[r] = a + (size_t)(i + (r < rows ? r : rows - 1)) * lda;
             for (int q = 0; q < DOTS_BLOCK; q++)
-                b_rows[q] = b + (size_t)(j + (q < cols ? q : cols - 1)) * ldb;
+                b_rows[q] = b_row(b, ldb, b_row_offsets, j + (q < cols ? q : cols - 1));
             vector16 sums[ROWS_BLOCK][DOTS_BLOCK];
             for (int r = 0; r < ROWS_BLOCK; r++)
                 for (int q = 0; q < DOTS_BLOCK; q++) sums[r][q] = (vector16){0.0f};
             for (size_t segment = 0; segment < segments; segment++) {
-                size_t a_start = segment * a_segment_step, b_start = segment * length;
+                size_t a_start = segment * a_segment_step;
+                size_t b_start = segment * (segments > 1 ? b_segment_step : 0);
                 for (size_t p = 0; p < whole; p += 16) {
                     vector16 x[ROWS_BLOCK], y[DOTS_BLOCK];
                     for (int r = 0; r < ROWS_BLOCK; r++) load16(&x[r], a_rows[r] + a_start + p);

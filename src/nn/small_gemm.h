@@ -26,10 +26,13 @@ void fedkd_small_gemm_rows(int m, int n, int k, const float *a, size_t a_row_ste
  * much larger than m and n (weight gradients summed over output pixels).
  * Each dot product is summed in 16 lanes (lane l takes p = l, l + 16, ...
  * below k / 16 * 16), the lanes added in order, then the last k % 16
- * products in order. */
+ * products in order. Row q of B starts at b + b_row_offsets[q] (or
+ * b + q * ldb if b_row_offsets is NULL) and is cut in the same segments as
+ * A's rows, b_segment_step floats apart. */
 void fedkd_small_gemm_dots(int m, int n, int k, const float *a, size_t lda,
                            size_t a_segment_length, size_t a_segment_step, const float *b,
-                           size_t ldb, float *c, size_t ldc);
+                           size_t ldb, const size_t *b_row_offsets, size_t b_segment_step,
+                           float *c, size_t ldc);
 
 /* sums[i] += a[i][0] + ... + a[i][k - 1] for m rows `lda` floats apart
  * (segmented as above), summed in 16 lanes (lane l takes p = l, l + 16, ...)

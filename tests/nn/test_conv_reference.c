@@ -108,6 +108,50 @@ static void conv_input_gradient_in_order(const conv_case *c, const float *params
                 }
 }
 
+/* Whether conv2d.c computes this case's weight gradient directly on the
+ * padded image (its use_direct_weight_gradient), and then the order it
+ * documents, for a batch within one of its chunks: each weight's sum in 16
+ * lanes over (sample, oh, ow), ow running over the padded width (the extra
+ * columns adding 0 x input), lane = (oh * padded_w + ow) mod 16, the lanes
+ * added in order, then added to the starting value. */
+static int direct_weight_gradient(const conv_case *c)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int padded_w = c->width + 2 * c->padding;
+    return c->stride == 1 && c->channels * c->kernel * c->kernel <= 64 &&
+           4 * padded_w <= 5 * ow && (oh * ow) % 16 == 0 && (oh * padded_w) % 16 == 0;
+}
+
+static void direct_weight_gradient_in_order(const conv_case *c, const float *input,
+                                            const float *d_output, float start, float *d_weights)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel, padded_w = c->width + 2 * c->padding;
+    for (int f = 0; f < c->filters; f++)
+        for (int ch = 0; ch < c->channels; ch++)
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++) {
+                    float lanes[16] = {0.0f};
+                    for (int n = 0; n < c->batch; n++)
+                        for (int y = 0; y < oh; y++)
+                            for (int x = 0; x < padded_w; x++) {
+                                /* the padded image read at (y + i, x + j), past
+                                 * the row's end into the next padded row */
+                                int py = y + i + (x + j) / padded_w, px = (x + j) % padded_w;
+                                float value = (float)padded_at(c, input, n, ch, py - c->padding,
+                                                               px - c->padding);
+                                float g = x < ow ? d_output[((n * c->filters + f) * oh + y) * ow + x]
+                                                 : 0.0f;
+                                lanes[(y * padded_w + x) % 16] += g * value;
+                            }
+                    float sum = 0.0f;
+                    for (int l = 0; l < 16; l++) sum += lanes[l];
+                    d_weights[((f * c->channels + ch) * k + i) * k + j] = start + sum;
+                }
+}
+
 /* Gradients of sum(output * d_output): d_params (weights, bias) and d_input,
  * both written (not added), accumulated in double. */
 static void conv_backward_naive(const conv_case *c, const float *params, const float *input,
@@ -220,6 +264,18 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
     }
     CHECK(bad_params == 0, "%s: %d of %zu parameter gradients differ", what, bad_params,
           num_params);
+    if (direct_weight_gradient(c)) {
+        size_t num_weights = num_params - (size_t)c->filters;
+        float *exact_d_weights = malloc(num_weights * sizeof *exact_d_weights);
+        direct_weight_gradient_in_order(c, input, d_output, 0.25f, exact_d_weights);
+        int not_exact_weights = 0;
+        for (size_t i = 0; i < num_weights; i++)
+            not_exact_weights += memcmp(&d_params[i], &exact_d_weights[i], sizeof *d_params) != 0;
+        CHECK(not_exact_weights == 0,
+              "%s: %d of %zu weight gradients differ from the direct path's documented order", what,
+              not_exact_weights, num_weights);
+        free(exact_d_weights);
+    }
     /* The same pass with the forward's columns kept for the backward
      * (layer.saved, as a model gives it when they fit) must give the same
      * bits. */

@@ -94,7 +94,7 @@ static void check_dots(int m, int n, int k, size_t segment)
     float *c = random_floats((size_t)m * ldc); /* the kernel adds to this */
     float *start = malloc(((size_t)m * ldc + 1) * sizeof *start);
     memcpy(start, c, (size_t)m * ldc * sizeof *c);
-    fedkd_small_gemm_dots(m, n, k, a, lda, length, step, b, ldb, c, ldc);
+    fedkd_small_gemm_dots(m, n, k, a, lda, length, step, b, ldb, NULL, length, c, ldc);
     int whole = k / 16 * 16, exact = 0, close = 0, padding = 0;
     for (int i = 0; i < m; i++) {
         for (int j = 0; j < n; j++) {
@@ -124,6 +124,41 @@ static void check_dots(int m, int n, int k, size_t segment)
     free(b);
     free(c);
     free(start);
+}
+
+/* Rows of B read from a table of offsets into per-segment images (the conv's
+ * direct weight gradient: each sample's padded image read from each tap's
+ * offset), A in segments of `segment` floats. */
+static void check_dots_shifted(int m, int n, int segments, size_t segment)
+{
+    int k = segments * (int)segment;
+    size_t image = segment + 37; /* floats between the segments of B */
+    size_t lda = (size_t)k + 5, ldc = (size_t)n + 1;
+    float *a = random_floats((size_t)m * lda), *b = random_floats((size_t)segments * image);
+    float *c = random_floats((size_t)m * ldc);
+    float *start = malloc(((size_t)m * ldc + 1) * sizeof *start);
+    size_t *offsets = malloc((size_t)n * sizeof *offsets);
+    for (int q = 0; q < n; q++) offsets[q] = (size_t)((q * 7) % 37);
+    memcpy(start, c, (size_t)m * ldc * sizeof *c);
+    fedkd_small_gemm_dots(m, n, k, a, lda, segment, segment, b, 0, offsets, image, c, ldc);
+    int exact = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float lanes[16] = {0.0f}, sum = 0.0f;
+            for (int p = 0; p < k; p++)
+                lanes[p % 16] += a[(size_t)i * lda + (size_t)p] *
+                                 b[offsets[j] + (size_t)p / segment * image + (size_t)p % segment];
+            for (int l = 0; l < 16; l++) sum += lanes[l];
+            float expected = start[(size_t)i * ldc + (size_t)j] + sum;
+            exact += memcmp(&c[(size_t)i * ldc + (size_t)j], &expected, sizeof expected) != 0;
+        }
+    CHECK(exact == 0, "dots m %d n %d, %d segments of %zu, shifted B rows: %d results differ", m, n,
+          segments, segment, exact);
+    free(a);
+    free(b);
+    free(c);
+    free(start);
+    free(offsets);
 }
 
 static void check_row_sums(int m, int k, size_t segment)
@@ -173,6 +208,9 @@ int main(void)
     check_dots(6, 25, 784 * 2, 784);
     check_dots(7, 9, 48 * 3, 48);
     check_dots(5, 3, 16, 16);
+    check_dots_shifted(6, 25, 3, 28 * 32); /* the first conv's direct weight gradient */
+    check_dots_shifted(7, 9, 5, 80);
+    check_dots_shifted(1, 1, 1, 16);
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
         for (size_t p = 0; p < sizeof ks / sizeof *ks; p++) check_row_sums(ms[i], ks[p] * 3 + 1, 0);
         check_row_sums(ms[i], 64 * 3, 64);
