@@ -30,11 +30,13 @@ static inline const float *b_row(const float *b, size_t ldb, const size_t *b_row
     return b + (b_row_offsets ? b_row_offsets[p] : (size_t)p * ldb);
 }
 
-/* The value stored for C(i, j): the sum, then the bias if there is one. */
-static inline void store_row(float *c, vector16 sum, const float *bias, int i)
+/* The value stored for C(i, j): the sum, then the bias if there is one.
+ * (By pointer: a 64-byte vector passed by value has a different ABI in the
+ * clones without AVX-512.) */
+static inline void store_row(float *c, vector16 *sum, const float *bias, int i)
 {
-    if (bias) sum += bias[i];
-    store16(c, &sum);
+    if (bias) *sum += bias[i];
+    store16(c, sum);
 }
 
 /* One block of up to ROWS rows of C by VECTORS x 16 columns from column j;
@@ -67,7 +69,7 @@ static inline void store_row(float *c, vector16 sum, const float *bias, int i)
         }                                                                                         \
         for (int r = 0; r < rows; r++)                                                            \
             for (int v = 0; v < VECTORS; v++)                                                     \
-                store_row(c + (size_t)(i + r) * ldc + (size_t)j + 16 * (size_t)v, acc[r][v],      \
+                store_row(c + (size_t)(i + r) * ldc + (size_t)j + 16 * (size_t)v, &acc[r][v],     \
                           bias, i + r);                                                           \
     } while (0)
 
