@@ -17,7 +17,11 @@
  * Every output is (0 + the products of the taps (channel, row, column) in
  * increasing order) + bias, whichever path computes it: the direct forward
  * for few input channels (no im2col), the products written into the output
- * sample by sample, or one product per chunk then reordered. */
+ * sample by sample, or one product per chunk then reordered. Every input
+ * gradient is, per input pixel, +0 plus its taps in increasing order. The
+ * weight and bias gradients are summed per chunk in 16 lanes, except that a
+ * layer with the direct forward may take its weight gradient on the padded
+ * image too (conv2d_direct_weight_gradient, which documents its order). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
