@@ -36,8 +36,6 @@
 #include "fedkd/core/rng.h"
 #include "fedkd/train/train.h"
 
-#define EVAL_BATCH 1000
-
 /* CPU seconds of this process. On a shared machine wall time also counts the
  * time other jobs hold the core; CPU time does not, so a ratio of CPU-time
  * rates is printed next to the wall-clock one as a check on the noise. */
@@ -507,7 +505,11 @@ static fedkd_status bench_model(const model_defaults *defaults, const bench_opti
     fedkd_model_spec spec;
     status = fedkd_model_spec_preset(&spec, defaults->name, train->shape, train->num_classes);
     if (status) goto fail;
-    status = fedkd_model_create(&model, &spec, batch > EVAL_BATCH ? batch : EVAL_BATCH);
+    /* Sized for the training batch, as a federated client's model is
+     * (evaluation goes through it in batches of that size): a model sized
+     * for larger evaluation batches does not keep its conv layers' columns
+     * from the forward to the backward pass (conv2d.c, saved columns). */
+    status = fedkd_model_create(&model, &spec, batch);
     if (status) goto fail;
     fedkd_model_init_params(model, options->seed, 0);
     fedkd_optimizer_settings opt = fedkd_optimizer_default_settings();

@@ -6,6 +6,16 @@
 
 #include "fedkd/nn/nn.h"
 
+/* Kernels compiled for AVX-512, AVX2 and baseline x86-64, picked at run
+ * time. Only for code whose results do not depend on the vector width: no
+ * sum is reassociated and the build keeps -ffp-contract=off, so every clone
+ * computes the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FEDKD_NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FEDKD_NN_CLONES
+#endif
+
 extern const fedkd_layer_kind fedkd_layer_kind_dense;
 extern const fedkd_layer_kind fedkd_layer_kind_conv2d;
 extern const fedkd_layer_kind fedkd_layer_kind_maxpool;

@@ -1,7 +1,12 @@
-/* The conv2d fast path (im2col + sgemm, col2im) against direct loops written
- * from the definition, forward and backward, over several geometries.
- * Tolerance: relative 1e-4 (CHECK_CLOSE scale max(1, |a|, |b|)); the
- * references accumulate in double. */
+/* The conv2d fast paths (im2col + products, the direct forward, col2im)
+ * against direct loops written from the definition, forward and backward,
+ * over several geometries. Tolerance: relative 1e-4 (CHECK_CLOSE scale
+ * max(1, |a|, |b|)); the references accumulate in double. The forward is
+ * also checked bit for bit against a float sum in its documented order (the
+ * taps (channel, row, column) in increasing order from 0, then the bias),
+ * which every path must keep, and so is the input gradient (per input
+ * pixel, the taps that read it in increasing order from +0, each tap's sum
+ * over the filters in order). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +50,105 @@ static void conv_forward_naive(const conv_case *c, const float *params, const fl
                                        padded_at(c, input, n, ch, y * c->stride - c->padding + i,
                                                  x * c->stride - c->padding + j);
                     output[((n * c->filters + f) * oh + y) * ow + x] = (float)sum;
+                }
+}
+
+/* The forward in float, in the order conv2d.c documents. */
+static void conv_forward_in_order(const conv_case *c, const float *params, const float *input,
+                                  float *output)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel;
+    const float *bias = params + c->filters * c->channels * k * k;
+    for (int n = 0; n < c->batch; n++)
+        for (int f = 0; f < c->filters; f++)
+            for (int y = 0; y < oh; y++)
+                for (int x = 0; x < ow; x++) {
+                    float sum = 0.0f;
+                    for (int ch = 0; ch < c->channels; ch++)
+                        for (int i = 0; i < k; i++)
+                            for (int j = 0; j < k; j++)
+                                sum += params[((f * c->channels + ch) * k + i) * k + j] *
+                                       (float)padded_at(c, input, n, ch,
+                                                        y * c->stride - c->padding + i,
+                                                        x * c->stride - c->padding + j);
+                    output[((n * c->filters + f) * oh + y) * ow + x] = sum + bias[f];
+                }
+}
+
+/* The input gradient in float, in the order conv2d.c documents: per input
+ * pixel, from +0, the taps (ki, kj) that read it in increasing order, each
+ * adding sum over filters in order (from 0) of weight * output gradient. */
+static void conv_input_gradient_in_order(const conv_case *c, const float *params,
+                                         const float *d_output, float *d_input)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel;
+    for (int n = 0; n < c->batch; n++)
+        for (int ch = 0; ch < c->channels; ch++)
+            for (int y = 0; y < c->height; y++)
+                for (int x = 0; x < c->width; x++) {
+                    float sum = 0.0f;
+                    for (int i = 0; i < k; i++)
+                        for (int j = 0; j < k; j++) {
+                            int oy = y + c->padding - i, ox = x + c->padding - j;
+                            if (oy < 0 || ox < 0 || oy % c->stride || ox % c->stride) continue;
+                            oy /= c->stride;
+                            ox /= c->stride;
+                            if (oy >= oh || ox >= ow) continue;
+                            float tap = 0.0f;
+                            for (int f = 0; f < c->filters; f++)
+                                tap += params[((f * c->channels + ch) * k + i) * k + j] *
+                                       d_output[((n * c->filters + f) * oh + oy) * ow + ox];
+                            sum += tap;
+                        }
+                    d_input[((n * c->channels + ch) * c->height + y) * c->width + x] = sum;
+                }
+}
+
+/* Whether conv2d.c computes this case's weight gradient directly on the
+ * padded image (its use_direct_weight_gradient), and then the order it
+ * documents, for a batch within one of its chunks: each weight's sum in 16
+ * lanes over (sample, oh, ow), ow running over the padded width (the extra
+ * columns adding 0 x input), lane = (oh * padded_w + ow) mod 16, the lanes
+ * added in order, then added to the starting value. */
+static int direct_weight_gradient(const conv_case *c)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int padded_w = c->width + 2 * c->padding;
+    return c->stride == 1 && c->channels * c->kernel * c->kernel <= 64 &&
+           4 * padded_w <= 5 * ow && (oh * ow) % 16 == 0 && (oh * padded_w) % 16 == 0;
+}
+
+static void direct_weight_gradient_in_order(const conv_case *c, const float *input,
+                                            const float *d_output, float start, float *d_weights)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel, padded_w = c->width + 2 * c->padding;
+    for (int f = 0; f < c->filters; f++)
+        for (int ch = 0; ch < c->channels; ch++)
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++) {
+                    float lanes[16] = {0.0f};
+                    for (int n = 0; n < c->batch; n++)
+                        for (int y = 0; y < oh; y++)
+                            for (int x = 0; x < padded_w; x++) {
+                                /* the padded image read at (y + i, x + j), past
+                                 * the row's end into the next padded row */
+                                int py = y + i + (x + j) / padded_w, px = (x + j) % padded_w;
+                                float value = (float)padded_at(c, input, n, ch, py - c->padding,
+                                                               px - c->padding);
+                                float g = x < ow ? d_output[((n * c->filters + f) * oh + y) * ow + x]
+                                                 : 0.0f;
+                                lanes[(y * padded_w + x) % 16] += g * value;
+                            }
+                    float sum = 0.0f;
+                    for (int l = 0; l < 16; l++) sum += lanes[l];
+                    d_weights[((f * c->channels + ch) * k + i) * k + j] = start + sum;
                 }
 }
 
@@ -139,6 +243,12 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
     }
     CHECK(bad == 0, "%s: %d of %zu forward outputs differ from the direct loops", what, bad,
           out_count);
+    conv_forward_in_order(c, params, input, expected);
+    int not_exact = 0;
+    for (size_t i = 0; i < out_count; i++)
+        not_exact += memcmp(&output[i], &expected[i], sizeof *output) != 0;
+    CHECK(not_exact == 0, "%s: %d of %zu forward outputs differ from the in-order float sum",
+          what, not_exact, out_count);
 
     layer.kind->backward(&layer, params, input, output, d_output, d_input, d_params, c->batch,
                          scratch);
@@ -154,6 +264,56 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
     }
     CHECK(bad_params == 0, "%s: %d of %zu parameter gradients differ", what, bad_params,
           num_params);
+    if (direct_weight_gradient(c)) {
+        size_t num_weights = num_params - (size_t)c->filters;
+        float *exact_d_weights = malloc(num_weights * sizeof *exact_d_weights);
+        direct_weight_gradient_in_order(c, input, d_output, 0.25f, exact_d_weights);
+        int not_exact_weights = 0;
+        for (size_t i = 0; i < num_weights; i++)
+            not_exact_weights += memcmp(&d_params[i], &exact_d_weights[i], sizeof *d_params) != 0;
+        CHECK(not_exact_weights == 0,
+              "%s: %d of %zu weight gradients differ from the direct path's documented order", what,
+              not_exact_weights, num_weights);
+        free(exact_d_weights);
+    }
+    /* The same pass with the forward's columns kept for the backward
+     * (layer.saved, as a model gives it when they fit) must give the same
+     * bits. */
+    size_t saved_count = layer.kind->saved_floats ? layer.kind->saved_floats(&layer, c->batch) : 0;
+    if (saved_count > 0) {
+        float *saved_output = malloc(out_count * sizeof *saved_output);
+        float *saved_d_params = malloc(num_params * sizeof *saved_d_params);
+        float *saved_d_input = malloc(in_count * sizeof *saved_d_input);
+        layer.saved = malloc(saved_count * sizeof *layer.saved);
+        for (size_t i = 0; i < num_params; i++) saved_d_params[i] = 0.25f;
+        for (size_t i = 0; i < in_count; i++) saved_d_input[i] = -1e7f;
+        for (size_t i = 0; i < scratch_count; i++) scratch[i] = 1e7f;
+        layer.kind->forward(&layer, params, input, saved_output, c->batch, scratch);
+        for (size_t i = 0; i < scratch_count; i++) scratch[i] = 1e7f; /* only saved carries over */
+        layer.kind->backward(&layer, params, input, saved_output, d_output, saved_d_input,
+                             saved_d_params, c->batch, scratch);
+        int differ = 0;
+        for (size_t i = 0; i < out_count; i++) differ += memcmp(&saved_output[i], &output[i], 4) != 0;
+        for (size_t i = 0; i < num_params; i++)
+            differ += memcmp(&saved_d_params[i], &d_params[i], 4) != 0;
+        for (size_t i = 0; i < in_count; i++)
+            differ += memcmp(&saved_d_input[i], &d_input[i], 4) != 0;
+        CHECK(differ == 0, "%s: %d values differ with the columns kept from the forward pass",
+              what, differ);
+        free(layer.saved);
+        layer.saved = NULL;
+        free(saved_output);
+        free(saved_d_params);
+        free(saved_d_input);
+    }
+    float *exact_d_input = malloc(in_count * sizeof *exact_d_input);
+    conv_input_gradient_in_order(c, params, d_output, exact_d_input);
+    int not_exact_input = 0;
+    for (size_t i = 0; i < in_count; i++)
+        not_exact_input += memcmp(&d_input[i], &exact_d_input[i], sizeof *d_input) != 0;
+    CHECK(not_exact_input == 0, "%s: %d of %zu input gradients differ from the in-order float sum",
+          what, not_exact_input, in_count);
+    free(exact_d_input);
     CHECK(bad_input == 0, "%s: %d of %zu input gradients differ", what, bad_input, in_count);
 
     /* d_input == NULL (first layer) still accumulates the parameter gradients. */
@@ -197,6 +357,14 @@ int main(void)
         {20, 6, 14, 14, 16, 5, 1, 0}, /* chunks of 17: 17 + 3 */
         {3, 3, 40, 40, 5, 5, 1, 2},  /* chunks of 2: 2 + 1 */
         {5, 2, 13, 11, 7, 3, 2, 1},  /* stride 2, odd sizes, 5 samples in one chunk */
+        /* output planes of whole groups of 16 pixels (64, 144): the products
+         * write the output and read d_output in place, sample by sample */
+        {5, 3, 8, 8, 4, 3, 1, 1},    /* and the direct forward (padded width 10 for 8) */
+        {40, 2, 16, 16, 3, 5, 1, 0}, /* im2col forward, chunks of 36: 36 + 4 */
+        /* the direct forward on odd sizes, a product width (out_h * padded
+         * width = 17 * 21) with every remainder, several channels */
+        {3, 2, 17, 19, 5, 3, 1, 1},
+        {2, 1, 6, 5, 3, 2, 1, 1},    /* even kernel: padding 1 on a 2x2 window */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], &rng);
     return test_finish("test_conv_reference");

@@ -40,7 +40,13 @@ static void pool_reference(int batch, fedkd_shape in, int k, int stride, const f
             }
 }
 
-static float level(void) { return (float)((int)(fedkd_rng_uniform(&rng) * 5.0) - 2) * 0.5f; }
+/* Six levels, one of them -0: a window holding -0 and +0 ties, and the
+ * first of them must be the one kept (same value, different bits). */
+static float level(void)
+{
+    int step = (int)(fedkd_rng_uniform(&rng) * 6.0) - 3;
+    return step == -3 ? -0.0f : (float)step * 0.5f;
+}
 
 static void check_pool(int batch, fedkd_shape in, int k, int stride)
 {
@@ -121,6 +127,12 @@ int main(void)
     check_pool(3, (fedkd_shape){6, 28, 28}, 2, 2); /* the cnn preset's pools */
     check_pool(3, (fedkd_shape){16, 10, 10}, 2, 2);
     check_pool(2, (fedkd_shape){2, 5, 7}, 2, 2);   /* odd sizes: a row and a column left out */
+    /* 2x2 / 2 has its own kernels: rows of 16, 17 and 33 outputs reach the
+     * vector loops and their remainders, odd sizes the rows left out. */
+    check_pool(2, (fedkd_shape){3, 4, 32}, 2, 2);
+    check_pool(3, (fedkd_shape){2, 7, 35}, 2, 2);
+    check_pool(1, (fedkd_shape){5, 9, 66}, 2, 2);
+    check_pool(2, (fedkd_shape){1, 2, 2}, 2, 2);
     check_pool(2, (fedkd_shape){3, 7, 7}, 3, 2);   /* overlapping windows */
     check_pool(2, (fedkd_shape){2, 8, 11}, 2, 3);  /* gaps between windows */
     check_pool(1, (fedkd_shape){1, 10, 11}, 3, 3); /* k 3, partial last window */
