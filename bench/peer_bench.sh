@@ -22,7 +22,9 @@ python=${FEDKD_PYTHON:-/usr/bin/python3}
 [ "$rounds" -ge 2 ] || { echo "peer_bench: ROUNDS must be at least 2" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+data=${FEDKD_DATA:-/usr/share/datasets/fashion-mnist}
 out=$root/bench/out/peer-$model
+rm -rf "$out"
 mkdir -p "$out"
 
 echo "| run | program | model | rounds | s/round (rounds 2-$rounds) | load average (1 min) before |"
@@ -35,7 +37,8 @@ for run in $(seq 1 "$repeats"); do
         --set algorithm=fedavg --set clients.count=$((np - 1)) --set clients.per_round=1.0 \
         --set model="$model" --set partition.scheme=iid --set rounds="$rounds" \
         --set local.epochs=1 --set local.batch_size=64 --set local.lr=0.02 \
-        --set local.momentum=0.9 --set run.dir="$out/sim-$run" >/dev/null
+        --set local.momentum=0.9 --set data.dir="$data" --set checkpoint.every=0 \
+        --set run.dir="$out/sim-$run" >/dev/null
     # rounds.csv column 13 is round_seconds.
     sim_seconds=$(awk -F, 'NR > 2 { total += $13; n++ } END { printf "%.3f", total / n }' \
         "$out/sim-$run/rounds.csv")

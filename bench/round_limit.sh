@@ -20,6 +20,11 @@
 # Prints the limit, each run's seconds per round and limit / measured (the
 # target for the mlp is >= 0.8). Run it on a quiet machine: the limit
 # assumes every core is free for the round.
+# 4. The same with the model's nominal FLOPs (3 x 2 x forward MACs per
+#    training sample, 2 x forward MACs per test image, the count the issue's
+#    "60-70 GFLOP a round" uses, which includes the first layer's input
+#    gradient that fedkd-sim skips) at the square 1024 sgemm's rate: model
+#    FLOPs utilisation of the cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FEDKD_BUILD:-$root/build}
@@ -45,6 +50,11 @@ limit=$(awk -v t="$train_flops" -v f="$three_forward" -v r="$rates" -v c="$cores
     n = split(r, x, " "); s = 0; for (i = 1; i <= n; i++) s += x[i]
     rate = s / n * 1e9
     printf "%.4f", (60000 * t + 10000 * f / 3) / (c * rate) }')
+square=$(sed -n 's/^plain sgemm 1024 x 1024 x 1024 \(before\|after\) training: \([0-9.]*\) GFLOP.*/\2/p' \
+    "$out/train.txt" | tr '\n' ' ')
+nominal=$(awk -v f="$three_forward" -v r="$square" -v c="$cores" 'BEGIN {
+    n = split(r, x, " "); s = 0; for (i = 1; i <= n; i++) s += x[i]
+    printf "%.4f", (60000 * f + 10000 * f / 3) / (c * s / n * 1e9) }')
 echo "$model: $train_flops FLOPs per training sample, sgemm on the step's shapes" \
     "$rates GFLOP/s per CPU second (before, after), $cores cores:" \
     "sgemm-bound round $limit s"
@@ -66,5 +76,7 @@ for run in $(seq 1 "$repeats"); do
     echo "| $run | $load | $seconds | $(awk -v l="$limit" -v s="$seconds" 'BEGIN { printf "%.2f", l / s }') |"
     total=$(awk -v a="$total" -v b="$seconds" 'BEGIN { print a + b }')
 done
-awk -v l="$limit" -v t="$total" -v n="$repeats" 'BEGIN {
-    printf "\nmean s/round %.3f, sgemm-bound %.3f s: limit / measured %.2f\n", t / n, l, l * n / t }'
+awk -v l="$limit" -v m="$nominal" -v q="$square" -v t="$total" -v n="$repeats" 'BEGIN {
+    printf "\nmean s/round %.3f, sgemm-bound %.3f s: limit / measured %.2f\n", t / n, l, l * n / t
+    printf "nominal FLOPs at the square sgemm (%s GFLOP/s): %.3f s, model FLOPs utilisation %.2f\n",
+        q, m, m * n / t }'
