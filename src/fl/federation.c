@@ -295,7 +295,9 @@ static double train_hosted_clients(federation *f, int round, const int *selected
                 ? (packed ? f->down : f->global) +
                       f->run.global_offset[fl_client_architecture(&f->run.models, client)]
                 : f->client_state + (size_t)h * f->client_state_len;
-        /* A compute slot for the client's whole round: local work only. */
+        /* A compute slot from the rank's first selected client to its last
+         * (local work only, no MPI call): one hand-over per rank and round,
+         * however many clients it hosts. */
         fedkd_slots_acquire(f->slots);
         memcpy(model->params, start_params, model->num_params * sizeof(float));
         fedkd_optimizer_reset(f->optimizers[entry]);
@@ -317,9 +319,9 @@ static double train_hosted_clients(federation *f, int round, const int *selected
             status = fedkd_fixed_accumulate(slots + SLOT_TRAIN_LOSS, &loss, 1, c.weight);
         }
         if (!status && !algorithm->global_model) status = keep_client_model(f, h, model, m, slots);
-        fedkd_slots_release(f->slots);
         if (status && client < f->first_failed_client) f->first_failed_client = client;
     }
+    fedkd_slots_release(f->slots);
     if (status) {
         /* This rank prints the message at exit; the server learns of the
          * failure through the reduce and stops the run. The remaining

@@ -4,7 +4,7 @@
  * at once; the kernel time-slices them every few milliseconds, and each
  * slice starts with caches that the previous rank filled with its own
  * model, activations and data. With slots, a rank takes one before a
- * piece of local work (a client's round, the server's evaluation) and gives
+ * piece of local work (its clients' rounds, the server's evaluation) and gives
  * it back after, so that only as many ranks as there are cores run, each
  * to the end of its piece. The order in which ranks get a slot does not
  * change any result: every piece of work is independent and the sums are
