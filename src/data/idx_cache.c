@@ -108,12 +108,12 @@ static void big_endian_u32(unsigned char *p, uint32_t v)
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (24 - 8 * i));
 }
 
-/* pread/pwrite of exactly `bytes`; 0 on success. */
-static int read_at(int fd, void *buffer, size_t bytes, uint64_t offset)
+/* pread (writing 0) or pwrite (writing 1) of exactly `bytes`; 0 on success. */
+static int transfer_at(int fd, unsigned char *p, size_t bytes, uint64_t offset, int writing)
 {
-    unsigned char *p = buffer;
     while (bytes > 0) {
-        ssize_t n = pread(fd, p, bytes, (off_t)offset);
+        ssize_t n = writing ? pwrite(fd, p, bytes, (off_t)offset)
+                            : pread(fd, p, bytes, (off_t)offset);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return -1;
         p += n;
@@ -123,18 +123,15 @@ static int read_at(int fd, void *buffer, size_t bytes, uint64_t offset)
     return 0;
 }
 
+static int read_at(int fd, void *buffer, size_t bytes, uint64_t offset)
+{
+    return transfer_at(fd, buffer, bytes, offset, 0);
+}
+
 static int write_at(int fd, const void *buffer, size_t bytes, uint64_t offset)
 {
-    const unsigned char *p = buffer;
-    while (bytes > 0) {
-        ssize_t n = pwrite(fd, p, bytes, (off_t)offset);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        p += n;
-        bytes -= (size_t)n;
-        offset += (uint64_t)n;
-    }
-    return 0;
+    /* pwrite only reads the buffer. */
+    return transfer_at(fd, (unsigned char *)(uintptr_t)buffer, bytes, offset, 1);
 }
 
 /* A gzip file's size, modification time and trailer; -1 (reason in why)

@@ -370,6 +370,19 @@ static size_t direct_product_floats(const fedkd_conv2d_geometry *g)
            ((size_t)g->in_width + 2 * (size_t)g->padding);
 }
 
+/* Where each tap (channel, ki, kj) of an output pixel reads in the padded
+ * image, relative to the pixel's top-left corner. */
+static void direct_offsets(const fedkd_conv2d_geometry *g, int padded_w, size_t padded_plane,
+                           size_t offsets[DIRECT_MAX_TAPS])
+{
+    int k = g->kernel;
+    for (int c = 0; c < g->in_channels; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++)
+                offsets[(c * k + ki) * k + kj] =
+                    (size_t)c * padded_plane + (size_t)ki * (size_t)padded_w + (size_t)kj;
+}
+
 static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *weights,
                                   const float *bias, const float *input, float *output,
                                   int batch, float *scratch)
@@ -384,11 +397,7 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
     float *padded = scratch;                 /* (in_channels, padded_h, padded_w) + slack */
     float *product = scratch + padded_floats; /* (filters, out_h, padded_w) */
     size_t offsets[DIRECT_MAX_TAPS];
-    for (int c = 0; c < g->in_channels; c++)
-        for (int ki = 0; ki < k; ki++)
-            for (int kj = 0; kj < k; kj++)
-                offsets[(c * k + ki) * k + kj] =
-                    (size_t)c * padded_plane + (size_t)ki * (size_t)padded_w + (size_t)kj;
+    direct_offsets(g, padded_w, padded_plane, offsets);
     /* The border and the slack stay 0; only the interior changes per sample. */
     for (size_t i = 0; i < padded_floats; i++) padded[i] = 0.0f;
     for (int s = 0; s < batch; s++) {
@@ -513,11 +522,7 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
     float *padded = scratch;                                  /* chunk x padded_floats */
     float *d_wide = scratch + (size_t)chunk * padded_floats; /* (filters, chunk * wide) */
     size_t offsets[DIRECT_MAX_TAPS];
-    for (int c = 0; c < g->in_channels; c++)
-        for (int ki = 0; ki < k; ki++)
-            for (int kj = 0; kj < k; kj++)
-                offsets[(c * k + ki) * k + kj] =
-                    (size_t)c * padded_plane + (size_t)ki * (size_t)padded_w + (size_t)kj;
+    direct_offsets(g, padded_w, padded_plane, offsets);
     for (size_t i = 0; i < (size_t)chunk * padded_floats; i++) padded[i] = 0.0f;
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
