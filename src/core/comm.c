@@ -94,7 +94,7 @@ fedkd_status fedkd_comm_wait(MPI_Request *request, const char *what)
             return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed during %s", what);
         if (done) return FEDKD_OK;
         nanosleep(&pause, NULL);
-        if (pause.tv_nsec < 1000000) pause.tv_nsec = pause.tv_nsec * 2 > 1000000 ? 1000000 : pause.tv_nsec * 2;
+        pause.tv_nsec = pause.tv_nsec >= 500000 ? 1000000 : 2 * pause.tv_nsec;
     }
 }
 

@@ -51,11 +51,11 @@ static fedkd_status maxpool_configure(fedkd_layer *layer)
 static void maxpool_init_params(const fedkd_layer *layer, float *params, fedkd_rng *rng) {}
 
 /* Reduces a, b, c, d (the window in row-major order) as the general scan
- * does: keep the running maximum unless a later value is strictly greater, so
- * ties keep the first (-0 before +0 stays -0) and a NaN counts only as the
- * first value. Pairing (a, b) and (c, d) first gives the same result: a
- * strict comparison never lets a later equal value win, and each pair's
- * survivor is its first maximum. The pairs let gcc vectorise the row. */
+ * does, in the same order: keep the running maximum unless a later value is
+ * strictly greater, so ties keep the first (-0 before +0 stays -0) and a NaN
+ * counts only as the first value. (Pairing (a, b) with (c, d) would not do:
+ * for 1, 2, NaN, 5 the pair (NaN, 5) keeps NaN and the window would give 2,
+ * where the scan gives 5.) */
 static inline float max_first(float best, float v) { return v > best ? v : best; }
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -111,16 +111,15 @@ static void pool2x2_forward(fedkd_shape in, fedkd_shape out, const float *input,
                 pool_vector lower = __builtin_shuffle(b0, b1, even);
                 pool_vector lower_odd = __builtin_shuffle(b0, b1, odd);
                 max_first_lanes(&upper, &upper_odd);
-                max_first_lanes(&lower, &lower_odd);
                 max_first_lanes(&upper, &lower);
+                max_first_lanes(&upper, &lower_odd);
                 memcpy(dst + ow, &upper, sizeof upper);
             }
 #endif
-            for (; ow < out.width; ow++) {
-                float upper = max_first(top[2 * ow], top[2 * ow + 1]);
-                float lower = max_first(bottom[2 * ow], bottom[2 * ow + 1]);
-                dst[ow] = max_first(upper, lower);
-            }
+            for (; ow < out.width; ow++)
+                dst[ow] = max_first(max_first(max_first(top[2 * ow], top[2 * ow + 1]),
+                                              bottom[2 * ow]),
+                                    bottom[2 * ow + 1]);
         }
     }
 }

@@ -133,7 +133,8 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         }
     }
     memset(stats, 0, sizeof *stats);
-    if (!scratch || !order || !batch_x || !batch_y || !d_logits || (settings->augment && !augment_scratch) ||
+    if (!scratch || !order || !batch_x || !batch_y || !d_logits ||
+        (settings->augment && !augment_scratch) ||
         (teacher && (!teacher_probs || !sample_weight || !d_part))) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "local training: out of memory for %zu samples",
                             data->count);
