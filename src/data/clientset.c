@@ -185,8 +185,9 @@ static size_t rows_below(const uint32_t *rows, size_t count, size_t *cursor, siz
 /* Collective over comm, for a source with a stream: one rank, the reader,
  * reads the training file once and sends every rank the rows it asked for
  * (`rows`, ascending); each rank decodes row i into dest[i] as its chunk
- * arrives, while the reader reads the next. The reader is the last rank:
- * rank 0 loads the test set meanwhile. Memory: a chunk on every rank, two
+ * arrives, while the reader reads the next. The reader is the last rank,
+ * not rank 0, which loads the test set after this (with a warm cache,
+ * before the others are waited for). Memory: a chunk on every rank, two
  * more on the reader. *moved (every rank) is what went between ranks. A
  * read error on the reader stops every rank at the next chunk; the reader
  * holds its message. `local` is this rank's status so far: every rank calls this,
@@ -346,9 +347,10 @@ static fedkd_status all_ranks(MPI_Comm comm, int flag, int *all)
 }
 
 /* Each rank reads its own rows (`rows`, ascending) from the cache and
- * decodes row i into dest[i]: nothing moves between ranks. A row that
- * fails its check sets *corrupt (its message is kept for a warning);
- * other failures are returned. */
+ * decodes row i into dest[i]: nothing moves between ranks. A read that
+ * fails, a row that fails its check among them, sets *corrupt (its message
+ * is kept for a warning) and the caller falls back to the gzip file; only
+ * running out of memory is returned. */
 static fedkd_status load_rows_cached(const fedkd_source *source, fedkd_idx_cache *cache,
                                      size_t row_bytes, const uint32_t *rows, size_t n,
                                      float *const *dest, int *corrupt)

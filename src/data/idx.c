@@ -597,7 +597,8 @@ done:
 }
 
 /* A whole split (up to `limit` records) from its cache, or, with none to
- * trust, by inflating the images once and writing the cache meanwhile.
+ * trust, by a plain load and then a second pass over the images that
+ * writes the cache (the test set: 7.8 MB inflated, once per cache).
  * The features are decoded as fedkd_fashion_mnist_load's: the same bits. */
 static fedkd_status fashion_mnist_load_cached(fedkd_dataset **out, const char *directory,
                                               const char *split, size_t limit,
@@ -652,7 +653,10 @@ static fedkd_status fashion_mnist_load_cached(fedkd_dataset **out, const char *d
                        fedkd_error_message());
         fedkd_error_clear();
         fedkd_dataset_destroy(&dataset);
+        fedkd_idx_cache_close(&cache);
         status = fashion_mnist_load(&dataset, directory, split, limit, NULL, 0, NULL, NULL);
+        /* Written anew, or every later run would meet the same bad row. */
+        if (!status) write_cache(directory, split, limit, cache_dir);
     }
     free(bytes);
     free(rows);

@@ -65,7 +65,11 @@ static inline int64_t round_half_away(double y)
  * int64 is one instruction per 8 values instead of a scalar loop. Every
  * clone does the same IEEE operations in the same order (no contraction in
  * ISO C), so all give the same integers. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define ACCUMULATE_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define ACCUMULATE_CLONES
+#endif
 
 /* 1 when some weight * (values[i] - minus[i]) (minus optional) is not
  * finite or beyond FEDKD_FIXED_LIMIT. Branch-free. */

@@ -355,8 +355,9 @@ static int use_direct_forward(const fedkd_conv2d_geometry *g)
     return g->stride == 1 && taps <= DIRECT_MAX_TAPS && 4 * padded_w <= 5 * g->out_width;
 }
 
-/* Floats of the padded image, with kernel - 1 more for the reads of the last
- * row's thrown-away columns, and of the product on the padded width. */
+/* Floats of the padded image, with `kernel` more (the reads of the last
+ * row's thrown-away columns go up to kernel - 1 past it), and of the product
+ * on the padded width. */
 static size_t direct_padded_floats(const fedkd_conv2d_geometry *g)
 {
     size_t padded_h = (size_t)g->in_height + 2 * (size_t)g->padding;

@@ -6,15 +6,11 @@
  * lanes of a dot product are added in lane order. */
 #include <string.h>
 
+#include "nn/nn_private.h"
 #include "nn/small_gemm.h"
 
 typedef float vector16 __attribute__((vector_size(64)));
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SMALL_GEMM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SMALL_GEMM_CLONES
-#endif
 
 static inline void load16(vector16 *v, const float *p) { memcpy(v, p, sizeof *v); }
 static inline void store16(float *p, const vector16 *v) { memcpy(p, v, sizeof *v); }
@@ -77,7 +73,7 @@ static inline void store_row(float *c, vector16 *sum, const float *bias, int i)
  * 6 + 6 + 4, whose short block runs at a fraction of the rate), else 6. */
 #define ROWS_BLOCK_WIDE 8
 
-SMALL_GEMM_CLONES
+FEDKD_NN_CLONES
 void fedkd_small_gemm_rows(int m, int n, int k, const float *a, size_t a_row_step,
                            size_t a_col_step, const float *b, size_t ldb,
                            const size_t *b_row_offsets, const float *bias, float *c, size_t ldc)
@@ -121,7 +117,7 @@ void fedkd_small_gemm_rows(int m, int n, int k, const float *a, size_t a_row_ste
     }
 }
 
-SMALL_GEMM_CLONES
+FEDKD_NN_CLONES
 void fedkd_small_gemm_dots(int m, int n, int k, const float *a, size_t lda,
                            size_t a_segment_length, size_t a_segment_step, const float *b,
                            size_t ldb, const size_t *b_row_offsets, size_t b_segment_step,
@@ -148,7 +144,7 @@ void fedkd_small_gemm_dots(int m, int n, int k, const float *a, size_t lda,
                 for (int q = 0; q < DOTS_BLOCK; q++) sums[r][q] = (vector16){0.0f};
             for (size_t segment = 0; segment < segments; segment++) {
                 size_t a_start = segment * a_segment_step;
-                size_t b_start = segment * (segments > 1 ? b_segment_step : 0);
+                size_t b_start = segment * b_segment_step;
                 for (size_t p = 0; p < whole; p += 16) {
                     vector16 x[ROWS_BLOCK], y[DOTS_BLOCK];
                     for (int r = 0; r < ROWS_BLOCK; r++) load16(&x[r], a_rows[r] + a_start + p);
@@ -173,7 +169,7 @@ void fedkd_small_gemm_dots(int m, int n, int k, const float *a, size_t lda,
     }
 }
 
-SMALL_GEMM_CLONES
+FEDKD_NN_CLONES
 void fedkd_small_row_sums(int m, int k, const float *a, size_t lda, size_t a_segment_length,
                           size_t a_segment_step, float *sums)
 {

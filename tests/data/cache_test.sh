@@ -92,6 +92,16 @@ run "corrupt row" 3 "$cache"
 grep -q "does not match its CRC-32" "$last_err" || fail "[corrupt row] no warning: $(cat "$last_err")"
 cmp -s "$file" "$work/good.cache" || fail "[corrupt row] the cache was not written anew"
 
+# The same for the test set's cache (read by the server alone).
+test_file=$(ls "$cache"/t10k-images-idx3-ubyte-*.cache | head -1)
+cp "$test_file" "$work/good-test.cache"
+size=$(stat -c %s "$test_file")
+printf '\xff' | dd of="$test_file" bs=1 seek=$((size - 100)) conv=notrunc status=none
+run "corrupt test row" 3 "$cache"
+[ "$checksum" = "$reference" ] || fail "[corrupt test row] checksum $checksum, expected $reference"
+grep -q "does not match its CRC-32" "$last_err" || fail "[corrupt test row] no warning: $(cat "$last_err")"
+cmp -s "$test_file" "$work/good-test.cache" || fail "[corrupt test row] the cache was not written anew"
+
 # The header's row count changed: not trusted, written anew.
 printf '\x07' | dd of="$file" bs=1 seek=17 conv=notrunc status=none
 run "corrupt header" 3 "$cache"
