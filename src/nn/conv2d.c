@@ -384,6 +384,22 @@ static void direct_offsets(const fedkd_conv2d_geometry *g, int padded_w, size_t 
                     (size_t)c * padded_plane + (size_t)ki * (size_t)padded_w + (size_t)kj;
 }
 
+/* One sample's channels into the interior of its padded image; the border
+ * (and the slack after it) is left as it is: zero, set once per call. */
+static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, float *image)
+{
+    size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
+    size_t padded_w = (size_t)g->in_width + 2 * (size_t)g->padding;
+    size_t padded_plane = ((size_t)g->in_height + 2 * (size_t)g->padding) * padded_w;
+    for (int c = 0; c < g->in_channels; c++)
+        for (int y = 0; y < g->in_height; y++) {
+            const float *src = sample + (size_t)c * in_plane + (size_t)y * (size_t)g->in_width;
+            float *dst = image + (size_t)c * padded_plane +
+                         (size_t)(y + g->padding) * padded_w + (size_t)g->padding;
+            for (int x = 0; x < g->in_width; x++) dst[x] = src[x];
+        }
+}
+
 static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *weights,
                                   const float *bias, const float *input, float *output,
                                   int batch, float *scratch)
@@ -402,14 +418,7 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
     /* The border and the slack stay 0; only the interior changes per sample. */
     for (size_t i = 0; i < padded_floats; i++) padded[i] = 0.0f;
     for (int s = 0; s < batch; s++) {
-        const float *sample = input + (size_t)s * (size_t)g->in_channels * in_plane;
-        for (int c = 0; c < g->in_channels; c++)
-            for (int y = 0; y < g->in_height; y++) {
-                const float *src = sample + (size_t)c * in_plane + (size_t)y * (size_t)g->in_width;
-                float *dst = padded + (size_t)c * padded_plane +
-                             (size_t)(y + g->padding) * (size_t)padded_w + (size_t)g->padding;
-                for (int x = 0; x < g->in_width; x++) dst[x] = src[x];
-            }
+        pad_sample(g, input + (size_t)s * (size_t)g->in_channels * in_plane, padded);
         fedkd_small_gemm_rows(g->filters, (int)wide, taps, weights, (size_t)taps, 1, padded, 0,
                               offsets, bias, product, wide);
         float *out = output + (size_t)s * (size_t)g->filters * plane;
@@ -529,15 +538,8 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
         int count = batch - first < chunk ? batch - first : chunk;
         size_t ld = (size_t)count * wide;
         for (int s = 0; s < count; s++) {
-            const float *sample = input + (size_t)(first + s) * (size_t)g->in_channels * in_plane;
-            float *image = padded + (size_t)s * padded_floats;
-            for (int c = 0; c < g->in_channels; c++)
-                for (int y = 0; y < g->in_height; y++) {
-                    const float *src = sample + (size_t)c * in_plane + (size_t)y * (size_t)g->in_width;
-                    float *dst = image + (size_t)c * padded_plane +
-                                 (size_t)(y + g->padding) * (size_t)padded_w + (size_t)g->padding;
-                    for (int x = 0; x < g->in_width; x++) dst[x] = src[x];
-                }
+            pad_sample(g, input + (size_t)(first + s) * (size_t)g->in_channels * in_plane,
+                       padded + (size_t)s * padded_floats);
             const float *gradient = d_output + (size_t)(first + s) * (size_t)g->filters * plane;
             for (int f = 0; f < g->filters; f++)
                 for (int oh = 0; oh < g->out_height; oh++) {
