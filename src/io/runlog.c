@@ -1,5 +1,6 @@
 #include "fedkd/io/runlog.h"
 #include "fedkd/core/core.h"
+#include "fedkd/nn/nn.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -213,6 +214,7 @@ cJSON *fedkd_summary_new(const fedkd_config *config, const char *status)
     cJSON_AddNumberToObject(summary, "seed", (double)config->seed);
     cJSON_AddStringToObject(summary, "mode", config->mode);
     cJSON_AddStringToObject(summary, "algorithm", config->algorithm);
+    cJSON_AddStringToObject(summary, "blas_core", fedkd_sgemm_core());
     return summary;
 }
 

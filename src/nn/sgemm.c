@@ -11,6 +11,12 @@ void fedkd_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, con
                 ldc);
 }
 
+const char *fedkd_sgemm_core(void)
+{
+    const char *core = openblas_get_corename();
+    return core ? core : "unknown";
+}
+
 void fedkd_sgemm_naive(int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, const float *b, int ldb, float beta, float *c,
                        int ldc)

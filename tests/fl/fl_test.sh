@@ -72,6 +72,9 @@ logs)
         || fail "run exited $?"
     "$check" logs "$work/logs" 3 || fail "log check"
     grep -q '"status":[[:space:]]*"completed"' "$work/logs/summary.json" || fail "summary status"
+    # The BLAS kernel family the results depend on is on record.
+    grep -Eq '"blas_core":[[:space:]]*"[A-Za-z0-9]+"' "$work/logs/summary.json" \
+        || fail "summary.json lacks blas_core"
     [ -s "$work/logs.out" ] && fail "--quiet run printed on stdout: $(head -2 "$work/logs.out")"
     [ -s "$work/logs.err" ] && fail "a clean run printed on stderr: $(head -2 "$work/logs.err")"
     # Progress: rank 0 prints one line per round, other ranks nothing.

@@ -253,5 +253,10 @@ void fedkd_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, con
 void fedkd_sgemm_naive(int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, const float *b, int ldb, float beta, float *c,
                        int ldc);
+/* The kernel family OpenBLAS chose for this CPU (or was told to use with
+ * OPENBLAS_CORETYPE), e.g. "Cooperlake" or "Haswell". Its sgemm rounds
+ * differently from another's, so a run's results are bit-identical only
+ * between runs whose ranks all use the same one: summary.json records it. */
+const char *fedkd_sgemm_core(void);
 
 #endif
