@@ -16,7 +16,8 @@
 #include "fedkd/core/core.h"
 
 #define CACHE_MAGIC "FEDKDIXC"
-#define CACHE_VERSION 1u
+/* 2: the table holds CRC-32C, not CRC-32 (version 1's files are rewritten). */
+#define CACHE_VERSION 2u
 #define CACHE_MAX_PATH 4096u
 /* magic, version, header bytes, records, rows, cols, a spare word, two
  * identities of 32 bytes, the table's CRC and the path's length. */
@@ -40,7 +41,7 @@ struct fedkd_idx_cache {
     size_t row_bytes;
     uint64_t rows_offset;
     unsigned char *labels; /* (records) */
-    uint32_t *crcs;        /* (records) */
+    uint32_t *checks;      /* (records): each row's CRC-32C */
 };
 
 struct fedkd_idx_cache_writer {
@@ -55,8 +56,9 @@ struct fedkd_idx_cache_writer {
     uint32_t records, height, width;
     size_t row_bytes;
     uint64_t header_bytes, rows_offset;
-    uint32_t next; /* records written */
-    uint32_t *crcs;
+    uint32_t next;    /* records written */
+    uint32_t *crcs;   /* (records): each row's CRC-32, combined once in finish */
+    uint32_t *checks; /* (records): each row's CRC-32C, the table */
 };
 
 static void put_u32(unsigned char *p, uint32_t v)
@@ -280,9 +282,9 @@ fedkd_status fedkd_idx_cache_open(fedkd_idx_cache **out, const char *dir,
         goto unusable;
     }
     c->labels = malloc(c->records);
-    c->crcs = malloc((size_t)c->records * sizeof *c->crcs);
+    c->checks = malloc((size_t)c->records * sizeof *c->checks);
     unsigned char *table = malloc((size_t)c->records * 4u);
-    if (!c->labels || !c->crcs || !table) {
+    if (!c->labels || !c->checks || !table) {
         free(table);
         goto nomem;
     }
@@ -290,13 +292,12 @@ fedkd_status fedkd_idx_cache_open(fedkd_idx_cache **out, const char *dir,
                       read_at(c->fd, table, (size_t)c->records * 4u,
                               (uint64_t)header_bytes + c->records) != 0;
     uint32_t table_read_crc = (uint32_t)crc32_z(0L, table, (size_t)c->records * 4u);
-    for (uint32_t i = 0; i < c->records; i++) c->crcs[i] = get_u32(table + 4 * (size_t)i);
+    for (uint32_t i = 0; i < c->records; i++) c->checks[i] = get_u32(table + 4 * (size_t)i);
     free(table);
     if (read_failed || table_read_crc != table_crc ||
-        labels_file_crc(c->records, c->labels) != labels.crc ||
-        combined_images_crc(c->records, c->height, c->width, c->crcs, c->row_bytes) != images.crc) {
-        snprintf(why, why_size, "%s: corrupt (its labels or its table of row CRC-32s do not give "
-                 "the CRC-32 of %s and %s)", c->path, images_path, labels_path);
+        labels_file_crc(c->records, c->labels) != labels.crc) {
+        snprintf(why, why_size, "%s: corrupt (its table of row CRC-32Cs fails its CRC-32, or its "
+                 "labels do not give the CRC-32 of %s)", c->path, labels_path);
         goto unusable;
     }
     free(header);
@@ -340,9 +341,9 @@ fedkd_status fedkd_idx_cache_read_rows(fedkd_idx_cache *cache, const uint32_t *r
             return FEDKD_FAIL(FEDKD_ERR_FORMAT, "%s: cannot read row %u: %s", cache->path,
                               (unsigned)rows[i], errno ? strerror(errno) : "file too short");
         for (size_t k = 0; k < run; k++)
-            if ((uint32_t)crc32_z(0L, to + k * row_bytes, row_bytes) != cache->crcs[rows[i + k]])
+            if (fedkd_crc32c(to + k * row_bytes, row_bytes) != cache->checks[rows[i + k]])
                 return FEDKD_FAIL(FEDKD_ERR_FORMAT,
-                                  "%s: row %u does not match its CRC-32: the cache is corrupt",
+                                  "%s: row %u does not match its CRC-32C: the cache is corrupt",
                                   cache->path, (unsigned)rows[i + k]);
         i += run;
     }
@@ -354,7 +355,7 @@ void fedkd_idx_cache_close(fedkd_idx_cache **cache)
     if (!cache || !*cache) return;
     if ((*cache)->fd >= 0) close((*cache)->fd);
     free((*cache)->labels);
-    free((*cache)->crcs);
+    free((*cache)->checks);
     free(*cache);
     *cache = NULL;
 }
@@ -420,7 +421,8 @@ fedkd_idx_cache_writer *fedkd_idx_cache_writer_begin(const char *dir, const char
         goto fail;
     }
     w->crcs = malloc((size_t)records * sizeof *w->crcs);
-    if (!w->crcs) {
+    w->checks = malloc((size_t)records * sizeof *w->checks);
+    if (!w->crcs || !w->checks) {
         snprintf(why, why_size, "out of memory");
         goto fail;
     }
@@ -447,8 +449,11 @@ int fedkd_idx_cache_writer_add(fedkd_idx_cache_writer *w, const unsigned char *b
         w->failed = 1;
         return -1;
     }
-    for (size_t i = 0; i < n; i++)
-        w->crcs[w->next + i] = (uint32_t)crc32_z(0L, bytes + i * w->row_bytes, w->row_bytes);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *row = bytes + i * w->row_bytes;
+        w->crcs[w->next + i] = (uint32_t)crc32_z(0L, row, w->row_bytes);
+        w->checks[w->next + i] = fedkd_crc32c(row, w->row_bytes);
+    }
     w->next += (uint32_t)n;
     return 0;
 }
@@ -556,7 +561,7 @@ int fedkd_idx_cache_writer_finish(fedkd_idx_cache_writer **writer, char *why, si
                  "%s or %s (a file of several gzip members?)", w->images_path, w->labels_path);
         goto done;
     }
-    for (uint32_t i = 0; i < w->records; i++) put_u32(table + 4 * (size_t)i, w->crcs[i]);
+    for (uint32_t i = 0; i < w->records; i++) put_u32(table + 4 * (size_t)i, w->checks[i]);
     size_t path_length = strlen(w->real_images);
     memcpy(header, CACHE_MAGIC, 8);
     put_u32(header + 8, CACHE_VERSION);
@@ -610,6 +615,7 @@ void fedkd_idx_cache_writer_abort(fedkd_idx_cache_writer **writer)
     if (w->fd >= 0) close(w->fd);
     if (w->temporary[0]) unlink(w->temporary);
     free(w->crcs);
+    free(w->checks);
     free(w);
     *writer = NULL;
 }

@@ -7,8 +7,10 @@
  * their size, modification time and gzip trailer (the CRC-32 and length of
  * the inflated data) must be those the header recorded, the header's own
  * CRC-32 must hold, the labels must give the labels file's CRC-32 and the
- * table of per-row CRC-32s, combined, the images file's. Each row is checked
- * against its table entry when it is read. A cache that fails any check is
+ * table of per-row CRC-32Cs its own CRC-32 in the header. Each row is checked
+ * against its table entry when it is read (CRC-32C, which the CPU computes
+ * about 5 times faster than zlib's CRC-32). The writer checked that the rows
+ * give the images file's CRC-32 before it wrote them. A cache that fails any check is
  * not used (and is rewritten by the next full read of the file). It is
  * written under a temporary name and renamed, so a reader sees a whole file
  * or none; two runs writing the same cache at once each rename a complete
@@ -18,7 +20,7 @@
  *            the two sources' identities, the path of the images file,
  *            CRC-32 of the header
  *   labels   records bytes
- *   table    records x uint32: CRC-32 of each row
+ *   table    records x uint32: CRC-32C of each row
  *   rows     records x rows x cols bytes, as in the IDX file */
 #ifndef FEDKD_DATA_IDX_CACHE_H
 #define FEDKD_DATA_IDX_CACHE_H
@@ -47,7 +49,7 @@ uint32_t fedkd_idx_cache_width(const fedkd_idx_cache *cache);
 const unsigned char *fedkd_idx_cache_labels(const fedkd_idx_cache *cache);
 /* Rows `rows` (n, ascending) into bytes (n x rows x cols). Fails with
  * FEDKD_ERR_FORMAT, naming the cache file and the row, when a row does not
- * match its CRC-32 or the file cannot be read. */
+ * match its CRC-32C or the file cannot be read. */
 fedkd_status fedkd_idx_cache_read_rows(fedkd_idx_cache *cache, const uint32_t *rows, size_t n,
                                        unsigned char *bytes);
 void fedkd_idx_cache_close(fedkd_idx_cache **cache);
@@ -68,7 +70,7 @@ fedkd_idx_cache_writer *fedkd_idx_cache_writer_begin(const char *dir, const char
 int fedkd_idx_cache_writer_add(fedkd_idx_cache_writer *writer, const unsigned char *bytes,
                                size_t n, char *why, size_t why_size);
 /* After every record was added: reads the labels file, checks both files'
- * CRC-32s, writes the rest and renames the file into place. Frees the
+ * CRC-32s (the rows' combined), writes the rest and renames the file into place. Frees the
  * writer and NULLs *writer. Returns 0, or -1 with the reason in why (then
  * no cache file is left behind). */
 int fedkd_idx_cache_writer_finish(fedkd_idx_cache_writer **writer, char *why, size_t why_size);
