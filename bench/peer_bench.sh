@@ -52,6 +52,11 @@ for run in $(seq 1 "$repeats"); do
     sim_total=$(awk -v a="$sim_total" -v b="$sim_seconds" 'BEGIN { print a + b }')
     peer_total=$(awk -v a="$peer_total" -v b="$peer_seconds" 'BEGIN { print a + b }')
 done
+# The sgemm kernels the rates depend on (OpenBLAS picks them per CPU;
+# OPENBLAS_CORETYPE overrides its choice).
+core=$(sed -n 's/.*"blas_core":[[:space:]]*"\([^"]*\)".*/\1/p' "$out/sim-1/summary.json")
+echo
+echo "OpenBLAS kernels: $core (OPENBLAS_CORETYPE ${OPENBLAS_CORETYPE:-not set})"
 awk -v s="$sim_total" -v p="$peer_total" -v n="$repeats" 'BEGIN {
     printf "\nmean s/round: fedkd-sim %.3f, peer %.3f, ratio fedkd-sim / peer %.3f\n",
         s / n, p / n, s / p }'

@@ -76,6 +76,11 @@ for run in $(seq 1 "$repeats"); do
     echo "| $run | $load | $seconds | $(awk -v l="$limit" -v s="$seconds" 'BEGIN { printf "%.2f", l / s }') |"
     total=$(awk -v a="$total" -v b="$seconds" 'BEGIN { print a + b }')
 done
+# The sgemm kernels the rates depend on (OpenBLAS picks them per CPU;
+# OPENBLAS_CORETYPE overrides its choice).
+core=$(sed -n 's/.*"blas_core":[[:space:]]*"\([^"]*\)".*/\1/p' "$out/sim-1/summary.json")
+echo
+echo "OpenBLAS kernels: $core (OPENBLAS_CORETYPE ${OPENBLAS_CORETYPE:-not set})"
 awk -v l="$limit" -v m="$nominal" -v q="$square" -v t="$total" -v n="$repeats" 'BEGIN {
     printf "\nmean s/round %.3f, sgemm-bound %.3f s: limit / measured %.2f\n", t / n, l, l * n / t
     printf "nominal FLOPs at the square sgemm (%s GFLOP/s): %.3f s, model FLOPs utilisation %.2f\n",
