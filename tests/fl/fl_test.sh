@@ -81,6 +81,15 @@ logs)
     timeout 60 "$mpiexec" --oversubscribe -np 3 "$sim" "${synthetic[@]}" --set rounds=2 \
         --set run.dir="$work/progress" >"$work/progress.out" 2>"$work/progress.err" || fail "progress run"
     [ "$(grep -c '^round ' "$work/progress.out")" = 2 ] || fail "expected 2 progress lines: $(cat "$work/progress.out")"
+    # Ranks on different OpenBLAS kernels (as on nodes of mixed CPUs) are
+    # told about once, by rank 0; the run goes on.
+    timeout 60 "$mpiexec" --oversubscribe -np 1 -x OPENBLAS_CORETYPE=Sandybridge "$sim" \
+        "${synthetic[@]}" --set rounds=1 --set run.dir="$work/mixed-blas" --quiet : \
+        -np 2 -x OPENBLAS_CORETYPE=Haswell "$sim" "${synthetic[@]}" --set rounds=1 \
+        --set run.dir="$work/mixed-blas" --quiet >"$work/mixed-blas.out" 2>"$work/mixed-blas.err" \
+        || fail "run on mixed OpenBLAS kernels exited $?: $(tail -2 "$work/mixed-blas.err")"
+    [ "$(grep -c 'different OpenBLAS kernel families (rank 0: Sandybridge)' "$work/mixed-blas.err")" = 1 ] \
+        || fail "mixed OpenBLAS kernels: expected one warning: $(cat "$work/mixed-blas.err")"
     ;;
 schemes)
     # Every partition scheme runs end to end and writes its partition.
