@@ -74,8 +74,13 @@ double fedkd_time_now(void)
  * is written before use, and the first touch faults once per 2 MiB instead
  * of once per 4 KiB. Under a virtual machine a 4 KiB fault costs about
  * 15 us: 12 MiB of a client's data took 45 ms to fault in, 1.5 ms in huge
- * pages. Smaller blocks come from malloc. The sanitizer build keeps every
- * block in malloc, where it checks bounds. */
+ * pages. Blocks of 256 KiB up to 2 MiB (a model's parameters, gradients
+ * and momentum, the round's buffers: about 6 MiB a rank, 18 ms of faults)
+ * are cut from shared 2 MiB huge-page chunks in 64 KiB units, and a freed
+ * one is kept for the next block of its length: such blocks are few, and
+ * made and freed with models of the same shapes. Smaller blocks come from
+ * malloc. The sanitizer build keeps every block in malloc, where it checks
+ * bounds. */
 #if defined(__SANITIZE_ADDRESS__)
 #define FEDKD_MAP_LARGE 0
 #else
@@ -93,20 +98,15 @@ typedef struct mapped_block {
 } mapped_block;
 static mapped_block *mapped_blocks = NULL;
 
-static void *alloc_mapped(size_t bytes)
+/* `length` bytes (a multiple of 4 KiB), 2 MiB aligned, advised as huge
+ * pages; NULL when the mapping fails. */
+static unsigned char *map_huge(size_t length)
 {
-    size_t length = (bytes + 4095) & ~(size_t)4095;
-    if (length < bytes || length > SIZE_MAX - FEDKD_HUGE_PAGE) return NULL;
-    mapped_block *record = malloc(sizeof *record);
-    if (!record) return NULL;
     /* Over-map by a huge page, then give back what lies outside the
      * aligned block. */
     unsigned char *raw = mmap(NULL, length + FEDKD_HUGE_PAGE, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-        free(record);
-        return NULL;
-    }
+    if (raw == MAP_FAILED) return NULL;
     uintptr_t at = ((uintptr_t)raw + FEDKD_HUGE_PAGE - 1) & ~(uintptr_t)(FEDKD_HUGE_PAGE - 1);
     unsigned char *start = (unsigned char *)at;
     size_t head = (size_t)(start - raw), tail = FEDKD_HUGE_PAGE - head;
@@ -115,6 +115,20 @@ static void *alloc_mapped(size_t bytes)
     /* Advice only: where the kernel has no huge pages the block still
      * works in small ones. */
     (void)madvise(start, length, MADV_HUGEPAGE);
+    return start;
+}
+
+static void *alloc_mapped(size_t bytes)
+{
+    size_t length = (bytes + 4095) & ~(size_t)4095;
+    if (length < bytes || length > SIZE_MAX - FEDKD_HUGE_PAGE) return NULL;
+    mapped_block *record = malloc(sizeof *record);
+    if (!record) return NULL;
+    unsigned char *start = map_huge(length);
+    if (!start) {
+        free(record);
+        return NULL;
+    }
     record->start = start;
     record->bytes = length;
     record->next = mapped_blocks;
@@ -137,10 +151,82 @@ static int free_mapped(void *pointer)
     return 0;
 }
 
+/* The chunks that blocks of FEDKD_UNIT_BYTES .. FEDKD_MAPPED_BYTES are cut
+ * from, newest first. units[u] is the length in units of the block that
+ * starts at unit u (0 inside a block or past the used part). */
+#define FEDKD_UNIT_BYTES ((size_t)64 << 10)
+#define FEDKD_CHUNK_UNITS (FEDKD_HUGE_PAGE / FEDKD_UNIT_BYTES)
+#define FEDKD_CHUNKED_BYTES ((size_t)256 << 10)
+typedef struct chunk {
+    unsigned char *start;
+    unsigned char units[FEDKD_CHUNK_UNITS];
+    size_t used; /* units handed out from the start */
+    struct chunk *next;
+} chunk;
+static chunk *chunks = NULL;
+/* Freed blocks by length in units, each linked through its first bytes. */
+static void *chunk_free[FEDKD_CHUNK_UNITS + 1];
+
+static void chunk_keep(unsigned char *block, size_t units)
+{
+    memcpy(block, &chunk_free[units], sizeof(void *));
+    chunk_free[units] = block;
+}
+
+static void *alloc_chunked(size_t bytes)
+{
+    size_t units = (bytes + FEDKD_UNIT_BYTES - 1) / FEDKD_UNIT_BYTES;
+    void *block = chunk_free[units];
+    if (block) {
+        memcpy(&chunk_free[units], block, sizeof(void *));
+        memset(block, 0, units * FEDKD_UNIT_BYTES);
+        return block;
+    }
+    chunk *c = chunks;
+    if (!c || c->used + units > FEDKD_CHUNK_UNITS) {
+        chunk *fresh = calloc(1, sizeof *fresh);
+        if (!fresh) return NULL;
+        fresh->start = map_huge(FEDKD_HUGE_PAGE);
+        if (!fresh->start) {
+            free(fresh);
+            return NULL;
+        }
+        /* The old chunk's rest is kept as one free block of its length. */
+        if (c && c->used < FEDKD_CHUNK_UNITS) {
+            size_t rest = FEDKD_CHUNK_UNITS - c->used;
+            c->units[c->used] = (unsigned char)rest;
+            chunk_keep(c->start + c->used * FEDKD_UNIT_BYTES, rest);
+            c->used = FEDKD_CHUNK_UNITS;
+        }
+        fresh->next = chunks;
+        chunks = c = fresh;
+    }
+    /* Fresh mappings are zero. */
+    unsigned char *start = c->start + c->used * FEDKD_UNIT_BYTES;
+    c->units[c->used] = (unsigned char)units;
+    c->used += units;
+    return start;
+}
+
+/* 1 when pointer is a chunked block (then kept for reuse). */
+static int free_chunked(void *pointer)
+{
+    if (((uintptr_t)pointer & (FEDKD_UNIT_BYTES - 1)) != 0) return 0;
+    for (chunk *c = chunks; c; c = c->next) {
+        unsigned char *p = pointer;
+        if (p < c->start || p >= c->start + FEDKD_HUGE_PAGE) continue;
+        size_t unit = (size_t)(p - c->start) / FEDKD_UNIT_BYTES;
+        chunk_keep(p, c->units[unit]);
+        return 1;
+    }
+    return 0;
+}
+
 void *fedkd_alloc(size_t bytes)
 {
     if (bytes == 0) return NULL;
     if (FEDKD_MAP_LARGE && bytes >= FEDKD_MAPPED_BYTES) return alloc_mapped(bytes);
+    if (FEDKD_MAP_LARGE && bytes >= FEDKD_CHUNKED_BYTES) return alloc_chunked(bytes);
     size_t rounded = (bytes + 63) & ~(size_t)63;
     void *pointer = aligned_alloc(64, rounded);
     if (pointer) memset(pointer, 0, rounded);
@@ -150,7 +236,7 @@ void *fedkd_alloc(size_t bytes)
 void fedkd_free(void *pointer)
 {
     if (!pointer) return;
-    if (FEDKD_MAP_LARGE && free_mapped(pointer)) return;
+    if (FEDKD_MAP_LARGE && (free_mapped(pointer) || free_chunked(pointer))) return;
     free(pointer);
 }
 
