@@ -205,7 +205,7 @@ static fedkd_status load_rows_shared(const fedkd_config *config, const fedkd_sou
     fedkd_row_stream *stream = NULL;
     int *counts = NULL, *row_offsets = NULL, *byte_counts = NULL, *displacements = NULL;
     uint32_t *all_rows = NULL;
-    size_t *cursors = NULL;
+    size_t *cursors = NULL, *starts = NULL, packed_rows = 0;
     unsigned char *chunk = NULL, *packed = NULL, *mine = NULL;
     MPI_Request request;
     fedkd_status status = local;
@@ -259,9 +259,11 @@ agree:
              (uint64_t)chunks * (uint64_t)(size - 1) * sizeof(int);
     if (rank == reader) {
         all_rows = malloc(total * sizeof *all_rows);
+        starts = malloc((size_t)size * sizeof *starts);
         chunk = malloc(SHARED_CHUNK_ROWS * row_bytes);
-        packed = malloc(SHARED_CHUNK_ROWS * row_bytes);
-        if (!all_rows || !chunk || !packed)
+        packed_rows = SHARED_CHUNK_ROWS;
+        packed = malloc(packed_rows * row_bytes);
+        if (!all_rows || !starts || !chunk || !packed)
             status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu row numbers", total);
     }
     status = fedkd_comm_agree(comm, status);
@@ -283,19 +285,41 @@ agree:
         int chunk_status = FEDKD_OK;
         if (rank == reader) {
             status = fedkd_row_stream_read(stream, chunk, in_chunk);
-            chunk_status = (int)status;
+            /* Ranks may ask for the same rows (each host its copy of the
+             * public set): the chunk's rows for all of them can outgrow it. */
+            size_t wanted = 0;
+            for (int r = 0; !status && r < size; r++) {
+                starts[r] = cursors[r];
+                wanted += rows_below(all_rows + row_offsets[r], (size_t)counts[r], &cursors[r],
+                                     end);
+            }
+            if (!status && wanted * row_bytes > (size_t)INT_MAX)
+                status = FEDKD_FAIL(FEDKD_ERR_INVALID,
+                                    "the ranks ask for %zu rows of %zu bytes among %zu rows of "
+                                    "the training file: too many to send at once",
+                                    wanted, row_bytes, in_chunk);
+            if (!status && wanted > packed_rows) {
+                unsigned char *grown = realloc(packed, wanted * row_bytes);
+                if (grown) {
+                    packed = grown;
+                    packed_rows = wanted;
+                } else {
+                    status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu rows to send",
+                                        wanted);
+                }
+            }
             size_t at = 0;
             for (int r = 0; !status && r < size; r++) {
-                size_t c = cursors[r];
                 const uint32_t *list = all_rows + row_offsets[r];
-                size_t k = rows_below(list, (size_t)counts[r], &cursors[r], end);
+                size_t k = cursors[r] - starts[r];
                 for (size_t i = 0; i < k; i++)
                     memcpy(packed + (at + i) * row_bytes,
-                           chunk + (list[c + i] - first) * row_bytes, row_bytes);
+                           chunk + (list[starts[r] + i] - first) * row_bytes, row_bytes);
                 byte_counts[r] = (int)(k * row_bytes);
                 displacements[r] = (int)(at * row_bytes);
                 at += k;
             }
+            chunk_status = (int)status;
         }
         if (MPI_Ibcast(&chunk_status, 1, MPI_INT, reader, comm, &request) != MPI_SUCCESS) {
             status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibcast of the reader's status failed");
@@ -329,6 +353,7 @@ done:
     free(byte_counts);
     free(displacements);
     free(cursors);
+    free(starts);
     free(all_rows);
     free(chunk);
     free(packed);
