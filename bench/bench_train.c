@@ -344,6 +344,12 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
                             batch, train->count);
         goto fail;
     }
+    /* As fedkd_model_backward: no backward below the first layer with
+     * parameters, and no input gradient for that one (for the mlp, layer 1
+     * would otherwise run a (batch, 784) GEMM that training never runs). */
+    int first_trainable = 0;
+    while (first_trainable < model->num_layers - 1 && model->layers[first_trainable].num_params == 0)
+        first_trainable++;
     for (size_t i = 0; i < train->count; i++) order[i] = (uint32_t)i;
     fedkd_rng rng = fedkd_rng_stream(seed, FEDKD_RNG_TEST, 3, 0);
     fedkd_rng_shuffle_u32(&rng, order, train->count);
@@ -378,9 +384,9 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
         zero_grad += now - t;
         const float *d_output = d_logits;
         int next = 0;
-        for (int i = model->num_layers - 1; i >= 0; i--) {
+        for (int i = model->num_layers - 1; i >= first_trainable; i--) {
             const fedkd_layer *layer = &model->layers[i];
-            float *d_input = i > 0 ? model->d_activations[next] : NULL;
+            float *d_input = i > first_trainable ? model->d_activations[next] : NULL;
             t = now;
             layer->kind->backward(layer, model->params + layer->param_offset,
                                   model->activations[i], model->activations[i + 1], d_output,
