@@ -240,6 +240,11 @@ void fedkd_optimizer_step(fedkd_optimizer *optimizer, float *params, const float
  * step, no weight decay, no momentum: their optimizer state stays 0). Every
  * training loop steps through this one. */
 void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model);
+/* fedkd_optimizer_step_model followed by fedkd_model_zero_grad, in one pass
+ * over the parameters, gradients and state (the same bits as the two calls).
+ * A loop that zeroes the gradients once before its first step and then steps
+ * through this needs no zero_grad before each backward pass. */
+void fedkd_optimizer_step_model_clear_grads(fedkd_optimizer *optimizer, fedkd_model *model);
 /* Clears momentum / moments and the step count. */
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer);
 /* The persistent state as one flat buffer (for checkpoints). */
