@@ -157,6 +157,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         goto fail;
     }
     model->training = 1;
+    /* Each step clears the gradients it has used (one pass with the
+     * optimizer's), so they need zeroing only once, here. */
+    fedkd_model_zero_grad(model);
 
     /* Epochs, or passes until settings->steps steps are done: the same
      * sequence of minibatches, cut after the last step. */
@@ -206,7 +209,6 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                                     data->origin, (double)loss, epoch + 1, batches + 1);
                 goto fail;
             }
-            fedkd_model_zero_grad(model);
             fedkd_model_backward(model, d_logits, count);
             if (settings->prox_center && settings->prox_mu > 0.0f) {
                 float mu = settings->prox_mu;
@@ -216,7 +218,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             if (settings->grad_offset)
                 for (size_t p = 0; p < model->num_params; p++)
                     model->grads[p] += settings->grad_offset[p];
-            fedkd_optimizer_step_model(optimizer, model);
+            fedkd_optimizer_step_model_clear_grads(optimizer, model);
             loss_sum += (double)loss;
             batches++;
             stats->steps++;
