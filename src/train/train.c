@@ -52,14 +52,27 @@ static void *scratch_reserve(fedkd_train_scratch *s, int which, size_t bytes)
     return s->buffer[which];
 }
 
+/* Rows of a shuffled batch are scattered over the whole training set, so
+ * each one starts with a miss to memory (and often to the TLB); copied one
+ * after the other, the batch would wait for those misses one at a time. A
+ * prefetch of each row's first and last line issues them all together; the
+ * hardware prefetcher streams the lines in between once a row's copy runs. */
+static void prefetch_row_ends(const float *row, size_t bytes)
+{
+    __builtin_prefetch(row, 0, 3);
+    __builtin_prefetch((const char *)row + bytes - 1, 0, 3);
+}
+
 void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
                         int count, float *features, int32_t *labels)
 {
     size_t sample = fedkd_dataset_sample_floats(data);
+    size_t bytes = sample * sizeof(float);
+    for (int i = 0; bytes > 0 && i < count; i++)
+        prefetch_row_ends(data->features + (size_t)order[first + (size_t)i] * sample, bytes);
     for (int i = 0; i < count; i++) {
         uint32_t row = order[first + (size_t)i];
-        memcpy(features + (size_t)i * sample, data->features + (size_t)row * sample,
-               sample * sizeof(float));
+        memcpy(features + (size_t)i * sample, data->features + (size_t)row * sample, bytes);
         labels[i] = data->labels[row];
     }
 }
