@@ -360,6 +360,9 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
         size_t first = ((size_t)s % full_batches) * (size_t)batch;
         double t = fedkd_time_now(), now;
         fedkd_gather_batch(train, order, first, batch, batch_x, batch_y);
+        /* As fedkd_train_local: the next batch's rows start loading. */
+        fedkd_prefetch_batch(train, order, ((size_t)(s + 1) % full_batches) * (size_t)batch,
+                             batch);
         now = fedkd_time_now();
         gather += now - t;
         t = now;

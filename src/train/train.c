@@ -63,13 +63,21 @@ static void prefetch_row_ends(const float *row, size_t bytes)
     __builtin_prefetch((const char *)row + bytes - 1, 0, 3);
 }
 
-void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
-                        int count, float *features, int32_t *labels)
+void fedkd_prefetch_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
+                          int count)
 {
     size_t sample = fedkd_dataset_sample_floats(data);
     size_t bytes = sample * sizeof(float);
     for (int i = 0; bytes > 0 && i < count; i++)
         prefetch_row_ends(data->features + (size_t)order[first + (size_t)i] * sample, bytes);
+}
+
+void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
+                        int count, float *features, int32_t *labels)
+{
+    size_t sample = fedkd_dataset_sample_floats(data);
+    size_t bytes = sample * sizeof(float);
+    fedkd_prefetch_batch(data, order, first, count);
     for (int i = 0; i < count; i++) {
         uint32_t row = order[first + (size_t)i];
         memcpy(features + (size_t)i * sample, data->features + (size_t)row * sample, bytes);
@@ -195,6 +203,12 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             int count = left < (size_t)batch_size ? (int)left : batch_size;
             if ((settings->drop_last && count < batch_size) || count < min_batch) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
+            /* The next batch's rows start loading while this one trains. */
+            if (first + (size_t)count < data->count) {
+                size_t next = data->count - first - (size_t)count;
+                fedkd_prefetch_batch(data, order, first + (size_t)count,
+                                     next < (size_t)batch_size ? (int)next : batch_size);
+            }
             if (settings->augment)
                 fedkd_augment_batch(settings->augment, data->shape, batch_x, count, &augment_rng,
                                     augment_scratch);
