@@ -399,7 +399,7 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
             next ^= 1;
         }
         t = now;
-        fedkd_optimizer_step_model_clear_grads(optimizer, model);
+        fedkd_optimizer_step_model_clear_grads(optimizer, model, NULL, NULL);
         now = fedkd_time_now();
         optimizer_step += now - t;
         for (int c = 0; c < plan->count; c++) {

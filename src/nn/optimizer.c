@@ -241,7 +241,26 @@ void fedkd_optimizer_step(fedkd_optimizer *optimizer, float *params, const float
     optimizer->kind->step(optimizer, params, (float *)grads, 0, optimizer->num_params, 0);
 }
 
-static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear_grads)
+/* Floats of each array that a hooked step prepares and steps at a time: the
+ * hook's writes are still in the first-level cache when the step reads them. */
+enum { HOOK_CHUNK_FLOATS = 2048 };
+
+static void step_range(fedkd_optimizer *optimizer, fedkd_model *model, size_t begin, size_t end,
+                       int clear_grads, fedkd_gradient_hook hook, void *context)
+{
+    if (!hook) {
+        optimizer->kind->step(optimizer, model->params, model->grads, begin, end, clear_grads);
+        return;
+    }
+    for (size_t first = begin; first < end; first += HOOK_CHUNK_FLOATS) {
+        size_t last = end - first < HOOK_CHUNK_FLOATS ? end : first + HOOK_CHUNK_FLOATS;
+        hook(context, model, first, last);
+        optimizer->kind->step(optimizer, model->params, model->grads, first, last, clear_grads);
+    }
+}
+
+static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear_grads,
+                       fedkd_gradient_hook hook, void *context)
 {
     if (optimizer->kind->begin_step) optimizer->kind->begin_step(optimizer);
     size_t next = 0, n = optimizer->num_params < model->num_params ? optimizer->num_params
@@ -250,17 +269,14 @@ static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear
         const fedkd_layer *layer = &model->layers[i];
         if (layer->stats_count == 0) continue;
         size_t stats = layer->param_offset + layer->stats_offset;
-        if (stats > next)
-            optimizer->kind->step(optimizer, model->params, model->grads, next, stats,
-                                  clear_grads);
+        if (stats > next) step_range(optimizer, model, next, stats, clear_grads, hook, context);
         next = stats + layer->stats_count;
         /* The running statistics have no gradient, but clearing leaves the
          * whole buffer as fedkd_model_zero_grad would. */
         if (clear_grads)
             memset(model->grads + stats, 0, layer->stats_count * sizeof *model->grads);
     }
-    if (n > next)
-        optimizer->kind->step(optimizer, model->params, model->grads, next, n, clear_grads);
+    if (n > next) step_range(optimizer, model, next, n, clear_grads, hook, context);
     size_t done = n > next ? n : next;
     if (clear_grads && model->num_params > done)
         memset(model->grads + done, 0, (model->num_params - done) * sizeof *model->grads);
@@ -268,12 +284,13 @@ static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear
 
 void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model)
 {
-    step_model(optimizer, model, 0);
+    step_model(optimizer, model, 0, NULL, NULL);
 }
 
-void fedkd_optimizer_step_model_clear_grads(fedkd_optimizer *optimizer, fedkd_model *model)
+void fedkd_optimizer_step_model_clear_grads(fedkd_optimizer *optimizer, fedkd_model *model,
+                                            fedkd_gradient_hook hook, void *context)
 {
-    step_model(optimizer, model, 1);
+    step_model(optimizer, model, 1, hook, context);
 }
 
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer)

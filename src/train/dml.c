@@ -112,7 +112,7 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
                     }
                 }
                 fedkd_model_backward(models[i], d_logits, count);
-                fedkd_optimizer_step_model_clear_grads(optimizers[i], models[i]);
+                fedkd_optimizer_step_model_clear_grads(optimizers[i], models[i], NULL, NULL);
             }
             step++;
             if (steps) (*steps)++;

@@ -111,6 +111,22 @@ static float kd_loss_per_sample(const float *logits, const float *teacher_probs,
     return (float)(loss / count);
 }
 
+/* FedProx's mu (w - centre) and SCAFFOLD's offset, added to the gradients
+ * of [begin, end) in that order (the optimizer calls it range by range). */
+static void add_gradient_terms(void *context, fedkd_model *model, size_t begin, size_t end)
+{
+    const fedkd_train_settings *settings = context;
+    float *grads = model->grads;
+    const float *params = model->params;
+    if (settings->prox_center && settings->prox_mu > 0.0f) {
+        float mu = settings->prox_mu;
+        const float *center = settings->prox_center;
+        for (size_t p = begin; p < end; p++) grads[p] += mu * (params[p] - center[p]);
+    }
+    if (settings->grad_offset)
+        for (size_t p = begin; p < end; p++) grads[p] += settings->grad_offset[p];
+}
+
 long fedkd_train_passes(const fedkd_train_settings *settings, size_t count, int batch_size)
 {
     if (settings->steps <= 0) return settings->epochs;
@@ -181,6 +197,8 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
     /* Each step clears the gradients it has used (one pass with the
      * optimizer's), so they need zeroing only once, here. */
     fedkd_model_zero_grad(model);
+    int gradient_terms =
+        (settings->prox_center && settings->prox_mu > 0.0f) || settings->grad_offset;
 
     /* Epochs, or passes until settings->steps steps are done: the same
      * sequence of minibatches, cut after the last step. */
@@ -237,15 +255,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                 goto fail;
             }
             fedkd_model_backward(model, d_logits, count);
-            if (settings->prox_center && settings->prox_mu > 0.0f) {
-                float mu = settings->prox_mu;
-                for (size_t p = 0; p < model->num_params; p++)
-                    model->grads[p] += mu * (model->params[p] - settings->prox_center[p]);
-            }
-            if (settings->grad_offset)
-                for (size_t p = 0; p < model->num_params; p++)
-                    model->grads[p] += settings->grad_offset[p];
-            fedkd_optimizer_step_model_clear_grads(optimizer, model);
+            fedkd_optimizer_step_model_clear_grads(optimizer, model,
+                                                   gradient_terms ? add_gradient_terms : NULL,
+                                                   (void *)settings);
             loss_sum += (double)loss;
             batches++;
             stats->steps++;

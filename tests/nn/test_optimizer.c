@@ -256,8 +256,16 @@ static fedkd_layer_spec layer(const char *kind, int units)
     return spec;
 }
 
+/* A term of the kind FedProx adds: 0.01 (w - 0.25). */
+static void add_term(void *context, fedkd_model *model, size_t begin, size_t end)
+{
+    for (size_t i = begin; i < end; i++)
+        model->grads[i] += 0.01f * (model->params[i] - 0.25f);
+}
+
 /* fedkd_optimizer_step_model_clear_grads against fedkd_optimizer_step_model
- * then fedkd_model_zero_grad, bit for bit (parameters, state, gradients), on
+ * then fedkd_model_zero_grad, bit for bit (parameters, state, gradients),
+ * with and without a gradient hook, on
  * a model of odd sizes whose batchnorm has running statistics (skipped by
  * the step, cleared all the same), for SGD variants and Adam. */
 static void check_clear_grads(void)
@@ -265,9 +273,9 @@ static void check_clear_grads(void)
     fedkd_model_spec spec;
     memset(&spec, 0, sizeof spec);
     snprintf(spec.name, sizeof spec.name, "odd");
-    spec.input = (fedkd_shape){7, 1, 1};
+    spec.input = (fedkd_shape){37, 1, 1};
     spec.num_classes = 3;
-    spec.layers[spec.num_layers++] = layer("dense", 13);
+    spec.layers[spec.num_layers++] = layer("dense", 113);
     spec.layers[spec.num_layers++] = layer("batchnorm", 0);
     spec.layers[spec.num_layers++] = layer("relu", 0);
     spec.layers[spec.num_layers++] = layer("dense", 3);
@@ -287,7 +295,7 @@ static void check_clear_grads(void)
             goto next;
         }
         size_t n = two_pass->num_params;
-        CHECK(n == 7 * 13 + 13 + 4 * 13 + 13 * 3 + 3, "odd model has %zu params", n);
+        CHECK(n == 37 * 113 + 113 + 4 * 113 + 113 * 3 + 3, "odd model has %zu params", n);
         two_pass_opt = make(variants[k].name, 0.05f, variants[k].momentum, variants[k].nesterov,
                             variants[k].decay, n);
         fused_opt = make(variants[k].name, 0.05f, variants[k].momentum, variants[k].nesterov,
@@ -301,9 +309,13 @@ static void check_clear_grads(void)
             /* Every gradient non-zero, the running statistics' included. */
             fill(two_pass->grads, n, &rng);
             memcpy(fused->grads, two_pass->grads, n * sizeof(float));
+            /* Steps 1 and 2 add a term through the hook (ranges of the
+             * model cross the hook's chunks), the two-pass side first. */
+            fedkd_gradient_hook hook = step > 0 ? add_term : NULL;
+            if (hook) add_term(NULL, two_pass, 0, n);
             fedkd_optimizer_step_model(two_pass_opt, two_pass);
             fedkd_model_zero_grad(two_pass);
-            fedkd_optimizer_step_model_clear_grads(fused_opt, fused);
+            fedkd_optimizer_step_model_clear_grads(fused_opt, fused, hook, NULL);
             size_t floats = 0;
             const float *a = fedkd_optimizer_state(two_pass_opt, &floats);
             const float *b = fedkd_optimizer_state(fused_opt, NULL);
