@@ -332,7 +332,7 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
     int32_t *batch_y = malloc((size_t)batch * sizeof *batch_y);
     float *d_logits = fedkd_alloc((size_t)batch * (size_t)classes * sizeof(float));
     layer_times *layers = calloc((size_t)model->num_layers, sizeof *layers);
-    double gather = 0.0, input_copy = 0.0, loss = 0.0, zero_grad = 0.0, optimizer_step = 0.0;
+    double gather = 0.0, input_copy = 0.0, loss = 0.0, optimizer_step = 0.0;
     if (!order || !batch_x || !batch_y || !d_logits || !layers) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "benchmark: out of memory for the step breakdown");
         goto fail;
@@ -344,14 +344,25 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
                             batch, train->count);
         goto fail;
     }
+    /* As fedkd_model_backward: no backward below the first layer with
+     * parameters, and no input gradient for that one (for the mlp, layer 1
+     * would otherwise run a (batch, 784) GEMM that training never runs). */
+    int first_trainable = 0;
+    while (first_trainable < model->num_layers - 1 && model->layers[first_trainable].num_params == 0)
+        first_trainable++;
     for (size_t i = 0; i < train->count; i++) order[i] = (uint32_t)i;
     fedkd_rng rng = fedkd_rng_stream(seed, FEDKD_RNG_TEST, 3, 0);
     fedkd_rng_shuffle_u32(&rng, order, train->count);
     size_t full_batches = train->count / (size_t)batch;
+    /* As fedkd_train_local: zeroed once, then each step clears them. */
+    fedkd_model_zero_grad(model);
     for (int s = 0; s < steps; s++) {
         size_t first = ((size_t)s % full_batches) * (size_t)batch;
         double t = fedkd_time_now(), now;
         fedkd_gather_batch(train, order, first, batch, batch_x, batch_y);
+        /* As fedkd_train_local: the next batch's rows start loading. */
+        fedkd_prefetch_batch(train, order, ((size_t)(s + 1) % full_batches) * (size_t)batch,
+                             batch);
         now = fedkd_time_now();
         gather += now - t;
         t = now;
@@ -372,15 +383,11 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
                                  d_logits);
         now = fedkd_time_now();
         loss += now - t;
-        t = now;
-        fedkd_model_zero_grad(model);
-        now = fedkd_time_now();
-        zero_grad += now - t;
         const float *d_output = d_logits;
         int next = 0;
-        for (int i = model->num_layers - 1; i >= 0; i--) {
+        for (int i = model->num_layers - 1; i >= first_trainable; i--) {
             const fedkd_layer *layer = &model->layers[i];
-            float *d_input = i > 0 ? model->d_activations[next] : NULL;
+            float *d_input = i > first_trainable ? model->d_activations[next] : NULL;
             t = now;
             layer->kind->backward(layer, model->params + layer->param_offset,
                                   model->activations[i], model->activations[i + 1], d_output,
@@ -392,7 +399,7 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
             next ^= 1;
         }
         t = now;
-        fedkd_optimizer_step(optimizer, model->params, model->grads);
+        fedkd_optimizer_step_model_clear_grads(optimizer, model, NULL, NULL);
         now = fedkd_time_now();
         optimizer_step += now - t;
         for (int c = 0; c < plan->count; c++) {
@@ -406,7 +413,7 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
     }
 
     double per_step = 1e6 / (double)steps; /* seconds summed over steps -> us per step */
-    double step_total = gather + input_copy + loss + zero_grad + optimizer_step, gemm_total = 0.0;
+    double step_total = gather + input_copy + loss + optimizer_step, gemm_total = 0.0;
     for (int i = 0; i < model->num_layers; i++) {
         step_total += layers[i].forward + layers[i].backward;
         gemm_total += layers[i].gemm_forward + layers[i].gemm_backward;
@@ -421,10 +428,9 @@ static fedkd_status time_step_layers(fedkd_model *model, fedkd_optimizer *optimi
         printf("  %-22s %9.1f %9.1f %9.1f %9.1f\n", name, l->forward * per_step,
                l->gemm_forward * per_step, l->backward * per_step, l->gemm_backward * per_step);
     }
-    printf("  gather batch %.1f, copy into the model %.1f, loss %.1f, zero grad %.1f, "
-           "optimizer step %.1f\n",
-           gather * per_step, input_copy * per_step, loss * per_step, zero_grad * per_step,
-           optimizer_step * per_step);
+    printf("  gather batch %.1f, copy into the model %.1f, loss %.1f, "
+           "optimizer step (clears the gradients) %.1f\n",
+           gather * per_step, input_copy * per_step, loss * per_step, optimizer_step * per_step);
     printf("  step %.1f us, its GEMMs bare %.1f us: interleaved ratio %.3f, %.1f us per step "
            "outside the GEMMs\n",
            step_total * per_step, gemm_total * per_step, gemm_total / step_total,

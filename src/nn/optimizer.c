@@ -4,7 +4,13 @@
  *   sgd:  velocity (num_params)
  *   adam: first moment (num_params), second moment (num_params), step count (1)
  * Adam's step count lives in the buffer as a float (exact up to 2^24 steps)
- * so that restoring the buffer restores the bias correction too. */
+ * so that restoring the buffer restores the bias correction too.
+ *
+ * A step may also clear the gradients it has read (fedkd_optimizer_step_model_clear_grads):
+ * the training loops then need no separate zero_grad pass over the whole
+ * gradient buffer before the next backward pass. Clearing writes +0.0f into
+ * each gradient after it is read, so a clearing step computes the same bits
+ * as a plain step followed by a memset to zero. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +18,18 @@
 
 #include "fedkd/core/core.h"
 #include "fedkd/nn/nn.h"
+#include "nn/nn_private.h"
 
 typedef struct optimizer_kind {
     const char *name;
     size_t (*state_floats)(size_t num_params);
     /* Once per step, before the ranges (NULL: nothing). */
     void (*begin_step)(fedkd_optimizer *optimizer);
-    void (*step)(fedkd_optimizer *optimizer, float *params, const float *grads, size_t begin,
-                 size_t end);
+    /* Steps params[begin, end) from grads[begin, end) and, if clear_grads,
+     * sets those gradients to zero after reading them. grads is written only
+     * when clear_grads is set. params, grads and the state do not overlap. */
+    void (*step)(fedkd_optimizer *optimizer, float *params, float *grads, size_t begin,
+                 size_t end, int clear_grads);
 } optimizer_kind;
 
 struct fedkd_optimizer {
@@ -32,26 +42,70 @@ struct fedkd_optimizer {
 
 static size_t sgd_state_floats(size_t num_params) { return num_params; }
 
+/* One pass of SGD over [0, count) of the given views. Inlined into each
+ * caller with nesterov and clear_grads constant, so that every variant is a
+ * branch-free loop the compiler vectorises; each element's arithmetic is
+ * the same in every lane and every clone. */
+static inline __attribute__((always_inline)) void
+sgd_range(float *restrict params, float *restrict grads, float *restrict velocity, size_t count,
+          float lr, float momentum, float decay, int nesterov, int clear_grads)
+{
+    for (size_t i = 0; i < count; i++) {
+        float g = grads[i] + decay * params[i];
+        float v = momentum * velocity[i] + g;
+        velocity[i] = v;
+        params[i] -= nesterov ? lr * (g + momentum * v) : lr * v;
+        if (clear_grads) grads[i] = 0.0f;
+    }
+}
+
+FEDKD_NN_CLONES
+static void sgd_range_plain(float *restrict params, float *restrict grads,
+                            float *restrict velocity, size_t count, float lr, float momentum,
+                            float decay)
+{
+    sgd_range(params, grads, velocity, count, lr, momentum, decay, 0, 0);
+}
+
+FEDKD_NN_CLONES
+static void sgd_range_plain_clear(float *restrict params, float *restrict grads,
+                                  float *restrict velocity, size_t count, float lr,
+                                  float momentum, float decay)
+{
+    sgd_range(params, grads, velocity, count, lr, momentum, decay, 0, 1);
+}
+
+FEDKD_NN_CLONES
+static void sgd_range_nesterov(float *restrict params, float *restrict grads,
+                               float *restrict velocity, size_t count, float lr, float momentum,
+                               float decay)
+{
+    sgd_range(params, grads, velocity, count, lr, momentum, decay, 1, 0);
+}
+
+FEDKD_NN_CLONES
+static void sgd_range_nesterov_clear(float *restrict params, float *restrict grads,
+                                     float *restrict velocity, size_t count, float lr,
+                                     float momentum, float decay)
+{
+    sgd_range(params, grads, velocity, count, lr, momentum, decay, 1, 1);
+}
+
 /* Steps params[begin, end); the optimizer state is indexed like params. */
-static void sgd_step(fedkd_optimizer *optimizer, float *params, const float *grads, size_t begin,
-                     size_t end)
+static void sgd_step(fedkd_optimizer *optimizer, float *params, float *grads, size_t begin,
+                     size_t end, int clear_grads)
 {
     const fedkd_optimizer_settings *s = &optimizer->settings;
-    float *velocity = optimizer->state;
-    float lr = s->lr, momentum = s->momentum, decay = s->weight_decay;
-    if (s->nesterov) {
-        for (size_t i = begin; i < end; i++) {
-            float g = grads[i] + decay * params[i];
-            velocity[i] = momentum * velocity[i] + g;
-            params[i] -= lr * (g + momentum * velocity[i]);
-        }
-    } else {
-        for (size_t i = begin; i < end; i++) {
-            float g = grads[i] + decay * params[i];
-            velocity[i] = momentum * velocity[i] + g;
-            params[i] -= lr * velocity[i];
-        }
-    }
+    float *velocity = optimizer->state + begin;
+    size_t count = end - begin;
+    params += begin;
+    grads += begin;
+    if (s->nesterov)
+        (clear_grads ? sgd_range_nesterov_clear : sgd_range_nesterov)(
+            params, grads, velocity, count, s->lr, s->momentum, s->weight_decay);
+    else
+        (clear_grads ? sgd_range_plain_clear : sgd_range_plain)(
+            params, grads, velocity, count, s->lr, s->momentum, s->weight_decay);
 }
 
 static size_t adam_state_floats(size_t num_params) { return 2 * num_params + 1; }
@@ -61,8 +115,8 @@ static void adam_begin_step(fedkd_optimizer *optimizer)
     optimizer->state[2 * optimizer->num_params] += 1.0f;
 }
 
-static void adam_step(fedkd_optimizer *optimizer, float *params, const float *grads, size_t begin,
-                      size_t end)
+static void adam_step(fedkd_optimizer *optimizer, float *params, float *grads, size_t begin,
+                      size_t end, int clear_grads)
 {
     const fedkd_optimizer_settings *s = &optimizer->settings;
     size_t n = optimizer->num_params;
@@ -80,6 +134,7 @@ static void adam_step(fedkd_optimizer *optimizer, float *params, const float *gr
         float m_hat = first[i] / correction1;
         float v_hat = second[i] / correction2;
         params[i] -= lr * m_hat / (sqrtf(v_hat) + eps);
+        if (clear_grads) grads[i] = 0.0f;
     }
 }
 
@@ -182,10 +237,30 @@ void fedkd_optimizer_destroy(fedkd_optimizer **optimizer)
 void fedkd_optimizer_step(fedkd_optimizer *optimizer, float *params, const float *grads)
 {
     if (optimizer->kind->begin_step) optimizer->kind->begin_step(optimizer);
-    optimizer->kind->step(optimizer, params, grads, 0, optimizer->num_params);
+    /* Without clear_grads the step only reads grads. */
+    optimizer->kind->step(optimizer, params, (float *)grads, 0, optimizer->num_params, 0);
 }
 
-void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model)
+/* Floats of each array that a hooked step prepares and steps at a time: the
+ * hook's writes are still in the first-level cache when the step reads them. */
+enum { HOOK_CHUNK_FLOATS = 2048 };
+
+static void step_range(fedkd_optimizer *optimizer, fedkd_model *model, size_t begin, size_t end,
+                       int clear_grads, fedkd_gradient_hook hook, void *context)
+{
+    if (!hook) {
+        optimizer->kind->step(optimizer, model->params, model->grads, begin, end, clear_grads);
+        return;
+    }
+    for (size_t first = begin; first < end; first += HOOK_CHUNK_FLOATS) {
+        size_t last = end - first < HOOK_CHUNK_FLOATS ? end : first + HOOK_CHUNK_FLOATS;
+        hook(context, model, first, last);
+        optimizer->kind->step(optimizer, model->params, model->grads, first, last, clear_grads);
+    }
+}
+
+static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear_grads,
+                       fedkd_gradient_hook hook, void *context)
 {
     if (optimizer->kind->begin_step) optimizer->kind->begin_step(optimizer);
     size_t next = 0, n = optimizer->num_params < model->num_params ? optimizer->num_params
@@ -194,10 +269,28 @@ void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model)
         const fedkd_layer *layer = &model->layers[i];
         if (layer->stats_count == 0) continue;
         size_t stats = layer->param_offset + layer->stats_offset;
-        if (stats > next) optimizer->kind->step(optimizer, model->params, model->grads, next, stats);
+        if (stats > next) step_range(optimizer, model, next, stats, clear_grads, hook, context);
         next = stats + layer->stats_count;
+        /* The running statistics have no gradient, but clearing leaves the
+         * whole buffer as fedkd_model_zero_grad would. */
+        if (clear_grads)
+            memset(model->grads + stats, 0, layer->stats_count * sizeof *model->grads);
     }
-    if (n > next) optimizer->kind->step(optimizer, model->params, model->grads, next, n);
+    if (n > next) step_range(optimizer, model, next, n, clear_grads, hook, context);
+    size_t done = n > next ? n : next;
+    if (clear_grads && model->num_params > done)
+        memset(model->grads + done, 0, (model->num_params - done) * sizeof *model->grads);
+}
+
+void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model)
+{
+    step_model(optimizer, model, 0, NULL, NULL);
+}
+
+void fedkd_optimizer_step_model_clear_grads(fedkd_optimizer *optimizer, fedkd_model *model,
+                                            fedkd_gradient_hook hook, void *context)
+{
+    step_model(optimizer, model, 1, hook, context);
 }
 
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer)

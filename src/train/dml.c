@@ -60,7 +60,12 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
                             min_batch, batch_size);
         goto done;
     }
-    for (int i = 0; i < num_models; i++) models[i]->training = 1;
+    /* Each step clears the gradients it has used (one pass with the
+     * optimizer's), so they need zeroing only once, here. */
+    for (int i = 0; i < num_models; i++) {
+        models[i]->training = 1;
+        fedkd_model_zero_grad(models[i]);
+    }
 
     for (int epoch = 0; epoch < train->epochs; epoch++) {
         for (size_t i = 0; i < data->count; i++) order[i] = (uint32_t)i;
@@ -73,6 +78,12 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
             int count = left < (size_t)batch_size ? (int)left : batch_size;
             if ((train->drop_last && count < batch_size) || count < min_batch) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
+            /* The next batch's rows start loading while this one trains. */
+            if (first + (size_t)count < data->count) {
+                size_t next = data->count - first - (size_t)count;
+                fedkd_prefetch_batch(data, order, first + (size_t)count,
+                                     next < (size_t)batch_size ? (int)next : batch_size);
+            }
             /* Every peer's prediction first: they are constants below. Each
              * model keeps its own activations for its backward pass. */
             for (int i = 0; i < num_models; i++) {
@@ -100,9 +111,8 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
                             d_logits[e] += scale * (own[e] - other[e]);
                     }
                 }
-                fedkd_model_zero_grad(models[i]);
                 fedkd_model_backward(models[i], d_logits, count);
-                fedkd_optimizer_step_model(optimizers[i], models[i]);
+                fedkd_optimizer_step_model_clear_grads(optimizers[i], models[i], NULL, NULL);
             }
             step++;
             if (steps) (*steps)++;

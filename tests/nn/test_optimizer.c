@@ -1,9 +1,12 @@
 /* Optimizer steps against numbers worked out by hand (relative 1e-6 for
- * SGD, 1e-5 for Adam, whose sqrt and bias corrections run in float), and
- * convergence on a quadratic. */
+ * SGD, 1e-5 for Adam, whose sqrt and bias corrections run in float),
+ * convergence on a quadratic, and the vectorised SGD and the clearing step
+ * bit for bit against the plain loop and step + zero_grad. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fedkd/core/rng.h"
 #include "fedkd/nn/nn.h"
 #include "test_util.h"
 
@@ -186,11 +189,162 @@ static void check_errors(void)
           "negative lr rejected: %s", fedkd_error_message());
 }
 
+static void fill(float *values, size_t count, fedkd_rng *rng)
+{
+    for (size_t i = 0; i < count; i++) values[i] = (float)(fedkd_rng_uniform(rng) - 0.5);
+    /* Signed zeros too: a clearing step must leave +0.0f as memset does. */
+    if (count > 2) values[count / 2] = -0.0f;
+    if (count > 3) values[count / 3] = 0.0f;
+}
+
+/* SGD (each variant) on odd sizes, so that the vector loops' tails run,
+ * against the scalar loop it replaced, written out here: same bits. */
+static void check_sgd_vector_loop(void)
+{
+    const size_t sizes[] = {1, 7, 33, 1001};
+    const struct {
+        float momentum, decay;
+        int nesterov;
+    } variants[] = {{0.0f, 0.0f, 0}, {0.9f, 0.0f, 0}, {0.9f, 5e-4f, 0}, {0.9f, 5e-4f, 1}};
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        size_t n = sizes[z];
+        float *w = malloc(n * sizeof *w), *w_ref = malloc(n * sizeof *w_ref);
+        float *g = malloc(n * sizeof *g), *v_ref = calloc(n, sizeof *v_ref);
+        if (!w || !w_ref || !g || !v_ref) {
+            CHECK(0, "out of memory");
+            goto next;
+        }
+        for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++) {
+            float lr = 0.03f, m = variants[k].momentum, decay = variants[k].decay;
+            fedkd_optimizer *optimizer = make("sgd", lr, m, variants[k].nesterov, decay, n);
+            if (!optimizer) continue;
+            fedkd_rng rng = fedkd_rng_stream(7, FEDKD_RNG_TEST, n, k);
+            fill(w, n, &rng);
+            memcpy(w_ref, w, n * sizeof *w);
+            memset(v_ref, 0, n * sizeof *v_ref);
+            for (int step = 0; step < 3; step++) {
+                fill(g, n, &rng);
+                fedkd_optimizer_step(optimizer, w, g);
+                for (size_t i = 0; i < n; i++) {
+                    float gi = g[i] + decay * w_ref[i];
+                    v_ref[i] = m * v_ref[i] + gi;
+                    if (variants[k].nesterov) w_ref[i] -= lr * (gi + m * v_ref[i]);
+                    else w_ref[i] -= lr * v_ref[i];
+                }
+            }
+            const float *v = fedkd_optimizer_state(optimizer, NULL);
+            CHECK(memcmp(w, w_ref, n * sizeof *w) == 0 && memcmp(v, v_ref, n * sizeof *v) == 0,
+                  "sgd momentum %g decay %g nesterov %d on %zu params: the same bits as the "
+                  "scalar loop",
+                  (double)m, (double)decay, variants[k].nesterov, n);
+            fedkd_optimizer_destroy(&optimizer);
+        }
+    next:
+        free(w);
+        free(w_ref);
+        free(g);
+        free(v_ref);
+    }
+}
+
+static fedkd_layer_spec layer(const char *kind, int units)
+{
+    fedkd_layer_spec spec;
+    memset(&spec, 0, sizeof spec);
+    snprintf(spec.kind, sizeof spec.kind, "%s", kind);
+    spec.units = units;
+    return spec;
+}
+
+/* A term of the kind FedProx adds: 0.01 (w - 0.25). */
+static void add_term(void *context, fedkd_model *model, size_t begin, size_t end)
+{
+    for (size_t i = begin; i < end; i++)
+        model->grads[i] += 0.01f * (model->params[i] - 0.25f);
+}
+
+/* fedkd_optimizer_step_model_clear_grads against fedkd_optimizer_step_model
+ * then fedkd_model_zero_grad, bit for bit (parameters, state, gradients),
+ * with and without a gradient hook, on
+ * a model of odd sizes whose batchnorm has running statistics (skipped by
+ * the step, cleared all the same), for SGD variants and Adam. */
+static void check_clear_grads(void)
+{
+    fedkd_model_spec spec;
+    memset(&spec, 0, sizeof spec);
+    snprintf(spec.name, sizeof spec.name, "odd");
+    spec.input = (fedkd_shape){37, 1, 1};
+    spec.num_classes = 3;
+    spec.layers[spec.num_layers++] = layer("dense", 113);
+    spec.layers[spec.num_layers++] = layer("batchnorm", 0);
+    spec.layers[spec.num_layers++] = layer("relu", 0);
+    spec.layers[spec.num_layers++] = layer("dense", 3);
+    const struct {
+        const char *name;
+        float momentum, decay;
+        int nesterov;
+    } variants[] = {{"sgd", 0.0f, 0.0f, 0}, {"sgd", 0.9f, 1e-3f, 0}, {"sgd", 0.9f, 1e-3f, 1},
+                    {"adam", 0.0f, 1e-3f, 0}};
+    for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++) {
+        fedkd_model *two_pass = NULL, *fused = NULL;
+        fedkd_optimizer *two_pass_opt = NULL, *fused_opt = NULL;
+        float *zeros = NULL;
+        if (fedkd_model_create(&two_pass, &spec, 4) != FEDKD_OK ||
+            fedkd_model_create(&fused, &spec, 4) != FEDKD_OK) {
+            CHECK(0, "create: %s", fedkd_error_message());
+            goto next;
+        }
+        size_t n = two_pass->num_params;
+        CHECK(n == 37 * 113 + 113 + 4 * 113 + 113 * 3 + 3, "odd model has %zu params", n);
+        two_pass_opt = make(variants[k].name, 0.05f, variants[k].momentum, variants[k].nesterov,
+                            variants[k].decay, n);
+        fused_opt = make(variants[k].name, 0.05f, variants[k].momentum, variants[k].nesterov,
+                         variants[k].decay, n);
+        zeros = calloc(n, sizeof *zeros);
+        if (!two_pass_opt || !fused_opt || !zeros) goto next;
+        fedkd_rng rng = fedkd_rng_stream(11, FEDKD_RNG_TEST, k, 0);
+        fill(two_pass->params, n, &rng);
+        memcpy(fused->params, two_pass->params, n * sizeof(float));
+        for (int step = 0; step < 3; step++) {
+            /* Every gradient non-zero, the running statistics' included. */
+            fill(two_pass->grads, n, &rng);
+            memcpy(fused->grads, two_pass->grads, n * sizeof(float));
+            /* Steps 1 and 2 add a term through the hook (ranges of the
+             * model cross the hook's chunks), the two-pass side first. */
+            fedkd_gradient_hook hook = step > 0 ? add_term : NULL;
+            if (hook) add_term(NULL, two_pass, 0, n);
+            fedkd_optimizer_step_model(two_pass_opt, two_pass);
+            fedkd_model_zero_grad(two_pass);
+            fedkd_optimizer_step_model_clear_grads(fused_opt, fused, hook, NULL);
+            size_t floats = 0;
+            const float *a = fedkd_optimizer_state(two_pass_opt, &floats);
+            const float *b = fedkd_optimizer_state(fused_opt, NULL);
+            CHECK(memcmp(two_pass->params, fused->params, n * sizeof(float)) == 0,
+                  "%s variant %zu step %d: parameters as step + zero_grad", variants[k].name, k,
+                  step);
+            CHECK(memcmp(a, b, floats * sizeof *a) == 0,
+                  "%s variant %zu step %d: optimizer state as step + zero_grad",
+                  variants[k].name, k, step);
+            CHECK(memcmp(fused->grads, zeros, n * sizeof(float)) == 0,
+                  "%s variant %zu step %d: every gradient +0.0f after the clearing step",
+                  variants[k].name, k, step);
+        }
+    next:
+        fedkd_optimizer_destroy(&two_pass_opt);
+        fedkd_optimizer_destroy(&fused_opt);
+        fedkd_model_destroy(&two_pass);
+        fedkd_model_destroy(&fused);
+        free(zeros);
+    }
+}
+
 int main(void)
 {
     check_sgd_by_hand();
     check_adam_by_hand();
     check_quadratic();
     check_errors();
+    check_sgd_vector_loop();
+    check_clear_grads();
     return test_finish("test_optimizer");
 }

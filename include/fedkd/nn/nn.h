@@ -240,6 +240,19 @@ void fedkd_optimizer_step(fedkd_optimizer *optimizer, float *params, const float
  * step, no weight decay, no momentum: their optimizer state stays 0). Every
  * training loop steps through this one. */
 void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model);
+/* Adds a loop's own terms to model->grads[begin, end) (FedProx's proximal
+ * term, SCAFFOLD's correction) just before a step reads that range. */
+typedef void (*fedkd_gradient_hook)(void *context, fedkd_model *model, size_t begin, size_t end);
+/* fedkd_optimizer_step_model followed by fedkd_model_zero_grad, in one pass
+ * over the parameters, gradients and state (the same bits as the two calls).
+ * A loop that zeroes the gradients once before its first step and then steps
+ * through this needs no zero_grad before each backward pass. With a hook
+ * (NULL: none), the step runs in small ranges and calls hook(context, model,
+ * begin, end) on each before stepping it, so the terms it adds are still in
+ * cache: the same bits as adding them over the whole buffer first. The
+ * ranges cover what the step updates (not the running statistics). */
+void fedkd_optimizer_step_model_clear_grads(fedkd_optimizer *optimizer, fedkd_model *model,
+                                            fedkd_gradient_hook hook, void *context);
 /* Clears momentum / moments and the step count. */
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer);
 /* The persistent state as one flat buffer (for checkpoints). */
