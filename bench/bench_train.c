@@ -803,6 +803,9 @@ int main(int argc, char **argv)
     }
     printf("fedkd-bench-train: %zu training and %zu test samples from %s\n", train->count,
            test->count, options.data_dir);
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE %s)\n", fedkd_sgemm_core(),
+           forced ? forced : "not set");
     printf("plain sgemm 1024 x 1024 x 1024: %.2f GFLOP/s (context only)\n", square);
 
     for (const model_defaults *d = model_defaults_table; d->name; d++) {
