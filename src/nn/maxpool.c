@@ -87,7 +87,8 @@ static inline void max_first_lanes(pool_vector *best, const pool_vector *v)
 #endif
 
 /* The relu's forward (relu.c), in place. */
-static inline void relu_in_place(float *values, size_t count)
+FEDKD_NN_CLONES
+static void relu_in_place(float *values, size_t count)
 {
     for (size_t i = 0; i < count; i++) values[i] = values[i] > 0.0f ? values[i] : 0.0f;
 }
@@ -97,8 +98,8 @@ static inline void relu_in_place(float *values, size_t count)
  * next rows. A block that would read or write past the buffers is done
  * window by window. */
 FEDKD_NN_CLONES
-static void pool2x2_forward(fedkd_shape in, fedkd_shape out, float *input, float *output,
-                            size_t planes, int relu)
+static void pool2x2_forward(fedkd_shape in, fedkd_shape out, const float *input, float *output,
+                            size_t planes)
 {
     size_t in_plane = (size_t)in.height * (size_t)in.width;
     size_t out_plane = (size_t)out.height * (size_t)out.width;
@@ -113,7 +114,6 @@ static void pool2x2_forward(fedkd_shape in, fedkd_shape out, float *input, float
             size_t out_row = p * out_plane + (size_t)oh * (size_t)out.width;
             const float *top = input + row, *bottom = top + in.width;
             float *dst = output + out_row;
-            if (relu) relu_in_place(input + row, 2 * (size_t)in.width);
             int ow = 0;
 #ifdef POOL_BLOCKS
             for (; ow < out.width; ow += 16) {
@@ -140,10 +140,6 @@ static void pool2x2_forward(fedkd_shape in, fedkd_shape out, float *input, float
                                               bottom[2 * ow]),
                                     bottom[2 * ow + 1]);
         }
-        /* an odd last row, in no window, still gets the relu */
-        if (relu && in.height > 2 * out.height)
-            relu_in_place(input + p * in_plane + (size_t)(in.height - 1) * (size_t)in.width,
-                          (size_t)in.width);
     }
 }
 
@@ -153,10 +149,24 @@ static void maxpool_forward(const fedkd_layer *layer, const float *params, const
     fedkd_shape in = layer->in_shape, out = layer->out_shape;
     int k = layer->spec.kernel, stride = pool_stride(layer);
     size_t planes = (size_t)batch * (size_t)in.channels;
+    if (k == 2 && stride == 2 && layer->relu_fused) {
+        /* input is the relu's output, aliasing its input (the model's
+         * activation buffer, writable): rectified in place one sample ahead
+         * of the pooling, so that the sample pooled is in L1 and its
+         * rectified values have left the store buffer (loads that straddle
+         * recent stores stall). */
+        float *values = (float *)input;
+        size_t in_sample = fedkd_shape_size(in), out_sample = fedkd_shape_size(out);
+        relu_in_place(values, in_sample);
+        for (int s = 0; s < batch; s++) {
+            if (s + 1 < batch) relu_in_place(values + (size_t)(s + 1) * in_sample, in_sample);
+            pool2x2_forward(in, out, values + (size_t)s * in_sample,
+                            output + (size_t)s * out_sample, (size_t)in.channels);
+        }
+        return;
+    }
     if (k == 2 && stride == 2) {
-        /* Fused: input is the relu's output, aliasing its input (the model's
-         * activation buffer, writable), rectified here. */
-        pool2x2_forward(in, out, (float *)input, output, planes, layer->relu_fused);
+        pool2x2_forward(in, out, input, output, planes);
         return;
     }
     for (size_t p = 0; p < planes; p++) {
