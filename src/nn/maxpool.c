@@ -11,10 +11,10 @@
  * A relu just before a 2x2 / 2 pool is fused into it (layer->relu_fused, set
  * by the model): the relu's output aliases its input and its forward does
  * nothing, so the pool's input holds the pre-activations. The pool rectifies
- * each row pair in place (the relu's output, for its backward and any
- * reader) just before pooling it, while the rows are in L1, and its backward
- * masks the gradient as the relu's backward would: the first maximum takes
- * it only if the maximum is > 0, every other input +0. That is the relu's
+ * them in place (the relu's output, for its backward and any reader), a
+ * sample ahead of the one it pools, and its backward masks the gradient as
+ * the relu's backward would: the first maximum takes it only if the maximum
+ * is > 0, every other input +0. That is the relu's
  * backward applied after the pool's (which gives +0 where the relu output
  * is not > 0, the gradient elsewhere), so the bits are those of the two
  * layers apart, NaN and -0 included (the relu turns both into +0 before the
