@@ -427,7 +427,8 @@ static void direct_offsets(const fedkd_conv2d_geometry *g, int padded_w, size_t 
 }
 
 /* One sample's channels into the interior of its padded image; the border
- * (and the slack after it) is left as it is: zero, set once per call. */
+ * (and the slack after it) is left as it is: zero, set once per call
+ * (zero_border). */
 static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, float *image)
 {
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
@@ -440,6 +441,30 @@ static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, floa
                          (size_t)(y + g->padding) * padded_w + (size_t)g->padding;
             for (int x = 0; x < g->in_width; x++) dst[x] = src[x];
         }
+}
+
+/* Zeroes what pad_sample leaves as it is: the border of every channel's
+ * padded image and the slack after the last (the interior is written per
+ * sample anyway). */
+static void zero_border(const fedkd_conv2d_geometry *g, float *image)
+{
+    size_t pad = (size_t)g->padding, in_w = (size_t)g->in_width;
+    size_t padded_w = in_w + 2 * pad;
+    size_t padded_plane = ((size_t)g->in_height + 2 * pad) * padded_w;
+    for (int c = 0; c < g->in_channels; c++) {
+        float *channel = image + (size_t)c * padded_plane;
+        size_t bottom = (pad + (size_t)g->in_height) * padded_w;
+        memset(channel, 0, pad * padded_w * sizeof *channel);
+        memset(channel + bottom, 0, (padded_plane - bottom) * sizeof *channel);
+        for (int y = 0; y < g->in_height; y++) {
+            float *row = channel + (pad + (size_t)y) * padded_w;
+            for (size_t x = 0; x < pad; x++) {
+                row[x] = 0.0f;
+                row[pad + in_w + x] = 0.0f;
+            }
+        }
+    }
+    memset(image + (size_t)g->in_channels * padded_plane, 0, (size_t)g->kernel * sizeof *image);
 }
 
 static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *weights,
@@ -458,7 +483,7 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
     size_t offsets[DIRECT_MAX_TAPS];
     direct_offsets(g, padded_w, padded_plane, offsets);
     /* The border and the slack stay 0; only the interior changes per sample. */
-    for (size_t i = 0; i < padded_floats; i++) padded[i] = 0.0f;
+    zero_border(g, padded);
     for (int s = 0; s < batch; s++) {
         pad_sample(g, input + (size_t)s * (size_t)g->in_channels * in_plane, padded);
         fedkd_small_gemm_rows(g->filters, (int)wide, taps, weights, (size_t)taps, 1, padded, 0,
@@ -578,7 +603,7 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
     float *d_wide = scratch + (size_t)chunk * padded_floats; /* (filters, chunk * wide) */
     size_t offsets[DIRECT_MAX_TAPS];
     direct_offsets(g, padded_w, padded_plane, offsets);
-    for (size_t i = 0; i < (size_t)chunk * padded_floats; i++) padded[i] = 0.0f;
+    for (int s = 0; s < chunk; s++) zero_border(g, padded + (size_t)s * padded_floats);
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
         size_t ld = (size_t)count * wide;
