@@ -120,6 +120,51 @@ static int overrun_rows_end(const fedkd_conv2d_geometry *g, int ki, int first, i
     return end < 0 ? 0 : end > g->out_height ? g->out_height : (int)end;
 }
 
+/* Where im2col_unit_stride copies for one tap (ki, kj) of every channel and
+ * sample. It depends only on the geometry, so it is worked out once per
+ * layer call: its integer divisions cost more than the copies themselves
+ * when the runs are short (10 floats in the cnn's second conv). */
+typedef struct im2col_run {
+    int rows_begin, rows_end; /* output rows reading an input row (the others read padding) */
+    int first, last;          /* output columns reading an input column */
+    int fast_end;             /* rows [rows_begin, fast_end) copy whole blocks of `span` */
+    ptrdiff_t span;           /* last - first rounded up to 16 */
+} im2col_run;
+
+/* Largest kernel with a plan (a larger one takes the general im2col). */
+#define IM2COL_MAX_KERNEL 16
+
+typedef struct im2col_plan {
+    im2col_run runs[IM2COL_MAX_KERNEL * IM2COL_MAX_KERNEL]; /* (ki, kj) */
+} im2col_plan;
+
+static int im2col_has_plan(const fedkd_conv2d_geometry *g)
+{
+    return g->stride == 1 && g->kernel <= IM2COL_MAX_KERNEL;
+}
+
+/* Fills plan for a geometry with im2col_has_plan. */
+static void im2col_plan_make(const fedkd_conv2d_geometry *g, im2col_plan *plan)
+{
+    int out_h = g->out_height, k = g->kernel, pad = g->padding;
+    for (int ki = 0; ki < k; ki++) {
+        int rows_begin = pad - ki > 0 ? pad - ki : 0;
+        int rows_end = g->in_height + pad - ki < out_h ? g->in_height + pad - ki : out_h;
+        if (rows_end < rows_begin) rows_end = rows_begin;
+        for (int kj = 0; kj < k; kj++) {
+            im2col_run *run = &plan->runs[ki * k + kj];
+            valid_columns(g, kj, &run->first, &run->last);
+            int count = run->last - run->first;
+            run->span = (ptrdiff_t)(count + 15) / 16 * 16;
+            int fast_end =
+                count > 0 ? overrun_rows_end(g, ki, run->first, kj - pad, run->span) : 0;
+            run->rows_begin = rows_begin;
+            run->rows_end = rows_end;
+            run->fast_end = fast_end > rows_end ? rows_end : fast_end;
+        }
+    }
+}
+
 /* im2col for stride 1, the usual case, where each output row of a col row
  * is one run of the input row. The runs are short (10 floats in the cnn's
  * second conv), so the per-run cost decides: each run is copied in whole
@@ -128,30 +173,26 @@ static int overrun_rows_end(const fedkd_conv2d_geometry *g, int ki, int first, i
  * later, in order), except for the last rows of a plane, where a block
  * would leave the plane or the input channel and the copy is exact. */
 FEDKD_NN_CLONES
-static void im2col_unit_stride(const fedkd_conv2d_geometry *g, const float *input, float *col,
-                               size_t ld)
+static void im2col_unit_stride(const fedkd_conv2d_geometry *g, const im2col_plan *plan,
+                               const float *input, float *col, size_t ld)
 {
-    int out_h = g->out_height, out_w = g->out_width, k = g->kernel, pad = g->padding;
-    size_t plane = (size_t)out_h * (size_t)out_w;
+    int out_w = g->out_width, k = g->kernel, pad = g->padding;
+    size_t plane = (size_t)g->out_height * (size_t)out_w;
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
     for (int c = 0; c < g->in_channels; c++) {
         const float *channel = input + (size_t)c * in_plane;
         for (int ki = 0; ki < k; ki++) {
-            /* output rows reading an input row (the others read padding) */
-            int rows_begin = pad - ki > 0 ? pad - ki : 0;
-            int rows_end = g->in_height + pad - ki < out_h ? g->in_height + pad - ki : out_h;
-            if (rows_end < rows_begin) rows_end = rows_begin;
             for (int kj = 0; kj < k; kj++) {
+                const im2col_run *run = &plan->runs[ki * k + kj];
                 float *row = col + ((size_t)(c * k + ki) * (size_t)k + (size_t)kj) * ld;
-                int first, last;
-                valid_columns(g, kj, &first, &last);
-                int offset = kj - pad, count = last - first;
-                ptrdiff_t span = (ptrdiff_t)(count + 15) / 16 * 16;
-                int fast_end = count > 0 ? overrun_rows_end(g, ki, first, offset, span) : 0;
-                if (fast_end > rows_end) fast_end = rows_end;
+                int first = run->first, last = run->last, count = last - first;
+                int rows_begin = run->rows_begin, rows_end = run->rows_end;
+                int fast_end = run->fast_end;
+                ptrdiff_t span = run->span;
                 float *dst = row + (size_t)rows_begin * (size_t)out_w + first;
-                const float *src =
-                    channel + (size_t)(rows_begin - pad + ki) * (size_t)g->in_width + first + offset;
+                const float *src = channel +
+                                   (size_t)(rows_begin - pad + ki) * (size_t)g->in_width +
+                                   first + (kj - pad);
                 int oh = rows_begin;
                 /* The per-row work is what costs here: one block per row
                  * when the run fits in 16 floats. */
@@ -183,11 +224,12 @@ static void im2col_unit_stride(const fedkd_conv2d_geometry *g, const float *inpu
 
 /* input (in_channels, in_h, in_w) -> col (in_channels*k*k, out_h*out_w), the
  * rows of col `ld` floats apart (ld >= out_h*out_w: several samples side by
- * side). */
-static void im2col(const fedkd_conv2d_geometry *g, const float *input, float *col, size_t ld)
+ * side). plan: from im2col_plan_make if im2col_has_plan. */
+static void im2col(const fedkd_conv2d_geometry *g, const im2col_plan *plan, const float *input,
+                   float *col, size_t ld)
 {
-    if (g->stride == 1) {
-        im2col_unit_stride(g, input, col, ld);
+    if (im2col_has_plan(g)) {
+        im2col_unit_stride(g, plan, input, col, ld);
         return;
     }
     int out_h = g->out_height, out_w = g->out_width, k = g->kernel, stride = g->stride;
@@ -385,7 +427,8 @@ static void direct_offsets(const fedkd_conv2d_geometry *g, int padded_w, size_t 
 }
 
 /* One sample's channels into the interior of its padded image; the border
- * (and the slack after it) is left as it is: zero, set once per call. */
+ * (and the slack after it) is left as it is: zero, set once per call
+ * (zero_border). */
 static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, float *image)
 {
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
@@ -398,6 +441,30 @@ static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, floa
                          (size_t)(y + g->padding) * padded_w + (size_t)g->padding;
             for (int x = 0; x < g->in_width; x++) dst[x] = src[x];
         }
+}
+
+/* Zeroes what pad_sample leaves as it is: the border of every channel's
+ * padded image and the slack after the last (the interior is written per
+ * sample anyway). */
+static void zero_border(const fedkd_conv2d_geometry *g, float *image)
+{
+    size_t pad = (size_t)g->padding, in_w = (size_t)g->in_width;
+    size_t padded_w = in_w + 2 * pad;
+    size_t padded_plane = ((size_t)g->in_height + 2 * pad) * padded_w;
+    for (int c = 0; c < g->in_channels; c++) {
+        float *channel = image + (size_t)c * padded_plane;
+        size_t bottom = (pad + (size_t)g->in_height) * padded_w;
+        memset(channel, 0, pad * padded_w * sizeof *channel);
+        memset(channel + bottom, 0, (padded_plane - bottom) * sizeof *channel);
+        for (int y = 0; y < g->in_height; y++) {
+            float *row = channel + (pad + (size_t)y) * padded_w;
+            for (size_t x = 0; x < pad; x++) {
+                row[x] = 0.0f;
+                row[pad + in_w + x] = 0.0f;
+            }
+        }
+    }
+    memset(image + (size_t)g->in_channels * padded_plane, 0, (size_t)g->kernel * sizeof *image);
 }
 
 static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *weights,
@@ -416,7 +483,7 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
     size_t offsets[DIRECT_MAX_TAPS];
     direct_offsets(g, padded_w, padded_plane, offsets);
     /* The border and the slack stay 0; only the interior changes per sample. */
-    for (size_t i = 0; i < padded_floats; i++) padded[i] = 0.0f;
+    zero_border(g, padded);
     for (int s = 0; s < batch; s++) {
         pad_sample(g, input + (size_t)s * (size_t)g->in_channels * in_plane, padded);
         fedkd_small_gemm_rows(g->filters, (int)wide, taps, weights, (size_t)taps, 1, padded, 0,
@@ -458,6 +525,8 @@ static void conv2d_forward(const fedkd_layer *layer, const float *params, const 
     }
     int chunk = chunk_samples(&g, batch);
     int in_place = whole_lane_groups(&g);
+    im2col_plan plan;
+    if (im2col_has_plan(&g)) im2col_plan_make(&g, &plan);
     float *product = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
@@ -465,7 +534,8 @@ static void conv2d_forward(const fedkd_layer *layer, const float *params, const 
         /* (patch, count * plane): kept for the backward pass if there is room */
         float *col = layer->saved ? layer->saved + (size_t)first * (size_t)patch * plane : scratch;
         for (int s = 0; s < count; s++)
-            im2col(&g, input + (size_t)(first + s) * in_size, col + (size_t)s * plane, ld);
+            im2col(&g, &plan, input + (size_t)(first + s) * in_size, col + (size_t)s * plane,
+                   ld);
         if (in_place) {
             /* Each sample's product lands in its output (filters, plane)
              * with the bias added: no reordering pass. */
@@ -533,7 +603,7 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
     float *d_wide = scratch + (size_t)chunk * padded_floats; /* (filters, chunk * wide) */
     size_t offsets[DIRECT_MAX_TAPS];
     direct_offsets(g, padded_w, padded_plane, offsets);
-    for (size_t i = 0; i < (size_t)chunk * padded_floats; i++) padded[i] = 0.0f;
+    for (int s = 0; s < chunk; s++) zero_border(g, padded + (size_t)s * padded_floats);
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
         size_t ld = (size_t)count * wide;
@@ -572,6 +642,8 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
     float *d_col = scratch;                          /* (patch, chunk * plane) */
     float *d_out = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
     int direct = use_direct_weight_gradient(&g);
+    im2col_plan plan; /* for the columns built again */
+    if (!direct && !layer->saved && im2col_has_plan(&g)) im2col_plan_make(&g, &plan);
     if (direct) conv2d_direct_weight_gradient(&g, input, d_output, d_weights, batch, scratch);
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
@@ -585,7 +657,8 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
             col = layer->saved + (size_t)first * (size_t)patch * plane;
         } else {
             for (int s = 0; s < count; s++)
-                im2col(&g, input + (size_t)(first + s) * in_size, d_col + (size_t)s * plane, ld);
+                im2col(&g, &plan, input + (size_t)(first + s) * in_size,
+                       d_col + (size_t)s * plane, ld);
         }
         /* The chunk's output gradient as rows of (filters, count * plane):
          * d_output itself, one segment per sample, or else a copy. */

@@ -6,7 +6,19 @@
  * gradient once, without branches on the data; overlapping windows take the
  * zero-then-add path. The 2x2 windows of stride 2 have their own forward and
  * backward (pool2x2_forward, pool2x2_backward) that give the same bits as
- * the general loops. */
+ * the general loops.
+ *
+ * A relu just before a 2x2 / 2 pool is fused into it (layer->relu_fused, set
+ * by the model): the relu's output aliases its input and its forward does
+ * nothing, so the pool's input holds the pre-activations. The pool rectifies
+ * them in place (the relu's output, for its backward and any reader), a
+ * sample ahead of the one it pools, and its backward masks the gradient as
+ * the relu's backward would: the first maximum takes it only if the maximum
+ * is > 0, every other input +0. That is the relu's
+ * backward applied after the pool's (which gives +0 where the relu output
+ * is not > 0, the gradient elsewhere), so the bits are those of the two
+ * layers apart, NaN and -0 included (the relu turns both into +0 before the
+ * pool sees them). */
 #include <stdint.h>
 #include <string.h>
 
@@ -74,6 +86,13 @@ static inline void max_first_lanes(pool_vector *best, const pool_vector *v)
 }
 #endif
 
+/* The relu's forward (relu.c), in place. */
+FEDKD_NN_CLONES
+static void relu_in_place(float *values, size_t count)
+{
+    for (size_t i = 0; i < count; i++) values[i] = values[i] > 0.0f ? values[i] : 0.0f;
+}
+
 /* With vector blocks, 16 windows of an output row at once, stored whole in
  * increasing order: what a block writes past its row is written again by the
  * next rows. A block that would read or write past the buffers is done
@@ -130,6 +149,22 @@ static void maxpool_forward(const fedkd_layer *layer, const float *params, const
     fedkd_shape in = layer->in_shape, out = layer->out_shape;
     int k = layer->spec.kernel, stride = pool_stride(layer);
     size_t planes = (size_t)batch * (size_t)in.channels;
+    if (k == 2 && stride == 2 && layer->relu_fused) {
+        /* input is the relu's output, aliasing its input (the model's
+         * activation buffer, writable): rectified in place one sample ahead
+         * of the pooling, so that the sample pooled is in L1 and its
+         * rectified values have left the store buffer (loads that straddle
+         * recent stores stall). */
+        float *values = (float *)input;
+        size_t in_sample = fedkd_shape_size(in), out_sample = fedkd_shape_size(out);
+        relu_in_place(values, in_sample);
+        for (int s = 0; s < batch; s++) {
+            if (s + 1 < batch) relu_in_place(values + (size_t)(s + 1) * in_sample, in_sample);
+            pool2x2_forward(in, out, values + (size_t)s * in_sample,
+                            output + (size_t)s * out_sample, (size_t)in.channels);
+        }
+        return;
+    }
     if (k == 2 && stride == 2) {
         pool2x2_forward(in, out, input, output, planes);
         return;
@@ -213,12 +248,13 @@ static void maxpool_backward_disjoint(const fedkd_layer *layer, const float *out
  * three +0, with masks on the bits (no branch on the data). */
 static inline void pool2x2_backward_outputs(const float *top, const float *bottom,
                                             float *d_top, float *d_bottom, const float *best,
-                                            const float *gradient, int first, int last)
+                                            const float *gradient, int first, int last, int relu)
 {
     for (int ow = first; ow < last; ow++) {
         float m = best[ow];
         uint32_t g;
         memcpy(&g, &gradient[ow], sizeof g);
+        if (relu) g &= 0u - (uint32_t)(m > 0.0f);
         uint32_t hit_a = 0u - (uint32_t)(top[2 * ow] == m);
         uint32_t hit_b = ~hit_a & (0u - (uint32_t)(top[2 * ow + 1] == m));
         uint32_t hit_c = ~(hit_a | hit_b) & (0u - (uint32_t)(bottom[2 * ow] == m));
@@ -241,7 +277,7 @@ static inline void pool2x2_backward_outputs(const float *top, const float *botto
 FEDKD_NN_CLONES
 static void pool2x2_backward(fedkd_shape in, fedkd_shape out, const float *input,
                              const float *output, const float *d_output, float *d_input,
-                             size_t planes)
+                             size_t planes, int relu)
 {
     size_t in_plane = (size_t)in.height * (size_t)in.width;
     size_t out_plane = (size_t)out.height * (size_t)out.width;
@@ -266,7 +302,7 @@ static void pool2x2_backward(fedkd_shape in, fedkd_shape out, const float *input
                     out_row + (size_t)(x / 2) + 16 > out_total) {
                     int last = x / 2 + 8 < out.width ? x / 2 + 8 : out.width;
                     pool2x2_backward_outputs(top, bottom, d_top, d_bottom, best, gradient,
-                                             x / 2, last);
+                                             x / 2, last, relu);
                     continue;
                 }
                 pool_vector a, b, m, g;
@@ -276,6 +312,7 @@ static void pool2x2_backward(fedkd_shape in, fedkd_shape out, const float *input
                 memcpy(&g, gradient + x / 2, sizeof g);
                 m = __builtin_shuffle(m, duplicate);
                 pool_mask bits = __builtin_shuffle((pool_mask)g, duplicate);
+                if (relu) bits &= m > 0.0f;
                 pool_mask inside = lane < windows_end - x;
                 pool_mask top_equal = a == m, bottom_equal = b == m;
                 pool_mask top_pair = __builtin_shuffle(top_equal, neighbour);
@@ -290,7 +327,8 @@ static void pool2x2_backward(fedkd_shape in, fedkd_shape out, const float *input
                 memcpy(d_bottom + x, &bottom_bits, sizeof bottom_bits);
             }
 #else
-            pool2x2_backward_outputs(top, bottom, d_top, d_bottom, best, gradient, 0, out.width);
+            pool2x2_backward_outputs(top, bottom, d_top, d_bottom, best, gradient, 0, out.width,
+                                     relu);
 #endif
             if (in.width > 2 * out.width) {
                 d_top[in.width - 1] = 0.0f;
@@ -314,7 +352,7 @@ static void maxpool_backward(const fedkd_layer *layer, const float *params, cons
     size_t in_plane = (size_t)in.height * (size_t)in.width;
     size_t out_plane = (size_t)out.height * (size_t)out.width;
     if (k == 2 && stride == 2) {
-        pool2x2_backward(in, out, input, output, d_output, d_input, planes);
+        pool2x2_backward(in, out, input, output, d_output, d_input, planes, layer->relu_fused);
         return;
     }
     if (stride >= k) {

@@ -125,6 +125,21 @@ fedkd_status fedkd_nn_configure_layers(fedkd_layer *layers, const fedkd_model_sp
         while (next + 1 < spec->num_layers && is_normalisation(layers[next].kind)) next++;
         layers[i].followed_by_relu = layers[next].kind == &fedkd_layer_kind_relu;
     }
+    /* A relu then a 2x2 / 2 maxpool: one pass each way (maxpool.c). Not
+     * in models with residual blocks, whose shortcuts read activations and
+     * add gradients between layers. */
+    int residual = 0;
+    for (int i = 0; i < spec->num_layers; i++)
+        residual |= layers[i].kind == &fedkd_layer_kind_residual;
+    for (int i = 0; !residual && i + 1 < spec->num_layers; i++) {
+        const fedkd_layer_spec *pool = &layers[i + 1].spec;
+        if (layers[i].kind == &fedkd_layer_kind_relu &&
+            layers[i + 1].kind == &fedkd_layer_kind_maxpool && pool->kernel == 2 &&
+            (pool->stride == 0 || pool->stride == 2)) {
+            layers[i].relu_fused = 1;
+            layers[i + 1].relu_fused = 1;
+        }
+    }
 
     size_t outputs = fedkd_shape_size(shape);
     if (outputs != (size_t)spec->num_classes)
@@ -265,8 +280,9 @@ fedkd_status fedkd_model_spec_preset(fedkd_model_spec *spec, const char *name,
  * offsets[i] of activation i in one buffer of *total floats, the largest
  * activation (for the two gradient buffers) and the largest scratch any
  * layer needs; saved[i] is where layer i's saved floats start in the same
- * buffer. Flatten outputs alias their inputs; every other activation gets
- * its own view. */
+ * buffer. Flatten outputs alias their inputs, and so do the outputs of
+ * relus fused into the maxpool after them (relu_fused); every other
+ * activation gets its own view. */
 static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offsets, size_t *saved,
                          size_t *total, size_t *largest, size_t *scratch)
 {
@@ -275,7 +291,9 @@ static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offset
         fedkd_shape shape = i == 0 ? model->spec.input : model->layers[i - 1].out_shape;
         size_t floats = fedkd_shape_size(shape) * (size_t)max_batch;
         if (floats > *largest) *largest = floats;
-        if (i > 0 && model->layers[i - 1].kind == &fedkd_layer_kind_flatten) {
+        if (i > 0 && (model->layers[i - 1].kind == &fedkd_layer_kind_flatten ||
+                      (model->layers[i - 1].kind == &fedkd_layer_kind_relu &&
+                       model->layers[i - 1].relu_fused))) {
             offsets[i] = offsets[i - 1];
             continue;
         }
@@ -476,6 +494,8 @@ void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
     int next = 0;
     for (int i = model->num_layers - 1; i >= first_trainable; i--) {
         const fedkd_layer *layer = &model->layers[i];
+        /* the maxpool after it wrote this relu's input gradient */
+        if (layer->kind == &fedkd_layer_kind_relu && layer->relu_fused) continue;
         float *d_input = i > first_trainable ? model->d_activations[next] : NULL;
         layer->kind->backward(layer, model->params + layer->param_offset, model->activations[i],
                               model->activations[i + 1], d_output, d_input,

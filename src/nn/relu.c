@@ -1,3 +1,8 @@
+/* ReLU, max(x, 0) with NaN and -0 going to +0. Fused into a 2x2 / 2
+ * maxpool after it (layer->relu_fused, maxpool.c): its output then aliases
+ * its input, the pool rectifies it in place and masks the gradient, and the
+ * model skips this layer; the functions here, when called all the same
+ * (per-layer benchmarks), leave the bits as they are. */
 #include <string.h>
 
 #include "fedkd/nn/nn.h"
@@ -19,6 +24,7 @@ static void relu_init_params(const fedkd_layer *layer, float *params, fedkd_rng 
 static void relu_forward(const fedkd_layer *layer, const float *params, const float *input,
                          float *output, int batch, float *scratch)
 {
+    if (layer->relu_fused) return; /* output == input, rectified by the pool */
     size_t count = fedkd_shape_size(layer->in_shape) * (size_t)batch;
     for (size_t i = 0; i < count; i++) output[i] = input[i] > 0.0f ? input[i] : 0.0f;
 }
@@ -30,6 +36,11 @@ static void relu_backward(const fedkd_layer *layer, const float *params, const f
 {
     if (!d_input) return;
     size_t count = fedkd_shape_size(layer->in_shape) * (size_t)batch;
+    if (layer->relu_fused) {
+        /* the pool's input gradient is already masked */
+        if (d_input != d_output) memcpy(d_input, d_output, count * sizeof *d_input);
+        return;
+    }
     /* Read the gradient unconditionally so the compiler emits a select, not
      * a branch that mispredicts on half the elements. */
     for (size_t i = 0; i < count; i++) {

@@ -229,8 +229,9 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
     for (size_t i = 0; i < in_count; i++) input[i] = (float)(2.0 * fedkd_rng_uniform(rng) - 1.0);
     for (size_t i = 0; i < out_count; i++)
         d_output[i] = (float)(2.0 * fedkd_rng_uniform(rng) - 1.0);
-    /* Stale scratch and d_input must not leak into results. */
-    for (size_t i = 0; i < scratch_count; i++) scratch[i] = 1e7f;
+    /* Stale scratch and d_input must not leak into results (an infinite
+     * stale value would turn a product by 0 into NaN). */
+    for (size_t i = 0; i < scratch_count; i++) scratch[i] = INFINITY;
     for (size_t i = 0; i < in_count; i++) d_input[i] = -1e7f;
     for (size_t i = 0; i < num_params; i++) d_params[i] = 0.25f; /* backward adds to this */
 

@@ -1,10 +1,11 @@
 /* The conv kernels of src/nn/small_gemm.c against plain loops, on sizes that
  * hit every remainder of their blocking (rows of 6, 32 columns, dots blocks
- * of 6 x 4, 16-float lanes). Each kernel documents the order of its sums, so
- * the plain loops here add in that order and the results must be equal bit
- * for bit (this also catches a build that fuses multiply-adds, which would
- * make the kernel's results depend on the CPU). A second comparison against
- * double-precision sums guards the loops themselves (relative 1e-5). */
+ * of 6 x 4 or, for a multiple of 4 rows, 4 x 6, 16-float lanes). Each kernel
+ * documents the order of its sums, so the plain loops here add in that
+ * order and the results must be equal bit for bit (this also catches a
+ * build that fuses multiply-adds, which would make the kernel's results
+ * depend on the CPU). A second comparison against double-precision sums
+ * guards the loops themselves (relative 1e-5). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,7 @@ int main(void)
     check_dots_shifted(6, 25, 3, 28 * 32); /* the first conv's direct weight gradient */
     check_dots_shifted(7, 9, 5, 80);
     check_dots_shifted(1, 1, 1, 16);
+    check_dots_shifted(16, 10, 2, 32); /* 4 x 6 blocks, the last one partial */
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
         for (size_t p = 0; p < sizeof ks / sizeof *ks; p++) check_row_sums(ms[i], ks[p] * 3 + 1, 0);
         check_row_sums(ms[i], 64 * 3, 64);

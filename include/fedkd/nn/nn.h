@@ -125,6 +125,12 @@ struct fedkd_layer {
     size_t norm_offset, norm_count;   /* see above; 0, 0: none */
     size_t stats_offset, stats_count; /* see above; 0, 0: none */
     int followed_by_relu; /* for the default initialiser */
+    /* 1 on a relu followed by a 2x2 / 2 maxpool, and on that maxpool, in a
+     * model without residual blocks: the relu's output aliases its input,
+     * the maxpool applies the relu in place as it pools and masks its input
+     * gradient by the relu too, and the model skips the relu (same bits as
+     * the two layers apart). Set by the model; 0 on a layer built alone. */
+    int relu_fused;
     int training;         /* copied from the model by fedkd_model_forward */
     float *saved;         /* (saved_floats) in the model's workspace; NULL: none */
     fedkd_shape skip_shape; /* residual: the input shape of its body */
