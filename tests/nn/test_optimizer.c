@@ -8,6 +8,7 @@
 
 #include "fedkd/core/rng.h"
 #include "fedkd/nn/nn.h"
+#include "test_layer.h"
 #include "test_util.h"
 
 static fedkd_optimizer *make(const char *name, float lr, float momentum, int nesterov,
@@ -247,15 +248,6 @@ static void check_sgd_vector_loop(void)
     }
 }
 
-static fedkd_layer_spec layer(const char *kind, int units)
-{
-    fedkd_layer_spec spec;
-    memset(&spec, 0, sizeof spec);
-    snprintf(spec.kind, sizeof spec.kind, "%s", kind);
-    spec.units = units;
-    return spec;
-}
-
 /* A term of the kind FedProx adds: 0.01 (w - 0.25). */
 static void add_term(void *context, fedkd_model *model, size_t begin, size_t end)
 {
@@ -275,10 +267,10 @@ static void check_clear_grads(void)
     snprintf(spec.name, sizeof spec.name, "odd");
     spec.input = (fedkd_shape){37, 1, 1};
     spec.num_classes = 3;
-    spec.layers[spec.num_layers++] = layer("dense", 113);
-    spec.layers[spec.num_layers++] = layer("batchnorm", 0);
-    spec.layers[spec.num_layers++] = layer("relu", 0);
-    spec.layers[spec.num_layers++] = layer("dense", 3);
+    spec.layers[spec.num_layers++] = test_layer("dense", 113);
+    spec.layers[spec.num_layers++] = test_layer("batchnorm", 0);
+    spec.layers[spec.num_layers++] = test_layer("relu", 0);
+    spec.layers[spec.num_layers++] = test_layer("dense", 3);
     const struct {
         const char *name;
         float momentum, decay;

@@ -9,18 +9,10 @@
 
 #include "fedkd/nn/nn.h"
 #include "fedkd/core/rng.h"
+#include "test_layer.h"
 #include "test_util.h"
 
 enum { features = 20, classes = 4, samples = 512, batch_size = 32, epochs = 8 };
-
-static fedkd_layer_spec layer(const char *kind, int units)
-{
-    fedkd_layer_spec spec;
-    memset(&spec, 0, sizeof spec);
-    snprintf(spec.kind, sizeof spec.kind, "%s", kind);
-    spec.units = units;
-    return spec;
-}
 
 /* Mean loss and accuracy over the whole set, in batches. */
 static void evaluate(fedkd_model *model, const float *x, const int32_t *y, double *loss,
@@ -61,9 +53,9 @@ int main(void)
     snprintf(spec.name, sizeof spec.name, "blobs");
     spec.input = (fedkd_shape){features, 1, 1};
     spec.num_classes = classes;
-    spec.layers[spec.num_layers++] = layer("dense", 32);
-    spec.layers[spec.num_layers++] = layer("relu", 0);
-    spec.layers[spec.num_layers++] = layer("dense", classes);
+    spec.layers[spec.num_layers++] = test_layer("dense", 32);
+    spec.layers[spec.num_layers++] = test_layer("relu", 0);
+    spec.layers[spec.num_layers++] = test_layer("dense", classes);
 
     fedkd_model *model = NULL;
     fedkd_optimizer *optimizer = NULL;

@@ -12,18 +12,10 @@
 #include "fedkd/core/rng.h"
 #include "fedkd/nn/nn.h"
 #include "fedkd/train/train.h"
+#include "test_layer.h"
 #include "test_util.h"
 
 enum { SAMPLES = 203, FEATURES = 9, CLASSES = 3, BATCH = 16, EPOCHS = 2 };
-
-static fedkd_layer_spec layer(const char *kind, int units)
-{
-    fedkd_layer_spec spec;
-    memset(&spec, 0, sizeof spec);
-    snprintf(spec.kind, sizeof spec.kind, "%s", kind);
-    spec.units = units;
-    return spec;
-}
 
 /* The loop as fedkd_train_local ran it before the clearing step. */
 static void train_reference(fedkd_model *model, fedkd_optimizer *optimizer,
@@ -79,10 +71,10 @@ int main(void)
     spec.input = (fedkd_shape){FEATURES, 1, 1};
     spec.num_classes = CLASSES;
     /* Over 4096 parameters: the optimizer's hooked ranges come in chunks. */
-    spec.layers[spec.num_layers++] = layer("dense", 240);
-    spec.layers[spec.num_layers++] = layer("batchnorm", 0);
-    spec.layers[spec.num_layers++] = layer("relu", 0);
-    spec.layers[spec.num_layers++] = layer("dense", CLASSES);
+    spec.layers[spec.num_layers++] = test_layer("dense", 240);
+    spec.layers[spec.num_layers++] = test_layer("batchnorm", 0);
+    spec.layers[spec.num_layers++] = test_layer("relu", 0);
+    spec.layers[spec.num_layers++] = test_layer("dense", CLASSES);
 
     const struct {
         const char *optimizer;
