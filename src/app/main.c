@@ -21,6 +21,7 @@
 #include "fedkd/core/core.h"
 #include "fedkd/experiments/experiments.h"
 #include "fedkd/io/inspect.h"
+#include "fedkd/nn/nn.h"
 #include "fedkd/experiments/sweep.h"
 
 enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
@@ -307,6 +308,27 @@ static int exit_code(fedkd_status status)
     return 1;
 }
 
+/* Collective: rank 0 warns when the ranks' OpenBLAS kernel families
+ * differ (nodes of mixed CPUs). The dense layers round differently under
+ * another, so every mode's results then depend on which rank computed
+ * what. Once per job; the job goes on. */
+static fedkd_status check_blas_cores(int rank)
+{
+    const char *core = fedkd_sgemm_core();
+    uint64_t mine = fedkd_checksum(core, strlen(core));
+    uint64_t both[2] = {mine, ~mine}, least[2] = {0, 0};
+    MPI_Request request;
+    if (MPI_Iallreduce(both, least, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD, &request) !=
+        MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Iallreduce of the ranks' OpenBLAS kernels failed");
+    fedkd_status status = fedkd_comm_wait(&request, "the ranks' OpenBLAS kernels");
+    if (!status && rank == 0 && least[0] != ~least[1])
+        fedkd_log_warn("the ranks use different OpenBLAS kernel families (rank 0: %s), which "
+                       "round differently: results depend on which rank computes what; set "
+                       "OPENBLAS_CORETYPE to one family every node supports", core);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
@@ -322,7 +344,7 @@ int main(int argc, char **argv)
      * ranks already fill the cores. */
     if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
     fedkd_install_signal_handlers();
-    if (fedkd_comm_setup() != FEDKD_OK) {
+    if (fedkd_comm_setup() != FEDKD_OK || check_blas_cores(rank) != FEDKD_OK) {
         fprintf(stderr, "fedkd-sim: error: %s\n", fedkd_error_message());
         MPI_Abort(MPI_COMM_WORLD, 1);
     }

@@ -56,25 +56,6 @@ static fedkd_status check_config(federation *f)
     return status;
 }
 
-/* The ranks' OpenBLAS kernel families: the dense layers round differently
- * under another, so ranks that differ (nodes of mixed CPUs) make results
- * depend on which rank hosts which client. Said once; the run goes on. */
-static fedkd_status check_blas_cores(federation *f)
-{
-    const char *core = fedkd_sgemm_core();
-    uint64_t mine = fedkd_checksum(core, strlen(core));
-    uint64_t both[2] = {mine, ~mine}, least[2] = {0, 0};
-    MPI_Request request;
-    if (MPI_Iallreduce(both, least, 2, MPI_UINT64_T, MPI_MIN, f->comm, &request) != MPI_SUCCESS)
-        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Iallreduce of the ranks' OpenBLAS kernels failed");
-    fedkd_status status = fedkd_comm_wait(&request, "the ranks' OpenBLAS kernels");
-    if (!status && f->rank == 0 && least[0] != ~least[1])
-        fedkd_log_warn("the ranks use different OpenBLAS kernel families (rank 0: %s), which "
-                       "round differently: results depend on which rank hosts which client; "
-                       "set OPENBLAS_CORETYPE to one family every node supports", core);
-    return status;
-}
-
 static fedkd_status load_data(federation *f)
 {
     const fedkd_config *config = f->config;
@@ -443,8 +424,6 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     const fedkd_config *config = f->config;
     fedkd_status status = check_config(f);
     status = fedkd_comm_agree(f->comm, status);
-    if (status) return status;
-    status = check_blas_cores(f);
     if (status) return status;
     status = load_data(f);
     /* The shared load may have agreed on a failure already. */
