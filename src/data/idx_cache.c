@@ -57,7 +57,7 @@ struct fedkd_idx_cache_writer {
     size_t row_bytes;
     uint64_t header_bytes, rows_offset;
     uint32_t next;    /* records written */
-    uint32_t *crcs;   /* (records): each row's CRC-32, combined once in finish */
+    uint32_t crc;     /* CRC-32 of the inflated images file up to record next */
     uint32_t *checks; /* (records): each row's CRC-32C, the table */
 };
 
@@ -194,20 +194,16 @@ static int cache_path(const char *dir, const char *images_path, char *out, size_
     return n > 0 && (size_t)n < out_size ? 0 : -1;
 }
 
-/* The CRC-32 of the inflated images file (its 16-byte IDX header, then the
- * rows) from the rows' CRC-32s. */
-static uint32_t combined_images_crc(uint32_t records, uint32_t height, uint32_t width,
-                                    const uint32_t *crcs, size_t row_bytes)
+/* The CRC-32 of the inflated images file's 16-byte IDX header: where the
+ * writer's running CRC-32 of the file starts, the rows following. */
+static uint32_t images_header_crc(uint32_t records, uint32_t height, uint32_t width)
 {
     unsigned char header[16];
     big_endian_u32(header, IDX_IMAGES_MAGIC);
     big_endian_u32(header + 4, records);
     big_endian_u32(header + 8, height);
     big_endian_u32(header + 12, width);
-    uLong crc = crc32(0L, header, 16);
-    uLong op = crc32_combine_gen((z_off_t)row_bytes);
-    for (uint32_t i = 0; i < records; i++) crc = crc32_combine_op(crc, crcs[i], op);
-    return (uint32_t)crc;
+    return (uint32_t)crc32(0L, header, 16);
 }
 
 /* The CRC-32 of the inflated labels file (8-byte header, then labels). */
@@ -420,9 +416,9 @@ fedkd_idx_cache_writer *fedkd_idx_cache_writer_begin(const char *dir, const char
         snprintf(why, why_size, "cannot write %s: %s", w->temporary, strerror(errno));
         goto fail;
     }
-    w->crcs = malloc((size_t)records * sizeof *w->crcs);
+    w->crc = images_header_crc(records, height, width);
     w->checks = malloc((size_t)records * sizeof *w->checks);
-    if (!w->crcs || !w->checks) {
+    if (!w->checks) {
         snprintf(why, why_size, "out of memory");
         goto fail;
     }
@@ -451,7 +447,7 @@ int fedkd_idx_cache_writer_add(fedkd_idx_cache_writer *w, const unsigned char *b
     }
     for (size_t i = 0; i < n; i++) {
         const unsigned char *row = bytes + i * w->row_bytes;
-        w->crcs[w->next + i] = (uint32_t)crc32_z(0L, row, w->row_bytes);
+        w->crc = (uint32_t)crc32_z(w->crc, row, w->row_bytes);
         w->checks[w->next + i] = fedkd_crc32c(row, w->row_bytes);
     }
     w->next += (uint32_t)n;
@@ -553,8 +549,7 @@ int fedkd_idx_cache_writer_finish(fedkd_idx_cache_writer **writer, char *why, si
                  w->labels_path);
         goto done;
     }
-    if (combined_images_crc(w->records, w->height, w->width, w->crcs, w->row_bytes) !=
-            w->images.crc ||
+    if (w->crc != w->images.crc ||
         w->images.isize != (uint32_t)(16u + (uint64_t)w->records * w->row_bytes) ||
         labels_file_crc(w->records, labels) != w->labels.crc) {
         snprintf(why, why_size, "the data read does not give the CRC-32 in the gzip trailer of "
@@ -614,7 +609,6 @@ void fedkd_idx_cache_writer_abort(fedkd_idx_cache_writer **writer)
     fedkd_idx_cache_writer *w = *writer;
     if (w->fd >= 0) close(w->fd);
     if (w->temporary[0]) unlink(w->temporary);
-    free(w->crcs);
     free(w->checks);
     free(w);
     *writer = NULL;

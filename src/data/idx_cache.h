@@ -70,7 +70,7 @@ fedkd_idx_cache_writer *fedkd_idx_cache_writer_begin(const char *dir, const char
 int fedkd_idx_cache_writer_add(fedkd_idx_cache_writer *writer, const unsigned char *bytes,
                                size_t n, char *why, size_t why_size);
 /* After every record was added: reads the labels file, checks both files'
- * CRC-32s (the rows' combined), writes the rest and renames the file into place. Frees the
+ * CRC-32s (the rows' as they were added), writes the rest and renames the file into place. Frees the
  * writer and NULLs *writer. Returns 0, or -1 with the reason in why (then
  * no cache file is left behind). */
 int fedkd_idx_cache_writer_finish(fedkd_idx_cache_writer **writer, char *why, size_t why_size);
