@@ -79,11 +79,7 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
             if ((train->drop_last && count < batch_size) || count < min_batch) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
             /* The next batch's rows start loading while this one trains. */
-            if (first + (size_t)count < data->count) {
-                size_t next = data->count - first - (size_t)count;
-                fedkd_prefetch_batch(data, order, first + (size_t)count,
-                                     next < (size_t)batch_size ? (int)next : batch_size);
-            }
+            fedkd_prefetch_batch(data, order, first + (size_t)count, batch_size);
             /* Every peer's prediction first: they are constants below. Each
              * model keeps its own activations for its backward pass. */
             for (int i = 0; i < num_models; i++) {

@@ -68,8 +68,9 @@ void fedkd_prefetch_batch(const fedkd_dataset *data, const uint32_t *order, size
 {
     size_t sample = fedkd_dataset_sample_floats(data);
     size_t bytes = sample * sizeof(float);
-    for (int i = 0; bytes > 0 && i < count; i++)
-        prefetch_row_ends(data->features + (size_t)order[first + (size_t)i] * sample, bytes);
+    size_t end = first + (size_t)count < data->count ? first + (size_t)count : data->count;
+    for (size_t i = first; bytes > 0 && i < end; i++)
+        prefetch_row_ends(data->features + (size_t)order[i] * sample, bytes);
 }
 
 void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
@@ -222,11 +223,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             if ((settings->drop_last && count < batch_size) || count < min_batch) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
             /* The next batch's rows start loading while this one trains. */
-            if (first + (size_t)count < data->count) {
-                size_t next = data->count - first - (size_t)count;
-                fedkd_prefetch_batch(data, order, first + (size_t)count,
-                                     next < (size_t)batch_size ? (int)next : batch_size);
-            }
+            fedkd_prefetch_batch(data, order, first + (size_t)count, batch_size);
             if (settings->augment)
                 fedkd_augment_batch(settings->augment, data->shape, batch_x, count, &augment_rng,
                                     augment_scratch);

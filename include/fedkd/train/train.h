@@ -93,7 +93,7 @@ fedkd_status fedkd_evaluate(fedkd_model *model, const fedkd_dataset *data, doubl
                             double *mean_loss);
 
 /* Asks for the first and last cache line of rows order[first .. first +
- * count) of data without waiting for them, so that a later
+ * count) of data (those below data->count) without waiting for them, so that a later
  * fedkd_gather_batch of those rows finds their misses under way or done
  * (fedkd_gather_batch itself starts with this). */
 void fedkd_prefetch_batch(const fedkd_dataset *data, const uint32_t *order, size_t first,
