@@ -86,13 +86,6 @@ static inline void max_first_lanes(pool_vector *best, const pool_vector *v)
 }
 #endif
 
-/* The relu's forward (relu.c), in place. */
-FEDKD_NN_CLONES
-static void relu_in_place(float *values, size_t count)
-{
-    for (size_t i = 0; i < count; i++) values[i] = values[i] > 0.0f ? values[i] : 0.0f;
-}
-
 /* With vector blocks, 16 windows of an output row at once, stored whole in
  * increasing order: what a block writes past its row is written again by the
  * next rows. A block that would read or write past the buffers is done
@@ -157,9 +150,12 @@ static void maxpool_forward(const fedkd_layer *layer, const float *params, const
          * recent stores stall). */
         float *values = (float *)input;
         size_t in_sample = fedkd_shape_size(in), out_sample = fedkd_shape_size(out);
-        relu_in_place(values, in_sample);
+        fedkd_nn_relu(values, values, in_sample);
         for (int s = 0; s < batch; s++) {
-            if (s + 1 < batch) relu_in_place(values + (size_t)(s + 1) * in_sample, in_sample);
+            if (s + 1 < batch) {
+                float *next = values + (size_t)(s + 1) * in_sample;
+                fedkd_nn_relu(next, next, in_sample);
+            }
             pool2x2_forward(in, out, values + (size_t)s * in_sample,
                             output + (size_t)s * out_sample, (size_t)in.channels);
         }

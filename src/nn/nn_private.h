@@ -47,6 +47,10 @@ fedkd_conv2d_geometry fedkd_conv2d_geometry_of(const fedkd_layer *layer);
  * message (avgpool: " (or global: true)"). */
 fedkd_status fedkd_nn_pool_window(fedkd_layer *layer, const char *kernel_hint);
 
+/* out[i] = max(in[i], 0) with NaN and -0 going to +0, for i < count; out
+ * may be in (the relu layer, and the relu fused into a maxpool in place). */
+void fedkd_nn_relu(const float *in, float *out, size_t count);
+
 /* Uniform initialisation of `count` weights. FEDKD_INIT_DEFAULT picks He when
  * the layer feeds a ReLU (keeps the activation variance through the rectifier)
  * and Glorot otherwise (keeps forward and backward variance for linear

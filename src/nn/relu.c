@@ -21,12 +21,17 @@ static fedkd_status relu_configure(fedkd_layer *layer)
 
 static void relu_init_params(const fedkd_layer *layer, float *params, fedkd_rng *rng) {}
 
+FEDKD_NN_CLONES
+void fedkd_nn_relu(const float *in, float *out, size_t count)
+{
+    for (size_t i = 0; i < count; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
 static void relu_forward(const fedkd_layer *layer, const float *params, const float *input,
                          float *output, int batch, float *scratch)
 {
     if (layer->relu_fused) return; /* output == input, rectified by the pool */
-    size_t count = fedkd_shape_size(layer->in_shape) * (size_t)batch;
-    for (size_t i = 0; i < count; i++) output[i] = input[i] > 0.0f ? input[i] : 0.0f;
+    fedkd_nn_relu(input, output, fedkd_shape_size(layer->in_shape) * (size_t)batch);
 }
 
 /* The mask comes from the output: output > 0 exactly where input > 0. */
