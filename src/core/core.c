@@ -179,7 +179,7 @@ static void *alloc_chunked(size_t bytes)
     void *block = chunk_free[units];
     if (block) {
         memcpy(&chunk_free[units], block, sizeof(void *));
-        memset(block, 0, units * FEDKD_UNIT_BYTES);
+        memset(block, 0, bytes);
         return block;
     }
     chunk *c = chunks;
