@@ -85,23 +85,22 @@ run "cache read, 4 ranks" 4 "$cache"
 [ "$checksum" = "$reference" ] || fail "[cache read] checksum $checksum, expected $reference"
 [ "$moved" = 0 ] || fail "[cache read] wire_bytes_setup $moved: the ranks did not read the cache"
 
-# One byte of the last row flipped: the run reads the file and rewrites the cache.
-size=$(stat -c %s "$file")
-printf '\xff' | dd of="$file" bs=1 seek=$((size - 100)) conv=notrunc status=none
-run "corrupt row" 3 "$cache"
-[ "$checksum" = "$reference" ] || fail "[corrupt row] checksum $checksum, expected $reference"
-grep -q "does not match its CRC-32C" "$last_err" || fail "[corrupt row] no warning: $(cat "$last_err")"
-cmp -s "$file" "$work/good.cache" || fail "[corrupt row] the cache was not written anew"
-
+# corrupt_row LABEL CACHE_FILE GOOD_COPY: one byte of the file's last row
+# flipped; the run reads the gzip file instead, warns and rewrites the cache.
+corrupt_row() {
+    local label=$1 cache_file=$2 good=$3 size
+    size=$(stat -c %s "$cache_file")
+    printf '\xff' | dd of="$cache_file" bs=1 seek=$((size - 100)) conv=notrunc status=none
+    run "$label" 3 "$cache"
+    [ "$checksum" = "$reference" ] || fail "[$label] checksum $checksum, expected $reference"
+    grep -q "does not match its CRC-32C" "$last_err" || fail "[$label] no warning: $(cat "$last_err")"
+    cmp -s "$cache_file" "$good" || fail "[$label] the cache was not written anew"
+}
+corrupt_row "corrupt row" "$file" "$work/good.cache"
 # The same for the test set's cache (read by the server alone).
 test_file=$(ls "$cache"/t10k-images-idx3-ubyte-*.cache | head -1)
 cp "$test_file" "$work/good-test.cache"
-size=$(stat -c %s "$test_file")
-printf '\xff' | dd of="$test_file" bs=1 seek=$((size - 100)) conv=notrunc status=none
-run "corrupt test row" 3 "$cache"
-[ "$checksum" = "$reference" ] || fail "[corrupt test row] checksum $checksum, expected $reference"
-grep -q "does not match its CRC-32C" "$last_err" || fail "[corrupt test row] no warning: $(cat "$last_err")"
-cmp -s "$test_file" "$work/good-test.cache" || fail "[corrupt test row] the cache was not written anew"
+corrupt_row "corrupt test row" "$test_file" "$work/good-test.cache"
 
 # The header's row count changed: not trusted, written anew.
 printf '\x07' | dd of="$file" bs=1 seek=17 conv=notrunc status=none
