@@ -46,13 +46,51 @@ nomem:
                       count, sample_floats);
 }
 
+fedkd_status fedkd_dataset_view(fedkd_dataset **out, float *features, int32_t *labels,
+                                size_t count, fedkd_shape shape, int num_classes,
+                                const char *origin)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out) return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: out of memory for a dataset", origin);
+    fedkd_dataset *view = *out;
+    view->count = count;
+    view->shape = shape;
+    view->num_classes = num_classes;
+    view->features = count ? features : NULL;
+    view->labels = count ? labels : NULL;
+    view->borrowed = 1;
+    snprintf(view->origin, sizeof view->origin, "%s", origin);
+    return FEDKD_OK;
+}
+
 void fedkd_dataset_destroy(fedkd_dataset **dataset)
 {
     if (!dataset || !*dataset) return;
-    fedkd_free((*dataset)->features);
-    fedkd_free((*dataset)->labels);
+    if (!(*dataset)->borrowed) {
+        fedkd_free((*dataset)->features);
+        fedkd_free((*dataset)->labels);
+    }
     free(*dataset);
     *dataset = NULL;
+}
+
+fedkd_status fedkd_dataset_copy_rows(fedkd_dataset *dest, const fedkd_dataset *source,
+                                     const uint32_t *indices, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (indices[i] >= source->count)
+            return FEDKD_FAIL(FEDKD_ERR_INVALID,
+                              "%s: subset index %u at position %zu is out of range "
+                              "(the dataset has %zu samples)",
+                              source->origin, (unsigned)indices[i], i, source->count);
+    size_t sample_floats = fedkd_dataset_sample_floats(source);
+    for (size_t i = 0; i < count; i++) {
+        memcpy(dest->features + i * sample_floats,
+               source->features + (size_t)indices[i] * sample_floats,
+               sample_floats * sizeof(float));
+        dest->labels[i] = source->labels[indices[i]];
+    }
+    return FEDKD_OK;
 }
 
 fedkd_status fedkd_dataset_subset(fedkd_dataset **out, const fedkd_dataset *source,
@@ -61,23 +99,13 @@ fedkd_status fedkd_dataset_subset(fedkd_dataset **out, const fedkd_dataset *sour
     if (!out || !source || (n > 0 && !indices))
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "dataset subset: NULL argument");
     *out = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (indices[i] >= source->count)
-            return FEDKD_FAIL(FEDKD_ERR_INVALID,
-                              "%s: subset index %u at position %zu is out of range "
-                              "(the dataset has %zu samples)",
-                              source->origin, (unsigned)indices[i], i, source->count);
-
     fedkd_dataset *subset = NULL;
     fedkd_status status = fedkd_dataset_allocate(&subset, n, source->shape,
                                                  source->num_classes, source->origin);
-    if (status != FEDKD_OK) return status;
-    size_t sample_floats = fedkd_dataset_sample_floats(source);
-    for (size_t i = 0; i < n; i++) {
-        memcpy(subset->features + i * sample_floats,
-               source->features + (size_t)indices[i] * sample_floats,
-               sample_floats * sizeof(float));
-        subset->labels[i] = source->labels[indices[i]];
+    if (!status) status = fedkd_dataset_copy_rows(subset, source, indices, n);
+    if (status) {
+        fedkd_dataset_destroy(&subset);
+        return status;
     }
     *out = subset;
     return FEDKD_OK;

@@ -11,6 +11,17 @@
 fedkd_status fedkd_dataset_allocate(fedkd_dataset **out, size_t count, fedkd_shape shape,
                                     int num_classes, const char *origin);
 
+/* A dataset over rows the caller owns: `count` samples at features and
+ * labels, inside blocks the caller frees after destroying the dataset (a
+ * client set keeps all its hosted clients' rows in one block). */
+fedkd_status fedkd_dataset_view(fedkd_dataset **out, float *features, int32_t *labels,
+                                size_t count, fedkd_shape shape, int num_classes,
+                                const char *origin);
+/* Copies rows indices[0..count) of source into dest's rows 0..count, which
+ * must have source's sample size; the indices are checked first. */
+fedkd_status fedkd_dataset_copy_rows(fedkd_dataset *dest, const fedkd_dataset *source,
+                                     const uint32_t *indices, size_t count);
+
 /* Raw training records, in file order, read by one rank for all
  * (fedkd_client_set_load_shared): include/fedkd/data/source.h. */
 fedkd_status fedkd_idx_stream_open(fedkd_row_stream **out, const char *images_path, size_t limit);

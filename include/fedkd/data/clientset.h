@@ -50,6 +50,11 @@ typedef struct fedkd_client_set {
     size_t public_count;         /* FEDKD_CLIENTSET_PUBLIC: public samples (every rank) */
     fedkd_dataset *test;         /* FEDKD_CLIENTSET_LOAD_TEST */
     uint64_t setup_bytes;        /* fedkd_client_set_load_shared: bytes moved between ranks */
+    /* The hosted clients' rows, and the public set's when it is held out of
+     * the training set: one block of features and one of labels, which
+     * data[] and public_set view (a rank's rows in one allocation). */
+    float *features_block;
+    int32_t *labels_block;
 } fedkd_client_set;
 
 /* Describes the data source of config->data, partitions config->clients.count

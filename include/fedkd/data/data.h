@@ -18,6 +18,8 @@ typedef struct fedkd_dataset {
     int num_classes;
     float *features;     /* (count, shape) */
     int32_t *labels;     /* (count) */
+    int borrowed;        /* features and labels lie in another's block, which
+                            fedkd_dataset_destroy leaves alone */
     char origin[256];    /* file or generator, for messages */
 } fedkd_dataset;
 
