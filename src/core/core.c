@@ -76,7 +76,7 @@ double fedkd_time_now(void)
  * 15 us: 12 MiB of a client's data took 45 ms to fault in, 1.5 ms in huge
  * pages. Blocks of 256 KiB up to 2 MiB (a model's parameters, gradients
  * and momentum, the round's buffers: about 6 MiB a rank, 18 ms of faults)
- * are cut from shared 2 MiB huge-page chunks in 64 KiB units, and a freed
+ * are cut from shared 2 MiB huge-page chunks in 16 KiB units, and a freed
  * one is kept for the next block of its length: such blocks are few, and
  * made and freed with models of the same shapes. Smaller blocks come from
  * malloc. The sanitizer build keeps every block in malloc, where it checks
@@ -151,10 +151,14 @@ static int free_mapped(void *pointer)
     return 0;
 }
 
-/* The chunks that blocks of FEDKD_UNIT_BYTES .. FEDKD_MAPPED_BYTES are cut
- * from, newest first. units[u] is the length in units of the block that
- * starts at unit u (0 inside a block or past the used part). */
-#define FEDKD_UNIT_BYTES ((size_t)64 << 10)
+/* The chunks that blocks of FEDKD_CHUNKED_BYTES .. FEDKD_MAPPED_BYTES are
+ * cut from, newest first, in units of FEDKD_UNIT_BYTES. units[u] is the
+ * length in units of the block that starts at unit u (0 inside a block or
+ * past the used part). A block goes to the first chunk whose unused end
+ * holds it (16 KiB units: a client rank's mlp blocks, four of 778 KiB, one
+ * of 1.5 MiB and two of 400 KiB, fill three chunks; in 64 KiB units placed
+ * only in the newest chunk they took four, 2 MiB more of a rank's peak). */
+#define FEDKD_UNIT_BYTES ((size_t)16 << 10)
 #define FEDKD_CHUNK_UNITS (FEDKD_HUGE_PAGE / FEDKD_UNIT_BYTES)
 #define FEDKD_CHUNKED_BYTES ((size_t)256 << 10)
 typedef struct chunk {
@@ -183,23 +187,17 @@ static void *alloc_chunked(size_t bytes)
         return block;
     }
     chunk *c = chunks;
-    if (!c || c->used + units > FEDKD_CHUNK_UNITS) {
-        chunk *fresh = calloc(1, sizeof *fresh);
-        if (!fresh) return NULL;
-        fresh->start = map_huge(FEDKD_HUGE_PAGE);
-        if (!fresh->start) {
-            free(fresh);
+    while (c && c->used + units > FEDKD_CHUNK_UNITS) c = c->next;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c) return NULL;
+        c->start = map_huge(FEDKD_HUGE_PAGE);
+        if (!c->start) {
+            free(c);
             return NULL;
         }
-        /* The old chunk's rest is kept as one free block of its length. */
-        if (c && c->used < FEDKD_CHUNK_UNITS) {
-            size_t rest = FEDKD_CHUNK_UNITS - c->used;
-            c->units[c->used] = (unsigned char)rest;
-            chunk_keep(c->start + c->used * FEDKD_UNIT_BYTES, rest);
-            c->used = FEDKD_CHUNK_UNITS;
-        }
-        fresh->next = chunks;
-        chunks = c = fresh;
+        c->next = chunks;
+        chunks = c;
     }
     /* Fresh mappings are zero. */
     unsigned char *start = c->start + c->used * FEDKD_UNIT_BYTES;

@@ -2,7 +2,7 @@
  * above the sizes cut from huge-page chunks (256 KiB .. 2 MiB); a freed
  * chunked block serves the next block of its length, zeroed again; a
  * thousand made-and-freed rounds of a model-like set of blocks reuse the
- * same memory. */
+ * same memory; a client rank's mlp blocks share three huge-page chunks. */
 #include <stdint.h>
 #include <string.h>
 
@@ -16,8 +16,36 @@ static int all_zero(const unsigned char *p, size_t n)
     return 1;
 }
 
+/* The blocks of 256 KiB .. 2 MiB a client rank of the mlp makes, in its
+ * order (model parameters, gradients, activations and their gradients,
+ * momentum, the global weights, the sums' accumulator): 5.4 MiB, which fit
+ * in three 2 MiB chunks, and must (each chunk lost is a rank's peak memory).
+ * First in the test, on fresh chunks. */
+static void check_packing(void)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+    const size_t mlp[] = {796840, 796840, 408064, 401408, 796840, 796840, 1593712};
+    const size_t parts = sizeof mlp / sizeof mlp[0];
+    unsigned char *held[sizeof mlp / sizeof mlp[0]];
+    uintptr_t regions[sizeof mlp / sizeof mlp[0]];
+    size_t distinct = 0;
+    for (size_t i = 0; i < parts; i++) {
+        held[i] = fedkd_alloc(mlp[i]);
+        CHECK(held[i] != NULL, "%zu bytes: NULL", mlp[i]);
+        if (!held[i]) return;
+        uintptr_t region = (uintptr_t)held[i] >> 21;
+        size_t r = 0;
+        while (r < distinct && regions[r] != region) r++;
+        if (r == distinct) regions[distinct++] = region;
+    }
+    CHECK(distinct == 3, "a client rank's mlp blocks took %zu chunks, expected 3", distinct);
+    for (size_t i = parts; i-- > 0;) fedkd_free(held[i]);
+#endif
+}
+
 int main(void)
 {
+    check_packing();
     const size_t sizes[] = {1, 100, 4096, 200000, 262143, 262144, 262145, 796840, 1593712,
                             (2u << 20) - 1, 2u << 20, 3u << 20};
     const size_t count = sizeof sizes / sizeof sizes[0];
