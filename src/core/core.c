@@ -78,7 +78,8 @@ double fedkd_time_now(void)
  * and momentum, the round's buffers: about 6 MiB a rank, 18 ms of faults)
  * are cut from shared 2 MiB huge-page chunks in 16 KiB units, and a freed
  * one is kept for the next block of its length: such blocks are few, and
- * made and freed with models of the same shapes. Smaller blocks come from
+ * made and freed with models of the same shapes; a chunk whose blocks are
+ * all freed gives its memory back. Smaller blocks come from
  * malloc. The sanitizer build keeps every block in malloc, where it checks
  * bounds. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -165,6 +166,7 @@ typedef struct chunk {
     unsigned char *start;
     unsigned char units[FEDKD_CHUNK_UNITS];
     size_t used; /* units handed out from the start */
+    size_t live; /* blocks handed out and not freed */
     struct chunk *next;
 } chunk;
 static chunk *chunks = NULL;
@@ -177,13 +179,42 @@ static void chunk_keep(unsigned char *block, size_t units)
     chunk_free[units] = block;
 }
 
+static chunk *chunk_of(const unsigned char *p)
+{
+    for (chunk *c = chunks; c; c = c->next)
+        if (p >= c->start && p < c->start + FEDKD_HUGE_PAGE) return c;
+    return NULL;
+}
+
+/* A chunk none of whose blocks is in use gives its memory back (a run's
+ * training models and sums before its final checkpoint, a sweep point's
+ * models before the next point's): its free blocks leave the lists, and it
+ * starts over empty, reading as zero again. */
+static void chunk_reset(chunk *c)
+{
+    for (size_t u = 1; u <= FEDKD_CHUNK_UNITS; u++) {
+        void **link = &chunk_free[u];
+        while (*link) {
+            unsigned char *block = *link;
+            if (block >= c->start && block < c->start + FEDKD_HUGE_PAGE)
+                memcpy(link, block, sizeof(void *)); /* unlinked */
+            else
+                link = (void **)(void *)block;
+        }
+    }
+    (void)madvise(c->start, FEDKD_HUGE_PAGE, MADV_DONTNEED);
+    memset(c->units, 0, sizeof c->units);
+    c->used = 0;
+}
+
 static void *alloc_chunked(size_t bytes)
 {
     size_t units = (bytes + FEDKD_UNIT_BYTES - 1) / FEDKD_UNIT_BYTES;
-    void *block = chunk_free[units];
+    unsigned char *block = chunk_free[units];
     if (block) {
         memcpy(&chunk_free[units], block, sizeof(void *));
         memset(block, 0, bytes);
+        chunk_of(block)->live++;
         return block;
     }
     chunk *c = chunks;
@@ -199,25 +230,28 @@ static void *alloc_chunked(size_t bytes)
         c->next = chunks;
         chunks = c;
     }
-    /* Fresh mappings are zero. */
-    unsigned char *start = c->start + c->used * FEDKD_UNIT_BYTES;
+    /* Fresh (or reset) memory is zero. */
+    block = c->start + c->used * FEDKD_UNIT_BYTES;
     c->units[c->used] = (unsigned char)units;
     c->used += units;
-    return start;
+    c->live++;
+    return block;
 }
 
-/* 1 when pointer is a chunked block (then kept for reuse). */
+/* 1 when pointer is a chunked block (then kept for reuse, or its chunk
+ * reset when it was the chunk's last block in use). */
 static int free_chunked(void *pointer)
 {
     if (((uintptr_t)pointer & (FEDKD_UNIT_BYTES - 1)) != 0) return 0;
-    for (chunk *c = chunks; c; c = c->next) {
-        unsigned char *p = pointer;
-        if (p < c->start || p >= c->start + FEDKD_HUGE_PAGE) continue;
-        size_t unit = (size_t)(p - c->start) / FEDKD_UNIT_BYTES;
-        chunk_keep(p, c->units[unit]);
+    unsigned char *p = pointer;
+    chunk *c = chunk_of(p);
+    if (!c) return 0;
+    if (--c->live == 0) {
+        chunk_reset(c);
         return 1;
     }
-    return 0;
+    chunk_keep(p, c->units[(size_t)(p - c->start) / FEDKD_UNIT_BYTES]);
+    return 1;
 }
 
 void *fedkd_alloc(size_t bytes)

@@ -2,9 +2,11 @@
  * above the sizes cut from huge-page chunks (256 KiB .. 2 MiB); a freed
  * chunked block serves the next block of its length, zeroed again; a
  * thousand made-and-freed rounds of a model-like set of blocks reuse the
- * same memory; a client rank's mlp blocks share three huge-page chunks. */
+ * same memory; a client rank's mlp blocks share three huge-page chunks; a
+ * chunk whose blocks are all freed is no longer resident. */
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "fedkd/core/core.h"
 #include "test_util.h"
@@ -39,7 +41,17 @@ static void check_packing(void)
         if (r == distinct) regions[distinct++] = region;
     }
     CHECK(distinct == 3, "a client rank's mlp blocks took %zu chunks, expected 3", distinct);
+    for (size_t i = 0; i < parts; i++) memset(held[i], 0x5a, mlp[i]);
+    /* All freed: the chunks are dropped (the last block's, alone in its
+     * chunk, too), and come back zeroed. */
+    unsigned char *last = held[parts - 1];
     for (size_t i = parts; i-- > 0;) fedkd_free(held[i]);
+    unsigned char resident[1] = {1};
+    CHECK(mincore(last, 4096, resident) == 0 && !(resident[0] & 1),
+          "a chunk with no block in use is still resident");
+    unsigned char *again = fedkd_alloc(mlp[parts - 1]);
+    CHECK(again && all_zero(again, mlp[parts - 1]), "a block of a dropped chunk is not zero");
+    fedkd_free(again);
 #endif
 }
 
