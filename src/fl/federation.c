@@ -391,6 +391,22 @@ static fedkd_status log_round(federation *f, const fedkd_round_metrics *m, const
     return status;
 }
 
+/* After the last round of a run with a global model, the clients'
+ * training models, optimizers and sums are done with: they go before the
+ * final checkpoint, whose HDF5 and MPI-IO buffers would otherwise come on
+ * top of them at a client rank's peak memory (their chunks give their
+ * memory back, fedkd_free). */
+static void release_training(federation *f)
+{
+    for (int e = 0; f->train_models && e < f->run.models.num_entries; e++) {
+        fedkd_model_destroy(&f->train_models[e]);
+        fedkd_optimizer_destroy(&f->optimizers[e]);
+    }
+    fedkd_train_scratch_destroy(&f->run.train_scratch);
+    fedkd_free(f->accumulator);
+    f->accumulator = NULL;
+}
+
 static void free_federation(federation *f)
 {
     fedkd_runlog_close(&f->log);
@@ -718,6 +734,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             status = fedkd_comm_agree(comm, f->rank == 0 ? server_failure : FEDKD_OK);
             if (status) break;
         }
+        if (f->header[HEADER_COMMAND] == HEADER_STOP && f->algorithm->global_model)
+            release_training(f);
         if (f->header[HEADER_CHECKPOINT] > 0) {
             /* The checkpoint's time is not the round's. */
             t = fedkd_time_now();
