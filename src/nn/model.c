@@ -276,21 +276,35 @@ fedkd_status fedkd_model_spec_preset(fedkd_model_spec *spec, const char *name,
 
 /* ---- models ------------------------------------------------------------- */
 
+/* Layers below the first one with parameters need no gradient: the
+ * backward pass stops there, and does not compute that layer's input
+ * gradient either (for the mlp this skips a (batch, 784) GEMM, a quarter
+ * of the step). */
+static int first_trainable_layer(const fedkd_model *model)
+{
+    int first = 0;
+    while (first < model->num_layers - 1 && model->layers[first].num_params == 0) first++;
+    return first;
+}
+
 /* The activation views of a configured model for batches of max_batch:
  * offsets[i] of activation i in one buffer of *total floats, the largest
- * activation (for the two gradient buffers) and the largest scratch any
- * layer needs; saved[i] is where layer i's saved floats start in the same
- * buffer. Flatten outputs alias their inputs, and so do the outputs of
- * relus fused into the maxpool after them (relu_fused); every other
- * activation gets its own view. */
+ * activation whose gradient the backward pass holds (for the two gradient
+ * buffers: an input of a layer above the first trainable one, for the mlp
+ * 200 floats a sample and not the image's 784; at least 1) and the largest
+ * scratch any layer needs; saved[i] is where layer i's saved floats start
+ * in the same buffer. Flatten outputs alias their inputs, and so do the
+ * outputs of relus fused into the maxpool after them (relu_fused); every
+ * other activation gets its own view. */
 static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offsets, size_t *saved,
                          size_t *total, size_t *largest, size_t *scratch)
 {
     *total = *largest = *scratch = 0;
+    int first_trainable = first_trainable_layer(model);
     for (int i = 0; i <= model->num_layers; i++) {
         fedkd_shape shape = i == 0 ? model->spec.input : model->layers[i - 1].out_shape;
         size_t floats = fedkd_shape_size(shape) * (size_t)max_batch;
-        if (floats > *largest) *largest = floats;
+        if (i > first_trainable && i < model->num_layers && floats > *largest) *largest = floats;
         if (i > 0 && (model->layers[i - 1].kind == &fedkd_layer_kind_flatten ||
                       (model->layers[i - 1].kind == &fedkd_layer_kind_relu &&
                        model->layers[i - 1].relu_fused))) {
@@ -305,6 +319,7 @@ static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offset
         size_t floats = layer->kind->scratch_floats(layer, max_batch);
         if (floats > *scratch) *scratch = floats;
     }
+    if (*largest == 0) *largest = 1;
     /* What layers keep from forward to backward, after the activations. */
     for (int i = 0; i < model->num_layers; i++) {
         const fedkd_layer *layer = &model->layers[i];
@@ -483,13 +498,7 @@ const float *fedkd_model_forward(fedkd_model *model, const float *input, int bat
 void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
 {
     if (batch < 1 || batch > model->max_batch) return;
-    /* Layers below the first one with parameters need no gradient: stop
-     * there, and do not compute that layer's input gradient either (for the
-     * mlp this skips a (batch, 784) GEMM, a quarter of the step). */
-    int first_trainable = 0;
-    while (first_trainable < model->num_layers - 1 &&
-           model->layers[first_trainable].num_params == 0)
-        first_trainable++;
+    int first_trainable = first_trainable_layer(model);
     const float *d_output = d_logits;
     int next = 0;
     for (int i = model->num_layers - 1; i >= first_trainable; i--) {
