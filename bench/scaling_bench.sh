@@ -27,6 +27,10 @@
 #   RSS           peak resident set: the server (rank 0), the largest and the
 #                 mean of the client ranks, and all ranks together (max over
 #                 repeats)
+#   above data    the largest client rank's peak resident set minus the
+#                 features and labels it hosts (client c is on rank
+#                 1 + c mod (P - 1); its size from partition.json, 28 x 28
+#                 floats and a label a sample), max over ranks and repeats
 # Environment: FEDKD_SIM (default build/fedkd-sim), FEDKD_DATA (the
 # Fashion-MNIST directory), FEDKD_BENCH_OUT (default bench/out/scaling),
 # FEDKD_TABLE_ONLY=1 (no runs: the table of the runs already in the output),
@@ -77,8 +81,8 @@ for repeat in $(seq 1 "$repeats_to_run"); do
 done
 echo "load after: $(uptime)" >&2
 
-echo "| clients | per round | P | s/round | s/round max | round 1 s | train s | set-up s | wall s | RSS rank 0 (MiB) | RSS client max (MiB) | RSS client mean (MiB) | RSS all ranks (MiB) |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| clients | per round | P | s/round | s/round max | round 1 s | train s | set-up s | wall s | RSS rank 0 (MiB) | RSS client max (MiB) | RSS client mean (MiB) | RSS all ranks (MiB) | client RSS above its data, max (MiB) |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for setup in $setups; do
     clients=${setup%%:*} per_round=${setup#*:}
     for np in $processes; do
@@ -94,21 +98,32 @@ for setup in $setups; do
                 END { printf "%.4f %.4f %.4f %.4f ", round / n, first, train / n, wall - all }' \
                 "$dir/run/rounds.csv"
             tr '\n' ' ' <"$dir/wall"
-            # rss-<rank>.txt in KiB: rank 0 is the server.
-            for f in "$dir"/rss/rss-*.txt; do
-                echo "${f##*rss-} $(cat "$f")"
-            done | awk '{ rank = $1 + 0; kib = $2
-                    if (rank == 0) server = kib; else { n++; sum += kib; if (kib > top) top = kib }
+            # rss-<rank>.txt in KiB: rank 0 is the server. Each line: rank,
+            # peak KiB, KiB of features and labels the rank hosts.
+            /usr/bin/python3 - "$dir" "$np" <<'PY' | awk '{ rank = $1 + 0; kib = $2
+                    if (rank == 0) server = kib
+                    else { n++; sum += kib; if (kib > top) top = kib
+                           if (n == 1 || kib - $3 > above) above = kib - $3 }
                     all += kib }
-                END { printf "%.1f %.1f %.1f %.1f\n", server / 1024, top / 1024,
-                          (n ? sum / n : 0) / 1024, all / 1024 }'
+                END { printf "%.1f %.1f %.1f %.1f %.1f\n", server / 1024, top / 1024,
+                          (n ? sum / n : 0) / 1024, all / 1024, above / 1024 }'
+import glob, json, os, sys
+run, np = sys.argv[1], int(sys.argv[2])
+sizes = [c["size"] for c in json.load(open(os.path.join(run, "run", "partition.json")))["clients"]]
+hosted = [0] * np
+for client, size in enumerate(sizes):
+    hosted[1 + client % (np - 1) if np > 1 else 0] += size
+for path in glob.glob(os.path.join(run, "rss", "rss-*.txt")):
+    rank = int(path.rsplit("rss-", 1)[1].split(".")[0])
+    print(rank, int(open(path).read()), hosted[rank] * (28 * 28 * 4 + 4) / 1024)
+PY
         done | awk -v clients="$clients" -v per_round="$per_round" -v np="$np" '
             { n++; if (n == 1 || $1 < lo) lo = $1; if ($1 > hi) hi = $1
               if (n == 1 || $2 < first) first = $2; if (n == 1 || $3 < train) train = $3
               if (n == 1 || $4 < setup) setup = $4; if (n == 1 || $5 < wall) wall = $5
               if ($6 > s0) s0 = $6; if ($7 > cmax) cmax = $7; if ($8 > cmean) cmean = $8
-              if ($9 > all) all = $9 }
-            END { printf "| %d | %s | %d | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f |\n",
-                      clients, per_round, np, lo, hi, first, train, setup, wall, s0, cmax, cmean, all }'
+              if ($9 > all) all = $9; if (n == 1 || $10 > above) above = $10 }
+            END { printf "| %d | %s | %d | %.3f | %.3f | %.3f | %.3f | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %.1f |\n",
+                      clients, per_round, np, lo, hi, first, train, setup, wall, s0, cmax, cmean, all, above }'
     done
 done
