@@ -239,14 +239,6 @@ static fedkd_status keep_client_model(federation *f, int h, fedkd_model *model, 
     return status;
 }
 
-/* The update reduction goes in pieces of at most REDUCE_PIECE values, one
- * after the other: Open MPI's nonblocking reduce allocates about twice its
- * message in temporary buffers on the ranks that combine sums (3.2 MB a
- * round for the mlp's 1.6 MB of them), which made a client rank's peak
- * memory; a piece's take 1 MiB at most. The sums are of integers, so the
- * pieces change no bit of the result. */
-#define REDUCE_PIECE (1 << 15)
-
 /* This round's and the next round's public sample, where the public set is. */
 static fedkd_status draw_samples(federation *f, int round)
 {
@@ -801,8 +793,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         /* 4. Updates up: one exact integer sum. The server evaluates the
          * previous round while the clients train this one. */
         t = fedkd_time_now();
-        int piece = buffer_len < REDUCE_PIECE ? buffer_len : REDUCE_PIECE;
-        MPI_Ireduce(f->accumulator, f->reduced, piece, MPI_INT64_T, MPI_SUM, 0, comm, &request);
+        MPI_Ireduce(f->accumulator, f->reduced, buffer_len, MPI_INT64_T, MPI_SUM, 0, comm,
+                    &request);
         double overlapped_seconds = 0.0;
         if (has_pending) {
             has_pending = 0;
@@ -812,12 +804,6 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             overlapped_seconds = fedkd_time_now() - e;
         }
         status = fedkd_comm_wait(&request, "the update reduction");
-        for (int first = piece; !status && first < buffer_len; first += piece) {
-            int values = buffer_len - first < piece ? buffer_len - first : piece;
-            MPI_Ireduce(f->accumulator + first, f->reduced ? f->reduced + first : NULL, values,
-                        MPI_INT64_T, MPI_SUM, 0, comm, &request);
-            status = fedkd_comm_wait(&request, "the update reduction");
-        }
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)buffer_len * sizeof(int64_t);
