@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "fedkd/core/comm.h"
@@ -80,22 +81,47 @@ fedkd_status fedkd_comm_agree(MPI_Comm comm, fedkd_status local)
     return (fedkd_status)all[0];
 }
 
-fedkd_status fedkd_comm_wait(MPI_Request *request, const char *what)
+/* Tests that give the core away (sched_yield) before a wait starts to
+ * sleep: a collective's tree advances only when each rank on its path
+ * tests, and a rank asleep for up to 1 ms held up every hop through it. */
+#define WAIT_YIELDS 64
+#define ACTIVE_WAIT_SECONDS 0.02
+
+static fedkd_status wait_request(MPI_Request *request, const char *what, double active_seconds)
 {
-    /* From 0.05 ms, doubling to 1 ms: a short collective is seen at once,
-     * and a rank waiting out another's long computation wakes about a
+    /* Yields first: a short collective is seen at once, and ranks that
+     * compute lose only the yields. Then sleeps from 0.05 ms, doubling to
+     * 1 ms: a rank waiting out another's long computation wakes about a
      * thousand times a second, not ten thousand (on an oversubscribed
      * machine each wake-up, with its MPI_Test, is taken from a rank that
      * computes). */
+    double active_until = active_seconds > 0.0 ? fedkd_time_now() + active_seconds : 0.0;
     struct timespec pause = {0, 50000};
-    for (;;) {
+    for (int tries = 0;; tries++) {
         int done = 0;
         if (MPI_Test(request, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
             return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI failed during %s", what);
         if (done) return FEDKD_OK;
+        /* (The clock is read once per 64 tests.) */
+        if (active_until > 0.0 && (tries & 63) == 0 && fedkd_time_now() >= active_until)
+            active_until = 0.0;
+        if (tries < WAIT_YIELDS || active_until > 0.0) {
+            sched_yield();
+            continue;
+        }
         nanosleep(&pause, NULL);
         pause.tv_nsec = pause.tv_nsec >= 500000 ? 1000000 : 2 * pause.tv_nsec;
     }
+}
+
+fedkd_status fedkd_comm_wait(MPI_Request *request, const char *what)
+{
+    return wait_request(request, what, 0.0);
+}
+
+fedkd_status fedkd_comm_wait_active(MPI_Request *request, const char *what)
+{
+    return wait_request(request, what, ACTIVE_WAIT_SECONDS);
 }
 
 void fedkd_comm_exit_check(fedkd_status status, int code, double grace_seconds)

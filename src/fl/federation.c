@@ -702,7 +702,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         int header_len = HEADER_FIXED + f->num_clients;
         double t = fedkd_time_now();
         MPI_Ibcast(f->header, header_len, MPI_INT, 0, comm, &request);
-        status = fedkd_comm_wait(&request, "the round header broadcast");
+        status = fedkd_comm_wait_active(&request, "the round header broadcast");
         comm_seconds += fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)header_len * sizeof(int);
@@ -775,7 +775,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
                        (payload.down - weights) * sizeof(float));
             t = fedkd_time_now();
             MPI_Ibcast(down, (int)payload.down, MPI_FLOAT, 0, comm, &request);
-            status = fedkd_comm_wait(&request, "the payload broadcast");
+            status = fedkd_comm_wait_active(&request, "the payload broadcast");
             comm_seconds += fedkd_time_now() - t;
             if (status) break;
             if (f->rank != 0 && packed) memcpy(f->global, f->down, weights * sizeof(float));
@@ -791,10 +791,12 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             local_failure = FEDKD_ERR_NUMERIC;
 
         /* 4. Updates up: one exact integer sum. The server evaluates the
-         * previous round while the clients train this one. */
+         * previous round while the clients train this one. A barrier, waited
+         * for asleep, first: the sum's fragments then move while every rank
+         * tests without sleeping (fedkd_comm_wait_active), and no rank
+         * spins while another still trains. */
         t = fedkd_time_now();
-        MPI_Ireduce(f->accumulator, f->reduced, buffer_len, MPI_INT64_T, MPI_SUM, 0, comm,
-                    &request);
+        MPI_Ibarrier(comm, &request);
         double overlapped_seconds = 0.0;
         if (has_pending) {
             has_pending = 0;
@@ -803,7 +805,12 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             if (finished && !local_failure) local_failure = finished;
             overlapped_seconds = fedkd_time_now() - e;
         }
-        status = fedkd_comm_wait(&request, "the update reduction");
+        status = fedkd_comm_wait(&request, "the end of local training");
+        if (!status) {
+            MPI_Ireduce(f->accumulator, f->reduced, buffer_len, MPI_INT64_T, MPI_SUM, 0, comm,
+                        &request);
+            status = fedkd_comm_wait_active(&request, "the update reduction");
+        }
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)buffer_len * sizeof(int64_t);
@@ -816,7 +823,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double slowest = 0.0;
         t = fedkd_time_now();
         MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
-        status = fedkd_comm_wait(&request, "the timing reduction");
+        status = fedkd_comm_wait_active(&request, "the timing reduction");
         reduce_seconds += fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * sizeof(double);
