@@ -400,7 +400,7 @@ static int use_direct_forward(const fedkd_conv2d_geometry *g)
 /* Floats of the padded image, with `kernel` more (the reads of the last
  * row's thrown-away columns go up to kernel - 1 past it), and of the product
  * on the padded width. */
-static size_t direct_padded_floats(const fedkd_conv2d_geometry *g)
+size_t fedkd_conv2d_padded_floats(const fedkd_conv2d_geometry *g)
 {
     size_t padded_h = (size_t)g->in_height + 2 * (size_t)g->padding;
     size_t padded_w = (size_t)g->in_width + 2 * (size_t)g->padding;
@@ -426,10 +426,7 @@ static void direct_offsets(const fedkd_conv2d_geometry *g, int padded_w, size_t 
                     (size_t)c * padded_plane + (size_t)ki * (size_t)padded_w + (size_t)kj;
 }
 
-/* One sample's channels into the interior of its padded image; the border
- * (and the slack after it) is left as it is: zero, set once per call
- * (zero_border). */
-static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, float *image)
+void fedkd_conv2d_pad_sample(const fedkd_conv2d_geometry *g, const float *sample, float *image)
 {
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
     size_t padded_w = (size_t)g->in_width + 2 * (size_t)g->padding;
@@ -443,10 +440,7 @@ static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, floa
         }
 }
 
-/* Zeroes what pad_sample leaves as it is: the border of every channel's
- * padded image and the slack after the last (the interior is written per
- * sample anyway). */
-static void zero_border(const fedkd_conv2d_geometry *g, float *image)
+void fedkd_conv2d_zero_border(const fedkd_conv2d_geometry *g, float *image)
 {
     size_t pad = (size_t)g->padding, in_w = (size_t)g->in_width;
     size_t padded_w = in_w + 2 * pad;
@@ -473,7 +467,7 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
 {
     int padded_h = g->in_height + 2 * g->padding, padded_w = g->in_width + 2 * g->padding;
     size_t padded_plane = (size_t)padded_h * (size_t)padded_w;
-    size_t padded_floats = direct_padded_floats(g);
+    size_t padded_floats = fedkd_conv2d_padded_floats(g);
     size_t plane = (size_t)g->out_height * (size_t)g->out_width;
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
     size_t wide = (size_t)g->out_height * (size_t)padded_w; /* product columns */
@@ -483,9 +477,10 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
     size_t offsets[DIRECT_MAX_TAPS];
     direct_offsets(g, padded_w, padded_plane, offsets);
     /* The border and the slack stay 0; only the interior changes per sample. */
-    zero_border(g, padded);
+    fedkd_conv2d_zero_border(g, padded);
     for (int s = 0; s < batch; s++) {
-        pad_sample(g, input + (size_t)s * (size_t)g->in_channels * in_plane, padded);
+        fedkd_conv2d_pad_sample(g, input + (size_t)s * (size_t)g->in_channels * in_plane,
+                                padded);
         fedkd_small_gemm_rows(g->filters, (int)wide, taps, weights, (size_t)taps, 1, padded, 0,
                               offsets, bias, product, wide);
         float *out = output + (size_t)s * (size_t)g->filters * plane;
@@ -581,7 +576,7 @@ static int use_direct_weight_gradient(const fedkd_conv2d_geometry *g)
 
 static int direct_chunk_samples(const fedkd_conv2d_geometry *g, int batch)
 {
-    size_t sample = direct_padded_floats(g) + direct_product_floats(g);
+    size_t sample = fedkd_conv2d_padded_floats(g) + direct_product_floats(g);
     size_t samples = CHUNK_FLOATS / sample;
     if (samples < 1) samples = 1;
     return samples < (size_t)batch ? (int)samples : batch;
@@ -593,7 +588,7 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
 {
     int padded_h = g->in_height + 2 * g->padding, padded_w = g->in_width + 2 * g->padding;
     size_t padded_plane = (size_t)padded_h * (size_t)padded_w;
-    size_t padded_floats = direct_padded_floats(g);
+    size_t padded_floats = fedkd_conv2d_padded_floats(g);
     size_t plane = (size_t)g->out_height * (size_t)g->out_width;
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
     size_t wide = (size_t)g->out_height * (size_t)padded_w;
@@ -603,13 +598,15 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
     float *d_wide = scratch + (size_t)chunk * padded_floats; /* (filters, chunk * wide) */
     size_t offsets[DIRECT_MAX_TAPS];
     direct_offsets(g, padded_w, padded_plane, offsets);
-    for (int s = 0; s < chunk; s++) zero_border(g, padded + (size_t)s * padded_floats);
+    for (int s = 0; s < chunk; s++)
+        fedkd_conv2d_zero_border(g, padded + (size_t)s * padded_floats);
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
         size_t ld = (size_t)count * wide;
         for (int s = 0; s < count; s++) {
-            pad_sample(g, input + (size_t)(first + s) * (size_t)g->in_channels * in_plane,
-                       padded + (size_t)s * padded_floats);
+            fedkd_conv2d_pad_sample(g,
+                                    input + (size_t)(first + s) * (size_t)g->in_channels * in_plane,
+                                    padded + (size_t)s * padded_floats);
             const float *gradient = d_output + (size_t)(first + s) * (size_t)g->filters * plane;
             for (int f = 0; f < g->filters; f++)
                 for (int oh = 0; oh < g->out_height; oh++) {
@@ -707,12 +704,12 @@ static size_t conv2d_scratch_floats(const fedkd_layer *layer, int batch)
     size_t patch = (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel;
     size_t floats = chunk * plane * (patch + (whole_lane_groups(&g) ? 0 : (size_t)g.filters));
     if (use_direct_forward(&g)) {
-        size_t direct = direct_padded_floats(&g) + direct_product_floats(&g);
+        size_t direct = fedkd_conv2d_padded_floats(&g) + direct_product_floats(&g);
         if (direct > floats) floats = direct;
     }
     if (use_direct_weight_gradient(&g)) {
         size_t direct = (size_t)direct_chunk_samples(&g, batch) *
-                        (direct_padded_floats(&g) + direct_product_floats(&g));
+                        (fedkd_conv2d_padded_floats(&g) + direct_product_floats(&g));
         if (direct > floats) floats = direct;
     }
     return floats;
