@@ -2,6 +2,13 @@
  * kernel, kernel), then bias (filters). Zero padding on every side; output
  * size floor((in + 2 * padding - kernel) / stride) + 1.
  *
+ * A layer with stride 1, filters in groups of 16 and a kernel up to 5 (the
+ * cnn's second conv) takes none of the paths below but conv_filters.c,
+ * vectorised over the filters without im2col; its forward and input
+ * gradient keep the orders stated here, its weight and bias gradients have
+ * their own (conv_filters.c). The paths below serve the other layers (the
+ * cnn's first conv, 6 filters; strides of 2).
+ *
  * The batch is cut into chunks of samples (chunk_samples). Per chunk, im2col
  * unrolls every sample's input side by side into col (in_channels*kernel*kernel,
  * chunk*out_h*out_w), so that the convolution of the whole chunk is one matrix
@@ -27,6 +34,7 @@
 #include <string.h>
 
 #include "fedkd/nn/nn.h"
+#include "nn/conv_filters.h"
 #include "nn/nn_private.h"
 #include "nn/small_gemm.h"
 
@@ -514,6 +522,10 @@ static void conv2d_forward(const fedkd_layer *layer, const float *params, const 
     size_t out_size = (size_t)g.filters * plane;
     const float *weights = params;                                  /* (filters, patch) */
     const float *bias = params + (size_t)g.filters * (size_t)patch; /* (filters) */
+    if (fedkd_conv_filters_applies(&g)) {
+        fedkd_conv_filters_forward(&g, weights, bias, input, output, batch, scratch);
+        return;
+    }
     if (use_direct_forward(&g)) {
         conv2d_forward_direct(&g, weights, bias, input, output, batch, scratch);
         return;
@@ -636,6 +648,11 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
     const float *weights = params;
     float *d_weights = d_params;                                  /* (filters, patch) */
     float *d_bias = d_params + (size_t)g.filters * (size_t)patch; /* (filters) */
+    if (fedkd_conv_filters_applies(&g)) {
+        fedkd_conv_filters_backward(&g, weights, input, d_output, d_input, d_weights, d_bias,
+                                    batch, scratch);
+        return;
+    }
     float *d_col = scratch;                          /* (patch, chunk * plane) */
     float *d_out = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
     int direct = use_direct_weight_gradient(&g);
@@ -699,6 +716,7 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
 static size_t conv2d_scratch_floats(const fedkd_layer *layer, int batch)
 {
     fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+    if (fedkd_conv_filters_applies(&g)) return fedkd_conv_filters_scratch_floats(&g);
     size_t chunk = (size_t)chunk_samples(&g, batch);
     size_t plane = (size_t)g.out_height * (size_t)g.out_width;
     size_t patch = (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel;
@@ -716,17 +734,18 @@ static size_t conv2d_scratch_floats(const fedkd_layer *layer, int batch)
 }
 
 /* The forward pass's columns are kept for the backward pass (one im2col per
- * step instead of two) when the layer builds them (not the direct forward)
- * and all of max_batch's fit in SAVED_COLUMNS_MAX floats: a training model
- * at batch 64 keeps the cnn's second conv's 64 x 150 x 100 floats (3.7 MiB);
- * an evaluation model of 1000 samples, or a wide ResNet layer, keeps none
- * rather than holding columns it would not reuse. */
+ * step instead of two) when the layer builds them (neither the direct
+ * forward nor conv_filters.c) and all of max_batch's fit in
+ * SAVED_COLUMNS_MAX floats: a training model at batch 64 of a layer like the
+ * cnn's second conv with 8 filters would keep 64 x 150 x 100 floats
+ * (3.7 MiB); an evaluation model of 1000 samples, or a wide ResNet layer,
+ * keeps none rather than holding columns it would not reuse. */
 #define SAVED_COLUMNS_MAX ((size_t)1 << 22)
 
 static size_t conv2d_saved_floats(const fedkd_layer *layer, int batch)
 {
     fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
-    if (use_direct_forward(&g)) return 0;
+    if (fedkd_conv_filters_applies(&g) || use_direct_forward(&g)) return 0;
     size_t columns = (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel *
                      (size_t)g.out_height * (size_t)g.out_width * (size_t)batch;
     return columns <= SAVED_COLUMNS_MAX ? columns : 0;
