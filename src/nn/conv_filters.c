@@ -37,7 +37,7 @@ static inline void store16(float *p, const vector16 *v) { memcpy(p, v, sizeof *v
  * 25 for 5x5. A larger kernel takes conv2d.c's other paths. */
 #define MAX_KERNEL 5
 /* Input channels whose input gradients share each loaded row of the output
- * gradient. */
+ * gradient (6: the cnn's second conv in one block). */
 #define CHANNEL_BLOCK 6
 
 int fedkd_conv_filters_applies(const fedkd_conv2d_geometry *g)
@@ -47,7 +47,7 @@ int fedkd_conv_filters_applies(const fedkd_conv2d_geometry *g)
 
 /* The output gradient of one sample zero padded by kernel - 1 on every side
  * (the input gradient reads it as the forward reads the padded input):
- * SPREAD_ROWS rows of spread_width floats per filter. Each input row is read
+ * spread_rows rows of spread_width floats per filter. Each input row is read
  * in vectors of 16 columns, so a row is wide enough for the last vector of
  * the widest input row (in_w rounded up to 16, + padding + kernel - 1). */
 static int spread_rows(const fedkd_conv2d_geometry *g)
@@ -62,8 +62,8 @@ static int spread_width(const fedkd_conv2d_geometry *g)
     return (vectors > padded ? vectors : padded) + g->kernel - 1;
 }
 
-/* Where the scratch goes. Forward: packed and image, and tile for one
- * output row. Backward: all. */
+/* Where the scratch goes. The forward uses packed, image and one output
+ * row's (out_w, 16) of tile; the backward all of it. */
 typedef struct filters_scratch {
     float *packed;     /* (filters / 16, taps, 16): the weights, or the weight gradient */
     float *by_channel; /* (k * k, filters, in_channels): the weights, for the input gradient */
@@ -219,15 +219,15 @@ void fedkd_conv_filters_forward(const fedkd_conv2d_geometry *g, const float *wei
         WEIGHT_GRADIENT_CHANNEL(K);                                                               \
         break;
 
-/* One sample's input gradient of the CHANNELS input channels from c0: each
- * input row in vectors of 16 columns. A tap (ki, kj)
- * reads the spread output gradient where it holds the output pixel the tap
- * makes from this input pixel, or zero where there is none: a tap sum of
- * zeros is +0 and adding +0 leaves the sum's bits as they are (it starts at
- * +0 and, rounding to nearest, never reaches -0), so those lanes keep the
- * documented order. (An infinite or NaN weight would turn them NaN; the taps
- * of a whole row out of range are skipped.) The lanes past the row's end
- * are dropped. */
+/* One sample's input gradient of the CHANNELS input channels from c0, each
+ * input row in vectors of 16 columns: per tap (ki, kj), one loaded row of
+ * the spread output gradient per filter serves all CHANNELS. A lane reads
+ * the output pixel the tap makes from its input pixel, or zero where there
+ * is none: a tap sum of zeros is +0, and adding +0 leaves the sum's bits as
+ * they are (it starts at +0 and, rounding to nearest, never reaches -0), so
+ * those lanes keep the documented order. (An infinite or NaN weight would
+ * turn them NaN; a kernel row that reads no output row is skipped.) The
+ * lanes past the input row's end are dropped. */
 #define INPUT_GRADIENT_BLOCK(CHANNELS)                                                            \
     do {                                                                                          \
         for (int iy = 0; iy < g->in_height; iy++) {                                               \
