@@ -136,6 +136,40 @@ static const float *sample_image(const fedkd_conv2d_geometry *g, const float *in
         }                                                                                         \
     } while (0)
 
+/* FORWARD_BLOCK for a kernel of K columns: each input value of a kernel row
+ * is broadcast once and multiplied by the row's K weight vectors into the
+ * accumulators of the pixels that read it (pixel x reads column x + kj), one
+ * broadcast per K products instead of one per product; the broadcasts, not
+ * the products, bound FORWARD_BLOCK. Each pixel still gets its taps in
+ * increasing order: within a kernel row, kj = column - x rises with the
+ * column. The column loop is unrolled whole so that acc stays in registers
+ * (GCC would not: WIDTH + K - 1 iterations of K products). */
+#define FORWARD_SLIDE(K, WIDTH)                                                                   \
+    do {                                                                                          \
+        vector16 acc[WIDTH];                                                                      \
+        for (int b = 0; b < WIDTH; b++) acc[b] = (vector16){0.0f};                                \
+        const float *tap = packed;                                                                \
+        for (int c = 0; c < g->in_channels; c++)                                                  \
+            for (int ki = 0; ki < K; ki++, tap += K * GROUP) {                                    \
+                const float *row = image + (size_t)c * padded_plane +                             \
+                                   (size_t)(y + ki) * (size_t)padded_w + (size_t)x0;              \
+                vector16 w[K];                                                                    \
+                for (int kj = 0; kj < K; kj++) load16(&w[kj], tap + kj * GROUP);                  \
+                _Pragma("GCC unroll 32")                                                          \
+                for (int column = 0; column < WIDTH + K - 1; column++) {                          \
+                    float value = row[column];                                                    \
+                    _Pragma("GCC unroll 8")                                                       \
+                    for (int kj = 0; kj < K; kj++)                                                \
+                        if (column - kj >= 0 && column - kj < WIDTH)                              \
+                            acc[column - kj] += w[kj] * value;                                    \
+                }                                                                                 \
+            }                                                                                     \
+        for (int b = 0; b < WIDTH; b++) {                                                         \
+            acc[b] += bias_vector;                                                                \
+            store16(s.tile + (size_t)(x0 + b) * GROUP, &acc[b]);                                  \
+        }                                                                                         \
+    } while (0)
+
 #define FORWARD_CASE(WIDTH)                                                                       \
     case WIDTH:                                                                                   \
         FORWARD_BLOCK(WIDTH);                                                                     \
@@ -168,7 +202,13 @@ void fedkd_conv_filters_forward(const fedkd_conv2d_geometry *g, const float *wei
             load16(&bias_vector, bias + (size_t)group * GROUP);
             for (int y = 0; y < g->out_height; y++) {
                 for (int x0 = 0; x0 < out_w; x0 += block_width) {
-                    switch (out_w - x0 < block_width ? out_w - x0 : block_width) {
+                    int width = out_w - x0 < block_width ? out_w - x0 : block_width;
+                    /* the cnn's second conv: one block of 10 */
+                    if (k == 5 && width == 10) {
+                        FORWARD_SLIDE(5, 10);
+                        continue;
+                    }
+                    switch (width) {
                         FORWARD_CASE(1) FORWARD_CASE(2) FORWARD_CASE(3) FORWARD_CASE(4)
                         FORWARD_CASE(5) FORWARD_CASE(6) FORWARD_CASE(7) FORWARD_CASE(8)
                         FORWARD_CASE(9) FORWARD_CASE(10) FORWARD_CASE(11) FORWARD_CASE(12)
@@ -214,57 +254,107 @@ void fedkd_conv_filters_forward(const fedkd_conv2d_geometry *g, const float *wei
         }                                                                                         \
     } while (0)
 
+/* WEIGHT_GRADIENT_CHANNEL for CHANNELS input channels from c, kernel row
+ * ki, a kernel of K columns and output rows of WIDTH pixels: per output row
+ * its WIDTH gradient vectors stay in registers, and each input value of the
+ * row is broadcast once and multiplied by the K gradients of the pixels
+ * that read it. Each weight (c, ki, kj) still sums its pixels in row-major
+ * order: within a row, x = column - kj rises with the column. Unrolled as
+ * FORWARD_SLIDE. */
+#define WEIGHT_GRADIENT_SLIDE(CHANNELS, K, WIDTH)                                                 \
+    do {                                                                                          \
+        vector16 acc[CHANNELS][K];                                                                \
+        for (int i = 0; i < CHANNELS; i++)                                                        \
+            for (int kj = 0; kj < K; kj++) acc[i][kj] = (vector16){0.0f};                         \
+        for (int y = 0; y < g->out_height; y++) {                                                 \
+            vector16 d[WIDTH];                                                                    \
+            for (int x = 0; x < WIDTH; x++)                                                       \
+                load16(&d[x], grad + ((size_t)y * WIDTH + (size_t)x) * GROUP);                    \
+            for (int i = 0; i < CHANNELS; i++) {                                                  \
+                const float *row = image + (size_t)(c + i) * padded_plane +                       \
+                                   (size_t)(y + ki) * (size_t)padded_w;                           \
+                _Pragma("GCC unroll 32")                                                          \
+                for (int column = 0; column < WIDTH + K - 1; column++) {                          \
+                    float value = row[column];                                                    \
+                    _Pragma("GCC unroll 8")                                                       \
+                    for (int kj = 0; kj < K; kj++)                                                \
+                        if (column - kj >= 0 && column - kj < WIDTH)                              \
+                            acc[i][kj] += d[column - kj] * value;                                 \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        for (int i = 0; i < CHANNELS; i++)                                                        \
+            for (int kj = 0; kj < K; kj++) {                                                      \
+                float *entry = sums + (((size_t)(c + i) * K + (size_t)ki) * K + kj) * GROUP;      \
+                vector16 sum;                                                                     \
+                load16(&sum, entry);                                                              \
+                sum += acc[i][kj];                                                                \
+                store16(entry, &sum);                                                             \
+            }                                                                                     \
+    } while (0)
+
 #define WEIGHT_GRADIENT_CASE(K)                                                                   \
     case K:                                                                                       \
         WEIGHT_GRADIENT_CHANNEL(K);                                                               \
         break;
 
-/* One sample's input gradient of the CHANNELS input channels from c0, each
- * input row in vectors of 16 columns: per tap (ki, kj), one loaded row of
- * the spread output gradient per filter serves all CHANNELS. A lane reads
- * the output pixel the tap makes from its input pixel, or zero where there
- * is none: a tap sum of zeros is +0, and adding +0 leaves the sum's bits as
- * they are (it starts at +0 and, rounding to nearest, never reaches -0), so
- * those lanes keep the documented order. (An infinite or NaN weight would
- * turn them NaN; a kernel row that reads no output row is skipped.) The
- * lanes past the input row's end are dropped. */
+/* One sample's input gradient of the CHANNELS input channels from c0 for
+ * ROWS input rows from iy, each row in vectors of 16 columns from x0: per
+ * tap (ki, kj) and filter, one broadcast weight serves the ROWS rows and one
+ * loaded row of the spread output gradient serves the CHANNELS channels. A
+ * lane reads the output pixel the tap makes from its input pixel, or zero
+ * where there is none: a tap sum of zeros is +0, and adding +0 leaves the
+ * sum's bits as they are (it starts at +0 and, rounding to nearest, never
+ * reaches -0), so those lanes keep the documented order. (An infinite or NaN
+ * weight would turn them NaN; a kernel row that reads no output row for any
+ * of the ROWS rows is skipped.) The lanes past the input row's end are
+ * dropped. */
+#define INPUT_GRADIENT_ROWS(CHANNELS, ROWS)                                                       \
+    do {                                                                                          \
+        /* the kernel rows that read an output row: 0 <= row + pad - ki < out_h */               \
+        int ki_begin = iy + pad - g->out_height + 1 > 0 ? iy + pad - g->out_height + 1 : 0;      \
+        int ki_end = iy + ROWS + pad < k ? iy + ROWS + pad : k;                                   \
+        vector16 acc[ROWS][CHANNELS];                                                             \
+        for (int r = 0; r < ROWS; r++)                                                            \
+            for (int i = 0; i < CHANNELS; i++) acc[r][i] = (vector16){0.0f};                      \
+        for (int ki = ki_begin; ki < ki_end; ki++) {                                              \
+            const float *row = s.spread + (size_t)(iy + pad - ki + k - 1) * (size_t)width +       \
+                               (size_t)(x0 + pad + k - 1);                                        \
+            for (int kj = 0; kj < k; kj++) {                                                      \
+                const float *d = row - kj;                                                        \
+                const float *w =                                                                  \
+                    s.by_channel + (size_t)(ki * k + kj) * (size_t)g->filters * channels + c0;    \
+                vector16 tap[ROWS][CHANNELS];                                                     \
+                for (int r = 0; r < ROWS; r++)                                                    \
+                    for (int i = 0; i < CHANNELS; i++) tap[r][i] = (vector16){0.0f};              \
+                for (int f = 0; f < g->filters; f++, d += spread_plane, w += channels) {          \
+                    vector16 values[ROWS];                                                        \
+                    for (int r = 0; r < ROWS; r++) load16(&values[r], d + (size_t)r * width);     \
+                    for (int i = 0; i < CHANNELS; i++)                                            \
+                        for (int r = 0; r < ROWS; r++) tap[r][i] += w[i] * values[r];             \
+                }                                                                                 \
+                for (int r = 0; r < ROWS; r++)                                                    \
+                    for (int i = 0; i < CHANNELS; i++) acc[r][i] += tap[r][i];                    \
+            }                                                                                     \
+        }                                                                                         \
+        for (int r = 0; r < ROWS; r++)                                                            \
+            for (int i = 0; i < CHANNELS; i++) {                                                  \
+                float lanes[16];                                                                  \
+                store16(lanes, &acc[r][i]);                                                       \
+                memcpy(d_sample + (size_t)(c0 + i) * in_plane +                                   \
+                           (size_t)(iy + r) * g->in_width + (size_t)x0,                           \
+                       lanes, (size_t)count * sizeof *lanes);                                     \
+            }                                                                                     \
+    } while (0)
+
+/* The CHANNELS channels from c0, rows in pairs (and a last single row). */
 #define INPUT_GRADIENT_BLOCK(CHANNELS)                                                            \
     do {                                                                                          \
-        for (int iy = 0; iy < g->in_height; iy++) {                                               \
-            /* the kernel rows that read an output row: 0 <= iy + pad - ki < out_h */             \
-            int ki_begin = iy + pad - g->out_height + 1 > 0 ? iy + pad - g->out_height + 1 : 0;  \
-            int ki_end = iy + pad + 1 < k ? iy + pad + 1 : k;                                     \
-            for (int x0 = 0; x0 < g->in_width; x0 += 16) {                                        \
-                vector16 acc[CHANNELS];                                                           \
-                for (int i = 0; i < CHANNELS; i++) acc[i] = (vector16){0.0f};                     \
-                for (int ki = ki_begin; ki < ki_end; ki++) {                                      \
-                    const float *row = s.spread +                                                 \
-                                       (size_t)(iy + pad - ki + k - 1) * (size_t)width +          \
-                                       (size_t)(x0 + pad + k - 1);                                \
-                    for (int kj = 0; kj < k; kj++) {                                              \
-                        const float *d = row - kj;                                                \
-                        const float *w = s.by_channel +                                           \
-                                         (size_t)(ki * k + kj) * (size_t)g->filters * channels + \
-                                         (size_t)c0;                                              \
-                        vector16 tap[CHANNELS];                                                   \
-                        for (int i = 0; i < CHANNELS; i++) tap[i] = (vector16){0.0f};             \
-                        for (int f = 0; f < g->filters; f++, d += spread_plane, w += channels) {  \
-                            vector16 values;                                                      \
-                            load16(&values, d);                                                   \
-                            for (int i = 0; i < CHANNELS; i++) tap[i] += w[i] * values;           \
-                        }                                                                         \
-                        for (int i = 0; i < CHANNELS; i++) acc[i] += tap[i];                      \
-                    }                                                                             \
-                }                                                                                 \
-                int count = g->in_width - x0 < 16 ? g->in_width - x0 : 16;                        \
-                for (int i = 0; i < CHANNELS; i++) {                                              \
-                    float lanes[16];                                                              \
-                    store16(lanes, &acc[i]);                                                      \
-                    memcpy(d_sample + (size_t)(c0 + i) * in_plane + (size_t)iy * g->in_width +   \
-                               (size_t)x0,                                                        \
-                           lanes, (size_t)count * sizeof *lanes);                                 \
-                }                                                                                 \
-            }                                                                                     \
+        for (int x0 = 0; x0 < g->in_width; x0 += 16) {                                            \
+            int count = g->in_width - x0 < 16 ? g->in_width - x0 : 16;                            \
+            int iy = 0;                                                                           \
+            for (; iy + 2 <= g->in_height; iy += 2) INPUT_GRADIENT_ROWS(CHANNELS, 2);             \
+            if (iy < g->in_height) INPUT_GRADIENT_ROWS(CHANNELS, 1);                              \
         }                                                                                         \
     } while (0)
 
@@ -327,6 +417,16 @@ void fedkd_conv_filters_backward(const fedkd_conv2d_geometry *g, const float *we
             total += bias_sum;
             store16(s.bias_sums + (size_t)group * GROUP, &total);
             float *sums = s.packed + (size_t)group * taps * GROUP;
+            if (k == 5 && g->out_width == 10) {
+                /* the cnn's second conv; channels in pairs: 10 gradients
+                 * and 10 accumulators in registers */
+                for (int ki = 0; ki < k; ki++) {
+                    int c = 0;
+                    for (; c + 2 <= g->in_channels; c += 2) WEIGHT_GRADIENT_SLIDE(2, 5, 10);
+                    if (c < g->in_channels) WEIGHT_GRADIENT_SLIDE(1, 5, 10);
+                }
+                continue;
+            }
             for (int c = 0; c < g->in_channels; c++) {
                 switch (k) {
                     WEIGHT_GRADIENT_CASE(1) WEIGHT_GRADIENT_CASE(2) WEIGHT_GRADIENT_CASE(3)

@@ -428,8 +428,9 @@ int main(void)
          * kernel up to 5): the cnn's second conv at its training batch, odd
          * sizes, every padding, 1 to 7 input channels (blocks of 6 and a
          * rest), output rows wider than one block of 16 accumulators (28 ->
-         * 14 + 14, 37 -> 13 + 13 + 11) and input rows of more than one
-         * vector of 16 columns (37 -> 16 + 16 + 5) */
+         * 14 + 14, 37 -> 13 + 13 + 11), input rows of more than one vector
+         * of 16 columns (37 -> 16 + 16 + 5), odd heights (rows in pairs and
+         * a last one) */
         {64, 6, 14, 14, 16, 5, 1, 0},
         {3, 1, 13, 11, 16, 3, 1, 1},
         {1, 3, 7, 7, 32, 3, 1, 2},
@@ -442,6 +443,11 @@ int main(void)
         {2, 3, 6, 7, 16, 4, 1, 3},   /* even kernel, padding 3 */
         {2, 1, 5, 6, 32, 2, 1, 1},
         {2, 2, 9, 9, 16, 7, 1, 3},   /* a 7x7 kernel keeps the im2col path */
+        /* 5x5 kernels on output rows of 10 (conv_filters.c's sliding kernels,
+         * channels in pairs and a single one), odd heights, padding */
+        {2, 3, 14, 14, 16, 5, 1, 0},
+        {2, 1, 9, 10, 32, 5, 1, 2},
+        {1, 5, 11, 12, 16, 5, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], &rng);
     return test_finish("test_conv_reference");
