@@ -169,10 +169,14 @@ static fedkd_status plan_build(gemm_plan *plan, const fedkd_model *model, int ba
             int plane = layer->out_shape.height * layer->out_shape.width;
             int patch = layer->in_shape.channels * layer->spec.kernel * layer->spec.kernel;
             /* conv2d.c runs its products per chunk of samples; its scratch
-             * holds col (patch, chunk * plane) and (filters, chunk * plane). */
+             * holds col (patch, chunk * plane) and (filters, chunk * plane).
+             * A layer with a scratch too small for one sample's columns builds
+             * none (conv_filters.c) and computes the same products sample by
+             * sample: replayed as one GEMM per sample. */
             size_t scratch = layer->kind->scratch_floats(layer, batch);
             int chunk = (int)(scratch / ((size_t)plane * (size_t)(patch + filters)));
-            if (chunk < 1 || chunk > batch)
+            if (chunk == 0) chunk = 1;
+            if (chunk > batch)
                 return FEDKD_FAIL(FEDKD_ERR_INVALID,
                                   "benchmark: layer %d: cannot infer the conv chunk from %zu "
                                   "scratch floats",

@@ -2,6 +2,13 @@
  * kernel, kernel), then bias (filters). Zero padding on every side; output
  * size floor((in + 2 * padding - kernel) / stride) + 1.
  *
+ * A layer with stride 1, filters in groups of 16 and a kernel up to 5 (the
+ * cnn's second conv) takes none of the paths below but conv_filters.c,
+ * vectorised over the filters without im2col; its forward and input
+ * gradient keep the orders stated here, its weight and bias gradients have
+ * their own (conv_filters.c). The paths below serve the other layers (the
+ * cnn's first conv, 6 filters; strides of 2).
+ *
  * The batch is cut into chunks of samples (chunk_samples). Per chunk, im2col
  * unrolls every sample's input side by side into col (in_channels*kernel*kernel,
  * chunk*out_h*out_w), so that the convolution of the whole chunk is one matrix
@@ -27,6 +34,7 @@
 #include <string.h>
 
 #include "fedkd/nn/nn.h"
+#include "nn/conv_filters.h"
 #include "nn/nn_private.h"
 #include "nn/small_gemm.h"
 
@@ -400,7 +408,7 @@ static int use_direct_forward(const fedkd_conv2d_geometry *g)
 /* Floats of the padded image, with `kernel` more (the reads of the last
  * row's thrown-away columns go up to kernel - 1 past it), and of the product
  * on the padded width. */
-static size_t direct_padded_floats(const fedkd_conv2d_geometry *g)
+size_t fedkd_conv2d_padded_floats(const fedkd_conv2d_geometry *g)
 {
     size_t padded_h = (size_t)g->in_height + 2 * (size_t)g->padding;
     size_t padded_w = (size_t)g->in_width + 2 * (size_t)g->padding;
@@ -426,10 +434,7 @@ static void direct_offsets(const fedkd_conv2d_geometry *g, int padded_w, size_t 
                     (size_t)c * padded_plane + (size_t)ki * (size_t)padded_w + (size_t)kj;
 }
 
-/* One sample's channels into the interior of its padded image; the border
- * (and the slack after it) is left as it is: zero, set once per call
- * (zero_border). */
-static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, float *image)
+void fedkd_conv2d_pad_sample(const fedkd_conv2d_geometry *g, const float *sample, float *image)
 {
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
     size_t padded_w = (size_t)g->in_width + 2 * (size_t)g->padding;
@@ -443,10 +448,7 @@ static void pad_sample(const fedkd_conv2d_geometry *g, const float *sample, floa
         }
 }
 
-/* Zeroes what pad_sample leaves as it is: the border of every channel's
- * padded image and the slack after the last (the interior is written per
- * sample anyway). */
-static void zero_border(const fedkd_conv2d_geometry *g, float *image)
+void fedkd_conv2d_zero_border(const fedkd_conv2d_geometry *g, float *image)
 {
     size_t pad = (size_t)g->padding, in_w = (size_t)g->in_width;
     size_t padded_w = in_w + 2 * pad;
@@ -473,7 +475,7 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
 {
     int padded_h = g->in_height + 2 * g->padding, padded_w = g->in_width + 2 * g->padding;
     size_t padded_plane = (size_t)padded_h * (size_t)padded_w;
-    size_t padded_floats = direct_padded_floats(g);
+    size_t padded_floats = fedkd_conv2d_padded_floats(g);
     size_t plane = (size_t)g->out_height * (size_t)g->out_width;
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
     size_t wide = (size_t)g->out_height * (size_t)padded_w; /* product columns */
@@ -483,9 +485,10 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
     size_t offsets[DIRECT_MAX_TAPS];
     direct_offsets(g, padded_w, padded_plane, offsets);
     /* The border and the slack stay 0; only the interior changes per sample. */
-    zero_border(g, padded);
+    fedkd_conv2d_zero_border(g, padded);
     for (int s = 0; s < batch; s++) {
-        pad_sample(g, input + (size_t)s * (size_t)g->in_channels * in_plane, padded);
+        fedkd_conv2d_pad_sample(g, input + (size_t)s * (size_t)g->in_channels * in_plane,
+                                padded);
         fedkd_small_gemm_rows(g->filters, (int)wide, taps, weights, (size_t)taps, 1, padded, 0,
                               offsets, bias, product, wide);
         float *out = output + (size_t)s * (size_t)g->filters * plane;
@@ -519,6 +522,10 @@ static void conv2d_forward(const fedkd_layer *layer, const float *params, const 
     size_t out_size = (size_t)g.filters * plane;
     const float *weights = params;                                  /* (filters, patch) */
     const float *bias = params + (size_t)g.filters * (size_t)patch; /* (filters) */
+    if (fedkd_conv_filters_applies(&g)) {
+        fedkd_conv_filters_forward(&g, weights, bias, input, output, batch, scratch);
+        return;
+    }
     if (use_direct_forward(&g)) {
         conv2d_forward_direct(&g, weights, bias, input, output, batch, scratch);
         return;
@@ -581,7 +588,7 @@ static int use_direct_weight_gradient(const fedkd_conv2d_geometry *g)
 
 static int direct_chunk_samples(const fedkd_conv2d_geometry *g, int batch)
 {
-    size_t sample = direct_padded_floats(g) + direct_product_floats(g);
+    size_t sample = fedkd_conv2d_padded_floats(g) + direct_product_floats(g);
     size_t samples = CHUNK_FLOATS / sample;
     if (samples < 1) samples = 1;
     return samples < (size_t)batch ? (int)samples : batch;
@@ -593,7 +600,7 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
 {
     int padded_h = g->in_height + 2 * g->padding, padded_w = g->in_width + 2 * g->padding;
     size_t padded_plane = (size_t)padded_h * (size_t)padded_w;
-    size_t padded_floats = direct_padded_floats(g);
+    size_t padded_floats = fedkd_conv2d_padded_floats(g);
     size_t plane = (size_t)g->out_height * (size_t)g->out_width;
     size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
     size_t wide = (size_t)g->out_height * (size_t)padded_w;
@@ -603,13 +610,15 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
     float *d_wide = scratch + (size_t)chunk * padded_floats; /* (filters, chunk * wide) */
     size_t offsets[DIRECT_MAX_TAPS];
     direct_offsets(g, padded_w, padded_plane, offsets);
-    for (int s = 0; s < chunk; s++) zero_border(g, padded + (size_t)s * padded_floats);
+    for (int s = 0; s < chunk; s++)
+        fedkd_conv2d_zero_border(g, padded + (size_t)s * padded_floats);
     for (int first = 0; first < batch; first += chunk) {
         int count = batch - first < chunk ? batch - first : chunk;
         size_t ld = (size_t)count * wide;
         for (int s = 0; s < count; s++) {
-            pad_sample(g, input + (size_t)(first + s) * (size_t)g->in_channels * in_plane,
-                       padded + (size_t)s * padded_floats);
+            fedkd_conv2d_pad_sample(g,
+                                    input + (size_t)(first + s) * (size_t)g->in_channels * in_plane,
+                                    padded + (size_t)s * padded_floats);
             const float *gradient = d_output + (size_t)(first + s) * (size_t)g->filters * plane;
             for (int f = 0; f < g->filters; f++)
                 for (int oh = 0; oh < g->out_height; oh++) {
@@ -639,6 +648,11 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
     const float *weights = params;
     float *d_weights = d_params;                                  /* (filters, patch) */
     float *d_bias = d_params + (size_t)g.filters * (size_t)patch; /* (filters) */
+    if (fedkd_conv_filters_applies(&g)) {
+        fedkd_conv_filters_backward(&g, weights, input, d_output, d_input, d_weights, d_bias,
+                                    batch, scratch);
+        return;
+    }
     float *d_col = scratch;                          /* (patch, chunk * plane) */
     float *d_out = scratch + (size_t)patch * (size_t)chunk * plane; /* (filters, chunk * plane) */
     int direct = use_direct_weight_gradient(&g);
@@ -702,34 +716,36 @@ static void conv2d_backward(const fedkd_layer *layer, const float *params, const
 static size_t conv2d_scratch_floats(const fedkd_layer *layer, int batch)
 {
     fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
+    if (fedkd_conv_filters_applies(&g)) return fedkd_conv_filters_scratch_floats(&g);
     size_t chunk = (size_t)chunk_samples(&g, batch);
     size_t plane = (size_t)g.out_height * (size_t)g.out_width;
     size_t patch = (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel;
     size_t floats = chunk * plane * (patch + (whole_lane_groups(&g) ? 0 : (size_t)g.filters));
     if (use_direct_forward(&g)) {
-        size_t direct = direct_padded_floats(&g) + direct_product_floats(&g);
+        size_t direct = fedkd_conv2d_padded_floats(&g) + direct_product_floats(&g);
         if (direct > floats) floats = direct;
     }
     if (use_direct_weight_gradient(&g)) {
         size_t direct = (size_t)direct_chunk_samples(&g, batch) *
-                        (direct_padded_floats(&g) + direct_product_floats(&g));
+                        (fedkd_conv2d_padded_floats(&g) + direct_product_floats(&g));
         if (direct > floats) floats = direct;
     }
     return floats;
 }
 
 /* The forward pass's columns are kept for the backward pass (one im2col per
- * step instead of two) when the layer builds them (not the direct forward)
- * and all of max_batch's fit in SAVED_COLUMNS_MAX floats: a training model
- * at batch 64 keeps the cnn's second conv's 64 x 150 x 100 floats (3.7 MiB);
- * an evaluation model of 1000 samples, or a wide ResNet layer, keeps none
- * rather than holding columns it would not reuse. */
+ * step instead of two) when the layer builds them (neither the direct
+ * forward nor conv_filters.c) and all of max_batch's fit in
+ * SAVED_COLUMNS_MAX floats: a training model at batch 64 of a layer like the
+ * cnn's second conv with 8 filters would keep 64 x 150 x 100 floats
+ * (3.7 MiB); an evaluation model of 1000 samples, or a wide ResNet layer,
+ * keeps none rather than holding columns it would not reuse. */
 #define SAVED_COLUMNS_MAX ((size_t)1 << 22)
 
 static size_t conv2d_saved_floats(const fedkd_layer *layer, int batch)
 {
     fedkd_conv2d_geometry g = fedkd_conv2d_geometry_of(layer);
-    if (use_direct_forward(&g)) return 0;
+    if (fedkd_conv_filters_applies(&g) || use_direct_forward(&g)) return 0;
     size_t columns = (size_t)g.in_channels * (size_t)g.kernel * (size_t)g.kernel *
                      (size_t)g.out_height * (size_t)g.out_width * (size_t)batch;
     return columns <= SAVED_COLUMNS_MAX ? columns : 0;

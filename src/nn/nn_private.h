@@ -41,6 +41,15 @@ typedef struct fedkd_conv2d_geometry {
 
 fedkd_conv2d_geometry fedkd_conv2d_geometry_of(const fedkd_layer *layer);
 
+/* A sample zero padded by `padding` on every side, (in_channels, in_h + 2 *
+ * padding, in_w + 2 * padding), and `kernel` floats of slack after it:
+ * fedkd_conv2d_padded_floats floats. fedkd_conv2d_zero_border zeroes the
+ * border and the slack, once per call; fedkd_conv2d_pad_sample then writes
+ * each sample's interior, leaving them as they are. */
+size_t fedkd_conv2d_padded_floats(const fedkd_conv2d_geometry *g);
+void fedkd_conv2d_zero_border(const fedkd_conv2d_geometry *g, float *image);
+void fedkd_conv2d_pad_sample(const fedkd_conv2d_geometry *g, const float *sample, float *image);
+
 /* The window of a maxpool or avgpool layer (square kernel, stride 0 meaning
  * the kernel, no padding, floor mode): checks it against the input and sets
  * out_shape and num_params. kernel_hint follows "expected kernel >= 1" in the

@@ -6,7 +6,9 @@
  * taps (channel, row, column) in increasing order from 0, then the bias),
  * which every path must keep, and so is the input gradient (per input
  * pixel, the taps that read it in increasing order from +0, each tap's sum
- * over the filters in order). */
+ * over the filters in order). The weight and bias gradients are checked bit
+ * for bit where a path documents their order: the direct weight gradient
+ * (conv2d.c) and the path vectorised over the filters (conv_filters.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,12 +116,14 @@ static void conv_input_gradient_in_order(const conv_case *c, const float *params
  * lanes over (sample, oh, ow), ow running over the padded width (the extra
  * columns adding 0 x input), lane = (oh * padded_w + ow) mod 16, the lanes
  * added in order, then added to the starting value. */
+static int filters_path(const conv_case *c);
+
 static int direct_weight_gradient(const conv_case *c)
 {
     int oh = out_size(c->height, c->kernel, c->stride, c->padding);
     int ow = out_size(c->width, c->kernel, c->stride, c->padding);
     int padded_w = c->width + 2 * c->padding;
-    return c->stride == 1 && c->channels * c->kernel * c->kernel <= 64 &&
+    return !filters_path(c) && c->stride == 1 && c->channels * c->kernel * c->kernel <= 64 &&
            4 * padded_w <= 5 * ow && (oh * ow) % 16 == 0 && (oh * padded_w) % 16 == 0;
 }
 
@@ -150,6 +154,49 @@ static void direct_weight_gradient_in_order(const conv_case *c, const float *inp
                     for (int l = 0; l < 16; l++) sum += lanes[l];
                     d_weights[((f * c->channels + ch) * k + i) * k + j] = start + sum;
                 }
+}
+
+/* Whether conv2d.c takes the path vectorised over the filters
+ * (conv_filters.c: stride 1, filters in groups of 16, kernel up to 5), and
+ * then the order it documents for the weight and bias gradients: per
+ * sample, 0 + the products over the output pixels in row-major order, the
+ * per-sample sums added to the starting value in sample order. */
+static int filters_path(const conv_case *c)
+{
+    return c->stride == 1 && c->filters % 16 == 0 && c->kernel <= 5;
+}
+
+static void filters_parameter_gradient_in_order(const conv_case *c, const float *input,
+                                                const float *d_output, float start,
+                                                float *d_params)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel, num_weights = c->filters * c->channels * k * k;
+    for (int f = 0; f < c->filters; f++) {
+        for (int ch = 0; ch < c->channels; ch++)
+            for (int i = 0; i < k; i++)
+                for (int j = 0; j < k; j++) {
+                    float sum = start;
+                    for (int n = 0; n < c->batch; n++) {
+                        float sample = 0.0f;
+                        for (int y = 0; y < oh; y++)
+                            for (int x = 0; x < ow; x++)
+                                sample += d_output[((n * c->filters + f) * oh + y) * ow + x] *
+                                          (float)padded_at(c, input, n, ch, y - c->padding + i,
+                                                           x - c->padding + j);
+                        sum += sample;
+                    }
+                    d_params[((f * c->channels + ch) * k + i) * k + j] = sum;
+                }
+        float sum = start;
+        for (int n = 0; n < c->batch; n++) {
+            float sample = 0.0f;
+            for (int p = 0; p < oh * ow; p++) sample += d_output[(n * c->filters + f) * oh * ow + p];
+            sum += sample;
+        }
+        d_params[num_weights + f] = sum;
+    }
 }
 
 /* Gradients of sum(output * d_output): d_params (weights, bias) and d_input,
@@ -277,6 +324,17 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
               not_exact_weights, num_weights);
         free(exact_d_weights);
     }
+    if (filters_path(c)) {
+        float *exact_d_params = malloc(num_params * sizeof *exact_d_params);
+        filters_parameter_gradient_in_order(c, input, d_output, 0.25f, exact_d_params);
+        int not_exact_params = 0;
+        for (size_t i = 0; i < num_params; i++)
+            not_exact_params += memcmp(&d_params[i], &exact_d_params[i], sizeof *d_params) != 0;
+        CHECK(not_exact_params == 0,
+              "%s: %d of %zu parameter gradients differ from the filter path's documented order",
+              what, not_exact_params, num_params);
+        free(exact_d_params);
+    }
     /* The same pass with the forward's columns kept for the backward
      * (layer.saved, as a model gives it when they fit) must give the same
      * bits. */
@@ -366,6 +424,30 @@ int main(void)
          * width = 17 * 21) with every remainder, several channels */
         {3, 2, 17, 19, 5, 3, 1, 1},
         {2, 1, 6, 5, 3, 2, 1, 1},    /* even kernel: padding 1 on a 2x2 window */
+        /* the path vectorised over the filters (16 or 32 filters, stride 1,
+         * kernel up to 5): the cnn's second conv at its training batch, odd
+         * sizes, every padding, 1 to 7 input channels (blocks of 6 and a
+         * rest), output rows wider than one block of 16 accumulators (28 ->
+         * 14 + 14, 37 -> 13 + 13 + 11), input rows of more than one vector
+         * of 16 columns (37 -> 16 + 16 + 5), odd heights (rows in pairs and
+         * a last one) */
+        {64, 6, 14, 14, 16, 5, 1, 0},
+        {3, 1, 13, 11, 16, 3, 1, 1},
+        {1, 3, 7, 7, 32, 3, 1, 2},
+        {3, 6, 13, 11, 32, 5, 1, 2},
+        {1, 1, 28, 28, 16, 5, 1, 2},
+        {2, 3, 20, 37, 16, 3, 1, 1},
+        {3, 6, 7, 7, 16, 5, 1, 2},
+        {1, 7, 9, 17, 16, 3, 1, 0},
+        {2, 2, 6, 5, 16, 1, 1, 0},   /* 1x1 */
+        {2, 3, 6, 7, 16, 4, 1, 3},   /* even kernel, padding 3 */
+        {2, 1, 5, 6, 32, 2, 1, 1},
+        {2, 2, 9, 9, 16, 7, 1, 3},   /* a 7x7 kernel keeps the im2col path */
+        /* 5x5 kernels on output rows of 10 (conv_filters.c's sliding kernels,
+         * channels in pairs and a single one), odd heights, padding */
+        {2, 3, 14, 14, 16, 5, 1, 0},
+        {2, 1, 9, 10, 32, 5, 1, 2},
+        {1, 5, 11, 12, 16, 5, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i], &rng);
     return test_finish("test_conv_reference");

@@ -494,6 +494,9 @@ int main(void)
         {"conv2d k3 s2 p1", layer_spec("conv2d", 0, 3, 3, 2, 1), {2, 7, 6}, 2, 0, 0, {0, 0, 0}},
         {"conv2d k2 s2 p0", layer_spec("conv2d", 0, 2, 2, 2, 0), {3, 5, 5}, 2, 0, 0, {0, 0, 0}},
         {"conv2d k3 s1 p0", layer_spec("conv2d", 0, 2, 3, 0, 0), {1, 5, 4}, 2, 0, 0, {0, 0, 0}},
+        /* 16 filters, stride 1: vectorised over the filters (conv_filters.c) */
+        {"conv2d 16 filters k3 s1 p1", layer_spec("conv2d", 0, 16, 3, 1, 1), {2, 5, 6}, 2, 0, 0,
+         {0, 0, 0}},
         {"maxpool k2", layer_spec("maxpool", 0, 0, 2, 0, 0), {2, 6, 6}, 2, 2, 0, {0, 0, 0}},
         {"maxpool k3 s2 (overlap)", layer_spec("maxpool", 0, 0, 3, 2, 0), {2, 7, 7}, 2, 2, 0,
          {0, 0, 0}},

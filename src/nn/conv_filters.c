@@ -1,0 +1,458 @@
+/* Convolution with stride 1 vectorised over the filters, without im2col:
+ * 16 filters are one vector, so one output pixel of a group of 16 filters is
+ * one register, and a tap is one vector of weights times one input value
+ * (the cnn's second conv: 16 filters, 150 taps). im2col would copy every
+ * input value k * k times into columns (150 x 6400 floats per batch there)
+ * for products of 16 rows, which then run far from the core's peak.
+ *
+ * The arithmetic is written lane by lane in C on a fixed 16-float vector
+ * type, as in small_gemm.c (no fused multiply-add: the build keeps
+ * -ffp-contract=off), so every clone computes the same bits; the blocking
+ * below changes no sum. Floating-point orders:
+ *   - output: 0 + the taps (channel, ki, kj) in increasing order, then +
+ *     bias: the order of every conv2d path (conv2d.c).
+ *   - weight gradient: per sample, each entry is 0 + the sample's output
+ *     pixels in row-major order; these per-sample sums are added to the
+ *     entry's value in d_weights in sample order. The bias gradient the same
+ *     way, over the output gradient alone.
+ *   - input gradient: per input pixel, +0 plus the taps (ki, kj) that read
+ *     it in increasing order, each tap's value 0 + its products over the
+ *     filters in filter order: the order of every conv2d path. */
+#include <string.h>
+
+#include "nn/conv_filters.h"
+
+typedef float vector16 __attribute__((vector_size(64)));
+
+static inline void load16(vector16 *v, const float *p) { memcpy(v, p, sizeof *v); }
+static inline void store16(float *p, const vector16 *v) { memcpy(p, v, sizeof *v); }
+
+/* Filters per vector. */
+#define GROUP 16
+/* Widest block of output pixels of one row with one accumulator each: 16
+ * accumulators, the weights and a product fit the 32 registers of AVX-512.
+ * A wider row is cut into blocks of equal widths (17 -> 9 + 8). */
+#define ROW_BLOCK 16
+/* The weight gradient keeps kernel * kernel accumulators per input channel:
+ * 25 for 5x5. A larger kernel takes conv2d.c's other paths. */
+#define MAX_KERNEL 5
+/* Input channels whose input gradients share each loaded row of the output
+ * gradient (6: the cnn's second conv in one block). */
+#define CHANNEL_BLOCK 6
+
+int fedkd_conv_filters_applies(const fedkd_conv2d_geometry *g)
+{
+    return g->stride == 1 && g->filters % GROUP == 0 && g->kernel <= MAX_KERNEL;
+}
+
+/* The output gradient of one sample zero padded by kernel - 1 on every side
+ * (the input gradient reads it as the forward reads the padded input):
+ * spread_rows rows of spread_width floats per filter. Each input row is read
+ * in vectors of 16 columns, so a row is wide enough for the last vector of
+ * the widest input row (in_w rounded up to 16, + padding + kernel - 1). */
+static int spread_rows(const fedkd_conv2d_geometry *g)
+{
+    return g->out_height + 2 * (g->kernel - 1);
+}
+
+static int spread_width(const fedkd_conv2d_geometry *g)
+{
+    int vectors = (g->in_width + 15) / 16 * 16 + g->padding;
+    int padded = g->in_width + 2 * g->padding;
+    return (vectors > padded ? vectors : padded) + g->kernel - 1;
+}
+
+/* Where the scratch goes. The forward uses packed, image and one output
+ * row's (out_w, 16) of tile; the backward all of it. */
+typedef struct filters_scratch {
+    float *packed;     /* (filters / 16, taps, 16): the weights, or the weight gradient */
+    float *by_channel; /* (k * k, filters, in_channels): the weights, for the input gradient */
+    float *bias_sums;  /* (filters): the bias gradient */
+    float *image;      /* fedkd_conv2d_padded_floats: one sample, zero padded */
+    float *tile;       /* (filters / 16, out_h * out_w, 16): one sample's output gradient */
+    float *spread;     /* (filters, spread_rows, spread_width) */
+} filters_scratch;
+
+static size_t scratch_layout(const fedkd_conv2d_geometry *g, float *base, filters_scratch *s)
+{
+    size_t weights = (size_t)g->filters * (size_t)g->in_channels * (size_t)g->kernel *
+                     (size_t)g->kernel;
+    size_t plane = (size_t)g->out_height * (size_t)g->out_width;
+    size_t sizes[6] = {weights,
+                       weights,
+                       (size_t)g->filters,
+                       g->padding > 0 ? fedkd_conv2d_padded_floats(g) : 0,
+                       (size_t)g->filters * plane,
+                       (size_t)g->filters * (size_t)spread_rows(g) * (size_t)spread_width(g)};
+    float **parts[6] = {&s->packed, &s->by_channel, &s->bias_sums,
+                        &s->image,  &s->tile,       &s->spread};
+    size_t offset = 0;
+    for (int i = 0; i < 6; i++) {
+        *parts[i] = base ? base + offset : NULL;
+        offset += sizes[i];
+    }
+    return offset;
+}
+
+size_t fedkd_conv_filters_scratch_floats(const fedkd_conv2d_geometry *g)
+{
+    filters_scratch s;
+    return scratch_layout(g, NULL, &s);
+}
+
+/* Sample n's input as the taps read it: in place without padding, else
+ * copied into the padded image (whose border is zero). */
+static const float *sample_image(const fedkd_conv2d_geometry *g, const float *input, int n,
+                                 float *image)
+{
+    size_t in_size = (size_t)g->in_channels * (size_t)g->in_height * (size_t)g->in_width;
+    const float *sample = input + (size_t)n * in_size;
+    if (g->padding == 0) return sample;
+    fedkd_conv2d_pad_sample(g, sample, image);
+    return image;
+}
+
+/* The outputs of pixels x0 .. x0 + WIDTH - 1 of output row y for one group
+ * of 16 filters (packed: its (taps, 16) weights), as the (WIDTH, 16) rows of
+ * tile from x0: taps in increasing order, then the bias. */
+#define FORWARD_BLOCK(WIDTH)                                                                      \
+    do {                                                                                          \
+        vector16 acc[WIDTH];                                                                      \
+        for (int b = 0; b < WIDTH; b++) acc[b] = (vector16){0.0f};                                \
+        const float *tap = packed;                                                                \
+        for (int c = 0; c < g->in_channels; c++)                                                  \
+            for (int ki = 0; ki < k; ki++) {                                                      \
+                const float *row = image + (size_t)c * padded_plane +                             \
+                                   (size_t)(y + ki) * (size_t)padded_w + (size_t)x0;              \
+                for (int kj = 0; kj < k; kj++, tap += GROUP) {                                    \
+                    vector16 w;                                                                   \
+                    load16(&w, tap);                                                              \
+                    for (int b = 0; b < WIDTH; b++) acc[b] += w * row[b + kj];                    \
+                }                                                                                 \
+            }                                                                                     \
+        for (int b = 0; b < WIDTH; b++) {                                                         \
+            acc[b] += bias_vector;                                                                \
+            store16(s.tile + (size_t)(x0 + b) * GROUP, &acc[b]);                                  \
+        }                                                                                         \
+    } while (0)
+
+/* FORWARD_BLOCK for a kernel of K columns: each input value of a kernel row
+ * is broadcast once and multiplied by the row's K weight vectors into the
+ * accumulators of the pixels that read it (pixel x reads column x + kj), one
+ * broadcast per K products instead of one per product; the broadcasts, not
+ * the products, bound FORWARD_BLOCK. Each pixel still gets its taps in
+ * increasing order: within a kernel row, kj = column - x rises with the
+ * column. The column loop is unrolled whole so that acc stays in registers
+ * (GCC would not: WIDTH + K - 1 iterations of K products). */
+#define FORWARD_SLIDE(K, WIDTH)                                                                   \
+    do {                                                                                          \
+        vector16 acc[WIDTH];                                                                      \
+        for (int b = 0; b < WIDTH; b++) acc[b] = (vector16){0.0f};                                \
+        const float *tap = packed;                                                                \
+        for (int c = 0; c < g->in_channels; c++)                                                  \
+            for (int ki = 0; ki < K; ki++, tap += K * GROUP) {                                    \
+                const float *row = image + (size_t)c * padded_plane +                             \
+                                   (size_t)(y + ki) * (size_t)padded_w + (size_t)x0;              \
+                vector16 w[K];                                                                    \
+                for (int kj = 0; kj < K; kj++) load16(&w[kj], tap + kj * GROUP);                  \
+                _Pragma("GCC unroll 32")                                                          \
+                for (int column = 0; column < WIDTH + K - 1; column++) {                          \
+                    float value = row[column];                                                    \
+                    _Pragma("GCC unroll 8")                                                       \
+                    for (int kj = 0; kj < K; kj++)                                                \
+                        if (column - kj >= 0 && column - kj < WIDTH)                              \
+                            acc[column - kj] += w[kj] * value;                                    \
+                }                                                                                 \
+            }                                                                                     \
+        for (int b = 0; b < WIDTH; b++) {                                                         \
+            acc[b] += bias_vector;                                                                \
+            store16(s.tile + (size_t)(x0 + b) * GROUP, &acc[b]);                                  \
+        }                                                                                         \
+    } while (0)
+
+#define FORWARD_CASE(WIDTH)                                                                       \
+    case WIDTH:                                                                                   \
+        FORWARD_BLOCK(WIDTH);                                                                     \
+        break;
+
+FEDKD_NN_CLONES
+void fedkd_conv_filters_forward(const fedkd_conv2d_geometry *g, const float *weights,
+                                const float *bias, const float *input, float *output, int batch,
+                                float *scratch)
+{
+    int k = g->kernel, taps = g->in_channels * k * k, groups = g->filters / GROUP;
+    int out_w = g->out_width, padded_w = g->in_width + 2 * g->padding;
+    size_t padded_plane = (size_t)(g->in_height + 2 * g->padding) * (size_t)padded_w;
+    size_t plane = (size_t)g->out_height * (size_t)out_w;
+    filters_scratch s;
+    scratch_layout(g, scratch, &s);
+    for (int f = 0; f < g->filters; f++)
+        for (int t = 0; t < taps; t++)
+            s.packed[((size_t)(f / GROUP) * (size_t)taps + (size_t)t) * GROUP + f % GROUP] =
+                weights[(size_t)f * (size_t)taps + (size_t)t];
+    if (g->padding > 0) fedkd_conv2d_zero_border(g, s.image);
+    int blocks = (out_w + ROW_BLOCK - 1) / ROW_BLOCK;
+    int block_width = (out_w + blocks - 1) / blocks;
+    for (int n = 0; n < batch; n++) {
+        const float *image = sample_image(g, input, n, s.image);
+        float *out = output + (size_t)n * (size_t)g->filters * plane;
+        for (int group = 0; group < groups; group++) {
+            const float *packed = s.packed + (size_t)group * (size_t)taps * GROUP;
+            vector16 bias_vector;
+            load16(&bias_vector, bias + (size_t)group * GROUP);
+            for (int y = 0; y < g->out_height; y++) {
+                for (int x0 = 0; x0 < out_w; x0 += block_width) {
+                    int width = out_w - x0 < block_width ? out_w - x0 : block_width;
+                    /* the cnn's second conv: one block of 10 */
+                    if (k == 5 && width == 10) {
+                        FORWARD_SLIDE(5, 10);
+                        continue;
+                    }
+                    switch (width) {
+                        FORWARD_CASE(1) FORWARD_CASE(2) FORWARD_CASE(3) FORWARD_CASE(4)
+                        FORWARD_CASE(5) FORWARD_CASE(6) FORWARD_CASE(7) FORWARD_CASE(8)
+                        FORWARD_CASE(9) FORWARD_CASE(10) FORWARD_CASE(11) FORWARD_CASE(12)
+                        FORWARD_CASE(13) FORWARD_CASE(14) FORWARD_CASE(15) FORWARD_CASE(16)
+                    }
+                }
+                /* the row's (out_w, 16) outputs into the group's 16 planes */
+                for (int f = 0; f < GROUP; f++) {
+                    float *dst = out + (size_t)(group * GROUP + f) * plane +
+                                 (size_t)y * (size_t)out_w;
+                    for (int x = 0; x < out_w; x++) dst[x] = s.tile[(size_t)x * GROUP + f];
+                }
+            }
+        }
+    }
+}
+
+/* One sample's weight gradient of input channel c for one group of 16
+ * filters (grad: the sample's (out_h * out_w, 16) output gradient of the
+ * group; sums: the group's (taps, 16) running sums): K * K accumulators over
+ * the pixels in row-major order, then added to sums. */
+#define WEIGHT_GRADIENT_CHANNEL(K)                                                                \
+    do {                                                                                          \
+        vector16 acc[K * K];                                                                      \
+        for (int t = 0; t < K * K; t++) acc[t] = (vector16){0.0f};                                \
+        const float *pixel_grad = grad;                                                           \
+        for (int y = 0; y < g->out_height; y++)                                                   \
+            for (int x = 0; x < g->out_width; x++, pixel_grad += GROUP) {                         \
+                const float *corner = image + (size_t)c * padded_plane +                          \
+                                      (size_t)y * (size_t)padded_w + (size_t)x;                   \
+                vector16 d;                                                                       \
+                load16(&d, pixel_grad);                                                           \
+                for (int ki = 0; ki < K; ki++)                                                    \
+                    for (int kj = 0; kj < K; kj++)                                                \
+                        acc[ki * K + kj] += d * corner[(size_t)ki * (size_t)padded_w + kj];       \
+            }                                                                                     \
+        float *channel_sums = sums + (size_t)c * K * K * GROUP;                                   \
+        for (int t = 0; t < K * K; t++) {                                                         \
+            vector16 sum;                                                                         \
+            load16(&sum, channel_sums + (size_t)t * GROUP);                                       \
+            sum += acc[t];                                                                        \
+            store16(channel_sums + (size_t)t * GROUP, &sum);                                      \
+        }                                                                                         \
+    } while (0)
+
+/* WEIGHT_GRADIENT_CHANNEL for CHANNELS input channels from c, kernel row
+ * ki, a kernel of K columns and output rows of WIDTH pixels: per output row
+ * its WIDTH gradient vectors stay in registers, and each input value of the
+ * row is broadcast once and multiplied by the K gradients of the pixels
+ * that read it. Each weight (c, ki, kj) still sums its pixels in row-major
+ * order: within a row, x = column - kj rises with the column. Unrolled as
+ * FORWARD_SLIDE. */
+#define WEIGHT_GRADIENT_SLIDE(CHANNELS, K, WIDTH)                                                 \
+    do {                                                                                          \
+        vector16 acc[CHANNELS][K];                                                                \
+        for (int i = 0; i < CHANNELS; i++)                                                        \
+            for (int kj = 0; kj < K; kj++) acc[i][kj] = (vector16){0.0f};                         \
+        for (int y = 0; y < g->out_height; y++) {                                                 \
+            vector16 d[WIDTH];                                                                    \
+            for (int x = 0; x < WIDTH; x++)                                                       \
+                load16(&d[x], grad + ((size_t)y * WIDTH + (size_t)x) * GROUP);                    \
+            for (int i = 0; i < CHANNELS; i++) {                                                  \
+                const float *row = image + (size_t)(c + i) * padded_plane +                       \
+                                   (size_t)(y + ki) * (size_t)padded_w;                           \
+                _Pragma("GCC unroll 32")                                                          \
+                for (int column = 0; column < WIDTH + K - 1; column++) {                          \
+                    float value = row[column];                                                    \
+                    _Pragma("GCC unroll 8")                                                       \
+                    for (int kj = 0; kj < K; kj++)                                                \
+                        if (column - kj >= 0 && column - kj < WIDTH)                              \
+                            acc[i][kj] += d[column - kj] * value;                                 \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        for (int i = 0; i < CHANNELS; i++)                                                        \
+            for (int kj = 0; kj < K; kj++) {                                                      \
+                float *entry = sums + (((size_t)(c + i) * K + (size_t)ki) * K + kj) * GROUP;      \
+                vector16 sum;                                                                     \
+                load16(&sum, entry);                                                              \
+                sum += acc[i][kj];                                                                \
+                store16(entry, &sum);                                                             \
+            }                                                                                     \
+    } while (0)
+
+#define WEIGHT_GRADIENT_CASE(K)                                                                   \
+    case K:                                                                                       \
+        WEIGHT_GRADIENT_CHANNEL(K);                                                               \
+        break;
+
+/* One sample's input gradient of the CHANNELS input channels from c0 for
+ * ROWS input rows from iy, each row in vectors of 16 columns from x0: per
+ * tap (ki, kj) and filter, one broadcast weight serves the ROWS rows and one
+ * loaded row of the spread output gradient serves the CHANNELS channels. A
+ * lane reads the output pixel the tap makes from its input pixel, or zero
+ * where there is none: a tap sum of zeros is +0, and adding +0 leaves the
+ * sum's bits as they are (it starts at +0 and, rounding to nearest, never
+ * reaches -0), so those lanes keep the documented order. (An infinite or NaN
+ * weight would turn them NaN; a kernel row that reads no output row for any
+ * of the ROWS rows is skipped.) The lanes past the input row's end are
+ * dropped. */
+#define INPUT_GRADIENT_ROWS(CHANNELS, ROWS)                                                       \
+    do {                                                                                          \
+        /* the kernel rows that read an output row: 0 <= row + pad - ki < out_h */               \
+        int ki_begin = iy + pad - g->out_height + 1 > 0 ? iy + pad - g->out_height + 1 : 0;      \
+        int ki_end = iy + ROWS + pad < k ? iy + ROWS + pad : k;                                   \
+        vector16 acc[ROWS][CHANNELS];                                                             \
+        for (int r = 0; r < ROWS; r++)                                                            \
+            for (int i = 0; i < CHANNELS; i++) acc[r][i] = (vector16){0.0f};                      \
+        for (int ki = ki_begin; ki < ki_end; ki++) {                                              \
+            const float *row = s.spread + (size_t)(iy + pad - ki + k - 1) * (size_t)width +       \
+                               (size_t)(x0 + pad + k - 1);                                        \
+            for (int kj = 0; kj < k; kj++) {                                                      \
+                const float *d = row - kj;                                                        \
+                const float *w =                                                                  \
+                    s.by_channel + (size_t)(ki * k + kj) * (size_t)g->filters * channels + c0;    \
+                vector16 tap[ROWS][CHANNELS];                                                     \
+                for (int r = 0; r < ROWS; r++)                                                    \
+                    for (int i = 0; i < CHANNELS; i++) tap[r][i] = (vector16){0.0f};              \
+                for (int f = 0; f < g->filters; f++, d += spread_plane, w += channels) {          \
+                    vector16 values[ROWS];                                                        \
+                    for (int r = 0; r < ROWS; r++) load16(&values[r], d + (size_t)r * width);     \
+                    for (int i = 0; i < CHANNELS; i++)                                            \
+                        for (int r = 0; r < ROWS; r++) tap[r][i] += w[i] * values[r];             \
+                }                                                                                 \
+                for (int r = 0; r < ROWS; r++)                                                    \
+                    for (int i = 0; i < CHANNELS; i++) acc[r][i] += tap[r][i];                    \
+            }                                                                                     \
+        }                                                                                         \
+        for (int r = 0; r < ROWS; r++)                                                            \
+            for (int i = 0; i < CHANNELS; i++) {                                                  \
+                float lanes[16];                                                                  \
+                store16(lanes, &acc[r][i]);                                                       \
+                memcpy(d_sample + (size_t)(c0 + i) * in_plane +                                   \
+                           (size_t)(iy + r) * g->in_width + (size_t)x0,                           \
+                       lanes, (size_t)count * sizeof *lanes);                                     \
+            }                                                                                     \
+    } while (0)
+
+/* The CHANNELS channels from c0, rows in pairs (and a last single row). */
+#define INPUT_GRADIENT_BLOCK(CHANNELS)                                                            \
+    do {                                                                                          \
+        for (int x0 = 0; x0 < g->in_width; x0 += 16) {                                            \
+            int count = g->in_width - x0 < 16 ? g->in_width - x0 : 16;                            \
+            int iy = 0;                                                                           \
+            for (; iy + 2 <= g->in_height; iy += 2) INPUT_GRADIENT_ROWS(CHANNELS, 2);             \
+            if (iy < g->in_height) INPUT_GRADIENT_ROWS(CHANNELS, 1);                              \
+        }                                                                                         \
+    } while (0)
+
+#define INPUT_GRADIENT_CASE(CHANNELS)                                                             \
+    case CHANNELS:                                                                                \
+        INPUT_GRADIENT_BLOCK(CHANNELS);                                                           \
+        break;
+
+FEDKD_NN_CLONES
+void fedkd_conv_filters_backward(const fedkd_conv2d_geometry *g, const float *weights,
+                                 const float *input, const float *d_output, float *d_input,
+                                 float *d_weights, float *d_bias, int batch, float *scratch)
+{
+    int k = g->kernel, pad = g->padding, groups = g->filters / GROUP;
+    size_t channels = (size_t)g->in_channels, window = (size_t)k * (size_t)k;
+    size_t taps = channels * window;
+    int padded_w = g->in_width + 2 * pad;
+    size_t padded_plane = (size_t)(g->in_height + 2 * pad) * (size_t)padded_w;
+    size_t plane = (size_t)g->out_height * (size_t)g->out_width;
+    size_t in_plane = (size_t)g->in_height * (size_t)g->in_width;
+    int width = spread_width(g);
+    size_t spread_plane = (size_t)spread_rows(g) * (size_t)width;
+    filters_scratch s;
+    scratch_layout(g, scratch, &s);
+    /* The sums start from d_weights and d_bias (the backward pass adds). */
+    for (int f = 0; f < g->filters; f++) {
+        for (size_t t = 0; t < taps; t++)
+            s.packed[((size_t)(f / GROUP) * taps + t) * GROUP + (size_t)(f % GROUP)] =
+                d_weights[(size_t)f * taps + t];
+        s.bias_sums[f] = d_bias[f];
+    }
+    if (d_input) {
+        for (int f = 0; f < g->filters; f++)
+            for (size_t c = 0; c < channels; c++)
+                for (size_t t = 0; t < window; t++)
+                    s.by_channel[(t * (size_t)g->filters + (size_t)f) * channels + c] =
+                        weights[((size_t)f * channels + c) * window + t];
+        /* the border stays zero; each sample writes the interior */
+        memset(s.spread, 0, (size_t)g->filters * spread_plane * sizeof *s.spread);
+    }
+    if (pad > 0) fedkd_conv2d_zero_border(g, s.image);
+    for (int n = 0; n < batch; n++) {
+        const float *image = sample_image(g, input, n, s.image);
+        const float *sample_grad = d_output + (size_t)n * (size_t)g->filters * plane;
+        /* (filters, plane) -> (groups, plane, 16) */
+        for (int f = 0; f < g->filters; f++) {
+            float *dst = s.tile + (size_t)(f / GROUP) * plane * GROUP + (size_t)(f % GROUP);
+            const float *src = sample_grad + (size_t)f * plane;
+            for (size_t p = 0; p < plane; p++) dst[p * GROUP] = src[p];
+        }
+        for (int group = 0; group < groups; group++) {
+            const float *grad = s.tile + (size_t)group * plane * GROUP;
+            vector16 bias_sum = {0.0f}, total;
+            for (size_t p = 0; p < plane; p++) {
+                vector16 d;
+                load16(&d, grad + p * GROUP);
+                bias_sum += d;
+            }
+            load16(&total, s.bias_sums + (size_t)group * GROUP);
+            total += bias_sum;
+            store16(s.bias_sums + (size_t)group * GROUP, &total);
+            float *sums = s.packed + (size_t)group * taps * GROUP;
+            if (k == 5 && g->out_width == 10) {
+                /* the cnn's second conv; channels in pairs: 10 gradients
+                 * and 10 accumulators in registers */
+                for (int ki = 0; ki < k; ki++) {
+                    int c = 0;
+                    for (; c + 2 <= g->in_channels; c += 2) WEIGHT_GRADIENT_SLIDE(2, 5, 10);
+                    if (c < g->in_channels) WEIGHT_GRADIENT_SLIDE(1, 5, 10);
+                }
+                continue;
+            }
+            for (int c = 0; c < g->in_channels; c++) {
+                switch (k) {
+                    WEIGHT_GRADIENT_CASE(1) WEIGHT_GRADIENT_CASE(2) WEIGHT_GRADIENT_CASE(3)
+                    WEIGHT_GRADIENT_CASE(4) WEIGHT_GRADIENT_CASE(5)
+                }
+            }
+        }
+        if (!d_input) continue;
+        for (int f = 0; f < g->filters; f++)
+            for (int oy = 0; oy < g->out_height; oy++)
+                memcpy(s.spread + (size_t)f * spread_plane +
+                           (size_t)(oy + k - 1) * (size_t)width + (size_t)(k - 1),
+                       sample_grad + (size_t)f * plane + (size_t)oy * (size_t)g->out_width,
+                       (size_t)g->out_width * sizeof *s.spread);
+        float *d_sample = d_input + (size_t)n * channels * in_plane;
+        for (int c0 = 0; c0 < g->in_channels; c0 += CHANNEL_BLOCK) {
+            switch (g->in_channels - c0 < CHANNEL_BLOCK ? g->in_channels - c0 : CHANNEL_BLOCK) {
+                INPUT_GRADIENT_CASE(1) INPUT_GRADIENT_CASE(2) INPUT_GRADIENT_CASE(3)
+                INPUT_GRADIENT_CASE(4) INPUT_GRADIENT_CASE(5) INPUT_GRADIENT_CASE(6)
+            }
+        }
+    }
+    for (int f = 0; f < g->filters; f++) {
+        for (size_t t = 0; t < taps; t++)
+            d_weights[(size_t)f * taps + t] =
+                s.packed[((size_t)(f / GROUP) * taps + t) * GROUP + (size_t)(f % GROUP)];
+        d_bias[f] = s.bias_sums[f];
+    }
+}
