@@ -38,58 +38,58 @@ struct fedkd_optimizer {
     size_t num_params;
     float *state;       /* (state_floats) */
     size_t state_floats;
+    /* SGD after a reset: the velocity is zero but not written; the next
+     * step writes it without reading it (fedkd_optimizer_reset). */
+    int fresh;
 };
 
 static size_t sgd_state_floats(size_t num_params) { return num_params; }
 
 /* One pass of SGD over [0, count) of the given views. Inlined into each
- * caller with nesterov and clear_grads constant, so that every variant is a
- * branch-free loop the compiler vectorises; each element's arithmetic is
- * the same in every lane and every clone. */
+ * caller with nesterov, clear_grads and fresh constant, so that every
+ * variant is a branch-free loop the compiler vectorises; each element's
+ * arithmetic is the same in every lane and every clone. A fresh velocity
+ * (zero, not written since a reset) is not read: momentum * 0 + g is
+ * 0 + g (momentum is finite and >= 0), which is what the step computes. */
 static inline __attribute__((always_inline)) void
 sgd_range(float *restrict params, float *restrict grads, float *restrict velocity, size_t count,
-          float lr, float momentum, float decay, int nesterov, int clear_grads)
+          float lr, float momentum, float decay, int nesterov, int clear_grads, int fresh)
 {
     for (size_t i = 0; i < count; i++) {
         float g = grads[i] + decay * params[i];
-        float v = momentum * velocity[i] + g;
+        float v = (fresh ? 0.0f : momentum * velocity[i]) + g;
         velocity[i] = v;
         params[i] -= nesterov ? lr * (g + momentum * v) : lr * v;
         if (clear_grads) grads[i] = 0.0f;
     }
 }
 
-FEDKD_NN_CLONES
-static void sgd_range_plain(float *restrict params, float *restrict grads,
+typedef void (*sgd_variant)(float *restrict params, float *restrict grads,
                             float *restrict velocity, size_t count, float lr, float momentum,
-                            float decay)
-{
-    sgd_range(params, grads, velocity, count, lr, momentum, decay, 0, 0);
-}
+                            float decay);
 
-FEDKD_NN_CLONES
-static void sgd_range_plain_clear(float *restrict params, float *restrict grads,
-                                  float *restrict velocity, size_t count, float lr,
-                                  float momentum, float decay)
-{
-    sgd_range(params, grads, velocity, count, lr, momentum, decay, 0, 1);
-}
+/* One clone set per constant (nesterov, clear_grads, fresh). */
+#define SGD_VARIANT(NAME, NESTEROV, CLEAR, FRESH)                                                 \
+    FEDKD_NN_CLONES                                                                               \
+    static void NAME(float *restrict params, float *restrict grads, float *restrict velocity,    \
+                     size_t count, float lr, float momentum, float decay)                         \
+    {                                                                                             \
+        sgd_range(params, grads, velocity, count, lr, momentum, decay, NESTEROV, CLEAR, FRESH);   \
+    }
+SGD_VARIANT(sgd_plain, 0, 0, 0)
+SGD_VARIANT(sgd_plain_clear, 0, 1, 0)
+SGD_VARIANT(sgd_nesterov, 1, 0, 0)
+SGD_VARIANT(sgd_nesterov_clear, 1, 1, 0)
+SGD_VARIANT(sgd_plain_fresh, 0, 0, 1)
+SGD_VARIANT(sgd_plain_clear_fresh, 0, 1, 1)
+SGD_VARIANT(sgd_nesterov_fresh, 1, 0, 1)
+SGD_VARIANT(sgd_nesterov_clear_fresh, 1, 1, 1)
 
-FEDKD_NN_CLONES
-static void sgd_range_nesterov(float *restrict params, float *restrict grads,
-                               float *restrict velocity, size_t count, float lr, float momentum,
-                               float decay)
-{
-    sgd_range(params, grads, velocity, count, lr, momentum, decay, 1, 0);
-}
-
-FEDKD_NN_CLONES
-static void sgd_range_nesterov_clear(float *restrict params, float *restrict grads,
-                                     float *restrict velocity, size_t count, float lr,
-                                     float momentum, float decay)
-{
-    sgd_range(params, grads, velocity, count, lr, momentum, decay, 1, 1);
-}
+/* By [fresh][nesterov][clear_grads]. */
+static const sgd_variant sgd_variants[2][2][2] = {
+    {{sgd_plain, sgd_plain_clear}, {sgd_nesterov, sgd_nesterov_clear}},
+    {{sgd_plain_fresh, sgd_plain_clear_fresh}, {sgd_nesterov_fresh, sgd_nesterov_clear_fresh}},
+};
 
 /* Steps params[begin, end); the optimizer state is indexed like params. */
 static void sgd_step(fedkd_optimizer *optimizer, float *params, float *grads, size_t begin,
@@ -100,12 +100,8 @@ static void sgd_step(fedkd_optimizer *optimizer, float *params, float *grads, si
     size_t count = end - begin;
     params += begin;
     grads += begin;
-    if (s->nesterov)
-        (clear_grads ? sgd_range_nesterov_clear : sgd_range_nesterov)(
-            params, grads, velocity, count, s->lr, s->momentum, s->weight_decay);
-    else
-        (clear_grads ? sgd_range_plain_clear : sgd_range_plain)(
-            params, grads, velocity, count, s->lr, s->momentum, s->weight_decay);
+    sgd_variants[optimizer->fresh != 0][s->nesterov != 0][clear_grads != 0](
+        params, grads, velocity, count, s->lr, s->momentum, s->weight_decay);
 }
 
 static size_t adam_state_floats(size_t num_params) { return 2 * num_params + 1; }
@@ -239,6 +235,7 @@ void fedkd_optimizer_step(fedkd_optimizer *optimizer, float *params, const float
     if (optimizer->kind->begin_step) optimizer->kind->begin_step(optimizer);
     /* Without clear_grads the step only reads grads. */
     optimizer->kind->step(optimizer, params, (float *)grads, 0, optimizer->num_params, 0);
+    optimizer->fresh = 0;
 }
 
 /* Floats of each array that a hooked step prepares and steps at a time: the
@@ -272,14 +269,23 @@ static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear
         if (stats > next) step_range(optimizer, model, next, stats, clear_grads, hook, context);
         next = stats + layer->stats_count;
         /* The running statistics have no gradient, but clearing leaves the
-         * whole buffer as fedkd_model_zero_grad would. */
+         * whole buffer as fedkd_model_zero_grad would; their state, never
+         * stepped, is left zero after a reset. */
         if (clear_grads)
             memset(model->grads + stats, 0, layer->stats_count * sizeof *model->grads);
+        if (optimizer->fresh && stats < n)
+            memset(optimizer->state + stats, 0,
+                   (stats + layer->stats_count <= n ? layer->stats_count : n - stats) *
+                       sizeof *optimizer->state);
     }
     if (n > next) step_range(optimizer, model, next, n, clear_grads, hook, context);
     size_t done = n > next ? n : next;
     if (clear_grads && model->num_params > done)
         memset(model->grads + done, 0, (model->num_params - done) * sizeof *model->grads);
+    if (optimizer->fresh && optimizer->num_params > done)
+        memset(optimizer->state + done, 0,
+               (optimizer->num_params - done) * sizeof *optimizer->state);
+    optimizer->fresh = 0;
 }
 
 void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model)
@@ -293,14 +299,26 @@ void fedkd_optimizer_step_model_clear_grads(fedkd_optimizer *optimizer, fedkd_mo
     step_model(optimizer, model, 1, hook, context);
 }
 
+/* SGD's velocity is not cleared here but marked fresh: the next step writes
+ * it without reading it, which spares a pass over it (once per client and
+ * round: 0.8 MB of writes for the mlp, 1000 times a round with 1000
+ * clients). Whoever asks for the state gets it zeroed first. */
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer)
 {
-    if (optimizer->state)
-        memset(optimizer->state, 0, optimizer->state_floats * sizeof *optimizer->state);
+    if (!optimizer->state) return;
+    if (optimizer->kind->step == sgd_step) {
+        optimizer->fresh = 1;
+        return;
+    }
+    memset(optimizer->state, 0, optimizer->state_floats * sizeof *optimizer->state);
 }
 
 float *fedkd_optimizer_state(fedkd_optimizer *optimizer, size_t *num_floats)
 {
+    if (optimizer->fresh) {
+        memset(optimizer->state, 0, optimizer->state_floats * sizeof *optimizer->state);
+        optimizer->fresh = 0;
+    }
     if (num_floats) *num_floats = optimizer->state_floats;
     return optimizer->state;
 }

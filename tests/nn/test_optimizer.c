@@ -2,6 +2,7 @@
  * SGD, 1e-5 for Adam, whose sqrt and bias corrections run in float),
  * convergence on a quadratic, and the vectorised SGD and the clearing step
  * bit for bit against the plain loop and step + zero_grad. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,13 +53,26 @@ static void check_sgd_by_hand(void)
         size_t floats = 0;
         float *state = fedkd_optimizer_state(optimizer, &floats);
         CHECK(floats == 2 && state, "sgd state holds the velocity: %zu floats", floats);
-        /* Reset clears momentum: the next step is a plain first step again. */
+        /* Reset clears momentum: the next step is a plain first step again,
+         * bit for bit that of a new optimizer, whatever the velocity held
+         * (SGD's reset only marks it: the step after it reads none). */
+        state[0] = NAN;
+        state[1] = 1e30f;
         fedkd_optimizer_reset(optimizer);
-        CHECK(state[0] == 0.0f && state[1] == 0.0f, "reset clears the velocity");
         w[0] = 1.0f;
         w[1] = -2.0f;
         fedkd_optimizer_step(optimizer, w, grads);
         CHECK_CLOSE(w[0], expected[0][0], 1e-6, "first step after reset");
+        fedkd_optimizer *new_one = make("sgd", 0.1f, 0.9f, use_nesterov, 0.01f, 2);
+        float fresh_w[2] = {1.0f, -2.0f};
+        if (new_one) fedkd_optimizer_step(new_one, fresh_w, grads);
+        CHECK(new_one && memcmp(w, fresh_w, sizeof w) == 0,
+              "the first step after a reset differs from a new optimizer's");
+        fedkd_optimizer_destroy(&new_one);
+        /* Asked for after a reset, the state reads as zero. */
+        fedkd_optimizer_reset(optimizer);
+        state = fedkd_optimizer_state(optimizer, NULL);
+        CHECK(state[0] == 0.0f && state[1] == 0.0f, "reset clears the velocity");
         fedkd_optimizer_destroy(&optimizer);
         CHECK(optimizer == NULL, "destroy clears the pointer");
     }
