@@ -1,9 +1,9 @@
 /* Status agreement, idle waits and stop signals (include/fedkd/core/comm.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <sched.h>
 #include <time.h>
 
 #include "fedkd/core/comm.h"

@@ -100,8 +100,6 @@ done:
     return status;
 }
 
-/* Splits `base` (the rows `loaded` of the training set, ascending, or the
- * whole set when loaded is NULL) into the datasets of the given rows. */
 /* Copies rows `rows` (n, training-set row numbers) of base into dest:
  * base holds either every training row, or (loaded != NULL) only the
  * ascending rows loaded[0..loaded_count). */
@@ -401,24 +399,15 @@ static fedkd_status load_rows_cached(const fedkd_source *source, fedkd_idx_cache
 }
 
 /* Every hosted client's dataset, and the public set's when it is held out
- * of the training rows, as views into one block of features and one of
- * labels (k->features_block, k->labels_block), zeroed: a rank's rows in
- * one allocation instead of one per client, each of which the allocator
- * would round up to its units (a rank hosting 67 clients of 1000 lost
- * several MiB so). */
+ * of the training rows, as views into one zeroed dataset of all of them
+ * (k->rows): a rank's rows in one allocation instead of one per client. */
 static fedkd_status hosted_views(fedkd_client_set *k, const fedkd_source_info *info,
                                  size_t total, size_t public_count, int public_from_train)
 {
     const size_t floats = fedkd_shape_size(info->shape);
-    if (total > 0) {
-        if (total > SIZE_MAX / sizeof(float) / floats)
-            return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%zu training rows of %zu floats do not fit in "
-                              "memory", total, floats);
-        k->features_block = fedkd_alloc(total * floats * sizeof(float));
-        k->labels_block = fedkd_alloc(total * sizeof(int32_t));
-        if (!k->features_block || !k->labels_block)
-            return FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for %zu training rows", total);
-    }
+    fedkd_status status =
+        fedkd_dataset_allocate(&k->rows, total, info->shape, info->num_classes, "training rows");
+    if (status) return status;
     size_t at = 0;
     for (int h = 0; h <= k->num_hosted; h++) {
         size_t count;
@@ -431,9 +420,11 @@ static fedkd_status hosted_views(fedkd_client_set *k, const fedkd_source_info *i
             count = public_count;
             data = &k->public_set;
         }
-        fedkd_status status = fedkd_dataset_view(data, k->features_block + at * floats,
-                                                 k->labels_block + at, count, info->shape,
-                                                 info->num_classes, "training rows");
+        /* (No rows at all: the dataset's arrays are NULL.) */
+        float *features = total ? k->rows->features + at * floats : NULL;
+        int32_t *labels = total ? k->rows->labels + at : NULL;
+        status = fedkd_dataset_view(data, features, labels, count, info->shape, info->num_classes,
+                                    "training rows");
         if (status) return status;
         at += count;
     }
@@ -685,8 +676,7 @@ void fedkd_client_set_free(fedkd_client_set *k)
     free(k->data);
     free(k->hosted);
     fedkd_dataset_destroy(&k->public_set);
-    fedkd_free(k->features_block);
-    fedkd_free(k->labels_block);
+    fedkd_dataset_destroy(&k->rows);
     fedkd_dataset_destroy(&k->test);
     fedkd_partition_destroy(&k->partition);
     memset(k, 0, sizeof *k);

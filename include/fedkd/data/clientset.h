@@ -51,10 +51,9 @@ typedef struct fedkd_client_set {
     fedkd_dataset *test;         /* FEDKD_CLIENTSET_LOAD_TEST */
     uint64_t setup_bytes;        /* fedkd_client_set_load_shared: bytes moved between ranks */
     /* The hosted clients' rows, and the public set's when it is held out of
-     * the training set: one block of features and one of labels, which
-     * data[] and public_set view (a rank's rows in one allocation). */
-    float *features_block;
-    int32_t *labels_block;
+     * the training set, in one dataset that data[] and public_set view (a
+     * rank's rows in one allocation). */
+    fedkd_dataset *rows;
 } fedkd_client_set;
 
 /* Describes the data source of config->data, partitions config->clients.count
