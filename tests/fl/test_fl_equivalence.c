@@ -68,8 +68,8 @@ static void check_one_client_equals_centralized(void)
 
 static void check_identical_updates_average_to_themselves(void)
 {
-    enum { N = 1000, K = 7 };
-    float update[N];
+    enum { N = 3000, K = 7 };
+    static float update[N];
     fedkd_rng rng = fedkd_rng_stream(3, FEDKD_RNG_TEST, 0, 0);
     for (int i = 0; i < N; i++) update[i] = (float)(fedkd_rng_normal(&rng) * 0.1);
     int64_t *sum = calloc(N, sizeof *sum);
@@ -79,9 +79,14 @@ static void check_identical_updates_average_to_themselves(void)
     for (int i = 0; i < N; i++)
         worst = fmax(worst, fabs(fedkd_fixed_to_double(sum[i]) - (double)update[i]));
     CHECK(worst <= K * 0x1p-40, "average of identical updates off by %g", worst);
-    /* A non-finite update is refused, not summed. */
-    update[5] = NAN;
-    CHECK(fedkd_fixed_accumulate(sum, update, N, 1.0) == FEDKD_ERR_NUMERIC, "NaN accepted");
+    /* A non-finite update is refused, not summed: the sum is left as it
+     * was, to the bit, wherever the bad value is. */
+    int64_t *before = malloc(N * sizeof *before);
+    memcpy(before, sum, N * sizeof *before);
+    update[2500] = NAN;
+    CHECK(fedkd_fixed_accumulate(sum, update, N, 0.3) == FEDKD_ERR_NUMERIC, "NaN accepted");
+    CHECK(memcmp(before, sum, N * sizeof *before) == 0, "a refused update changed the sum");
+    free(before);
     free(sum);
 }
 
