@@ -4,10 +4,12 @@
  *
  * A layer with stride 1, filters in groups of 16 and a kernel up to 5 (the
  * cnn's second conv) takes none of the paths below but conv_filters.c,
- * vectorised over the filters without im2col; its forward and input
- * gradient keep the orders stated here, its weight and bias gradients have
- * their own (conv_filters.c). The paths below serve the other layers (the
- * cnn's first conv, 6 filters; strides of 2).
+ * vectorised over the filters without im2col; its forward keeps the order
+ * stated here, and so does its input gradient on input rows of 16 columns
+ * or more; its weight and bias gradients, and its input gradient on
+ * narrower rows (the cnn's second conv), have their own (conv_filters.c).
+ * The paths below serve the other layers (the cnn's first conv, 6 filters;
+ * strides of 2).
  *
  * The batch is cut into chunks of samples (chunk_samples). Per chunk, im2col
  * unrolls every sample's input side by side into col (in_channels*kernel*kernel,
@@ -25,10 +27,11 @@
  * increasing order) + bias, whichever path computes it: the direct forward
  * for few input channels (no im2col), the products written into the output
  * sample by sample, or one product per chunk then reordered. Every input
- * gradient is, per input pixel, +0 plus its taps in increasing order. The
- * weight and bias gradients are summed per chunk in 16 lanes, except that a
- * layer with the direct forward may take its weight gradient on the padded
- * image too (conv2d_direct_weight_gradient, which documents its order). */
+ * gradient of the paths below is, per input pixel, +0 plus its taps in
+ * increasing order. The weight and bias gradients are summed per chunk in
+ * 16 lanes, except that a layer with the direct forward may take its weight
+ * gradient on the padded image too (conv2d_direct_weight_gradient, which
+ * documents its order). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
