@@ -36,6 +36,37 @@ typedef float vector16 __attribute__((vector_size(64)));
 static inline void load16(vector16 *v, const float *p) { memcpy(v, p, sizeof *v); }
 static inline void store16(float *p, const vector16 *v) { memcpy(p, v, sizeof *v); }
 
+typedef int32_t index16 __attribute__((vector_size(64))); /* lanes for __builtin_shuffle */
+
+/* v[i] = lanes (i, 0 .. 15) of a 16 x 16 block -> v[j] = lanes (0 .. 15,
+ * j): four levels that swap the off-diagonal blocks of 8, 4, 2 and 1
+ * lanes, 64 two-vector shuffles where a scalar copy moves 256 floats one
+ * by one. */
+static inline void transpose16(vector16 v[16])
+{
+    static const index16 low[4] = {
+        {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+        {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+        {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+        {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};
+    static const index16 high[4] = {
+        {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+        {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
+        {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
+        {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}};
+    _Pragma("GCC unroll 4")
+    for (int level = 0; level < 4; level++) {
+        int h = 8 >> level;
+        _Pragma("GCC unroll 16")
+        for (int i = 0; i < 16; i++) {
+            if (i & h) continue;
+            vector16 a = v[i], b = v[i + h];
+            v[i] = __builtin_shuffle(a, b, low[level]);
+            v[i + h] = __builtin_shuffle(a, b, high[level]);
+        }
+    }
+}
+
 /* Filters per vector. */
 #define GROUP 16
 /* Widest block of output pixels of one row with one accumulator each: 16
@@ -71,8 +102,8 @@ static int spread_width(const fedkd_conv2d_geometry *g)
     return (vectors > padded ? vectors : padded) + g->kernel - 1;
 }
 
-/* Where the scratch goes. The forward uses packed, image and one output
- * row's (out_w, 16) of tile; the backward all of it. */
+/* Where the scratch goes. The forward uses packed, image and one group's
+ * (out_h * out_w, 16) of tile; the backward all of it. */
 typedef struct filters_scratch {
     float *packed;     /* (filters / 16, taps, 16): the weights, or the weight gradient */
     float *by_channel; /* the weights for the input gradient: (k * k, filters, in_channels),
@@ -142,7 +173,7 @@ static const float *sample_image(const fedkd_conv2d_geometry *g, const float *in
             }                                                                                     \
         for (int b = 0; b < WIDTH; b++) {                                                         \
             acc[b] += bias_vector;                                                                \
-            store16(s.tile + (size_t)(x0 + b) * GROUP, &acc[b]);                                  \
+            store16(row_tile + (size_t)(x0 + b) * GROUP, &acc[b]);                                \
         }                                                                                         \
     } while (0)
 
@@ -176,7 +207,7 @@ static const float *sample_image(const fedkd_conv2d_geometry *g, const float *in
             }                                                                                     \
         for (int b = 0; b < WIDTH; b++) {                                                         \
             acc[b] += bias_vector;                                                                \
-            store16(s.tile + (size_t)(x0 + b) * GROUP, &acc[b]);                                  \
+            store16(row_tile + (size_t)(x0 + b) * GROUP, &acc[b]);                                \
         }                                                                                         \
     } while (0)
 
@@ -211,6 +242,7 @@ void fedkd_conv_filters_forward(const fedkd_conv2d_geometry *g, const float *wei
             vector16 bias_vector;
             load16(&bias_vector, bias + (size_t)group * GROUP);
             for (int y = 0; y < g->out_height; y++) {
+                float *row_tile = s.tile + (size_t)y * (size_t)out_w * GROUP;
                 for (int x0 = 0; x0 < out_w; x0 += block_width) {
                     int width = out_w - x0 < block_width ? out_w - x0 : block_width;
                     /* the cnn's second conv: one block of 10 */
@@ -225,11 +257,26 @@ void fedkd_conv_filters_forward(const fedkd_conv2d_geometry *g, const float *wei
                         FORWARD_CASE(13) FORWARD_CASE(14) FORWARD_CASE(15) FORWARD_CASE(16)
                     }
                 }
-                /* the row's (out_w, 16) outputs into the group's 16 planes */
+            }
+            /* the group's (plane, 16) outputs into its 16 planes, 16 pixels
+             * at a time */
+            for (size_t p0 = 0; p0 < plane; p0 += 16) {
+                size_t count = plane - p0 < 16 ? plane - p0 : 16;
+                vector16 block[16];
+                for (size_t p = 0; p < 16; p++) {
+                    block[p] = (vector16){0.0f};
+                    if (p < count) load16(&block[p], s.tile + (p0 + p) * GROUP);
+                }
+                transpose16(block);
+                float *dst = out + (size_t)group * GROUP * plane + p0;
+                if (count == 16) {
+                    for (int f = 0; f < GROUP; f++) store16(dst + (size_t)f * plane, &block[f]);
+                    continue;
+                }
                 for (int f = 0; f < GROUP; f++) {
-                    float *dst = out + (size_t)(group * GROUP + f) * plane +
-                                 (size_t)y * (size_t)out_w;
-                    for (int x = 0; x < out_w; x++) dst[x] = s.tile[(size_t)x * GROUP + f];
+                    float lanes[16];
+                    store16(lanes, &block[f]);
+                    memcpy(dst + (size_t)f * plane, lanes, count * sizeof *lanes);
                 }
             }
         }
@@ -384,15 +431,14 @@ void fedkd_conv_filters_forward(const fedkd_conv2d_geometry *g, const float *wei
  * the pixel the tap makes, then one sum of the 16 lanes gives the pixel's
  * gradient. */
 
-typedef int32_t index16 __attribute__((vector_size(64)));
 
 /* One level of lane_sums: a and b each hold pixels in blocks of 2 * H
  * lanes; the result holds a's then b's pixels in blocks of H lanes, lane j
  * of a block the sum of lanes j and j + H of the pixel's block. */
-static inline void fold(const vector16 *a, const vector16 *b, index16 low, index16 high,
-                        vector16 *out)
+static inline void fold(const vector16 *a, const vector16 *b, const index16 *low,
+                        const index16 *high, vector16 *out)
 {
-    *out = __builtin_shuffle(*a, *b, low) + __builtin_shuffle(*a, *b, high);
+    *out = __builtin_shuffle(*a, *b, *low) + __builtin_shuffle(*a, *b, *high);
 }
 
 /* Lane p of the result: the sum of the 16 lanes of v[p], as a halving tree
@@ -410,10 +456,11 @@ static inline void lane_sums(const vector16 v[16], vector16 *sums)
     const index16 low1 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
     const index16 high1 = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
     vector16 eights[8], fours[4], twos[2];
-    for (int i = 0; i < 8; i++) fold(&v[2 * i], &v[2 * i + 1], low8, high8, &eights[i]);
-    for (int i = 0; i < 4; i++) fold(&eights[2 * i], &eights[2 * i + 1], low4, high4, &fours[i]);
-    for (int i = 0; i < 2; i++) fold(&fours[2 * i], &fours[2 * i + 1], low2, high2, &twos[i]);
-    fold(&twos[0], &twos[1], low1, high1, sums);
+    for (int i = 0; i < 8; i++) fold(&v[2 * i], &v[2 * i + 1], &low8, &high8, &eights[i]);
+    for (int i = 0; i < 4; i++)
+        fold(&eights[2 * i], &eights[2 * i + 1], &low4, &high4, &fours[i]);
+    for (int i = 0; i < 2; i++) fold(&fours[2 * i], &fours[2 * i + 1], &low2, &high2, &twos[i]);
+    fold(&twos[0], &twos[1], &low1, &high1, sums);
 }
 
 /* One sample's input gradient of input row iy, channel c, WIDTH (= in_w)
