@@ -4,10 +4,12 @@
  *
  * A layer with stride 1, filters in groups of 16 and a kernel up to 5 (the
  * cnn's second conv) takes none of the paths below but conv_filters.c,
- * vectorised over the filters without im2col; its forward and input
- * gradient keep the orders stated here, its weight and bias gradients have
- * their own (conv_filters.c). The paths below serve the other layers (the
- * cnn's first conv, 6 filters; strides of 2).
+ * vectorised over the filters without im2col; its forward keeps the order
+ * stated here, and so does its input gradient on input rows of 16 columns
+ * or more; its weight and bias gradients, and its input gradient on
+ * narrower rows (the cnn's second conv), have their own (conv_filters.c).
+ * The paths below serve the other layers (the cnn's first conv, 6 filters;
+ * strides of 2).
  *
  * The batch is cut into chunks of samples (chunk_samples). Per chunk, im2col
  * unrolls every sample's input side by side into col (in_channels*kernel*kernel,
@@ -25,10 +27,11 @@
  * increasing order) + bias, whichever path computes it: the direct forward
  * for few input channels (no im2col), the products written into the output
  * sample by sample, or one product per chunk then reordered. Every input
- * gradient is, per input pixel, +0 plus its taps in increasing order. The
- * weight and bias gradients are summed per chunk in 16 lanes, except that a
- * layer with the direct forward may take its weight gradient on the padded
- * image too (conv2d_direct_weight_gradient, which documents its order). */
+ * gradient of the paths below is, per input pixel, +0 plus its taps in
+ * increasing order. The weight and bias gradients are summed per chunk in
+ * 16 lanes, except that a layer with the direct forward may take its weight
+ * gradient on the padded image too (conv2d_direct_weight_gradient, which
+ * documents its order). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -494,9 +497,11 @@ static void conv2d_forward_direct(const fedkd_conv2d_geometry *g, const float *w
         float *out = output + (size_t)s * (size_t)g->filters * plane;
         for (int f = 0; f < g->filters; f++)
             for (int oh = 0; oh < g->out_height; oh++) {
-                const float *src = product + (size_t)f * wide + (size_t)oh * (size_t)padded_w;
-                float *dst = out + (size_t)f * plane + (size_t)oh * (size_t)g->out_width;
-                for (int ow = 0; ow < g->out_width; ow++) dst[ow] = src[ow];
+                /* memcpy: as a loop GCC assumed src and dst might overlap
+                 * and copied one float at a time (a fifth of the layer) */
+                memcpy(out + (size_t)f * plane + (size_t)oh * (size_t)g->out_width,
+                       product + (size_t)f * wide + (size_t)oh * (size_t)padded_w,
+                       (size_t)g->out_width * sizeof *out);
             }
     }
 }
@@ -624,8 +629,9 @@ static void conv2d_direct_weight_gradient(const fedkd_conv2d_geometry *g, const 
                 for (int oh = 0; oh < g->out_height; oh++) {
                     const float *src = gradient + (size_t)f * plane + (size_t)oh * (size_t)g->out_width;
                     float *dst = d_wide + (size_t)f * ld + (size_t)s * wide + (size_t)oh * (size_t)padded_w;
-                    for (int ow = 0; ow < g->out_width; ow++) dst[ow] = src[ow];
-                    for (int ow = g->out_width; ow < padded_w; ow++) dst[ow] = 0.0f;
+                    memcpy(dst, src, (size_t)g->out_width * sizeof *dst);
+                    memset(dst + g->out_width, 0,
+                           (size_t)(padded_w - g->out_width) * sizeof *dst);
                 }
         }
         /* dW (filters, taps) += d_wide (filters, count * wide) . padded rows */

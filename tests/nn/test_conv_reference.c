@@ -6,7 +6,9 @@
  * taps (channel, row, column) in increasing order from 0, then the bias),
  * which every path must keep, and so is the input gradient (per input
  * pixel, the taps that read it in increasing order from +0, each tap's sum
- * over the filters in order). The weight and bias gradients are checked bit
+ * over the filters in order; on input rows narrower than 16, the path
+ * vectorised over the filters documents its own order, filter lanes summed
+ * by a halving tree). The weight and bias gradients are checked bit
  * for bit where a path documents their order: the direct weight gradient
  * (conv2d.c) and the path vectorised over the filters (conv_filters.c). */
 #include <stdlib.h>
@@ -199,6 +201,58 @@ static void filters_parameter_gradient_in_order(const conv_case *c, const float 
     }
 }
 
+/* Whether the path vectorised over the filters takes this case's input
+ * gradient in filter lanes (conv_filters.c: input rows narrower than 16),
+ * and then its order: per input pixel and group of 16 filters, each
+ * filter's sum from 0 over the taps (ki, kj) that read the pixel in
+ * increasing order, the group's 16 sums l_0 .. l_15 added as a halving tree
+ * (a_j = l_j + l_(j+8), b_j = a_j + a_(j+4), c_j = b_j + b_(j+2), c_0 +
+ * c_1), the groups' sums added in group order to +0. */
+static int filter_lanes_input_gradient(const conv_case *c)
+{
+    return filters_path(c) && c->width < 16;
+}
+
+static float halving_sum(const float lanes[16])
+{
+    float a[8], b[4], h[2];
+    for (int j = 0; j < 8; j++) a[j] = lanes[j] + lanes[j + 8];
+    for (int j = 0; j < 4; j++) b[j] = a[j] + a[j + 4];
+    for (int j = 0; j < 2; j++) h[j] = b[j] + b[j + 2];
+    return h[0] + h[1];
+}
+
+static void filter_lanes_input_gradient_in_order(const conv_case *c, const float *params,
+                                                 const float *d_output, float *d_input)
+{
+    int oh = out_size(c->height, c->kernel, c->stride, c->padding);
+    int ow = out_size(c->width, c->kernel, c->stride, c->padding);
+    int k = c->kernel;
+    for (int n = 0; n < c->batch; n++)
+        for (int ch = 0; ch < c->channels; ch++)
+            for (int y = 0; y < c->height; y++)
+                for (int x = 0; x < c->width; x++) {
+                    float total = 0.0f;
+                    for (int group = 0; group < c->filters / 16; group++) {
+                        float lanes[16];
+                        for (int l = 0; l < 16; l++) {
+                            int f = group * 16 + l;
+                            float sum = 0.0f;
+                            for (int i = 0; i < k; i++)
+                                for (int j = 0; j < k; j++) {
+                                    int oy = y + c->padding - i, ox = x + c->padding - j;
+                                    if (oy < 0 || ox < 0 || oy >= oh || ox >= ow) continue;
+                                    sum += params[((f * c->channels + ch) * k + i) * k + j] *
+                                           d_output[((n * c->filters + f) * oh + oy) * ow + ox];
+                                }
+                            lanes[l] = sum;
+                        }
+                        total += halving_sum(lanes);
+                    }
+                    d_input[((n * c->channels + ch) * c->height + y) * c->width + x] = total;
+                }
+}
+
 /* Gradients of sum(output * d_output): d_params (weights, bias) and d_input,
  * both written (not added), accumulated in double. */
 static void conv_backward_naive(const conv_case *c, const float *params, const float *input,
@@ -366,7 +420,10 @@ static void check_case(const conv_case *c, fedkd_rng *rng)
         free(saved_d_input);
     }
     float *exact_d_input = malloc(in_count * sizeof *exact_d_input);
-    conv_input_gradient_in_order(c, params, d_output, exact_d_input);
+    if (filter_lanes_input_gradient(c))
+        filter_lanes_input_gradient_in_order(c, params, d_output, exact_d_input);
+    else
+        conv_input_gradient_in_order(c, params, d_output, exact_d_input);
     int not_exact_input = 0;
     for (size_t i = 0; i < in_count; i++)
         not_exact_input += memcmp(&d_input[i], &exact_d_input[i], sizeof *d_input) != 0;
