@@ -132,7 +132,7 @@ static fedkd_status accumulate(int64_t *accumulator, const float *values, const 
                               "or exceeds %g; lower local.lr",
                               (double)x, i, FEDKD_FIXED_LIMIT);
     }
-    return FEDKD_FAIL(FEDKD_ERR_NUMERIC, "aggregation: weight %g is not finite", weight);
+    return FEDKD_FAIL(FEDKD_ERR_NUMERIC, "aggregation: weight %g is out of range", weight);
 }
 
 fedkd_status fedkd_fixed_accumulate(int64_t *accumulator, const float *values, size_t n,

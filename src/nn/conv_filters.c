@@ -431,7 +431,6 @@ void fedkd_conv_filters_forward(const fedkd_conv2d_geometry *g, const float *wei
  * the pixel the tap makes, then one sum of the 16 lanes gives the pixel's
  * gradient. */
 
-
 /* One level of lane_sums: a and b each hold pixels in blocks of 2 * H
  * lanes; the result holds a's then b's pixels in blocks of H lanes, lane j
  * of a block the sum of lanes j and j + H of the pixel's block. */
