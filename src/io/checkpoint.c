@@ -482,6 +482,7 @@ fedkd_status fedkd_checkpoint_write(MPI_Comm comm, const char *dir, int keep,
     snprintf(temporary, sizeof temporary, "%s.tmp", final_path);
     if (written && written_size) snprintf(written, written_size, "%s", final_path);
     fedkd_h5_quiet quiet = fedkd_h5_quiet_begin();
+    fedkd_h5_bound_free_lists();
     writer w;
     memset(&w, 0, sizeof w);
     w.file = w.client_state = w.metrics_type = H5I_INVALID_HID;

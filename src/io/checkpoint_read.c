@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cjson/cJSON.h>
 
@@ -16,6 +17,41 @@
 #include "fedkd/nn/model_json.h"
 #include "io/checkpoint_internal.h"
 #include "io/h5_util.h"
+
+/* The round records and per-model scores grow with the run, about 120
+ * bytes a round, and a checkpoint is read back after every write. malloc'd,
+ * each read-back's copy was a little larger than the last and the server's
+ * heap crept up with it; from 64 KiB the copies are mapped and unmapped, so
+ * they leave nothing resident behind (issue 13, memory flat). A header
+ * before the data keeps the mapping's length. */
+enum { HISTORY_HEADER = 64, HISTORY_MAPPED = 64 << 10 };
+
+static void *history_alloc(size_t bytes)
+{
+    size_t total = bytes + HISTORY_HEADER;
+    unsigned char *block;
+    if (total >= HISTORY_MAPPED) {
+        block = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (block == MAP_FAILED) return NULL;
+    } else {
+        block = calloc(1, total);
+        if (!block) return NULL;
+    }
+    memcpy(block, &total, sizeof total);
+    return block + HISTORY_HEADER;
+}
+
+static void history_free(void *data)
+{
+    if (!data) return;
+    unsigned char *block = (unsigned char *)data - HISTORY_HEADER;
+    size_t total;
+    memcpy(&total, block, sizeof total);
+    if (total >= HISTORY_MAPPED)
+        munmap(block, total);
+    else
+        free(block);
+}
 
 static fedkd_status open_group(hid_t parent, const char *name, const char *where, hid_t *group,
                                const char *file)
@@ -266,7 +302,7 @@ static fedkd_status read_model_scores(hid_t group, fedkd_checkpoint *k)
                           "%s: %s must be float64 [%d, 2 x models] with 1 to %d models",
                           path, where, k->round, FEDKD_MAX_MODEL_METRICS);
     k->num_models = (int)(dims[1] / 2);
-    k->model_scores = malloc((size_t)dims[0] * (size_t)dims[1] * sizeof(double));
+    k->model_scores = history_alloc((size_t)dims[0] * (size_t)dims[1] * sizeof(double));
     if (!k->model_scores)
         return FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: out of memory for %s", path, where);
     return read_exact(group, "models", where, H5T_FLOAT, H5T_NATIVE_DOUBLE, 2, dims,
@@ -286,7 +322,7 @@ static fedkd_status read_metrics(hid_t file, fedkd_checkpoint *k)
     status = fedkd_size_of_extents(path, "/metrics/rounds (attribute `round` records)", 1, rounds,
                                    sizeof *k->metrics / 4, 0, fedkd_file_bytes(path), NULL, NULL);
     if (status) goto done;
-    k->metrics = calloc((size_t)k->round, sizeof *k->metrics);
+    k->metrics = history_alloc((size_t)k->round * sizeof *k->metrics);
     if (!k->metrics) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "%s: out of memory for %d rounds", path, k->round);
         goto done;
@@ -404,8 +440,8 @@ void fedkd_checkpoint_clear(fedkd_checkpoint *k)
     free(k->global);
     free(k->server_state);
     free(k->client_num_samples);
-    free(k->metrics);
-    free(k->model_scores);
+    history_free(k->metrics);
+    history_free(k->model_scores);
     fedkd_partition_destroy(&k->partition);
     char path[sizeof k->path];
     memcpy(path, k->path, sizeof path);

@@ -14,7 +14,7 @@
  *   objects: index (2), reference count (2), reserved (4), size (8), the
  *   data padded to 8 bytes. Index 0 is the free space: its size spans the
  *   rest of the collection, header included. */
-enum { HEAP_HEADER = 16, OBJECT_HEADER = 16, SCAN_BLOCK = 1 << 20 };
+enum { HEAP_HEADER = 16, OBJECT_HEADER = 16, SCAN_BLOCK = 64 << 10 };
 
 static uint64_t little_endian(const unsigned char *p, int bytes)
 {
