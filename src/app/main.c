@@ -23,6 +23,7 @@
 #include "fedkd/config/config.h"
 #include "fedkd/core/comm.h"
 #include "fedkd/core/core.h"
+#include "fedkd/core/hdf5_lazy.h"
 #include "fedkd/experiments/experiments.h"
 #include "fedkd/io/inspect.h"
 #include "fedkd/nn/nn.h"
@@ -437,6 +438,10 @@ int main(int argc, char **argv)
     code = exit_code(status);
 
 finish:
+    /* For tests: whether this rank loaded HDF5 (src/core/hdf5_lazy.c). */
+    if (getenv("FEDKD_MUTANT")) fedkd_hdf5_load();
+    if (getenv("FEDKD_TEST_REPORT_HDF5"))
+        fprintf(stderr, "rank %d: HDF5 %s\n", rank, fedkd_hdf5_loaded() ? "loaded" : "not loaded");
     fedkd_config_free(&config);
     free(args.overrides);
     /* A failure this rank met alone may leave peers waiting in a collective:

@@ -6,7 +6,6 @@
  * Files are written contiguous and uncompressed: ranks read scattered rows,
  * and a hyperslab of a contiguous dataset costs only the bytes it selects. */
 #include <errno.h>
-#include <hdf5.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "data/dataset_internal.h"
 #include "fedkd/core/checked.h"
 #include "fedkd/core/core.h"
+#include "fedkd/core/hdf5_lazy.h"
 
 /* Hyperslab unions grow quadratically in cost with the number of runs OR-ed
  * together (HDF5 1.10 merges span trees on every call: 15000 runs take ~6 s
@@ -427,6 +427,7 @@ static fedkd_status h5_check_label(const h5_source *source, int32_t label, size_
 fedkd_status fedkd_h5data_count(const char *path, size_t *count)
 {
     if (!path || !count) return FEDKD_FAIL(FEDKD_ERR_INVALID, "HDF5 count: NULL argument");
+    FEDKD_HDF5_REQUIRE();
     h5_quiet quiet = h5_quiet_begin();
     h5_source source;
     fedkd_status status = h5_source_open(&source, path);
@@ -440,6 +441,7 @@ fedkd_status fedkd_h5data_load_all(fedkd_dataset **out, const char *path, size_t
 {
     if (!out || !path) return FEDKD_FAIL(FEDKD_ERR_INVALID, "HDF5 load: NULL argument");
     *out = NULL;
+    FEDKD_HDF5_REQUIRE();
     fedkd_dataset *dataset = NULL;
     h5_quiet quiet = h5_quiet_begin();
     h5_source source;
@@ -474,6 +476,7 @@ fedkd_status fedkd_h5data_describe(const char *path, size_t *count, fedkd_shape 
 {
     if (!path) return FEDKD_FAIL(FEDKD_ERR_INVALID, "HDF5 describe: NULL path");
     if (labels) *labels = NULL;
+    FEDKD_HDF5_REQUIRE();
     int32_t *all_labels = NULL;
     h5_quiet quiet = h5_quiet_begin();
     h5_source source;
@@ -534,6 +537,7 @@ fedkd_status fedkd_h5data_load(fedkd_dataset **out, const char *path, const uint
     if (!out || !path || (num_rows > 0 && !rows))
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "HDF5 load: NULL argument");
     *out = NULL;
+    FEDKD_HDF5_REQUIRE();
     h5_request *requests = NULL;
     h5_run *runs = NULL;
     float *scratch_features = NULL;   /* (chunk rows, sample) */
@@ -676,6 +680,7 @@ fail:
 fedkd_status fedkd_h5data_save(const fedkd_dataset *dataset, const char *path)
 {
     if (!dataset || !path) return FEDKD_FAIL(FEDKD_ERR_INVALID, "HDF5 save: NULL argument");
+    FEDKD_HDF5_REQUIRE();
     if (dataset->count == 0 || !dataset->features || !dataset->labels)
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "%s: cannot save dataset %s: it holds no samples",
                           path, dataset->origin);

@@ -481,8 +481,10 @@ fedkd_status fedkd_checkpoint_write(MPI_Comm comm, const char *dir, int keep,
     snprintf(final_path, sizeof final_path, "%s/checkpoint-%06d.h5", dir, c->round);
     snprintf(temporary, sizeof temporary, "%s.tmp", final_path);
     if (written && written_size) snprintf(written, written_size, "%s", final_path);
-    fedkd_h5_quiet quiet = fedkd_h5_quiet_begin();
-    fedkd_h5_bound_free_lists();
+    /* HDF5 is loaded by the ranks that write: with no per-client state,
+     * rank 0 alone (src/core/hdf5_lazy.c). */
+    fedkd_h5_quiet quiet = {0};
+    int quieted = 0;
     writer w;
     memset(&w, 0, sizeof w);
     w.file = w.client_state = w.metrics_type = H5I_INVALID_HID;
@@ -498,6 +500,12 @@ fedkd_status fedkd_checkpoint_write(MPI_Comm comm, const char *dir, int keep,
     int parallel = size > 1 && (c->client_state_len > 0 || env_flag("FEDKD_CHECKPOINT_MPIIO"));
     int writes = parallel || rank == 0;
     fedkd_status local = rank == 0 ? probe_directory(dir, temporary, c) : FEDKD_OK;
+    if (!local && writes) local = fedkd_hdf5_load();
+    if (!local && writes) {
+        quiet = fedkd_h5_quiet_begin();
+        quieted = 1;
+        fedkd_h5_bound_free_lists();
+    }
     fedkd_status status = FEDKD_OK;
     if (parallel) {
         status = agree_once(comm, local);
@@ -578,7 +586,7 @@ finish:
                        c->round, message);
         }
     }
-    fedkd_h5_quiet_end(quiet);
+    if (quieted) fedkd_h5_quiet_end(quiet);
     return status;
 }
 

@@ -2,7 +2,7 @@
 #ifndef FEDKD_IO_CHECKPOINT_INTERNAL_H
 #define FEDKD_IO_CHECKPOINT_INTERNAL_H
 
-#include <hdf5.h>
+#include "fedkd/core/hdf5_lazy.h"
 
 #include "fedkd/io/checkpoint.h"
 

@@ -396,6 +396,7 @@ fedkd_status fedkd_checkpoint_read(const char *path, fedkd_checkpoint *k)
 {
     memset(k, 0, sizeof *k);
     snprintf(k->path, sizeof k->path, "%s", path);
+    FEDKD_HDF5_REQUIRE();
     fedkd_h5_quiet quiet = fedkd_h5_quiet_begin();
     hid_t file = H5I_INVALID_HID, server = H5I_INVALID_HID, dataset = H5I_INVALID_HID;
     fedkd_status status = fedkd_h5_open_read(path, "a fedkd checkpoint", &file);
@@ -453,6 +454,7 @@ fedkd_status fedkd_checkpoint_read_client_states(const char *path, const int *cl
                                                  size_t state_len, float *out)
 {
     if (n == 0 || state_len == 0) return FEDKD_OK;
+    FEDKD_HDF5_REQUIRE();
     fedkd_h5_quiet quiet = fedkd_h5_quiet_begin();
     hid_t file = H5I_INVALID_HID, dataset = H5I_INVALID_HID, space = H5I_INVALID_HID,
           memory = H5I_INVALID_HID;

@@ -78,6 +78,7 @@ fedkd_status fedkd_h5_open_read(const char *path, const char *kind, hid_t *file)
 {
     char reason[256];
     *file = H5I_INVALID_HID;
+    FEDKD_HDF5_REQUIRE();
     struct stat info;
     if (stat(path, &info) != 0)
         return FEDKD_FAIL(FEDKD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));

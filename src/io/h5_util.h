@@ -13,8 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <hdf5.h>
-
+#include "fedkd/core/hdf5_lazy.h"
 #include "fedkd/core/status.h"
 
 /* HDF5 prints its whole error stack by default; the library reports one

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
-#include <hdf5.h>
 
+#include "fedkd/core/hdf5_lazy.h"
 #include "fedkd/io/checkpoint.h"
 #include "fedkd/io/model_file.h"
 #include "io/h5_util.h"
@@ -195,6 +195,7 @@ static fedkd_status inspect_model(const char *path, FILE *out)
 
 fedkd_status fedkd_inspect_file(const char *path, FILE *out)
 {
+    FEDKD_HDF5_REQUIRE();
     fedkd_h5_quiet quiet = fedkd_h5_quiet_begin();
     hid_t file = H5I_INVALID_HID;
     char *format = NULL;

@@ -498,6 +498,7 @@ fedkd_status fedkd_model_file_save(const char *path, const fedkd_model_spec *spe
     char temporary[1024], reason[256];
     if (snprintf(temporary, sizeof temporary, "%s.tmp", path) >= (int)sizeof temporary)
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "%s: path too long", path);
+    FEDKD_HDF5_REQUIRE();
     fedkd_h5_quiet quiet = fedkd_h5_quiet_begin();
     fedkd_status status = FEDKD_OK;
     /* No sieve buffer: a failed raw write is then reported by H5Dwrite
@@ -547,11 +548,12 @@ fedkd_status fedkd_model_file_save(const char *path, const fedkd_model_spec *spe
 fedkd_status fedkd_model_file_load(const char *path, fedkd_model_spec *spec, float **params,
                                    size_t *num_params, char **metadata_json)
 {
-    fedkd_h5_quiet quiet = fedkd_h5_quiet_begin();
-    hid_t file = H5I_INVALID_HID;
     *params = NULL;
     *num_params = 0;
     if (metadata_json) *metadata_json = NULL;
+    FEDKD_HDF5_REQUIRE();
+    fedkd_h5_quiet quiet = fedkd_h5_quiet_begin();
+    hid_t file = H5I_INVALID_HID;
     fedkd_status status = fedkd_h5_open_read(path, "a fedkd model file", &file);
     if (!status) {
         /* A checkpoint's root says "fedkd-checkpoint": name the right command. */

@@ -421,6 +421,39 @@ inspect)
     grep -q 'none.h5: cannot open' "$work/u4" || fail "inspect of a missing file: $(cat "$work/u4")"
     "$sim" partition --resume auto >"$work/u5" 2>&1 && fail "partition --resume exited 0"
     ;;
+lazy-hdf5)
+    # HDF5 is loaded by the ranks that touch a file, not at start-up
+    # (src/core/hdf5_lazy.c): fedkd-sim does not link it; in a FedAvg run
+    # that checkpoints every round only rank 0 (the writer) loads it; with
+    # per-client state (SCAFFOLD: MPI-IO from every rank) every rank does;
+    # resuming loads it on rank 0 only. A library that cannot be loaded is
+    # one error line, a non-zero exit on every rank, and no checkpoint
+    # file or .tmp left behind.
+    ldd "$sim" | grep -q 'libhdf5' && fail "fedkd-sim links HDF5: $(ldd "$sim" | grep libhdf5)"
+    loaded() { # loaded ERR_FILE: the ranks that reported "HDF5 loaded", sorted
+        sed -n 's/^rank \([0-9]*\): HDF5 loaded$/\1/p' "$1" | sort -n | tr '\n' ' '
+    }
+    export FEDKD_TEST_REPORT_HDF5=1
+    run 3 "$work/fedavg" "${synthetic[@]}" --set rounds=3 --set checkpoint.every=1 \
+        || fail "fedavg: exited $?: $(tail -2 "$work/fedavg.err")"
+    [ "$(loaded "$work/fedavg.err")" = "0 " ] \
+        || fail "fedavg: HDF5 loaded on ranks '$(loaded "$work/fedavg.err")', expected '0 ': $(grep HDF5 "$work/fedavg.err")"
+    [ "$(grep -c 'HDF5 not loaded' "$work/fedavg.err")" = 2 ] || fail "fedavg: not 2 ranks without HDF5"
+    "$sim" inspect "$work/fedavg/checkpoint-000003.h5" >/dev/null 2>&1 || fail "fedavg: checkpoint 3 invalid"
+    run 3 "$work/fedavg" "${synthetic[@]}" --set rounds=5 --set checkpoint.every=1 --resume auto \
+        || fail "fedavg resume: exited $?: $(tail -2 "$work/fedavg.err")"
+    [ "$(loaded "$work/fedavg.err")" = "0 " ] \
+        || fail "fedavg resume: HDF5 loaded on ranks '$(loaded "$work/fedavg.err")', expected '0 '"
+    run 3 "$work/scaffold" "${synthetic[@]}" --set algorithm=scaffold --set rounds=2 \
+        --set checkpoint.every=1 || fail "scaffold: exited $?: $(tail -2 "$work/scaffold.err")"
+    [ "$(loaded "$work/scaffold.err")" = "0 1 2 " ] \
+        || fail "scaffold: HDF5 loaded on ranks '$(loaded "$work/scaffold.err")', expected '0 1 2 '"
+    unset FEDKD_TEST_REPORT_HDF5
+    FEDKD_HDF5_LIBRARY=libfedkd-no-such-hdf5.so.0 expect_error 3 \
+        "cannot load the HDF5 library libfedkd-no-such-hdf5.so.0 (FEDKD_HDF5_LIBRARY)" \
+        "$work/missing" "${synthetic[@]}" --set rounds=3 --set checkpoint.every=1
+    ls "$work/missing" | grep -q '\.h5' && fail "missing: a checkpoint file was left: $(ls "$work/missing")"
+    ;;
 lock)
     # Two runs into one run.dir at once: the second is refused at once (the
     # lock comes before config, data and checkpoints), naming the directory

@@ -24,8 +24,7 @@
 
 #include <stddef.h>
 
-#include <hdf5.h>
-
+#include "fedkd/core/hdf5_lazy.h"
 #include "fedkd/nn/nn.h"
 
 #define FEDKD_MODEL_FORMAT_VERSION 1
