@@ -501,11 +501,8 @@ fedkd_status fedkd_checkpoint_write(MPI_Comm comm, const char *dir, int keep,
     int writes = parallel || rank == 0;
     fedkd_status local = rank == 0 ? probe_directory(dir, temporary, c) : FEDKD_OK;
     if (!local && writes) local = fedkd_hdf5_load();
-    if (!local && writes) {
-        quiet = fedkd_h5_quiet_begin();
-        quieted = 1;
-        fedkd_h5_bound_free_lists();
-    }
+    quieted = !local && writes;
+    if (quieted) quiet = fedkd_h5_quiet_begin();
     fedkd_status status = FEDKD_OK;
     if (parallel) {
         status = agree_once(comm, local);

@@ -53,11 +53,6 @@ const char *fedkd_h5_last_error(char *out, size_t size)
     return out;
 }
 
-void fedkd_h5_bound_free_lists(void)
-{
-    H5set_free_list_limits(256 << 10, 64 << 10, 256 << 10, 64 << 10, 256 << 10, 64 << 10);
-}
-
 void fedkd_h5_close(hid_t *id)
 {
     if (*id < 0) return;

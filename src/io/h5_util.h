@@ -30,15 +30,6 @@ void fedkd_h5_quiet_end(fedkd_h5_quiet saved);
  * "file signature not found", ...), for one-line reports. */
 const char *fedkd_h5_last_error(char *out, size_t size);
 
-/* Caps the memory HDF5 keeps on its own free lists after objects are freed
- * (by default up to 1 MiB of regular objects, 4 MiB of arrays and 16 MiB of
- * blocks a process) at 256 KiB of each kind, 64 KiB a list. A checkpoint's
- * blocks change size as the run's metrics grow, so with the defaults a
- * server's heap grew by about 1.5 MiB over its first 700 rounds of
- * five-round checkpoints, then stayed; capped, by about 0.3 MiB (issue 13,
- * memory flat). Idempotent; called before every checkpoint. */
-void fedkd_h5_bound_free_lists(void);
-
 /* Closes an id if it is valid and sets it invalid. */
 void fedkd_h5_close(hid_t *id);
 
