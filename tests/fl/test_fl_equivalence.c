@@ -109,6 +109,53 @@ static void check_fixed_rounding_is_llround(void)
     }
 }
 
+/* The same through the vectorised pass, for every binade the fixed-point
+ * values can reach (2^-2 to 2^61 after scaling): the halves k + 1/2, the
+ * doubles next to them and to k, of either sign. The weight puts the scaled
+ * value exactly on the target (a power-of-two scale and a factor 1.0 are
+ * exact), and 67 lanes (not a multiple of a vector) take +1, -1 and 0 in
+ * turn, so that the body and the tail of every clone see each case. */
+static void check_fixed_rounding_every_binade(void)
+{
+    enum { N = 67 };
+    float values[N];
+    int64_t sum[N];
+    for (int i = 0; i < N; i++) values[i] = i % 3 == 0 ? 1.0f : i % 3 == 1 ? -1.0f : 0.0f;
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    long cases = 0;
+    for (int e = -2; e <= 61; e++) {
+        for (int draw = 0; draw < 24; draw++) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            /* A k in [2^e, 2^(e+1)), then the candidates around k + 1/2. */
+            double k = floor(ldexp(1.0 + (double)(state >> 11) * 0x1p-53, e));
+            double half = k + 0.5;
+            double targets[6] = {half, nextafter(half, 0.0), nextafter(half, INFINITY), k,
+                                 nextafter(k, INFINITY), nextafter(k + 1.0, 0.0)};
+            for (int t = 0; t < 6; t++) {
+                if (!(targets[t] > 0.0) || targets[t] > FEDKD_FIXED_LIMIT * FEDKD_FIXED_SCALE)
+                    continue;
+                double weight = targets[t] / FEDKD_FIXED_SCALE;
+                memset(sum, 0, sizeof sum);
+                CHECK(fedkd_fixed_accumulate(sum, values, N, weight) == FEDKD_OK,
+                      "accumulate %a", targets[t]);
+                long long want = llround(targets[t]);
+                for (int i = 0; i < N; i++) {
+                    long long lane = i % 3 == 0 ? want : i % 3 == 1 ? -want : 0;
+                    if (sum[i] != lane) {
+                        CHECK(0, "scaled value %a, lane %d: fixed point %lld, llround %lld",
+                              (double)values[i] * targets[t], i, (long long)sum[i], lane);
+                        return;
+                    }
+                }
+                cases++;
+            }
+        }
+    }
+    CHECK(cases > 64 * 24 * 5, "only %ld rounding cases ran", cases);
+}
+
 static void check_sampling_and_placement(void)
 {
     int selected[100];
@@ -139,6 +186,7 @@ int main(int argc, char **argv)
     check_one_client_equals_centralized();
     check_identical_updates_average_to_themselves();
     check_fixed_rounding_is_llround();
+    check_fixed_rounding_every_binade();
     check_sampling_and_placement();
     int code = test_finish("test_fl_equivalence");
     MPI_Finalize();
