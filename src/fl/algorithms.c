@@ -49,6 +49,9 @@ fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
     if (run->algorithm->configure_local) run->algorithm->configure_local(config, global, &train);
     train.grad_offset = grad_offset;
     train.scratch = run->train_scratch;
+    /* The round loop resets the optimizer before each client's round, and
+     * nothing steps it after this: its last step need not keep state. */
+    train.reset_optimizer_after = 1;
     fedkd_augment_settings augment = {.padding = config->data.augment_padding,
                                       .flip = config->data.augment_flip};
     if (config->data.augment) train.augment = &augment;
@@ -57,7 +60,14 @@ fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
         train.kd_temperature = (float)config->kd.temperature;
         train.kd_weight = (float)config->kd.weight;
     }
+    /* FedBN restores the client's own layers into the start first. */
+    if (c->start && fl_fedbn_state_len(run)) {
+        memcpy(c->model->params, c->start, c->model->num_params * sizeof *c->model->params);
+        c->start = NULL;
+    }
     fl_fedbn_restore(run, c);
+    train.start_params = c->start;
+    c->start = NULL;
     fedkd_train_stats stats;
     memset(&stats, 0, sizeof stats);
     /* A scheduled rate needs an optimizer of its own for the round; it
@@ -180,6 +190,7 @@ static const fl_algorithm_ops weights_ops = {
     .client_state_len = fl_fedbn_state_len,
     .client_round = weights_client,
     .server_update = weights_server,
+    .takes_start = 1,
 };
 
 /* ---- the table ------------------------------------------------------------------ */

@@ -299,11 +299,13 @@ static double train_hosted_clients(federation *f, int round, const int *selected
          * (local work only, no MPI call): one hand-over per rank and round,
          * however many clients it hosts. */
         fedkd_slots_acquire(f->slots);
-        memcpy(model->params, start_params, model->num_params * sizeof(float));
+        int takes_start = algorithm->ops->takes_start;
+        if (!takes_start) memcpy(model->params, start_params, model->num_params * sizeof(float));
         fedkd_optimizer_reset(f->optimizers[entry]);
         fl_client_round c = {
             .round = round, .client = client, .selected = selected, .count = m,
             .data = f->client_data[h], .model = model, .optimizer = f->optimizers[entry],
+            .start = takes_start ? start_params : NULL,
             .down = down, .sample = f->sample, .next_sample = f->next_sample,
             .weight = (double)f->client_data[h]->count / total, .sum = f->accumulator,
             .state = algorithm->global_model && f->client_state_len

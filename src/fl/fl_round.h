@@ -91,6 +91,9 @@ typedef struct fl_client_round {
     int count;
     const fedkd_dataset *data;    /* the client's own samples */
     fedkd_model *model;           /* in: the global weights or the client's model; out: trained */
+    /* ops->takes_start: (model->num_params) the start, not yet in model;
+     * fl_train_private* takes it over and sets this NULL. Else NULL. */
+    const float *start;
     fedkd_optimizer *optimizer;   /* freshly reset */
     /* (payload.down) what the server broadcast, NULL if nothing; the
      * client's architecture's global model is at run->global_offset[its
@@ -152,6 +155,11 @@ typedef struct fl_algorithm_ops {
     /* Public-set samples a participant trains on in `round` beyond its
      * private data, for the simulated clock (netsim.h); NULL: none. */
     size_t (*public_samples)(const fl_run *run, int round);
+    /* 1: client_round trains through fl_train_private* before it reads
+     * c->model's parameters, so the round loop hands the start over in
+     * c->start instead of copying it into the model first (the first
+     * optimizer step reads it in place: fedkd_train_settings.start_params). */
+    int takes_start;
 } fl_algorithm_ops;
 
 extern const fl_algorithm_ops fl_fedmd_ops, fl_dsfl_ops, fl_fd_ops, fl_dml_ops;

@@ -498,6 +498,7 @@ const float *fedkd_model_forward(fedkd_model *model, const float *input, int bat
 void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
 {
     if (batch < 1 || batch > model->max_batch) return;
+    model->grads_zero = 0;
     int first_trainable = first_trainable_layer(model);
     const float *d_output = d_logits;
     int next = 0;
@@ -529,6 +530,7 @@ void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
 void fedkd_model_zero_grad(fedkd_model *model)
 {
     memset(model->grads, 0, model->num_params * sizeof *model->grads);
+    model->grads_zero = 1;
 }
 
 int fedkd_model_num_classes(const fedkd_model *model) { return model->spec.num_classes; }

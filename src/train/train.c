@@ -128,6 +128,24 @@ static void add_gradient_terms(void *context, fedkd_model *model, size_t begin, 
         for (size_t p = begin; p < end; p++) grads[p] += settings->grad_offset[p];
 }
 
+/* Whether a pass's minibatch from `first` trains: it has samples, is not a
+ * partial one dropped, and has the model's minimum (batch statistics). */
+static int batch_runs(const fedkd_train_settings *settings, size_t total, size_t first,
+                      int batch_size, int min_batch)
+{
+    if (first >= total) return 0;
+    size_t left = total - first;
+    int count = left < (size_t)batch_size ? (int)left : batch_size;
+    return !((settings->drop_last && count < batch_size) || count < min_batch);
+}
+
+static int model_has_running_stats(const fedkd_model *model)
+{
+    for (int i = 0; i < model->num_layers; i++)
+        if (model->layers[i].stats_count) return 1;
+    return 0;
+}
+
 long fedkd_train_passes(const fedkd_train_settings *settings, size_t count, int batch_size)
 {
     if (settings->steps <= 0) return settings->epochs;
@@ -143,6 +161,16 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
 {
     fedkd_status status = FEDKD_OK;
     double start = fedkd_time_now();
+    float *own_params = model->params;
+    /* The first step reads the start where it is (a forward pass in
+     * training mode writes only running statistics: none here); a failure
+     * or a run without a step copies it at the end. */
+    if (settings->start_params && settings->start_params != own_params) {
+        if (fedkd_optimizer_can_step_into(optimizer) && !model_has_running_stats(model))
+            model->params = (float *)settings->start_params;
+        else
+            memcpy(own_params, settings->start_params, model->num_params * sizeof *own_params);
+    }
     int batch_size = settings->batch_size < model->max_batch ? settings->batch_size
                                                                : model->max_batch;
     int classes = fedkd_model_num_classes(model);
@@ -196,8 +224,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
     }
     model->training = 1;
     /* Each step clears the gradients it has used (one pass with the
-     * optimizer's), so they need zeroing only once, here. */
-    fedkd_model_zero_grad(model);
+     * optimizer's), so they need zeroing only once, here, and not even
+     * that after a loop like this one (a hosted client after another). */
+    if (!model->grads_zero) fedkd_model_zero_grad(model);
     int gradient_terms =
         (settings->prox_center && settings->prox_mu > 0.0f) || settings->grad_offset;
 
@@ -218,9 +247,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         long batches = 0;
         for (size_t first = 0; first < data->count && steps_left != 0;
              first += (size_t)batch_size) {
+            if (!batch_runs(settings, data->count, first, batch_size, min_batch)) break;
             size_t left = data->count - first;
             int count = left < (size_t)batch_size ? (int)left : batch_size;
-            if ((settings->drop_last && count < batch_size) || count < min_batch) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
             /* The next batch's rows start loading while this one trains. */
             fedkd_prefetch_batch(data, order, first + (size_t)count, batch_size);
@@ -252,9 +281,21 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                 goto fail;
             }
             fedkd_model_backward(model, d_logits, count);
-            fedkd_optimizer_step_model_clear_grads(optimizer, model,
-                                                   gradient_terms ? add_gradient_terms : NULL,
-                                                   (void *)settings);
+            if (settings->reset_optimizer_after &&
+                (steps_left == 1 ||
+                 (epoch == passes - 1 && !batch_runs(settings, data->count, first + (size_t)count,
+                                                     batch_size, min_batch))))
+                fedkd_optimizer_reset_after_next_step(optimizer);
+            if (model->params != own_params) {
+                fedkd_optimizer_step_model_clear_grads_into(
+                    optimizer, model, own_params, gradient_terms ? add_gradient_terms : NULL,
+                    (void *)settings);
+                model->params = own_params;
+            } else {
+                fedkd_optimizer_step_model_clear_grads(optimizer, model,
+                                                       gradient_terms ? add_gradient_terms : NULL,
+                                                       (void *)settings);
+            }
             loss_sum += (double)loss;
             batches++;
             stats->steps++;
@@ -266,6 +307,12 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         stats->mean_loss = mean;
     }
 fail:
+    /* No step ran (no batch, or a failure before the first): the start is
+     * still only where the caller keeps it. */
+    if (model->params != own_params) {
+        model->params = own_params;
+        memcpy(own_params, settings->start_params, model->num_params * sizeof *own_params);
+    }
     model->training = 0;
     stats->seconds = fedkd_time_now() - start;
     fedkd_train_scratch_destroy(&own);

@@ -5,7 +5,11 @@
  * clear them, and prefetch rows ahead; the parameters and the optimizer
  * state must come out the same bits. The dataset's size leaves a partial
  * last batch, the model has a batchnorm (running statistics the step skips)
- * and the models start with non-zero gradients. */
+ * or not, and the models start with non-zero gradients. fedkd_train_local
+ * from start_params (read in place by SGD's first step after a reset when
+ * the model has no running statistics, copied otherwise) gives the same
+ * bits and leaves the start as it was, also when no step runs. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +69,7 @@ int main(void)
                           .num_classes = CLASSES, .features = features, .labels = labels};
     snprintf(data.origin, sizeof data.origin, "synthetic rows");
 
+    for (int with_norm = 1; with_norm >= 0; with_norm--) {
     fedkd_model_spec spec;
     memset(&spec, 0, sizeof spec);
     snprintf(spec.name, sizeof spec.name, "odd");
@@ -72,7 +77,7 @@ int main(void)
     spec.num_classes = CLASSES;
     /* Over 4096 parameters: the optimizer's hooked ranges come in chunks. */
     spec.layers[spec.num_layers++] = test_layer("dense", 240);
-    spec.layers[spec.num_layers++] = test_layer("batchnorm", 0);
+    if (with_norm) spec.layers[spec.num_layers++] = test_layer("batchnorm", 0);
     spec.layers[spec.num_layers++] = test_layer("relu", 0);
     spec.layers[spec.num_layers++] = test_layer("dense", CLASSES);
 
@@ -86,10 +91,11 @@ int main(void)
         {"adam", 0.0f, 1e-3f, 0.0f, 0, 0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        /* 0: the reference loop, 1: fedkd_train_local, 2: fedkd_train_mutual */
-        fedkd_model *models[3] = {NULL, NULL, NULL};
-        fedkd_optimizer *optimizers[3] = {NULL, NULL, NULL};
-        float *center = NULL, *offset = NULL;
+        /* 0: the reference loop, 1: fedkd_train_local, 2: fedkd_train_mutual,
+         * 3: fedkd_train_local from start_params */
+        fedkd_model *models[4] = {NULL, NULL, NULL, NULL};
+        fedkd_optimizer *optimizers[4] = {NULL, NULL, NULL, NULL};
+        float *center = NULL, *offset = NULL, *start = NULL, *kept = NULL;
         fedkd_optimizer_settings os = fedkd_optimizer_default_settings();
         snprintf(os.name, sizeof os.name, "%s", cases[c].optimizer);
         os.lr = 0.05f;
@@ -97,7 +103,7 @@ int main(void)
         os.nesterov = cases[c].nesterov;
         os.weight_decay = cases[c].decay;
         int ok = 1;
-        for (int m = 0; m < 3; m++) {
+        for (int m = 0; m < 4; m++) {
             ok = ok && fedkd_model_create(&models[m], &spec, BATCH) == FEDKD_OK;
             if (!ok) break;
             fedkd_model_init_params(models[m], 3, 0);
@@ -110,7 +116,9 @@ int main(void)
         size_t n = models[0]->num_params;
         center = malloc(n * sizeof *center);
         offset = malloc(n * sizeof *offset);
-        if (!center || !offset) {
+        start = malloc(n * sizeof *start);
+        kept = malloc(n * sizeof *kept);
+        if (!center || !offset || !start || !kept) {
             CHECK(0, "out of memory");
             goto next;
         }
@@ -158,13 +166,68 @@ int main(void)
                   "loop's parameters and state",
                   c, cases[c].optimizer);
         }
+        /* From a start elsewhere, the model's own buffer holding NaN (it
+         * must not be read), the optimizer reset as a round's client's is. */
+        memcpy(start, models[3]->params, n * sizeof *start);
+        memcpy(kept, start, n * sizeof *kept);
+        for (size_t p = 0; p < n; p++) models[3]->params[p] = NAN;
+        fedkd_optimizer_reset(optimizers[3]);
+        CHECK(fedkd_optimizer_can_step_into(optimizers[3]) ==
+                  (strcmp(cases[c].optimizer, "sgd") == 0),
+              "case %zu: a reset %s can step out of place: %d", c, cases[c].optimizer,
+              fedkd_optimizer_can_step_into(optimizers[3]));
+        s.start_params = start;
+        CHECK(fedkd_train_local(models[3], optimizers[3], &data, &s, &stats) == FEDKD_OK,
+              "case %zu: fedkd_train_local from start_params: %s", c, fedkd_error_message());
+        CHECK(memcmp(models[0]->params, models[3]->params, n * sizeof(float)) == 0 &&
+                  memcmp(reference_state, fedkd_optimizer_state(optimizers[3], NULL),
+                         floats * sizeof(float)) == 0,
+              "case %zu (%s, batchnorm %d): fedkd_train_local from start_params gives the "
+              "reference loop's parameters and state",
+              c, cases[c].optimizer, with_norm);
+        CHECK(memcmp(start, kept, n * sizeof *start) == 0, "case %zu: the start was written", c);
+        /* The next hosted client skips zeroing the gradients: they are. */
+        int all_zero = models[3]->grads_zero;
+        for (size_t p = 0; p < n; p++) all_zero = all_zero && models[3]->grads[p] == 0.0f;
+        CHECK(all_zero, "case %zu: after training the gradients are not marked and all zero", c);
+        /* Again with the optimizer to be reset after the call: the same
+         * parameters, and it ends reset (its last step kept no state). */
+        for (size_t p = 0; p < n; p++) models[3]->params[p] = NAN;
+        fedkd_optimizer_reset(optimizers[3]);
+        s.reset_optimizer_after = 1;
+        CHECK(fedkd_train_local(models[3], optimizers[3], &data, &s, &stats) == FEDKD_OK,
+              "case %zu: fedkd_train_local resetting after: %s", c, fedkd_error_message());
+        s.reset_optimizer_after = 0;
+        CHECK(memcmp(models[0]->params, models[3]->params, n * sizeof(float)) == 0,
+              "case %zu (%s, batchnorm %d): resetting the optimizer after the call changed the "
+              "parameters", c, cases[c].optimizer, with_norm);
+        int reset = fedkd_optimizer_can_step_into(optimizers[3]) ==
+                    (strcmp(cases[c].optimizer, "sgd") == 0);
+        const float *state = fedkd_optimizer_state(optimizers[3], NULL);
+        for (size_t p = 0; p < floats; p++) reset = reset && state[p] == 0.0f;
+        CHECK(reset, "case %zu (%s): the optimizer is not reset after the call", c,
+              cases[c].optimizer);
+        /* No step (every batch dropped): the model holds the start. */
+        fedkd_dataset few = data;
+        few.count = BATCH - 1;
+        s.drop_last = 1;
+        for (size_t p = 0; p < n; p++) models[3]->params[p] = NAN;
+        fedkd_optimizer_reset(optimizers[3]);
+        CHECK(fedkd_train_local(models[3], optimizers[3], &few, &s, &stats) == FEDKD_OK &&
+                  stats.steps == 0,
+              "case %zu: no step: %s, %ld steps", c, fedkd_error_message(), stats.steps);
+        CHECK(memcmp(models[3]->params, start, n * sizeof *start) == 0,
+              "case %zu: after no step the model does not hold the start", c);
     next:
-        for (int m = 0; m < 3; m++) {
+        for (int m = 0; m < 4; m++) {
             fedkd_model_destroy(&models[m]);
             fedkd_optimizer_destroy(&optimizers[m]);
         }
         free(center);
         free(offset);
+        free(start);
+        free(kept);
+    }
     }
     return test_finish("test_train_reference");
 }

@@ -152,6 +152,10 @@ typedef struct fedkd_model {
     size_t num_params;
     float *params; /* (num_params) the one flat buffer: every layer's weights */
     float *grads;  /* (num_params) same layout */
+    /* 1 when grads are known to be all zero: set by fedkd_model_zero_grad
+     * and by the steps that clear them, cleared by fedkd_model_backward.
+     * Code that writes grads any other way sets it to 0. */
+    int grads_zero;
     int max_batch;
     /* Training mode: 1 while a training loop runs (batch statistics,
      * running statistics updated), 0 for evaluation, logits and teacher
@@ -259,6 +263,21 @@ typedef void (*fedkd_gradient_hook)(void *context, fedkd_model *model, size_t be
  * ranges cover what the step updates (not the running statistics). */
 void fedkd_optimizer_step_model_clear_grads(fedkd_optimizer *optimizer, fedkd_model *model,
                                             fedkd_gradient_hook hook, void *context);
+/* The same step, out of place: reads model->params (which may then be
+ * shared, read-only parameters: a global model) and writes the stepped
+ * parameters, running statistics included, into `into` (num_params floats,
+ * not overlapping them); model->params is left as it was. Bit for bit what
+ * copying them into `into` and stepping there gives. One pass with SGD's
+ * first step after a reset (fedkd_optimizer_can_step_into), where the copy
+ * would be a pass of its own; a copy and the step otherwise. */
+int fedkd_optimizer_can_step_into(const fedkd_optimizer *optimizer);
+/* The next step is the last before a reset (a round's client's last): it
+ * leaves the optimizer reset, and a clearing SGD step does not write the
+ * velocity it would throw away. Parameters and gradients as without. */
+void fedkd_optimizer_reset_after_next_step(fedkd_optimizer *optimizer);
+void fedkd_optimizer_step_model_clear_grads_into(fedkd_optimizer *optimizer, fedkd_model *model,
+                                                 float *into, fedkd_gradient_hook hook,
+                                                 void *context);
 /* Clears momentum / moments and the step count. */
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer);
 /* The persistent state as one flat buffer (for checkpoints). */
