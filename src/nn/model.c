@@ -484,8 +484,9 @@ void fedkd_model_init_params(fedkd_model *model, uint64_t seed, uint64_t model_i
 const float *fedkd_model_forward(fedkd_model *model, const float *input, int batch)
 {
     if (batch < 1 || batch > model->max_batch) return NULL;
-    memcpy(model->activations[0], input,
-           fedkd_shape_size(model->spec.input) * (size_t)batch * sizeof *input);
+    if (input != model->activations[0])
+        memcpy(model->activations[0], input,
+               fedkd_shape_size(model->spec.input) * (size_t)batch * sizeof *input);
     for (int i = 0; i < model->num_layers; i++) {
         fedkd_layer *layer = &model->layers[i];
         layer->training = model->training;
@@ -494,6 +495,8 @@ const float *fedkd_model_forward(fedkd_model *model, const float *input, int bat
     }
     return model->activations[model->num_layers];
 }
+
+float *fedkd_model_input(fedkd_model *model) { return model->activations[0]; }
 
 void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
 {

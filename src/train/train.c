@@ -186,7 +186,11 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
     if (scratch) {
         size_t logit_bytes = (size_t)batch_size * (size_t)classes * sizeof(float);
         order = scratch_reserve(scratch, SCRATCH_ORDER, data->count * sizeof *order);
-        batch_x = scratch_reserve(scratch, SCRATCH_X, (size_t)batch_size * sample * sizeof(float));
+        /* Gathered into the model's input, unless a teacher runs first (it
+         * might run this model on other input). */
+        batch_x = teacher ? scratch_reserve(scratch, SCRATCH_X,
+                                            (size_t)batch_size * sample * sizeof(float))
+                          : fedkd_model_input(model);
         batch_y = scratch_reserve(scratch, SCRATCH_Y, (size_t)batch_size * sizeof(int32_t));
         d_logits = scratch_reserve(scratch, SCRATCH_D_LOGITS, logit_bytes);
         if (settings->augment)

@@ -183,8 +183,13 @@ fedkd_status fedkd_model_estimate(const fedkd_model_spec *spec, int max_batch, s
 /* Seeded He / Glorot uniform initialisation of weights; biases 0. */
 void fedkd_model_init_params(fedkd_model *model, uint64_t seed, uint64_t model_id);
 /* Forward pass of `batch` samples (batch <= max_batch). Returns the logits,
- * (batch, num_classes), a view that stays valid until the next forward. */
+ * (batch, num_classes), a view that stays valid until the next forward. The
+ * input is copied in, unless it is fedkd_model_input's buffer already. */
 const float *fedkd_model_forward(fedkd_model *model, const float *input, int batch);
+/* (max_batch samples) where the next forward pass takes its input from: a
+ * batch gathered here is not copied again. A forward pass of other input
+ * overwrites it; forward and backward passes of it leave it as it is. */
+float *fedkd_model_input(fedkd_model *model);
 /* Backward pass for the last forward: adds into model->grads. */
 void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch);
 void fedkd_model_zero_grad(fedkd_model *model);
