@@ -459,7 +459,10 @@ lock)
     # lock comes before config, data and checkpoints), naming the directory
     # and the run holding it, and the first goes on. A run killed with
     # SIGKILL leaves no stale lock behind.
-    start_job 3 "$work/l" "${slow[@]}" --set rounds=300 --set checkpoint.every=2
+    # 300 rounds took 2.5 s here, and the second run's refusal 1.5 s after
+    # the first's second round: the first could end before the check that
+    # it survived. It is killed below, so it may be as long as it likes.
+    start_job 3 "$work/l" "${slow[@]}" --set rounds=100000 --set checkpoint.every=2
     wait_lines "$work/l/rounds.jsonl" 2 60 || fail "the first run never logged 2 rounds"
     holder=$(sed -n 's/^host \(.*\) pid \([0-9]*\)$/\2/p' "$work/l/run.lock")
     [ -n "$holder" ] && [ "$(cat "/proc/$holder/comm" 2>/dev/null)" = fedkd-sim ] \
