@@ -281,6 +281,8 @@ fedkd_status fedkd_optimizer_create(fedkd_optimizer **out, const fedkd_optimizer
                                 optimizer->state_floats, kind->name);
             goto fail;
         }
+        /* Zeroed (fedkd_alloc): a new SGD is as after a reset. */
+        optimizer->fresh = kind->step == sgd_step;
     }
     *out = optimizer;
     return FEDKD_OK;
