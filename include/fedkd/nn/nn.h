@@ -115,7 +115,10 @@ typedef struct fedkd_layer_kind {
  *               the normalisation range: written by the training forward
  *               pass, never by an optimizer (fedkd_optimizer_step_model) and
  *               with no gradient, but averaged, checkpointed and sent like
- *               every other parameter. */
+ *               every other parameter.
+ * Only the running statistics may be written by a forward pass: local
+ * training from shared weights (fedkd_train_settings.start_params) runs its
+ * first forward pass on them in place when no layer has any. */
 struct fedkd_layer {
     const fedkd_layer_kind *kind;
     fedkd_layer_spec spec;
