@@ -49,9 +49,6 @@ fedkd_status fl_train_private_offset(const fl_run *run, fl_client_round *c,
     if (run->algorithm->configure_local) run->algorithm->configure_local(config, global, &train);
     train.grad_offset = grad_offset;
     train.scratch = run->train_scratch;
-    /* The round loop resets the optimizer before each client's round, and
-     * nothing steps it after this: its last step need not keep state. */
-    train.reset_optimizer_after = 1;
     fedkd_augment_settings augment = {.padding = config->data.augment_padding,
                                       .flip = config->data.augment_flip};
     if (config->data.augment) train.augment = &augment;

@@ -44,10 +44,6 @@ struct fedkd_optimizer {
     /* Set for one fresh SGD step (fedkd_optimizer_step_model_clear_grads_into):
      * the step reads the parameters where they are and writes them here. */
     float *into;
-    /* Set for one step (fedkd_optimizer_reset_after_next_step): the state it
-     * would write is thrown away, so a clearing SGD step does not write it,
-     * and the optimizer ends the step reset. */
-    int discard;
 };
 
 static size_t sgd_state_floats(size_t num_params) { return num_params; }
@@ -57,16 +53,15 @@ static size_t sgd_state_floats(size_t num_params) { return num_params; }
  * variant is a branch-free loop the compiler vectorises; each element's
  * arithmetic is the same in every lane and every clone. A fresh velocity
  * (zero, not written since a reset) is not read: momentum * 0 + g is
- * 0 + g (momentum is finite and >= 0), which is what the step computes.
- * Without `keep` the velocity is not written (a last step before a reset). */
+ * 0 + g (momentum is finite and >= 0), which is what the step computes. */
 static inline __attribute__((always_inline)) void
 sgd_range(float *restrict params, float *restrict grads, float *restrict velocity, size_t count,
-          float lr, float momentum, float decay, int nesterov, int clear_grads, int fresh, int keep)
+          float lr, float momentum, float decay, int nesterov, int clear_grads, int fresh)
 {
     for (size_t i = 0; i < count; i++) {
         float g = grads[i] + decay * params[i];
         float v = (fresh ? 0.0f : momentum * velocity[i]) + g;
-        if (keep) velocity[i] = v;
+        velocity[i] = v;
         params[i] -= nesterov ? lr * (g + momentum * v) : lr * v;
         if (clear_grads) grads[i] = 0.0f;
     }
@@ -78,12 +73,12 @@ sgd_range(float *restrict params, float *restrict grads, float *restrict velocit
 static inline __attribute__((always_inline)) void
 sgd_range_into(float *restrict params, const float *restrict source, float *restrict grads,
                float *restrict velocity, size_t count, float lr, float momentum, float decay,
-               int nesterov, int clear_grads, int keep)
+               int nesterov, int clear_grads)
 {
     for (size_t i = 0; i < count; i++) {
         float g = grads[i] + decay * source[i];
         float v = 0.0f + g;
-        if (keep) velocity[i] = v;
+        velocity[i] = v;
         float p = source[i];
         p -= nesterov ? lr * (g + momentum * v) : lr * v;
         params[i] = p;
@@ -95,61 +90,51 @@ typedef void (*sgd_variant)(float *restrict params, float *restrict grads,
                             float *restrict velocity, size_t count, float lr, float momentum,
                             float decay);
 
-/* One clone set per constant (nesterov, clear_grads, fresh, keep). The
- * steps that keep no velocity exist only clearing: the training loops'. */
-#define SGD_VARIANT(NAME, NESTEROV, CLEAR, FRESH, KEEP)                                           \
+/* One clone set per constant (nesterov, clear_grads, fresh). */
+#define SGD_VARIANT(NAME, NESTEROV, CLEAR, FRESH)                                                 \
     FEDKD_NN_CLONES                                                                               \
     static void NAME(float *restrict params, float *restrict grads, float *restrict velocity,    \
                      size_t count, float lr, float momentum, float decay)                         \
     {                                                                                             \
-        sgd_range(params, grads, velocity, count, lr, momentum, decay, NESTEROV, CLEAR, FRESH,    \
-                  KEEP);                                                                          \
+        sgd_range(params, grads, velocity, count, lr, momentum, decay, NESTEROV, CLEAR, FRESH);   \
     }
-SGD_VARIANT(sgd_plain, 0, 0, 0, 1)
-SGD_VARIANT(sgd_plain_clear, 0, 1, 0, 1)
-SGD_VARIANT(sgd_nesterov, 1, 0, 0, 1)
-SGD_VARIANT(sgd_nesterov_clear, 1, 1, 0, 1)
-SGD_VARIANT(sgd_plain_fresh, 0, 0, 1, 1)
-SGD_VARIANT(sgd_plain_clear_fresh, 0, 1, 1, 1)
-SGD_VARIANT(sgd_nesterov_fresh, 1, 0, 1, 1)
-SGD_VARIANT(sgd_nesterov_clear_fresh, 1, 1, 1, 1)
-SGD_VARIANT(sgd_plain_clear_last, 0, 1, 0, 0)
-SGD_VARIANT(sgd_nesterov_clear_last, 1, 1, 0, 0)
-SGD_VARIANT(sgd_plain_clear_fresh_last, 0, 1, 1, 0)
-SGD_VARIANT(sgd_nesterov_clear_fresh_last, 1, 1, 1, 0)
+SGD_VARIANT(sgd_plain, 0, 0, 0)
+SGD_VARIANT(sgd_plain_clear, 0, 1, 0)
+SGD_VARIANT(sgd_nesterov, 1, 0, 0)
+SGD_VARIANT(sgd_nesterov_clear, 1, 1, 0)
+SGD_VARIANT(sgd_plain_fresh, 0, 0, 1)
+SGD_VARIANT(sgd_plain_clear_fresh, 0, 1, 1)
+SGD_VARIANT(sgd_nesterov_fresh, 1, 0, 1)
+SGD_VARIANT(sgd_nesterov_clear_fresh, 1, 1, 1)
 
 typedef void (*sgd_into_variant)(float *restrict params, const float *restrict source,
                                  float *restrict grads, float *restrict velocity, size_t count,
                                  float lr, float momentum, float decay);
 
-#define SGD_INTO_VARIANT(NAME, NESTEROV, CLEAR, KEEP)                                             \
+#define SGD_INTO_VARIANT(NAME, NESTEROV, CLEAR)                                                   \
     FEDKD_NN_CLONES                                                                               \
     static void NAME(float *restrict params, const float *restrict source,                       \
                      float *restrict grads, float *restrict velocity, size_t count, float lr,     \
                      float momentum, float decay)                                                 \
     {                                                                                             \
         sgd_range_into(params, source, grads, velocity, count, lr, momentum, decay, NESTEROV,     \
-                       CLEAR, KEEP);                                                              \
+                       CLEAR);                                                                    \
     }
-SGD_INTO_VARIANT(sgd_plain_into, 0, 0, 1)
-SGD_INTO_VARIANT(sgd_plain_clear_into, 0, 1, 1)
-SGD_INTO_VARIANT(sgd_nesterov_into, 1, 0, 1)
-SGD_INTO_VARIANT(sgd_nesterov_clear_into, 1, 1, 1)
-SGD_INTO_VARIANT(sgd_plain_clear_into_last, 0, 1, 0)
-SGD_INTO_VARIANT(sgd_nesterov_clear_into_last, 1, 1, 0)
+SGD_INTO_VARIANT(sgd_plain_into, 0, 0)
+SGD_INTO_VARIANT(sgd_plain_clear_into, 0, 1)
+SGD_INTO_VARIANT(sgd_nesterov_into, 1, 0)
+SGD_INTO_VARIANT(sgd_nesterov_clear_into, 1, 1)
 
-/* By [last][nesterov][clear_grads]; a last step is a clearing one. */
-static const sgd_into_variant sgd_into_variants[2][2][2] = {
-    {{sgd_plain_into, sgd_plain_clear_into}, {sgd_nesterov_into, sgd_nesterov_clear_into}},
-    {{NULL, sgd_plain_clear_into_last}, {NULL, sgd_nesterov_clear_into_last}},
+/* By [nesterov][clear_grads]. */
+static const sgd_into_variant sgd_into_variants[2][2] = {
+    {sgd_plain_into, sgd_plain_clear_into},
+    {sgd_nesterov_into, sgd_nesterov_clear_into},
 };
 
-/* By [last][fresh][nesterov][clear_grads]. */
-static const sgd_variant sgd_variants[2][2][2][2] = {
-    {{{sgd_plain, sgd_plain_clear}, {sgd_nesterov, sgd_nesterov_clear}},
-     {{sgd_plain_fresh, sgd_plain_clear_fresh}, {sgd_nesterov_fresh, sgd_nesterov_clear_fresh}}},
-    {{{NULL, sgd_plain_clear_last}, {NULL, sgd_nesterov_clear_last}},
-     {{NULL, sgd_plain_clear_fresh_last}, {NULL, sgd_nesterov_clear_fresh_last}}},
+/* By [fresh][nesterov][clear_grads]. */
+static const sgd_variant sgd_variants[2][2][2] = {
+    {{sgd_plain, sgd_plain_clear}, {sgd_nesterov, sgd_nesterov_clear}},
+    {{sgd_plain_fresh, sgd_plain_clear_fresh}, {sgd_nesterov_fresh, sgd_nesterov_clear_fresh}},
 };
 
 /* Steps params[begin, end); the optimizer state is indexed like params. */
@@ -161,14 +146,13 @@ static void sgd_step(fedkd_optimizer *optimizer, float *params, float *grads, si
     size_t count = end - begin;
     params += begin;
     grads += begin;
-    int last = optimizer->discard && clear_grads;
     if (optimizer->into) {
-        sgd_into_variants[last][s->nesterov != 0][clear_grads != 0](
-            optimizer->into + begin, params, grads, velocity, count, s->lr, s->momentum,
-            s->weight_decay);
+        sgd_into_variants[s->nesterov != 0][clear_grads != 0](optimizer->into + begin, params,
+                                                             grads, velocity, count, s->lr,
+                                                             s->momentum, s->weight_decay);
         return;
     }
-    sgd_variants[last][optimizer->fresh != 0][s->nesterov != 0][clear_grads != 0](
+    sgd_variants[optimizer->fresh != 0][s->nesterov != 0][clear_grads != 0](
         params, grads, velocity, count, s->lr, s->momentum, s->weight_decay);
 }
 
@@ -306,10 +290,6 @@ void fedkd_optimizer_step(fedkd_optimizer *optimizer, float *params, const float
     /* Without clear_grads the step only reads grads. */
     optimizer->kind->step(optimizer, params, (float *)grads, 0, optimizer->num_params, 0);
     optimizer->fresh = 0;
-    if (optimizer->discard) {
-        optimizer->discard = 0;
-        fedkd_optimizer_reset(optimizer);
-    }
 }
 
 /* Floats of each array that a hooked step prepares and steps at a time: the
@@ -367,10 +347,6 @@ static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear
                (optimizer->num_params - done) * sizeof *optimizer->state);
     optimizer->fresh = 0;
     if (clear_grads) model->grads_zero = 1;
-    if (optimizer->discard) {
-        optimizer->discard = 0;
-        fedkd_optimizer_reset(optimizer);
-    }
 }
 
 void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model)
@@ -382,11 +358,6 @@ void fedkd_optimizer_step_model_clear_grads(fedkd_optimizer *optimizer, fedkd_mo
                                             fedkd_gradient_hook hook, void *context)
 {
     step_model(optimizer, model, 1, hook, context);
-}
-
-void fedkd_optimizer_reset_after_next_step(fedkd_optimizer *optimizer)
-{
-    optimizer->discard = 1;
 }
 
 int fedkd_optimizer_can_step_into(const fedkd_optimizer *optimizer)

@@ -128,17 +128,6 @@ static void add_gradient_terms(void *context, fedkd_model *model, size_t begin, 
         for (size_t p = begin; p < end; p++) grads[p] += settings->grad_offset[p];
 }
 
-/* Whether a pass's minibatch from `first` trains: it has samples, is not a
- * partial one dropped, and has the model's minimum (batch statistics). */
-static int batch_runs(const fedkd_train_settings *settings, size_t total, size_t first,
-                      int batch_size, int min_batch)
-{
-    if (first >= total) return 0;
-    size_t left = total - first;
-    int count = left < (size_t)batch_size ? (int)left : batch_size;
-    return !((settings->drop_last && count < batch_size) || count < min_batch);
-}
-
 static int model_has_running_stats(const fedkd_model *model)
 {
     for (int i = 0; i < model->num_layers; i++)
@@ -162,11 +151,13 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
     fedkd_status status = FEDKD_OK;
     double start = fedkd_time_now();
     float *own_params = model->params;
-    /* The first step reads the start where it is (a forward pass in
-     * training mode writes only running statistics: none here); a failure
-     * or a run without a step copies it at the end. */
+    /* The first forward and backward passes read the start where it is (in
+     * training mode a forward pass writes only running statistics: none
+     * here), and the first step writes into the model
+     * (fedkd_optimizer_step_model_clear_grads_into); a failure or a run
+     * without a step copies it at the end. */
     if (settings->start_params && settings->start_params != own_params) {
-        if (fedkd_optimizer_can_step_into(optimizer) && !model_has_running_stats(model))
+        if (!model_has_running_stats(model))
             model->params = (float *)settings->start_params;
         else
             memcpy(own_params, settings->start_params, model->num_params * sizeof *own_params);
@@ -251,9 +242,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         long batches = 0;
         for (size_t first = 0; first < data->count && steps_left != 0;
              first += (size_t)batch_size) {
-            if (!batch_runs(settings, data->count, first, batch_size, min_batch)) break;
             size_t left = data->count - first;
             int count = left < (size_t)batch_size ? (int)left : batch_size;
+            if ((settings->drop_last && count < batch_size) || count < min_batch) break;
             fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
             /* The next batch's rows start loading while this one trains. */
             fedkd_prefetch_batch(data, order, first + (size_t)count, batch_size);
@@ -285,11 +276,6 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                 goto fail;
             }
             fedkd_model_backward(model, d_logits, count);
-            if (settings->reset_optimizer_after &&
-                (steps_left == 1 ||
-                 (epoch == passes - 1 && !batch_runs(settings, data->count, first + (size_t)count,
-                                                     batch_size, min_batch))))
-                fedkd_optimizer_reset_after_next_step(optimizer);
             if (model->params != own_params) {
                 fedkd_optimizer_step_model_clear_grads_into(
                     optimizer, model, own_params, gradient_terms ? add_gradient_terms : NULL,

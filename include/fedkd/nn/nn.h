@@ -282,10 +282,6 @@ int fedkd_optimizer_can_step_into(const fedkd_optimizer *optimizer);
 void fedkd_optimizer_step_model_clear_grads_into(fedkd_optimizer *optimizer, fedkd_model *model,
                                                  float *into, fedkd_gradient_hook hook,
                                                  void *context);
-/* The next step is the last before a reset (a round's client's last): it
- * leaves the optimizer reset, and a clearing SGD step does not write the
- * velocity it would throw away. Parameters and gradients as without. */
-void fedkd_optimizer_reset_after_next_step(fedkd_optimizer *optimizer);
 /* Clears momentum / moments and the step count. */
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer);
 /* The persistent state as one flat buffer (for checkpoints). */

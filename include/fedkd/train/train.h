@@ -62,15 +62,12 @@ typedef struct fedkd_train_settings {
     float kd_weight;            /* a in (1 - a) CE + a T^2 KL */
     fedkd_train_scratch *scratch; /* NULL: the buffers are allocated per call */
     /* NULL, or (model->num_params) the parameters to start from, copied into
-     * model->params. When the first step can read them where they are (SGD
-     * after a reset, no running statistics to update) it does, and writes
-     * its result into model->params: one pass instead of a copy and a step.
-     * They are only read. */
+     * model->params. Without running statistics (which a forward pass would
+     * write) the first forward and backward passes read them where they are
+     * and the first step writes its result into model->params: one pass
+     * instead of a copy and a step with SGD after a reset
+     * (fedkd_optimizer_step_model_clear_grads_into). They are only read. */
     const float *start_params;
-    /* 1: the caller resets the optimizer after the call (a round's client):
-     * the call leaves it reset, and its last step writes no optimizer state
-     * (fedkd_optimizer_reset_after_next_step). Parameters as without. */
-    int reset_optimizer_after;
 } fedkd_train_settings;
 
 fedkd_train_settings fedkd_train_default_settings(void);
