@@ -435,6 +435,7 @@ static void free_federation(federation *f)
     fl_round_plan_free(&f->previous_plan);
     fl_round_plan_free(&f->log_plan);
     fedkd_slots_close(f->slots);
+    fedkd_node_sum_close(f->node_sum);
 }
 
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
@@ -504,6 +505,8 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     }
     status = fedkd_comm_agree(f->comm, status);
     if (!status) f->slots = fedkd_slots_open(f->comm, config->run.compute_slots);
+    if (!status && f->size > 1)
+        f->node_sum = fedkd_node_sum_open(f->comm, f->sum_len + SLOT_EXTRA);
     return status;
 }
 
@@ -802,13 +805,20 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         if (f->accumulator[f->sum_len + SLOT_ERRORS] && f->rank != 0)
             local_failure = FEDKD_ERR_NUMERIC;
 
-        /* 4. Updates up: one exact integer sum. The server evaluates the
-         * previous round while the clients train this one. A barrier, waited
-         * for asleep, first: the sum's fragments then move while every rank
-         * tests without sleeping (fedkd_comm_wait_active), and no rank
-         * spins while another still trains. */
+        /* 4. Updates up: one exact integer sum, and the slowest rank's
+         * training time. The server evaluates the previous round while the
+         * clients train this one. With node sums, each rank adds its part
+         * in shared memory as soon as it is done and sleeps; each node's
+         * leader waits asleep for its ranks and the leaders alone reduce
+         * with MPI. Without, a barrier, waited for asleep, first: the sum's
+         * fragments then move while every rank tests without sleeping
+         * (fedkd_comm_wait_active), and no rank spins while another still
+         * trains. */
         t = fedkd_time_now();
-        MPI_Ibarrier(comm, &request);
+        if (f->node_sum && f->num_hosted > 0)
+            fedkd_node_sum_add(f->node_sum, f->accumulator, train_seconds);
+        else if (!f->node_sum)
+            MPI_Ibarrier(comm, &request);
         double overlapped_seconds = 0.0;
         if (has_pending) {
             has_pending = 0;
@@ -817,28 +827,32 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             if (finished && !local_failure) local_failure = finished;
             overlapped_seconds = fedkd_time_now() - e;
         }
-        status = fedkd_comm_wait(&request, "the end of local training");
-        if (!status) {
-            MPI_Ireduce(f->accumulator, f->reduced, buffer_len, MPI_INT64_T, MPI_SUM, 0, comm,
-                        &request);
-            status = fedkd_comm_wait_active(&request, "the update reduction");
+        double slowest = 0.0;
+        if (f->node_sum) {
+            status = fedkd_node_sum_finish(f->node_sum, f->reduced, &slowest);
+        } else {
+            status = fedkd_comm_wait(&request, "the end of local training");
+            if (!status) {
+                MPI_Ireduce(f->accumulator, f->reduced, buffer_len, MPI_INT64_T, MPI_SUM, 0,
+                            comm, &request);
+                status = fedkd_comm_wait_active(&request, "the update reduction");
+            }
+            if (!status) {
+                MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
+                status = fedkd_comm_wait_active(&request, "the timing reduction");
+            }
         }
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
-        m.wire_bytes += peers * (uint64_t)buffer_len * sizeof(int64_t);
+        /* Every rank's sum and time reach rank 0, through shared memory or
+         * MPI alike. */
+        m.wire_bytes += peers * ((uint64_t)buffer_len * sizeof(int64_t) + sizeof(double));
         /* FedDF over mixed architectures: each participant's own size
          * (uncompressed: compression is refused with mixed models). */
         m.bytes_up = f->run.num_globals > 1 && f->algorithm->ops->upload_floats
                          ? f->algorithm->ops->upload_floats(&f->run, f->plan.received, received) *
                                sizeof(float)
                          : fl_upload_bytes(config, &payload) * (uint64_t)received;
-        double slowest = 0.0;
-        t = fedkd_time_now();
-        MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
-        status = fedkd_comm_wait_active(&request, "the timing reduction");
-        reduce_seconds += fedkd_time_now() - t;
-        if (status) break;
-        m.wire_bytes += peers * sizeof(double);
 
         if (f->rank != 0) continue;
 

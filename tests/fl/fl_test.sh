@@ -39,6 +39,18 @@ determinism)
     "$check" same "$work/syn1" "$work/syn2" || fail "P=1 and P=2 differ"
     "$check" same "$work/syn1" "$work/syn4" || fail "P=1 and P=4 differ"
     "$check" same "$work/syn2" "$work/syn2again" || fail "repeated runs at P=2 differ"
+    # The round's sum goes through node-shared memory above: one node. Cut
+    # into nodes of 2 ranks (2 + 2 + 1 at P = 5: the leaders then reduce
+    # with MPI, one node has no other rank) and of 1 rank (no shared sum,
+    # MPI alone), the bits stay the same.
+    FEDKD_TEST_RANKS_PER_NODE=2 run 5 "$work/syn5nodes" "${synthetic[@]}" --set rounds=4 \
+        --set algorithm=fedprox --set clients.per_round=0.6 \
+        || fail "P=5 in nodes of 2 exited $?: $(tail -2 "$work/syn5nodes.err")"
+    FEDKD_TEST_RANKS_PER_NODE=1 run 4 "$work/syn4mpi" "${synthetic[@]}" --set rounds=4 \
+        --set algorithm=fedprox --set clients.per_round=0.6 \
+        || fail "P=4 in nodes of 1 exited $?: $(tail -2 "$work/syn4mpi.err")"
+    "$check" same "$work/syn1" "$work/syn5nodes" || fail "P=1 and P=5 in nodes of 2 ranks differ"
+    "$check" same "$work/syn1" "$work/syn4mpi" || fail "P=1 and P=4 in nodes of 1 rank differ"
     # With P > 1 the server evaluates round r while clients train round r + 1:
     # every round but the last (and checkpoint rounds) is flagged overlapped,
     # with its evaluation left out of round_seconds. P = 1 cannot overlap.

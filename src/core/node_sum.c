@@ -1,0 +1,251 @@
+/* Exact integer sums added up in node-shared memory:
+ * include/fedkd/core/node_sum.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fedkd/core/comm.h"
+#include "fedkd/core/core.h"
+#include "fedkd/core/node_sum.h"
+
+/* The shared page(s): the lock and the round's bookkeeping, then the sum
+ * on its own cache lines. */
+typedef struct {
+    pthread_mutex_t lock;
+    double slowest;           /* under the lock */
+    _Atomic uint32_t arrived; /* ranks of the node done adding this round */
+    _Atomic uint32_t done;    /* rounds the leader has finished (a futex) */
+} node_header;
+
+#define SUM_OFFSET ((sizeof(node_header) + 63) / 64 * 64)
+
+struct fedkd_node_sum {
+    node_header *shared;
+    uint64_t *sum; /* count integers, in the shared mapping */
+    size_t count, bytes;
+    int node_size, is_leader;
+    MPI_Comm leaders; /* leaders only (MPI_COMM_NULL elsewhere); NULL with one node */
+    int num_nodes;
+};
+
+static long futex(_Atomic uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
+{
+    return syscall(SYS_futex, (uint32_t *)word, op, value, timeout, NULL, 0);
+}
+
+/* Sleeps while *word == value. Wakes at least every 0.1 s to look again
+ * (a lost wake-up costs that, never a hang), and on signals. */
+static void sleep_while_equal(_Atomic uint32_t *word, uint32_t value)
+{
+    const struct timespec timeout = {0, 100000000};
+    while (atomic_load(word) == value) futex(word, FUTEX_WAIT, value, &timeout);
+}
+
+static void wake_all(_Atomic uint32_t *word) { futex(word, FUTEX_WAKE, INT_MAX, NULL); }
+
+/* The node communicator: ranks sharing memory, or (tests) groups of
+ * FEDKD_TEST_RANKS_PER_NODE consecutive ranks of those. */
+static int split_nodes(MPI_Comm comm, MPI_Comm *node)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm shared;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &shared) !=
+        MPI_SUCCESS)
+        return -1;
+    const char *test = getenv("FEDKD_TEST_RANKS_PER_NODE");
+    int per_node = test ? atoi(test) : 0;
+    if (per_node <= 0) {
+        *node = shared;
+        return 0;
+    }
+    int shared_rank;
+    MPI_Comm_rank(shared, &shared_rank);
+    int split = MPI_Comm_split(shared, shared_rank / per_node, rank, node);
+    MPI_Comm_free(&shared);
+    return split == MPI_SUCCESS ? 0 : -1;
+}
+
+/* The leader makes and maps the object, the others map it; 0 on every rank
+ * of the node when all could. */
+static int map_shared(fedkd_node_sum *s, MPI_Comm node, int node_rank)
+{
+    static unsigned serial;
+    char name[64] = {0};
+    int failed = 0, fd = -1;
+    if (node_rank == 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        snprintf(name, sizeof name, "/fedkd-sum-%ld-%ld-%u", (long)getpid(), (long)now.tv_nsec,
+                 serial++);
+        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+        failed = fd < 0 || ftruncate(fd, (off_t)s->bytes) != 0;
+        if (failed)
+            fedkd_log_warn("node sums: shared memory %s (%zu bytes): %s; the ranks reduce with "
+                           "MPI alone", name, s->bytes, strerror(errno));
+    }
+    MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, node);
+    MPI_Bcast(&failed, 1, MPI_INT, 0, node);
+    if (!failed && node_rank != 0) {
+        fd = shm_open(name, O_RDWR, 0600);
+        failed = fd < 0;
+    }
+    void *map = MAP_FAILED;
+    if (!failed) {
+        map = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        failed = map == MAP_FAILED;
+    }
+    if (fd >= 0) close(fd);
+    if (!failed && node_rank == 0) {
+        /* ftruncate zeroed the sum; the lock works across processes and
+         * survives a holder's death (EOWNERDEAD: the job ends anyway). */
+        node_header *h = map;
+        pthread_mutexattr_t attr;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+        failed = pthread_mutex_init(&h->lock, &attr) != 0;
+        pthread_mutexattr_destroy(&attr);
+    }
+    int any_failed = 0;
+    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, node);
+    /* Every rank has it mapped (or gave up): the name can go. */
+    if (node_rank == 0 && name[0]) shm_unlink(name);
+    if (any_failed) {
+        if (map != MAP_FAILED) munmap(map, s->bytes);
+        return -1;
+    }
+    s->shared = map;
+    s->sum = (uint64_t *)((char *)map + SUM_OFFSET);
+    return 0;
+}
+
+fedkd_node_sum *fedkd_node_sum_open(MPI_Comm comm, size_t count)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm node;
+    int split_failed = split_nodes(comm, &node) != 0, any_split_failed = 0;
+    MPI_Allreduce(&split_failed, &any_split_failed, 1, MPI_INT, MPI_MAX, comm);
+    if (any_split_failed) {
+        if (!split_failed) MPI_Comm_free(&node);
+        return NULL;
+    }
+    int node_rank, node_size, largest = 0;
+    MPI_Comm_rank(node, &node_rank);
+    MPI_Comm_size(node, &node_size);
+    MPI_Allreduce(&node_size, &largest, 1, MPI_INT, MPI_MAX, comm);
+    fedkd_node_sum *s = calloc(1, sizeof *s);
+    int failed = s == NULL || largest < 2;
+    if (s) {
+        s->count = count;
+        s->bytes = SUM_OFFSET + count * sizeof(uint64_t);
+        s->node_size = node_size;
+        s->is_leader = node_rank == 0;
+        s->leaders = MPI_COMM_NULL;
+        if (!failed) failed = map_shared(s, node, node_rank) != 0;
+    }
+    MPI_Comm_free(&node);
+    /* Every node takes part or none: the leaders' reduction needs them all. */
+    int any_failed = 0;
+    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, comm);
+    MPI_Comm leaders = MPI_COMM_NULL;
+    if (!any_failed)
+        MPI_Comm_split(comm, s->is_leader ? 0 : MPI_UNDEFINED, rank, &leaders);
+    if (any_failed) {
+        if (s && s->shared) munmap(s->shared, s->bytes);
+        free(s);
+        return NULL;
+    }
+    s->num_nodes = 1;
+    if (leaders != MPI_COMM_NULL) MPI_Comm_size(leaders, &s->num_nodes);
+    if (s->num_nodes > 1) s->leaders = leaders;
+    else if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
+    return s;
+}
+
+static void lock(node_header *h)
+{
+    /* A holder that died left the lock consistent enough: the run is over. */
+    if (pthread_mutex_lock(&h->lock) == EOWNERDEAD) pthread_mutex_consistent(&h->lock);
+}
+
+void fedkd_node_sum_add(fedkd_node_sum *s, const int64_t *values, double seconds)
+{
+    node_header *h = s->shared;
+    lock(h);
+    uint64_t *sum = s->sum;
+    /* Unsigned: wraps like MPI_SUM, without signed overflow. */
+    for (size_t i = 0; i < s->count; i++) sum[i] += (uint64_t)values[i];
+    if (seconds > h->slowest) h->slowest = seconds;
+    pthread_mutex_unlock(&h->lock);
+}
+
+fedkd_status fedkd_node_sum_finish(fedkd_node_sum *s, int64_t *out, double *slowest)
+{
+    node_header *h = s->shared;
+    uint32_t round = atomic_load(&h->done);
+    if (!s->is_leader) {
+        /* The last one in wakes the leader; then all sleep until it is done. */
+        if (atomic_fetch_add(&h->arrived, 1) + 1 == (uint32_t)s->node_size - 1)
+            wake_all(&h->arrived);
+        sleep_while_equal(&h->done, round);
+        return FEDKD_OK;
+    }
+    uint32_t arrived;
+    while ((arrived = atomic_load(&h->arrived)) < (uint32_t)s->node_size - 1)
+        sleep_while_equal(&h->arrived, arrived);
+    fedkd_status status = FEDKD_OK;
+    lock(h);
+    double node_slowest = h->slowest;
+    pthread_mutex_unlock(&h->lock);
+    if (s->leaders == MPI_COMM_NULL) {
+        memcpy(out, s->sum, s->count * sizeof *out);
+        *slowest = node_slowest;
+    } else {
+        MPI_Request requests[2];
+        int leader_rank;
+        MPI_Comm_rank(s->leaders, &leader_rank);
+        if (MPI_Ireduce(leader_rank == 0 ? MPI_IN_PLACE : s->sum, leader_rank == 0 ? s->sum : NULL,
+                        (int)s->count, MPI_INT64_T, MPI_SUM, 0, s->leaders,
+                        &requests[0]) != MPI_SUCCESS)
+            status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the nodes' sums failed");
+        if (!status)
+            status = fedkd_comm_wait_active(&requests[0], "the reduction of the nodes' sums");
+        double all_slowest = node_slowest;
+        if (!status &&
+            MPI_Ireduce(&node_slowest, &all_slowest, 1, MPI_DOUBLE, MPI_MAX, 0, s->leaders,
+                        &requests[1]) != MPI_SUCCESS)
+            status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the nodes' times failed");
+        if (!status) status = fedkd_comm_wait_active(&requests[1], "the reduction of the nodes' times");
+        if (!status && leader_rank == 0) {
+            memcpy(out, s->sum, s->count * sizeof *out);
+            *slowest = all_slowest;
+        }
+    }
+    /* Cleared before the others wake: none adds to the next round before. */
+    memset(s->sum, 0, s->count * sizeof *s->sum);
+    h->slowest = 0.0;
+    atomic_store(&h->arrived, 0);
+    atomic_store(&h->done, round + 1);
+    wake_all(&h->done);
+    return status;
+}
+
+void fedkd_node_sum_close(fedkd_node_sum *s)
+{
+    if (!s) return;
+    if (s->leaders != MPI_COMM_NULL) MPI_Comm_free(&s->leaders);
+    munmap(s->shared, s->bytes);
+    free(s);
+}
