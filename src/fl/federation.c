@@ -38,6 +38,8 @@
 enum { HEADER_CONTINUE = 0, HEADER_STOP = 1, HEADER_ERROR = 2 };
 /* HEADER_CHECKPOINT: the round to checkpoint before going on (0: none). */
 enum { HEADER_ROUND, HEADER_COMMAND, HEADER_COUNT, HEADER_CHECKPOINT, HEADER_FIXED };
+/* The node-shared broadcast areas (fedkd_node_share). */
+enum { NODE_AREA_HEADER, NODE_AREA_PAYLOAD, NODE_AREAS };
 
 /* Config checks that need no data, made by every rank before the first
  * collective so that all of them refuse the same way. */
@@ -435,7 +437,7 @@ static void free_federation(federation *f)
     fl_round_plan_free(&f->previous_plan);
     fl_round_plan_free(&f->log_plan);
     fedkd_slots_close(f->slots);
-    fedkd_node_sum_close(f->node_sum);
+    fedkd_node_share_close(f->node_share);
 }
 
 static fedkd_status setup(federation *f, const fedkd_run_options *options)
@@ -505,8 +507,15 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     }
     status = fedkd_comm_agree(f->comm, status);
     if (!status) f->slots = fedkd_slots_open(f->comm, config->run.compute_slots);
-    if (!status && f->size > 1)
-        f->node_sum = fedkd_node_sum_open(f->comm, f->sum_len + SLOT_EXTRA);
+    if (!status && f->size > 1) {
+        /* The largest payload is round 2's (as for f->down). */
+        fl_payload payload = f->algorithm->ops->payload(&f->run, 2);
+        size_t areas[NODE_AREAS] = {
+            [NODE_AREA_HEADER] = (size_t)(HEADER_FIXED + f->num_clients) * sizeof(int),
+            [NODE_AREA_PAYLOAD] = payload.down * sizeof(float),
+        };
+        f->node_share = fedkd_node_share_open(f->comm, f->sum_len + SLOT_EXTRA, areas, NODE_AREAS);
+    }
     return status;
 }
 
@@ -706,8 +715,13 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
         int header_len = HEADER_FIXED + f->num_clients;
         double t = fedkd_time_now();
-        MPI_Ibcast(f->header, header_len, MPI_INT, 0, comm, &request);
-        status = fedkd_comm_wait_active(&request, "the round header broadcast");
+        if (f->node_share) {
+            status = fedkd_node_share_bcast(f->node_share, NODE_AREA_HEADER, f->header,
+                                            header_len, MPI_INT, "the round header broadcast");
+        } else {
+            MPI_Ibcast(f->header, header_len, MPI_INT, 0, comm, &request);
+            status = fedkd_comm_wait_active(&request, "the round header broadcast");
+        }
         comm_seconds += fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)header_len * sizeof(int);
@@ -779,17 +793,26 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
                 memcpy(f->down + weights, f->server_state,
                        (payload.down - weights) * sizeof(float));
             t = fedkd_time_now();
-            MPI_Ibcast(down, (int)payload.down, MPI_FLOAT, 0, comm, &request);
-            status = fedkd_comm_wait_active(&request, "the payload broadcast");
-            /* Then a barrier, waited for actively too: a rank that has its
-             * copy does not start training while others still wait for
-             * theirs. With more ranks than cores, the first ranks' training
-             * took the cores from those that still had to receive and pass
-             * the broadcast on: they started up to 0.09 s late (mlp, -np 16
-             * on 2 cores), and the round waited for them. */
-            if (!status) {
-                MPI_Ibarrier(comm, &request);
-                status = fedkd_comm_wait_active(&request, "the payload's delivery");
+            if (f->node_share) {
+                /* A node's ranks copy it from their leader's shared copy,
+                 * all at once, with no MPI message on the way. */
+                status = fedkd_node_share_bcast(f->node_share, NODE_AREA_PAYLOAD, down,
+                                                (int)payload.down, MPI_FLOAT,
+                                                "the payload broadcast");
+            } else {
+                MPI_Ibcast(down, (int)payload.down, MPI_FLOAT, 0, comm, &request);
+                status = fedkd_comm_wait_active(&request, "the payload broadcast");
+                /* Then a barrier, waited for actively too: a rank that has
+                 * its copy does not start training while others still wait
+                 * for theirs. With more ranks than cores, the first ranks'
+                 * training took the cores from those that still had to
+                 * receive and pass the broadcast on: they started up to 0.09
+                 * s late (mlp, -np 16 on 2 cores), and the round waited for
+                 * them. */
+                if (!status) {
+                    MPI_Ibarrier(comm, &request);
+                    status = fedkd_comm_wait_active(&request, "the payload's delivery");
+                }
             }
             comm_seconds += fedkd_time_now() - t;
             if (status) break;
@@ -807,17 +830,17 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
 
         /* 4. Updates up: one exact integer sum, and the slowest rank's
          * training time. The server evaluates the previous round while the
-         * clients train this one. With node sums, each rank adds its part
-         * in shared memory as soon as it is done and sleeps; each node's
+         * clients train this one. Through node-shared memory, each rank
+         * adds its part as soon as it is done and sleeps; each node's
          * leader waits asleep for its ranks and the leaders alone reduce
-         * with MPI. Without, a barrier, waited for asleep, first: the sum's
+         * with MPI. Without it, a barrier, waited for asleep, first: the sum's
          * fragments then move while every rank tests without sleeping
          * (fedkd_comm_wait_active), and no rank spins while another still
          * trains. */
         t = fedkd_time_now();
-        if (f->node_sum && f->num_hosted > 0)
-            fedkd_node_sum_add(f->node_sum, f->accumulator, train_seconds);
-        else if (!f->node_sum)
+        if (f->node_share && f->num_hosted > 0)
+            fedkd_node_share_add(f->node_share, f->accumulator, train_seconds);
+        else if (!f->node_share)
             MPI_Ibarrier(comm, &request);
         double overlapped_seconds = 0.0;
         if (has_pending) {
@@ -828,8 +851,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             overlapped_seconds = fedkd_time_now() - e;
         }
         double slowest = 0.0;
-        if (f->node_sum) {
-            status = fedkd_node_sum_finish(f->node_sum, f->reduced, &slowest);
+        if (f->node_share) {
+            status = fedkd_node_share_finish(f->node_share, f->reduced, &slowest);
         } else {
             status = fedkd_comm_wait(&request, "the end of local training");
             if (!status) {

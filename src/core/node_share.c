@@ -1,5 +1,5 @@
-/* Exact integer sums added up in node-shared memory:
- * include/fedkd/core/node_sum.h. */
+/* A round's broadcasts and sum through node-shared memory:
+ * include/fedkd/core/node_share.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,26 +16,30 @@
 
 #include "fedkd/core/comm.h"
 #include "fedkd/core/core.h"
-#include "fedkd/core/node_sum.h"
+#include "fedkd/core/node_share.h"
 
-/* The shared page(s): the lock and the round's bookkeeping, then the sum
- * on its own cache lines. */
+/* The shared mapping: the lock and the round's bookkeeping, then the sum
+ * and each broadcast area, each on its own cache lines. */
 typedef struct {
     pthread_mutex_t lock;
     double slowest;           /* under the lock */
     _Atomic uint32_t arrived; /* ranks of the node done adding this round */
     _Atomic uint32_t done;    /* rounds the leader has finished (a futex) */
+    /* Messages the leader has put in each area (futexes). */
+    _Atomic uint32_t published[FEDKD_NODE_SHARE_MAX_AREAS];
 } node_header;
 
-#define SUM_OFFSET ((sizeof(node_header) + 63) / 64 * 64)
+static size_t round_up_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
-struct fedkd_node_sum {
+struct fedkd_node_share {
     node_header *shared;
     uint64_t *sum; /* count integers, in the shared mapping */
     size_t count, bytes;
-    int node_size, is_leader;
+    char *area[FEDKD_NODE_SHARE_MAX_AREAS];
+    size_t area_bytes[FEDKD_NODE_SHARE_MAX_AREAS];
+    uint32_t seen[FEDKD_NODE_SHARE_MAX_AREAS]; /* messages read from each area */
+    int num_areas, node_size, is_leader;
     MPI_Comm leaders; /* leaders only (MPI_COMM_NULL elsewhere); NULL with one node */
-    int num_nodes;
 };
 
 static long futex(_Atomic uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
@@ -78,7 +82,7 @@ static int split_nodes(MPI_Comm comm, MPI_Comm *node)
 
 /* The leader makes and maps the object, the others map it; 0 on every rank
  * of the node when all could. */
-static int map_shared(fedkd_node_sum *s, MPI_Comm node, int node_rank)
+static int map_shared(fedkd_node_share *s, MPI_Comm node, int node_rank)
 {
     static unsigned serial;
     char name[64] = {0};
@@ -86,13 +90,16 @@ static int map_shared(fedkd_node_sum *s, MPI_Comm node, int node_rank)
     if (node_rank == 0) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        snprintf(name, sizeof name, "/fedkd-sum-%ld-%ld-%u", (long)getpid(), (long)now.tv_nsec,
+        snprintf(name, sizeof name, "/fedkd-node-%ld-%ld-%u", (long)getpid(), (long)now.tv_nsec,
                  serial++);
         fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
-        failed = fd < 0 || ftruncate(fd, (off_t)s->bytes) != 0;
+        /* Allocated now, not on first touch: a /dev/shm too small for it
+         * (a container's 64 MiB) is an error here, not a SIGBUS mid-run. */
+        int error = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)s->bytes);
+        failed = error != 0;
         if (failed)
-            fedkd_log_warn("node sums: shared memory %s (%zu bytes): %s; the ranks reduce with "
-                           "MPI alone", name, s->bytes, strerror(errno));
+            fedkd_log_warn("node-shared collectives: shared memory %s (%zu bytes): %s; the "
+                           "ranks use MPI alone", name, s->bytes, strerror(error));
     }
     MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, node);
     MPI_Bcast(&failed, 1, MPI_INT, 0, node);
@@ -107,7 +114,7 @@ static int map_shared(fedkd_node_sum *s, MPI_Comm node, int node_rank)
     }
     if (fd >= 0) close(fd);
     if (!failed && node_rank == 0) {
-        /* ftruncate zeroed the sum; the lock works across processes and
+        /* The new object reads as zeros; the lock works across processes and
          * survives a holder's death (EOWNERDEAD: the job ends anyway). */
         node_header *h = map;
         pthread_mutexattr_t attr;
@@ -126,12 +133,20 @@ static int map_shared(fedkd_node_sum *s, MPI_Comm node, int node_rank)
         return -1;
     }
     s->shared = map;
-    s->sum = (uint64_t *)((char *)map + SUM_OFFSET);
+    size_t offset = round_up_64(sizeof(node_header));
+    s->sum = (uint64_t *)((char *)map + offset);
+    offset += round_up_64(s->count * sizeof(uint64_t));
+    for (int a = 0; a < s->num_areas; a++) {
+        s->area[a] = (char *)map + offset;
+        offset += round_up_64(s->area_bytes[a]);
+    }
     return 0;
 }
 
-fedkd_node_sum *fedkd_node_sum_open(MPI_Comm comm, size_t count)
+fedkd_node_share *fedkd_node_share_open(MPI_Comm comm, size_t count, const size_t *area_bytes,
+                                        int num_areas)
 {
+    if (num_areas < 0 || num_areas > FEDKD_NODE_SHARE_MAX_AREAS) return NULL;
     int rank;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm node;
@@ -145,11 +160,16 @@ fedkd_node_sum *fedkd_node_sum_open(MPI_Comm comm, size_t count)
     MPI_Comm_rank(node, &node_rank);
     MPI_Comm_size(node, &node_size);
     MPI_Allreduce(&node_size, &largest, 1, MPI_INT, MPI_MAX, comm);
-    fedkd_node_sum *s = calloc(1, sizeof *s);
+    fedkd_node_share *s = calloc(1, sizeof *s);
     int failed = s == NULL || largest < 2;
     if (s) {
         s->count = count;
-        s->bytes = SUM_OFFSET + count * sizeof(uint64_t);
+        s->num_areas = num_areas;
+        s->bytes = round_up_64(sizeof(node_header)) + round_up_64(count * sizeof(uint64_t));
+        for (int a = 0; a < num_areas; a++) {
+            s->area_bytes[a] = area_bytes[a];
+            s->bytes += round_up_64(area_bytes[a]);
+        }
         s->node_size = node_size;
         s->is_leader = node_rank == 0;
         s->leaders = MPI_COMM_NULL;
@@ -167,11 +187,41 @@ fedkd_node_sum *fedkd_node_sum_open(MPI_Comm comm, size_t count)
         free(s);
         return NULL;
     }
-    s->num_nodes = 1;
-    if (leaders != MPI_COMM_NULL) MPI_Comm_size(leaders, &s->num_nodes);
-    if (s->num_nodes > 1) s->leaders = leaders;
+    int num_nodes = 1;
+    if (leaders != MPI_COMM_NULL) MPI_Comm_size(leaders, &num_nodes);
+    if (num_nodes > 1) s->leaders = leaders;
     else if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
     return s;
+}
+
+fedkd_status fedkd_node_share_bcast(fedkd_node_share *s, int area, void *buffer, int count,
+                                    MPI_Datatype type, const char *what)
+{
+    int type_size = 0;
+    MPI_Type_size(type, &type_size);
+    size_t bytes = (size_t)(count > 0 ? count : 0) * (size_t)type_size;
+    /* The same on every rank: all fail alike. */
+    if (area < 0 || area >= s->num_areas || bytes > s->area_bytes[area])
+        return FEDKD_FAIL(FEDKD_ERR_INVALID, "%s: %zu bytes for node-shared area %d of %zu",
+                          what, bytes, area, area >= 0 && area < s->num_areas ? s->area_bytes[area] : 0);
+    node_header *h = s->shared;
+    if (!s->is_leader) {
+        sleep_while_equal(&h->published[area], s->seen[area]);
+        memcpy(buffer, s->area[area], bytes);
+        s->seen[area]++;
+        return FEDKD_OK;
+    }
+    if (s->leaders != MPI_COMM_NULL) {
+        MPI_Request request;
+        if (MPI_Ibcast(buffer, count, type, 0, s->leaders, &request) != MPI_SUCCESS)
+            return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibcast failed during %s", what);
+        fedkd_status status = fedkd_comm_wait_active(&request, what);
+        if (status) return status;
+    }
+    memcpy(s->area[area], buffer, bytes);
+    atomic_fetch_add(&h->published[area], 1);
+    wake_all(&h->published[area]);
+    return FEDKD_OK;
 }
 
 static void lock(node_header *h)
@@ -180,7 +230,7 @@ static void lock(node_header *h)
     if (pthread_mutex_lock(&h->lock) == EOWNERDEAD) pthread_mutex_consistent(&h->lock);
 }
 
-void fedkd_node_sum_add(fedkd_node_sum *s, const int64_t *values, double seconds)
+void fedkd_node_share_add(fedkd_node_share *s, const int64_t *values, double seconds)
 {
     node_header *h = s->shared;
     lock(h);
@@ -191,7 +241,7 @@ void fedkd_node_sum_add(fedkd_node_sum *s, const int64_t *values, double seconds
     pthread_mutex_unlock(&h->lock);
 }
 
-fedkd_status fedkd_node_sum_finish(fedkd_node_sum *s, int64_t *out, double *slowest)
+fedkd_status fedkd_node_share_finish(fedkd_node_share *s, int64_t *out, double *slowest)
 {
     node_header *h = s->shared;
     uint32_t round = atomic_load(&h->done);
@@ -242,7 +292,7 @@ fedkd_status fedkd_node_sum_finish(fedkd_node_sum *s, int64_t *out, double *slow
     return status;
 }
 
-void fedkd_node_sum_close(fedkd_node_sum *s)
+void fedkd_node_share_close(fedkd_node_share *s)
 {
     if (!s) return;
     if (s->leaders != MPI_COMM_NULL) MPI_Comm_free(&s->leaders);
