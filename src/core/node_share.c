@@ -92,7 +92,14 @@ static int map_shared(fedkd_node_share *s, MPI_Comm node, int node_rank)
         clock_gettime(CLOCK_REALTIME, &now);
         snprintf(name, sizeof name, "/fedkd-node-%ld-%ld-%u", (long)getpid(), (long)now.tv_nsec,
                  serial++);
-        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+        /* Test hook: the object cannot be made (tests/fl). */
+        const char *refuse = getenv("FEDKD_TEST_NODE_SHARE_REFUSED");
+        if (refuse && atoi(refuse) == 1) {
+            fd = -1;
+            errno = EACCES;
+        } else {
+            fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+        }
         /* Allocated now, not on first touch: a /dev/shm too small for it
          * (a container's 64 MiB) is an error here, not a SIGBUS mid-run. */
         int error = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)s->bytes);

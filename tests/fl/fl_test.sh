@@ -51,6 +51,13 @@ determinism)
         || fail "P=4 in nodes of 1 exited $?: $(tail -2 "$work/syn4mpi.err")"
     "$check" same "$work/syn1" "$work/syn5nodes" || fail "P=1 and P=5 in nodes of 2 ranks differ"
     "$check" same "$work/syn1" "$work/syn4mpi" || fail "P=1 and P=4 in nodes of 1 rank differ"
+    # Shared memory that cannot be made: one warning, MPI alone, same bits.
+    FEDKD_TEST_NODE_SHARE_REFUSED=1 run 3 "$work/syn3refused" "${synthetic[@]}" --set rounds=4 \
+        --set algorithm=fedprox --set clients.per_round=0.6 \
+        || fail "P=3 without shared memory exited $?: $(tail -2 "$work/syn3refused.err")"
+    "$check" same "$work/syn1" "$work/syn3refused" || fail "P=1 and P=3 without shared memory differ"
+    warned=$(grep -c 'node-shared collectives: .*the ranks use MPI alone' "$work/syn3refused.err")
+    [ "$warned" = 1 ] || fail "P=3 without shared memory: $warned warning line(s), expected 1: $(cat "$work/syn3refused.err")"
     # With P > 1 the server evaluates round r while clients train round r + 1:
     # every round but the last (and checkpoint rounds) is flagged overlapped,
     # with its evaluation left out of round_seconds. P = 1 cannot overlap.

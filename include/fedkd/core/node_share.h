@@ -47,7 +47,8 @@ typedef struct fedkd_node_share fedkd_node_share;
  * shared memory cannot be made on some node (logged once): the caller then
  * uses MPI collectives as before. The environment variable
  * FEDKD_TEST_RANKS_PER_NODE=k (tests) cuts each node into groups of k
- * consecutive ranks, so that one host exercises the leaders' collectives. */
+ * consecutive ranks, so that one host exercises the leaders' collectives;
+ * FEDKD_TEST_NODE_SHARE_REFUSED=1 makes the shared memory fail to open. */
 fedkd_node_share *fedkd_node_share_open(MPI_Comm comm, size_t count, const size_t *area_bytes,
                                         int num_areas);
 
