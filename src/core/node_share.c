@@ -208,9 +208,10 @@ fedkd_status fedkd_node_share_bcast(fedkd_node_share *s, int area, void *buffer,
     MPI_Type_size(type, &type_size);
     size_t bytes = (size_t)(count > 0 ? count : 0) * (size_t)type_size;
     /* The same on every rank: all fail alike. */
-    if (area < 0 || area >= s->num_areas || bytes > s->area_bytes[area])
+    size_t room = area >= 0 && area < s->num_areas ? s->area_bytes[area] : 0;
+    if (area < 0 || area >= s->num_areas || bytes > room)
         return FEDKD_FAIL(FEDKD_ERR_INVALID, "%s: %zu bytes for node-shared area %d of %zu",
-                          what, bytes, area, area >= 0 && area < s->num_areas ? s->area_bytes[area] : 0);
+                          what, bytes, area, room);
     node_header *h = s->shared;
     if (!s->is_leader) {
         sleep_while_equal(&h->published[area], s->seen[area]);
@@ -284,7 +285,8 @@ fedkd_status fedkd_node_share_finish(fedkd_node_share *s, int64_t *out, double *
             MPI_Ireduce(&node_slowest, &all_slowest, 1, MPI_DOUBLE, MPI_MAX, 0, s->leaders,
                         &requests[1]) != MPI_SUCCESS)
             status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the nodes' times failed");
-        if (!status) status = fedkd_comm_wait_active(&requests[1], "the reduction of the nodes' times");
+        if (!status)
+            status = fedkd_comm_wait_active(&requests[1], "the reduction of the nodes' times");
         if (!status && leader_rank == 0) {
             memcpy(out, s->sum, s->count * sizeof *out);
             *slowest = all_slowest;

@@ -19,7 +19,7 @@ typedef struct federation {
     const fedkd_algorithm *algorithm;
     unsigned data_flags;         /* the run options' client-set flags */
     fedkd_slots *slots;          /* run.compute_slots: NULL without a limit */
-    fedkd_node_share *node_share;    /* the round's sum in node-shared memory; NULL: MPI alone */
+    fedkd_node_share *node_share; /* the round through node-shared memory; NULL: MPI alone */
     int dry_run;                 /* the run options': estimate memory, do not train */
     fl_run run;                  /* what the algorithm's hooks see */
     fedkd_model_spec spec;       /* the global model's (config key `model`) */
