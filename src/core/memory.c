@@ -121,8 +121,8 @@ double fedkd_memory_available(int ranks_on_node, char *source, size_t source_siz
     return best;
 }
 
-fedkd_status fedkd_memory_check(MPI_Comm comm, double needed_bytes, const char *account,
-                                int report)
+fedkd_status fedkd_memory_check(MPI_Comm comm, double needed_bytes, double node_shared_bytes,
+                                const char *account, int report)
 {
     int rank = 0, size = 1;
     MPI_Comm_rank(comm, &rank);
@@ -133,6 +133,14 @@ fedkd_status fedkd_memory_check(MPI_Comm comm, double needed_bytes, const char *
     int node_rank = 0, node_size = 1;
     MPI_Comm_rank(node, &node_rank);
     MPI_Comm_size(node, &node_size);
+    /* What the node's ranks share is the first rank's to count, once. */
+    char shared_note[64] = "";
+    if (node_rank == 0 && node_size > 1 && node_shared_bytes > 0.0) {
+        needed_bytes += node_shared_bytes;
+        char shared[32];
+        fedkd_memory_format(node_shared_bytes, shared, sizeof shared);
+        snprintf(shared_note, sizeof shared_note, ", shared by the node %s", shared);
+    }
     /* {node's sum, node's limit}: the node's first rank reads the limit. */
     double sum = 0.0, limit = -1.0;
     char source[SOURCE_CHARS] = "";
@@ -153,8 +161,8 @@ fedkd_status fedkd_memory_check(MPI_Comm comm, double needed_bytes, const char *
     fedkd_memory_format(needed_bytes, need, sizeof need);
     fedkd_memory_format(sum, total, sizeof total);
     fedkd_memory_format(limit, room, sizeof room);
-    snprintf(text, sizeof text, "rank %d: %s (%.*s); node %s of %s (%s)", rank, need,
-             ACCOUNT_CHARS - 1, account, total, limit >= 0.0 ? room : "unknown",
+    snprintf(text, sizeof text, "rank %d: %s (%.*s%s); node %s of %s (%s)", rank, need,
+             ACCOUNT_CHARS - 1, account, shared_note, total, limit >= 0.0 ? room : "unknown",
              limit >= 0.0 ? source : "no limit read");
     if (report) {
         /* Every rank's line, in rank order, printed by rank 0. */
@@ -176,9 +184,9 @@ fedkd_status fedkd_memory_check(MPI_Comm comm, double needed_bytes, const char *
      * lowest failing rank's message. */
     if (!status && limit >= 0.0 && sum > limit)
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM,
-                            "not enough memory: rank %d needs about %s (%s); the %d rank(s) on its "
-                            "node need %s, but %s allows %s; use a smaller model or batch, fewer "
-                            "ranks per node, or more memory",
-                            rank, need, account, node_size, total, source, room);
+                            "not enough memory: rank %d needs about %s (%s%s); the %d rank(s) on "
+                            "its node need %s, but %s allows %s; use a smaller model or batch, "
+                            "fewer ranks per node, or more memory",
+                            rank, need, account, shared_note, node_size, total, source, room);
     return fedkd_comm_agree(comm, status);
 }

@@ -452,11 +452,11 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
     if (status) return status;
     /* Memory checked before it is spent: models and buffers are estimated
      * from their specs, the ranks of each node added up. */
-    double need = 0.0;
+    double need = 0.0, node_shared = 0.0;
     char account[160] = "";
-    status = fl_fed_memory_estimate(f, &need, account, sizeof account);
+    status = fl_fed_memory_estimate(f, &need, &node_shared, account, sizeof account);
     status = fedkd_comm_agree(f->comm, status);
-    if (!status) status = fedkd_memory_check(f->comm, need, account, f->dry_run);
+    if (!status) status = fedkd_memory_check(f->comm, need, node_shared, account, f->dry_run);
     if (status || f->dry_run) return status;
     status = build_models(f);
     if (!status) status = fl_fed_allocate_state(f);

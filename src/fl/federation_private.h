@@ -86,9 +86,11 @@ typedef struct federation {
 fedkd_status fl_fed_allocate_state(federation *f);
 /* What this rank will hold once its models and buffers are allocated (its
  * data is loaded already and counted as it is), with a short account
- * ("models 1.2 GiB, data 40 MiB, buffers 3 MiB"); src/fl/memory_estimate.c. */
-fedkd_status fl_fed_memory_estimate(const federation *f, double *bytes, char *account,
-                                    size_t account_size);
+ * ("models 1.2 GiB, data 40 MiB, buffers 3 MiB"), and what its node's ranks
+ * will share (the round's sum and broadcast areas, fedkd_node_share: the
+ * same on every rank, 0 at P = 1); src/fl/memory_estimate.c. */
+fedkd_status fl_fed_memory_estimate(const federation *f, double *bytes, double *node_shared,
+                                    char *account, size_t account_size);
 /* Where the run starts: a checkpoint (--resume), init.model or the seeded
  * initialisation. Collective. */
 fedkd_status fl_fed_choose_start(federation *f, const fedkd_run_options *options);

@@ -35,8 +35,8 @@ static fedkd_status trained_model_bytes(const fedkd_config *config, const fedkd_
     return FEDKD_OK;
 }
 
-fedkd_status fl_fed_memory_estimate(const federation *f, double *bytes, char *account,
-                                    size_t account_size)
+fedkd_status fl_fed_memory_estimate(const federation *f, double *bytes, double *node_shared,
+                                    char *account, size_t account_size)
 {
     const fedkd_config *config = f->config;
     const fl_run *run = &f->run;
@@ -107,6 +107,11 @@ fedkd_status fl_fed_memory_estimate(const federation *f, double *bytes, char *ac
     if (status) return status;
 
     *bytes = data + models + buffers;
+    /* With P > 1 each node's ranks also share one copy of the sum, the
+     * payload and the round header. */
+    *node_shared = f->size > 1 ? sum_floats * (sizeof(int64_t) + sizeof(float)) +
+                                     (double)f->num_clients * sizeof(int)
+                               : 0.0;
     char d[32], m[32], b[32];
     fedkd_memory_format(data, d, sizeof d);
     fedkd_memory_format(models, m, sizeof m);

@@ -121,6 +121,11 @@ memory)
         grep -q "^  rank $r: .*(models .*, data .*, buffers .*); node .* of " "$out" ||
             fail "--dry-run: no estimate for rank $r: $(cat "$out")"
     done
+    # The round's node-shared memory is counted once, by the node's first rank.
+    n=$(grep -c "^  rank 0: .*, shared by the node [0-9.]* [KMG]*i*B); node " "$out")
+    [ "$n" = 1 ] || fail "--dry-run: rank 0 does not count the node-shared memory: $(cat "$out")"
+    n=$(grep -c "shared by the node" "$out")
+    [ "$n" = 1 ] || fail "--dry-run: node-shared memory counted $n times: $(cat "$out")"
     [ -e "$work/dry/rounds.jsonl" ] && fail "--dry-run trained"
     run_limited 120 2 "${syn[@]}" --dry-run --set mode=centralized --set run.dir="$work/dry2"
     [ "$code" = 1 ] && grep -q -- "--dry-run: config key \`mode\` is \"centralized\"" "$out" ||
