@@ -5,9 +5,10 @@
  * this round, then the weights) and ends with every rank's 64-bit
  * fixed-point update summed at rank 0. As MPI collectives at -np 16 on one
  * 2-core node each hop of their trees waited for a rank to be scheduled:
- * 5 - 7 ms from the round's start to the first step, and 6 - 13 ms for the
- * sum after the slowest rank's training (the mlp's 1.6 MB from each rank),
- * while ranks that had finished woke a thousand times a second to test it.
+ * 5 - 7 ms from the round's start to the first step, and 9 - 14 ms for the
+ * barrier and the sum after the slowest rank's training (the mlp's 1.6 MB
+ * from each rank), while ranks that had finished woke a thousand times a
+ * second to test the barrier.
  *
  * Here only the nodes' first ranks (their leaders) meet in MPI. A leader
  * copies what it receives (rank 0: what it sends) into its node's shared
