@@ -12,6 +12,7 @@ old=$1 new=$2 model=${3:-cnn} rounds=${4:-4} pairs=${5:-2}
 [ "$rounds" -ge 2 ] || { echo "engine_ab: ROUNDS must be at least 2" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 out=$(cd "$(dirname "$0")" && pwd)/out/engine-ab-$model
+rm -rf "$out"
 mkdir -p "$out"
 echo "| run | binary | model | s/round (rounds 2-$rounds) | train s | accuracy after round $rounds | load average before |"
 echo "|---|---|---|---|---|---|---|"

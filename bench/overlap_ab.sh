@@ -9,6 +9,7 @@ set -euo pipefail
 old=$1 new=$2 pairs=${3:-3} rounds=${4:-10}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 out=$(cd "$(dirname "$0")" && pwd)/out/overlap-ab
+rm -rf "$out"
 mkdir -p "$out"
 echo "| run | binary | rounds | summary wall s | mean s/round | non-train share |"
 echo "|---|---|---|---|---|---|"

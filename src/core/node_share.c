@@ -39,7 +39,13 @@ struct fedkd_node_share {
     size_t area_bytes[FEDKD_NODE_SHARE_MAX_AREAS];
     uint32_t seen[FEDKD_NODE_SHARE_MAX_AREAS]; /* messages read from each area */
     int num_areas, node_size, is_leader;
-    MPI_Comm leaders; /* leaders only (MPI_COMM_NULL elsewhere); NULL with one node */
+    MPI_Comm leaders; /* the nodes' leaders (MPI_COMM_NULL on the other ranks) */
+    /* Without shared memory (each rank a node of its own): this round's
+     * values and time, and the barrier posted at fedkd_node_share_add. */
+    const int64_t *values;
+    double seconds;
+    MPI_Request barrier;
+    int barrier_posted;
 };
 
 static long futex(_Atomic uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
@@ -150,59 +156,68 @@ static int map_shared(fedkd_node_share *s, MPI_Comm node, int node_rank)
     return 0;
 }
 
-fedkd_node_share *fedkd_node_share_open(MPI_Comm comm, size_t count, const size_t *area_bytes,
-                                        int num_areas)
+fedkd_status fedkd_node_share_open(MPI_Comm comm, size_t count, const size_t *area_bytes,
+                                   int num_areas, fedkd_node_share **out)
 {
-    if (num_areas < 0 || num_areas > FEDKD_NODE_SHARE_MAX_AREAS) return NULL;
+    *out = NULL;
+    fedkd_node_share *s = calloc(1, sizeof *s);
+    fedkd_status status =
+        s ? FEDKD_OK : FEDKD_FAIL(FEDKD_ERR_NOMEM, "out of memory for the round's collectives");
+    if (!status && (num_areas < 0 || num_areas > FEDKD_NODE_SHARE_MAX_AREAS))
+        status = FEDKD_FAIL(FEDKD_ERR_INVALID, "node-shared collectives: %d areas (at most %d)",
+                            num_areas, FEDKD_NODE_SHARE_MAX_AREAS);
+    status = fedkd_comm_agree(comm, status);
+    if (status) {
+        free(s);
+        return status;
+    }
     int rank;
     MPI_Comm_rank(comm, &rank);
+    s->count = count;
+    s->num_areas = num_areas;
+    s->bytes = round_up_64(sizeof(node_header)) + round_up_64(count * sizeof(uint64_t));
+    for (int a = 0; a < num_areas; a++) {
+        s->area_bytes[a] = area_bytes[a];
+        s->bytes += round_up_64(area_bytes[a]);
+    }
+    /* Shared memory on every node that has more than one rank, or on none:
+     * without it each rank is a node of its own, and its own leader. */
     MPI_Comm node;
-    int split_failed = split_nodes(comm, &node) != 0, any_split_failed = 0;
-    MPI_Allreduce(&split_failed, &any_split_failed, 1, MPI_INT, MPI_MAX, comm);
-    if (any_split_failed) {
-        if (!split_failed) MPI_Comm_free(&node);
-        return NULL;
+    int split = split_nodes(comm, &node) == 0, node_rank = 0, node_size = 1;
+    if (split) {
+        MPI_Comm_rank(node, &node_rank);
+        MPI_Comm_size(node, &node_size);
     }
-    int node_rank, node_size, largest = 0;
-    MPI_Comm_rank(node, &node_rank);
-    MPI_Comm_size(node, &node_size);
-    MPI_Allreduce(&node_size, &largest, 1, MPI_INT, MPI_MAX, comm);
-    fedkd_node_share *s = calloc(1, sizeof *s);
-    int failed = s == NULL || largest < 2;
-    if (s) {
-        s->count = count;
-        s->num_areas = num_areas;
-        s->bytes = round_up_64(sizeof(node_header)) + round_up_64(count * sizeof(uint64_t));
-        for (int a = 0; a < num_areas; a++) {
-            s->area_bytes[a] = area_bytes[a];
-            s->bytes += round_up_64(area_bytes[a]);
-        }
-        s->node_size = node_size;
-        s->is_leader = node_rank == 0;
-        s->leaders = MPI_COMM_NULL;
-        if (!failed) failed = map_shared(s, node, node_rank) != 0;
-    }
-    MPI_Comm_free(&node);
-    /* Every node takes part or none: the leaders' reduction needs them all. */
-    int any_failed = 0;
+    int mine[2] = {!split, node_size}, all[2] = {0, 0}; /* {any failed, largest node} */
+    MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm);
+    int failed = all[0] != 0 || all[1] < 2;
+    if (!failed) failed = map_shared(s, node, node_rank) != 0;
+    if (split) MPI_Comm_free(&node);
+    int any_failed = failed;
     MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, comm);
-    MPI_Comm leaders = MPI_COMM_NULL;
-    if (!any_failed)
-        MPI_Comm_split(comm, s->is_leader ? 0 : MPI_UNDEFINED, rank, &leaders);
     if (any_failed) {
-        if (s && s->shared) munmap(s->shared, s->bytes);
-        free(s);
-        return NULL;
+        if (s->shared) munmap(s->shared, s->bytes);
+        s->shared = NULL;
+        node_rank = 0;
+        node_size = 1;
     }
-    int num_nodes = 1;
-    if (leaders != MPI_COMM_NULL) MPI_Comm_size(leaders, &num_nodes);
-    if (num_nodes > 1) s->leaders = leaders;
-    else if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
-    return s;
+    s->node_size = node_size;
+    s->is_leader = node_rank == 0;
+    s->leaders = MPI_COMM_NULL;
+    fedkd_status split_status = FEDKD_OK;
+    if (MPI_Comm_split(comm, s->is_leader ? 0 : MPI_UNDEFINED, rank, &s->leaders) != MPI_SUCCESS)
+        split_status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Comm_split of the nodes' leaders failed");
+    split_status = fedkd_comm_agree(comm, split_status);
+    if (split_status) {
+        fedkd_node_share_close(s);
+        return split_status;
+    }
+    *out = s;
+    return FEDKD_OK;
 }
 
 fedkd_status fedkd_node_share_bcast(fedkd_node_share *s, int area, void *buffer, int count,
-                                    MPI_Datatype type, const char *what)
+                                    MPI_Datatype type, int before_compute, const char *what)
 {
     int type_size = 0;
     MPI_Type_size(type, &type_size);
@@ -219,13 +234,22 @@ fedkd_status fedkd_node_share_bcast(fedkd_node_share *s, int area, void *buffer,
         s->seen[area]++;
         return FEDKD_OK;
     }
-    if (s->leaders != MPI_COMM_NULL) {
-        MPI_Request request;
-        if (MPI_Ibcast(buffer, count, type, 0, s->leaders, &request) != MPI_SUCCESS)
-            return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibcast failed during %s", what);
-        fedkd_status status = fedkd_comm_wait_active(&request, what);
-        if (status) return status;
+    MPI_Request request;
+    if (MPI_Ibcast(buffer, count, type, 0, s->leaders, &request) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibcast failed during %s", what);
+    fedkd_status status = fedkd_comm_wait_active(&request, what);
+    /* Ranks of one node that share no memory: a barrier, waited for actively
+     * too, so that a rank that has its copy does not start computing while
+     * others still wait for theirs. With more ranks than cores, the first
+     * ranks' training took the cores from those that still had to receive
+     * and pass the broadcast on: they started up to 0.09 s late (mlp, -np 16
+     * on 2 cores), and the round waited for them. */
+    if (!status && !s->shared && before_compute) {
+        if (MPI_Ibarrier(s->leaders, &request) != MPI_SUCCESS)
+            return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibarrier failed after %s", what);
+        status = fedkd_comm_wait_active(&request, what);
     }
+    if (status || !h) return status;
     memcpy(s->area[area], buffer, bytes);
     atomic_fetch_add(&h->published[area], 1);
     wake_all(&h->published[area]);
@@ -241,6 +265,15 @@ static void lock(node_header *h)
 void fedkd_node_share_add(fedkd_node_share *s, const int64_t *values, double seconds)
 {
     node_header *h = s->shared;
+    if (!h) {
+        /* Reduced with MPI in fedkd_node_share_finish, once every rank is
+         * done: a barrier, waited for asleep, first, so that no rank spins
+         * in the reduction while another still trains. */
+        s->values = values;
+        s->seconds = seconds;
+        s->barrier_posted = MPI_Ibarrier(s->leaders, &s->barrier) == MPI_SUCCESS;
+        return;
+    }
     lock(h);
     uint64_t *sum = s->sum;
     /* Unsigned: wraps like MPI_SUM, without signed overflow. */
@@ -249,9 +282,36 @@ void fedkd_node_share_add(fedkd_node_share *s, const int64_t *values, double sec
     pthread_mutex_unlock(&h->lock);
 }
 
+/* A leader's part: the nodes' sums and largest times to rank 0. */
+static fedkd_status reduce_leaders(fedkd_node_share *s, const void *sum, double seconds,
+                                   int64_t *out, double *slowest)
+{
+    int leader_rank;
+    MPI_Comm_rank(s->leaders, &leader_rank);
+    MPI_Request request;
+    if (MPI_Ireduce(sum, leader_rank == 0 ? out : NULL, (int)s->count, MPI_INT64_T, MPI_SUM, 0,
+                    s->leaders, &request) != MPI_SUCCESS)
+        return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the update sums failed");
+    fedkd_status status = fedkd_comm_wait_active(&request, "the update reduction");
+    double all = seconds;
+    if (!status && MPI_Ireduce(&seconds, &all, 1, MPI_DOUBLE, MPI_MAX, 0, s->leaders,
+                               &request) != MPI_SUCCESS)
+        status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the training times failed");
+    if (!status) status = fedkd_comm_wait_active(&request, "the timing reduction");
+    if (!status && leader_rank == 0) *slowest = all;
+    return status;
+}
+
 fedkd_status fedkd_node_share_finish(fedkd_node_share *s, int64_t *out, double *slowest)
 {
     node_header *h = s->shared;
+    if (!h) {
+        if (!s->barrier_posted)
+            return FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ibarrier failed at the end of local training");
+        s->barrier_posted = 0;
+        fedkd_status status = fedkd_comm_wait(&s->barrier, "the end of local training");
+        return status ? status : reduce_leaders(s, s->values, s->seconds, out, slowest);
+    }
     uint32_t round = atomic_load(&h->done);
     if (!s->is_leader) {
         /* The last one in wakes the leader; then all sleep until it is done. */
@@ -263,35 +323,10 @@ fedkd_status fedkd_node_share_finish(fedkd_node_share *s, int64_t *out, double *
     uint32_t arrived;
     while ((arrived = atomic_load(&h->arrived)) < (uint32_t)s->node_size - 1)
         sleep_while_equal(&h->arrived, arrived);
-    fedkd_status status = FEDKD_OK;
     lock(h);
     double node_slowest = h->slowest;
     pthread_mutex_unlock(&h->lock);
-    if (s->leaders == MPI_COMM_NULL) {
-        memcpy(out, s->sum, s->count * sizeof *out);
-        *slowest = node_slowest;
-    } else {
-        MPI_Request requests[2];
-        int leader_rank;
-        MPI_Comm_rank(s->leaders, &leader_rank);
-        if (MPI_Ireduce(leader_rank == 0 ? MPI_IN_PLACE : s->sum, leader_rank == 0 ? s->sum : NULL,
-                        (int)s->count, MPI_INT64_T, MPI_SUM, 0, s->leaders,
-                        &requests[0]) != MPI_SUCCESS)
-            status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the nodes' sums failed");
-        if (!status)
-            status = fedkd_comm_wait_active(&requests[0], "the reduction of the nodes' sums");
-        double all_slowest = node_slowest;
-        if (!status &&
-            MPI_Ireduce(&node_slowest, &all_slowest, 1, MPI_DOUBLE, MPI_MAX, 0, s->leaders,
-                        &requests[1]) != MPI_SUCCESS)
-            status = FEDKD_FAIL(FEDKD_ERR_MPI, "MPI_Ireduce of the nodes' times failed");
-        if (!status)
-            status = fedkd_comm_wait_active(&requests[1], "the reduction of the nodes' times");
-        if (!status && leader_rank == 0) {
-            memcpy(out, s->sum, s->count * sizeof *out);
-            *slowest = all_slowest;
-        }
-    }
+    fedkd_status status = reduce_leaders(s, s->sum, node_slowest, out, slowest);
     /* Cleared before the others wake: none adds to the next round before. */
     memset(s->sum, 0, s->count * sizeof *s->sum);
     h->slowest = 0.0;
@@ -305,6 +340,6 @@ void fedkd_node_share_close(fedkd_node_share *s)
 {
     if (!s) return;
     if (s->leaders != MPI_COMM_NULL) MPI_Comm_free(&s->leaders);
-    munmap(s->shared, s->bytes);
+    if (s->shared) munmap(s->shared, s->bytes);
     free(s);
 }

@@ -506,17 +506,16 @@ static fedkd_status setup(federation *f, const fedkd_run_options *options)
         }
     }
     status = fedkd_comm_agree(f->comm, status);
-    if (!status) f->slots = fedkd_slots_open(f->comm, config->run.compute_slots);
-    if (!status && f->size > 1) {
-        /* The largest payload is round 2's (as for f->down). */
-        fl_payload payload = f->algorithm->ops->payload(&f->run, 2);
-        size_t areas[NODE_AREAS] = {
-            [NODE_AREA_HEADER] = (size_t)(HEADER_FIXED + f->num_clients) * sizeof(int),
-            [NODE_AREA_PAYLOAD] = payload.down * sizeof(float),
-        };
-        f->node_share = fedkd_node_share_open(f->comm, f->sum_len + SLOT_EXTRA, areas, NODE_AREAS);
-    }
-    return status;
+    if (status) return status;
+    f->slots = fedkd_slots_open(f->comm, config->run.compute_slots);
+    /* The largest payload is round 2's (as for f->down). */
+    fl_payload payload = f->algorithm->ops->payload(&f->run, 2);
+    size_t areas[NODE_AREAS] = {
+        [NODE_AREA_HEADER] = (size_t)(HEADER_FIXED + f->num_clients) * sizeof(int),
+        [NODE_AREA_PAYLOAD] = payload.down * sizeof(float),
+    };
+    return fedkd_node_share_open(f->comm, f->sum_len + SLOT_EXTRA, areas, NODE_AREAS,
+                                 &f->node_share);
 }
 
 /* Rank 0: the test scores of the round's global model, or with one per
@@ -667,7 +666,6 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         double round_start = fedkd_time_now();
         double comm_seconds = 0.0;
         fedkd_round_metrics m = {0};
-        MPI_Request request;
         fedkd_status server_failure = FEDKD_OK; /* rank 0: the pending evaluation's */
 
         /* 1. Header: what happens this round. */
@@ -715,13 +713,8 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
         }
         int header_len = HEADER_FIXED + f->num_clients;
         double t = fedkd_time_now();
-        if (f->node_share) {
-            status = fedkd_node_share_bcast(f->node_share, NODE_AREA_HEADER, f->header,
-                                            header_len, MPI_INT, "the round header broadcast");
-        } else {
-            MPI_Ibcast(f->header, header_len, MPI_INT, 0, comm, &request);
-            status = fedkd_comm_wait_active(&request, "the round header broadcast");
-        }
+        status = fedkd_node_share_bcast(f->node_share, NODE_AREA_HEADER, f->header, header_len,
+                                        MPI_INT, 0, "the round header broadcast");
         comm_seconds += fedkd_time_now() - t;
         if (status) break;
         m.wire_bytes += peers * (uint64_t)header_len * sizeof(int);
@@ -793,27 +786,9 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
                 memcpy(f->down + weights, f->server_state,
                        (payload.down - weights) * sizeof(float));
             t = fedkd_time_now();
-            if (f->node_share) {
-                /* A node's ranks copy it from their leader's shared copy,
-                 * all at once, with no MPI message on the way. */
-                status = fedkd_node_share_bcast(f->node_share, NODE_AREA_PAYLOAD, down,
-                                                (int)payload.down, MPI_FLOAT,
-                                                "the payload broadcast");
-            } else {
-                MPI_Ibcast(down, (int)payload.down, MPI_FLOAT, 0, comm, &request);
-                status = fedkd_comm_wait_active(&request, "the payload broadcast");
-                /* Then a barrier, waited for actively too: a rank that has
-                 * its copy does not start training while others still wait
-                 * for theirs. With more ranks than cores, the first ranks'
-                 * training took the cores from those that still had to
-                 * receive and pass the broadcast on: they started up to 0.09
-                 * s late (mlp, -np 16 on 2 cores), and the round waited for
-                 * them. */
-                if (!status) {
-                    MPI_Ibarrier(comm, &request);
-                    status = fedkd_comm_wait_active(&request, "the payload's delivery");
-                }
-            }
+            status = fedkd_node_share_bcast(f->node_share, NODE_AREA_PAYLOAD, down,
+                                            (int)payload.down, MPI_FLOAT, 1,
+                                            "the payload broadcast");
             comm_seconds += fedkd_time_now() - t;
             if (status) break;
             if (f->rank != 0 && packed) memcpy(f->global, f->down, weights * sizeof(float));
@@ -829,19 +804,11 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             local_failure = FEDKD_ERR_NUMERIC;
 
         /* 4. Updates up: one exact integer sum, and the slowest rank's
-         * training time. The server evaluates the previous round while the
-         * clients train this one. Through node-shared memory, each rank
-         * adds its part as soon as it is done and sleeps; each node's
-         * leader waits asleep for its ranks and the leaders alone reduce
-         * with MPI. Without it, a barrier, waited for asleep, first: the sum's
-         * fragments then move while every rank tests without sleeping
-         * (fedkd_comm_wait_active), and no rank spins while another still
-         * trains. */
+         * training time (fedkd_node_share: within a node through shared
+         * memory, each rank asleep once it is done). The server evaluates
+         * the previous round while the clients train this one. */
         t = fedkd_time_now();
-        if (f->node_share && f->num_hosted > 0)
-            fedkd_node_share_add(f->node_share, f->accumulator, train_seconds);
-        else if (!f->node_share)
-            MPI_Ibarrier(comm, &request);
+        fedkd_node_share_add(f->node_share, f->accumulator, train_seconds);
         double overlapped_seconds = 0.0;
         if (has_pending) {
             has_pending = 0;
@@ -851,20 +818,7 @@ fedkd_status fedkd_run_federated(const fedkd_config *config, MPI_Comm comm,
             overlapped_seconds = fedkd_time_now() - e;
         }
         double slowest = 0.0;
-        if (f->node_share) {
-            status = fedkd_node_share_finish(f->node_share, f->reduced, &slowest);
-        } else {
-            status = fedkd_comm_wait(&request, "the end of local training");
-            if (!status) {
-                MPI_Ireduce(f->accumulator, f->reduced, buffer_len, MPI_INT64_T, MPI_SUM, 0,
-                            comm, &request);
-                status = fedkd_comm_wait_active(&request, "the update reduction");
-            }
-            if (!status) {
-                MPI_Ireduce(&train_seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, comm, &request);
-                status = fedkd_comm_wait_active(&request, "the timing reduction");
-            }
-        }
+        status = fedkd_node_share_finish(f->node_share, f->reduced, &slowest);
         double reduce_seconds = fedkd_time_now() - t;
         if (status) break;
         /* Every rank's sum and time reach rank 0, through shared memory or

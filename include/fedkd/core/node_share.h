@@ -41,36 +41,44 @@ typedef struct fedkd_node_share fedkd_node_share;
 
 #define FEDKD_NODE_SHARE_MAX_AREAS 4
 
-/* Collective over `comm`: a sum of `count` 64-bit integers a round, and
- * `num_areas` broadcast areas of area_bytes[a] bytes each. Rank 0 of
- * `comm` is the leader of its node (the node's ranks are ordered as in
- * `comm`). Returns NULL when no node has more than one rank, or when the
- * shared memory cannot be made on some node (logged once): the caller then
- * uses MPI collectives as before. The environment variable
- * FEDKD_TEST_RANKS_PER_NODE=k (tests) cuts each node into groups of k
- * consecutive ranks, so that one host exercises the leaders' collectives;
- * FEDKD_TEST_NODE_SHARE_REFUSED=1 makes the shared memory fail to open. */
-fedkd_node_share *fedkd_node_share_open(MPI_Comm comm, size_t count, const size_t *area_bytes,
-                                        int num_areas);
+/* Collective over `comm` (every rank, P = 1 too): a sum of `count` 64-bit
+ * integers a round, and `num_areas` broadcast areas of area_bytes[a] bytes
+ * each. Rank 0 of `comm` is the leader of its node (the node's ranks are
+ * ordered as in `comm`). Where no node has more than one rank, or the shared
+ * memory cannot be made on some node (one warning), every rank is a node of
+ * its own and the collectives are MPI's alone, as before this module. The
+ * environment variable FEDKD_TEST_RANKS_PER_NODE=k (tests) cuts each node
+ * into groups of k consecutive ranks, so that one host exercises the
+ * leaders' collectives; FEDKD_TEST_NODE_SHARE_REFUSED=1 makes the shared
+ * memory fail to open. Fails (on every rank alike) only when out of memory
+ * or when MPI fails. */
+fedkd_status fedkd_node_share_open(MPI_Comm comm, size_t count, const size_t *area_bytes,
+                                   int num_areas, fedkd_node_share **share);
 
 /* Collective over the communicator: rank 0's `count` items of `type` at
  * `buffer` to every rank, through area `area` (at most its size). Leaders
- * wait for MPI actively, the others asleep. */
+ * wait for MPI actively, the others asleep. `before_compute`: the ranks
+ * compute right after it; where ranks share no memory a barrier (waited
+ * for actively) then keeps a rank that has its copy from taking a core from
+ * ranks still passing it on. */
 fedkd_status fedkd_node_share_bcast(fedkd_node_share *share, int area, void *buffer, int count,
-                                    MPI_Datatype type, const char *what);
+                                    MPI_Datatype type, int before_compute, const char *what);
 
-/* Local, no MPI call (may be called holding a compute slot): adds `values`
- * (count integers, wrapping like MPI_SUM on MPI_INT64_T) into the node's
- * sum for this round and `seconds` into its maximum. */
+/* Every rank, once a round, after its own work and before
+ * fedkd_node_share_finish: its `values` (count integers, wrapping like
+ * MPI_SUM on MPI_INT64_T) for the round's sum and its `seconds` for the
+ * maximum. With shared memory they are added into the node's sum at once
+ * (under a lock, no MPI call); without, `values` must stay as they are
+ * until the finish, and a non-blocking barrier is posted. */
 void fedkd_node_share_add(fedkd_node_share *share, const int64_t *values, double seconds);
 
-/* Collective over the communicator, once a round after this rank's add (a
- * rank with nothing to add skips fedkd_node_share_add but still calls
- * this). Rank 0 gets every rank's sum in `out` (count integers) and the
+/* Collective over the communicator, once a round after the add. Rank 0
+ * gets every rank's sum in `out` (count integers, not `values`) and the
  * largest `seconds` in *slowest; other ranks' `out` and *slowest are
- * untouched. A leader waits asleep for its node, reduces with the other
- * leaders (MPI, waited for actively) and clears the node's sum for the
- * next round; the other ranks wait asleep for their leader to be done. */
+ * untouched. A leader waits asleep for its node (without shared memory:
+ * for the barrier), reduces with the other leaders (MPI, waited for
+ * actively) and clears the node's sum for the next round; the other ranks
+ * wait asleep for their leader to be done. */
 fedkd_status fedkd_node_share_finish(fedkd_node_share *share, int64_t *out, double *slowest);
 
 /* Local; NULL is fine. */
