@@ -42,16 +42,28 @@ static double row_cross_entropy(const float *z, int32_t label, int classes, floa
 {
     float max;
     double sum;
-    row_softmax_terms(z, classes, 1.0f, &max, &sum);
-    double loss = log(sum) - (double)(z[label] - max);
-    if (d_row) {
-        float inv_sum = (float)(1.0 / sum);
-        for (int j = 0; j < classes; j++) {
-            float p = expf(z[j] - max) * inv_sum;
-            d_row[j] = scale * (p - (j == label ? 1.0f : 0.0f));
-        }
+    if (!d_row) {
+        row_softmax_terms(z, classes, 1.0f, &max, &sum);
+        return log(sum) - (double)(z[label] - max);
     }
-    return loss;
+    /* row_softmax_terms at temperature 1 (z - max times 1.0f is z - max),
+     * each exponential kept in d_row for the gradient rather than taken
+     * twice: the same sum and the same probabilities. */
+    max = z[0];
+    for (int j = 1; j < classes; j++)
+        if (z[j] > max) max = z[j];
+    double shifted = (double)(z[label] - max); /* read before d_row is written */
+    sum = 0.0;
+    for (int j = 0; j < classes; j++) {
+        d_row[j] = expf(z[j] - max);
+        sum += (double)d_row[j];
+    }
+    float inv_sum = (float)(1.0 / sum);
+    for (int j = 0; j < classes; j++) {
+        float p = d_row[j] * inv_sum;
+        d_row[j] = scale * (p - (j == label ? 1.0f : 0.0f));
+    }
+    return log(sum) - shifted;
 }
 
 float fedkd_loss_cross_entropy(const float *logits, const int32_t *labels, int batch,
