@@ -89,7 +89,7 @@ fedkd_status fl_class_mean_logits(fedkd_model *model, const fedkd_dataset *data,
     for (size_t first = 0; first < data->count; first += (size_t)model->max_batch) {
         size_t left = data->count - first;
         int count = left < (size_t)model->max_batch ? (int)left : model->max_batch;
-        const float *z = fedkd_model_infer(model, data->features + first * sample, count);
+        const float *z = fedkd_model_forward(model, data->features + first * sample, count);
         for (int i = 0; i < count; i++) {
             int32_t label = data->labels[first + (size_t)i];
             counts[label]++;

@@ -157,7 +157,7 @@ fedkd_status fedkd_kd_compute_logits(const fedkd_model_spec *spec, const float *
     for (size_t first = 0; first < data->count; first += (size_t)model->max_batch) {
         size_t left = data->count - first;
         int count = left < (size_t)model->max_batch ? (int)left : model->max_batch;
-        const float *z = fedkd_model_infer(model, data->features + first * sample, count);
+        const float *z = fedkd_model_forward(model, data->features + first * sample, count);
         memcpy(out + first * classes, z, (size_t)count * classes * sizeof(float));
     }
     fedkd_model_destroy(&model);

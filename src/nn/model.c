@@ -496,29 +496,6 @@ const float *fedkd_model_forward(fedkd_model *model, const float *input, int bat
     return model->activations[model->num_layers];
 }
 
-const float *fedkd_model_infer(fedkd_model *model, const float *input, int batch)
-{
-    if (batch < 1 || batch > model->max_batch) return NULL;
-    /* Flatten layers at the bottom only rename their input. The first
-     * layer after them reads the caller's rows where they are, unless it
-     * writes in place (a fused relu), a shortcut reads an activation, or a
-     * backward pass may follow (training mode): then as a forward pass. */
-    int first = 0;
-    while (first < model->num_layers && model->layers[first].kind == &fedkd_layer_kind_flatten)
-        first++;
-    if (model->training || input == model->activations[0] || first == model->num_layers ||
-        model->activations[first + 1] == model->activations[first] || has_residual(model))
-        return fedkd_model_forward(model, input, batch);
-    for (int i = first; i < model->num_layers; i++) {
-        fedkd_layer *layer = &model->layers[i];
-        layer->training = 0;
-        layer->kind->forward(layer, model->params + layer->param_offset,
-                             i == first ? input : model->activations[i], model->activations[i + 1],
-                             batch, model->scratch);
-    }
-    return model->activations[model->num_layers];
-}
-
 float *fedkd_model_input(fedkd_model *model) { return model->activations[0]; }
 
 void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)

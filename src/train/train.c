@@ -323,7 +323,7 @@ fedkd_status fedkd_evaluate(fedkd_model *model, const fedkd_dataset *data, doubl
     for (size_t first = 0; first < data->count; first += (size_t)model->max_batch) {
         size_t left = data->count - first;
         int count = left < (size_t)model->max_batch ? (int)left : model->max_batch;
-        const float *logits = fedkd_model_infer(model, data->features + first * sample, count);
+        const float *logits = fedkd_model_forward(model, data->features + first * sample, count);
         for (int i = 0; i < count; i++) {
             const float *row = logits + (size_t)i * (size_t)classes;
             int best = 0;

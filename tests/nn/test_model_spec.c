@@ -258,86 +258,10 @@ static void check_errors(void)
                  "layer 2", "gelu");
 }
 
-/* fedkd_model_infer against fedkd_model_forward on one model: the same
- * logits bit for bit, the caller's rows untouched, and the model's input
- * buffer left as it was when the first layer can read the rows in place
- * (`in_place`), copied when it cannot; in training mode it copies, so that
- * a backward pass finds its input. */
-static void check_infer_one(const char *what, const fedkd_model_spec *spec, int in_place)
-{
-    fedkd_model *model = NULL;
-    enum { BATCH = 5 };
-    CHECK(fedkd_model_create(&model, spec, BATCH) == FEDKD_OK, "%s: create: %s", what,
-          fedkd_error_message());
-    if (!model) return;
-    fedkd_model_init_params(model, 3, 1);
-    size_t features = fedkd_shape_size(spec->input) * BATCH;
-    size_t logits = (size_t)fedkd_model_num_classes(model) * BATCH;
-    float *input = malloc(features * sizeof *input), *kept = malloc(features * sizeof *kept),
-          *expected = malloc(logits * sizeof *expected);
-    for (size_t i = 0; i < features; i++) input[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
-    memcpy(kept, input, features * sizeof *input);
-    memcpy(expected, fedkd_model_forward(model, input, BATCH), logits * sizeof *expected);
-
-    float *buffer = fedkd_model_input(model);
-    for (size_t i = 0; i < features; i++) buffer[i] = 7.0f;
-    const float *got = fedkd_model_infer(model, input, BATCH);
-    CHECK(got && memcmp(got, expected, logits * sizeof *got) == 0,
-          "%s: inference gives the forward pass's logits bit for bit", what);
-    CHECK(memcmp(input, kept, features * sizeof *input) == 0, "%s: the rows are not written",
-          what);
-    int untouched = 1;
-    for (size_t i = 0; i < features; i++) untouched &= buffer[i] == 7.0f;
-    CHECK(untouched == in_place, "%s: the model's input buffer is %s", what,
-          untouched ? "left as it was" : "overwritten");
-
-    /* Training mode: what a forward pass leaves in the input buffer (the
-     * rows, or rectified rows under a fused relu). */
-    model->training = 1;
-    fedkd_model_forward(model, input, BATCH);
-    memcpy(kept, buffer, features * sizeof *kept);
-    for (size_t i = 0; i < features; i++) buffer[i] = 7.0f;
-    got = fedkd_model_infer(model, input, BATCH);
-    CHECK(got && memcmp(buffer, kept, features * sizeof *kept) == 0,
-          "%s: in training mode the input is copied in for the backward pass", what);
-    model->training = 0;
-    CHECK(fedkd_model_infer(model, input, BATCH + 1) == NULL, "%s: batch above max_batch refused",
-          what);
-    free(input);
-    free(kept);
-    free(expected);
-    fedkd_model_destroy(&model);
-}
-
-static void check_infer(void)
-{
-    fedkd_model_spec spec;
-    CHECK(fedkd_model_spec_preset(&spec, "mlp", mnist, 10) == FEDKD_OK, "mlp preset");
-    check_infer_one("mlp (flatten, then dense on the rows)", &spec, 1);
-    CHECK(fedkd_model_spec_preset(&spec, "cnn", mnist, 10) == FEDKD_OK, "cnn preset");
-    check_infer_one("cnn (conv on the rows)", &spec, 1);
-    const fedkd_shape cifar = {3, 32, 32};
-    CHECK(fedkd_model_spec_preset(&spec, "resnet8", cifar, 10) == FEDKD_OK, "resnet8 preset");
-    check_infer_one("resnet8 (shortcuts: copied)", &spec, 0);
-    const fedkd_shape small = {2, 6, 6};
-    CHECK(parse("[{\"type\": \"conv2d\", \"filters\": 3, \"kernel\": 3, \"padding\": 1},"
-                " {\"type\": \"batchnorm\"}, {\"type\": \"relu\"},"
-                " {\"type\": \"flatten\"}, {\"type\": \"dense\", \"units\": 4}]",
-                &spec, small, 4) == FEDKD_OK,
-          "conv-batchnorm spec: %s", fedkd_error_message());
-    check_infer_one("conv, batchnorm (running statistics)", &spec, 1);
-    CHECK(parse("[{\"type\": \"relu\"}, {\"type\": \"maxpool\", \"kernel\": 2},"
-                " {\"type\": \"flatten\"}, {\"type\": \"dense\", \"units\": 4}]",
-                &spec, small, 4) == FEDKD_OK,
-          "relu-maxpool spec: %s", fedkd_error_message());
-    check_infer_one("relu fused into the maxpool (in place: copied)", &spec, 0);
-}
-
 int main(void)
 {
     check_mlp();
     check_cnn();
-    check_infer();
     check_json();
     check_errors();
     return test_finish("test_model_spec");

@@ -189,11 +189,6 @@ void fedkd_model_init_params(fedkd_model *model, uint64_t seed, uint64_t model_i
  * (batch, num_classes), a view that stays valid until the next forward. The
  * input is copied in, unless it is fedkd_model_input's buffer already. */
 const float *fedkd_model_forward(fedkd_model *model, const float *input, int batch);
-/* The same logits as fedkd_model_forward, for passes no backward pass
- * follows (evaluation, predictions; not in training mode): the input is
- * read where it is, not copied in, and fedkd_model_input's buffer is left
- * as it is. A backward pass after it would read a stale input. */
-const float *fedkd_model_infer(fedkd_model *model, const float *input, int batch);
 /* (max_batch samples) where the next forward pass takes its input from: a
  * batch gathered here is not copied again. A forward pass of other input
  * overwrites it; forward and backward passes of it leave it as it is. */
