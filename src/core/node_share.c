@@ -1,19 +1,16 @@
 /* A round's broadcasts and sum through node-shared memory:
  * include/fedkd/core/node_share.h. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "core/node_map.h"
 #include "fedkd/core/comm.h"
 #include "fedkd/core/core.h"
 #include "fedkd/core/node_share.h"
@@ -86,65 +83,29 @@ static int split_nodes(MPI_Comm comm, MPI_Comm *node)
     return split == MPI_SUCCESS ? 0 : -1;
 }
 
-/* The leader makes and maps the object, the others map it; 0 on every rank
- * of the node when all could. */
-static int map_shared(fedkd_node_share *s, MPI_Comm node, int node_rank)
+/* The lock works across processes and survives a holder's death
+ * (EOWNERDEAD: the job ends anyway). */
+static int init_lock(void *map, void *context)
 {
-    static unsigned serial;
-    char name[64] = {0};
-    int failed = 0, fd = -1;
-    if (node_rank == 0) {
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        snprintf(name, sizeof name, "/fedkd-node-%ld-%ld-%u", (long)getpid(), (long)now.tv_nsec,
-                 serial++);
-        /* Test hook: the object cannot be made (tests/fl). */
-        const char *refuse = getenv("FEDKD_TEST_NODE_SHARE_REFUSED");
-        if (refuse && atoi(refuse) == 1) {
-            fd = -1;
-            errno = EACCES;
-        } else {
-            fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
-        }
-        /* Allocated now, not on first touch: a /dev/shm too small for it
-         * (a container's 64 MiB) is an error here, not a SIGBUS mid-run. */
-        int error = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)s->bytes);
-        failed = error != 0;
-        if (failed)
-            fedkd_log_warn("node-shared collectives: shared memory %s (%zu bytes): %s; the "
-                           "ranks use MPI alone", name, s->bytes, strerror(error));
-    }
-    MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, node);
-    MPI_Bcast(&failed, 1, MPI_INT, 0, node);
-    if (!failed && node_rank != 0) {
-        fd = shm_open(name, O_RDWR, 0600);
-        failed = fd < 0;
-    }
-    void *map = MAP_FAILED;
-    if (!failed) {
-        map = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        failed = map == MAP_FAILED;
-    }
-    if (fd >= 0) close(fd);
-    if (!failed && node_rank == 0) {
-        /* The new object reads as zeros; the lock works across processes and
-         * survives a holder's death (EOWNERDEAD: the job ends anyway). */
-        node_header *h = map;
-        pthread_mutexattr_t attr;
-        pthread_mutexattr_init(&attr);
-        pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-        pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-        failed = pthread_mutex_init(&h->lock, &attr) != 0;
-        pthread_mutexattr_destroy(&attr);
-    }
-    int any_failed = 0;
-    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, node);
-    /* Every rank has it mapped (or gave up): the name can go. */
-    if (node_rank == 0 && name[0]) shm_unlink(name);
-    if (any_failed) {
-        if (map != MAP_FAILED) munmap(map, s->bytes);
-        return -1;
-    }
+    node_header *h = map;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    int error = pthread_mutex_init(&h->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return error;
+}
+
+/* The node's mapping (its leader makes it, the others map it) and the views
+ * into it; 0 on every rank of the node when all could. */
+static int map_shared(fedkd_node_share *s, MPI_Comm node)
+{
+    /* Test hook: the object cannot be made (tests/fl). */
+    const char *refuse = getenv("FEDKD_TEST_NODE_SHARE_REFUSED");
+    void *map = fedkd_node_map(node, s->bytes, init_lock, NULL, "node-shared collectives",
+                               "the ranks use MPI alone", refuse && atoi(refuse) == 1);
+    if (!map) return -1;
     s->shared = map;
     size_t offset = round_up_64(sizeof(node_header));
     s->sum = (uint64_t *)((char *)map + offset);
@@ -191,7 +152,7 @@ fedkd_status fedkd_node_share_open(MPI_Comm comm, size_t count, const size_t *ar
     int mine[2] = {!split, node_size}, all[2] = {0, 0}; /* {any failed, largest node} */
     MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, comm);
     int failed = all[0] != 0 || all[1] < 2;
-    if (!failed) failed = map_shared(s, node, node_rank) != 0;
+    if (!failed) failed = map_shared(s, node) != 0;
     if (split) MPI_Comm_free(&node);
     int any_failed = failed;
     MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, comm);

@@ -1,14 +1,13 @@
 /* Compute slots shared by the ranks of a node: include/fedkd/core/slots.h. */
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <semaphore.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/node_map.h"
 #include "fedkd/core/core.h"
 #include "fedkd/core/slots.h"
 
@@ -34,6 +33,12 @@ static void affinity_bits(unsigned char *bits, size_t size)
         if (CPU_ISSET(c, &set)) bits[c / 8] |= (unsigned char)(1u << (c % 8));
 }
 
+/* The node's semaphore, shared between processes, at the limit. */
+static int init_semaphore(void *map, void *context)
+{
+    return sem_init(map, 1, *(const unsigned *)context) == 0 ? 0 : errno;
+}
+
 /* Collective over the node: how many CPUs its ranks may use together. */
 static int node_cpus(MPI_Comm node)
 {
@@ -53,8 +58,7 @@ fedkd_slots *fedkd_slots_open(MPI_Comm comm, int slots)
     if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) !=
         MPI_SUCCESS)
         return NULL;
-    int node_rank, node_size;
-    MPI_Comm_rank(node, &node_rank);
+    int node_size;
     MPI_Comm_size(node, &node_size);
     int limit = slots > 0 ? slots : slots == 0 ? node_cpus(node) : node_size;
     if (limit >= node_size) {
@@ -62,44 +66,17 @@ fedkd_slots *fedkd_slots_open(MPI_Comm comm, int slots)
         return NULL;
     }
 
-    /* The node's first rank names and creates the semaphore; the name is
-     * unique on the host (its pid, the time, a counter). */
-    static unsigned serial;
-    char name[64] = {0};
-    int failed = 0;
-    sem_t *sem = SEM_FAILED;
-    if (node_rank == 0) {
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        snprintf(name, sizeof name, "/fedkd-slots-%ld-%ld-%u", (long)getpid(),
-                 (long)now.tv_nsec, serial++);
-        sem = sem_open(name, O_CREAT | O_EXCL, 0600, (unsigned)limit);
-        failed = sem == SEM_FAILED;
-        if (failed) fedkd_log_warn("compute slots: sem_open(%s) failed: %s; ranks compute "
-                                   "without a limit", name, strerror(errno));
-    }
-    MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, node);
-    MPI_Bcast(&failed, 1, MPI_INT, 0, node);
-    if (!failed && node_rank != 0) {
-        sem = sem_open(name, 0);
-        failed = sem == SEM_FAILED;
-    }
-    int any_failed = 0;
-    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, node);
-    /* Every rank has it open (or gave up): the name can go. */
-    if (node_rank == 0 && sem != SEM_FAILED) sem_unlink(name);
+    /* The semaphore lives in memory the node's ranks share (the node's first
+     * rank makes it and sets it to the limit). */
+    unsigned initial = (unsigned)limit;
+    sem_t *sem = fedkd_node_map(node, sizeof(sem_t), init_semaphore, &initial, "compute slots",
+                                "ranks compute without a limit", 0);
     MPI_Comm_free(&node);
-    if (any_failed) {
-        if (sem != SEM_FAILED) sem_close(sem);
-        if (node_rank == 0 && !failed)
-            fedkd_log_warn("compute slots: a rank could not open the node's semaphore; ranks "
-                           "compute without a limit");
-        return NULL;
-    }
+    if (!sem) return NULL;
     fedkd_slots *s = calloc(1, sizeof *s);
     if (!s) {
         /* This rank alone goes without: the others still share the rest. */
-        sem_close(sem);
+        munmap(sem, sizeof(sem_t));
         return NULL;
     }
     s->sem = sem;
@@ -129,6 +106,6 @@ void fedkd_slots_close(fedkd_slots *s)
 {
     if (!s) return;
     fedkd_slots_release(s);
-    sem_close(s->sem);
+    munmap(s->sem, sizeof(sem_t));
     free(s);
 }
