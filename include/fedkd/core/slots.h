@@ -10,9 +10,10 @@
  * change any result: every piece of work is independent and the sums are
  * exact (README.md, "Guarantees").
  *
- * The slot count lives in a POSIX semaphore shared by the ranks of a node
- * (named, created by the node's first rank and unlinked once every rank has
- * opened it, so nothing is left behind in /dev/shm). A rank waits for a
+ * The slot count lives in a process-shared POSIX semaphore in memory the
+ * ranks of a node share (a shared-memory object the node's first rank makes
+ * and unlinks once every rank has mapped it, so nothing is left behind in
+ * /dev/shm: src/core/node_map.h). A rank waits for a
  * slot in the kernel, without spinning. No MPI call may happen while a slot
  * is held: a rank waiting for a slot could be the one a collective needs. */
 #ifndef FEDKD_CORE_SLOTS_H
