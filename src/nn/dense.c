@@ -41,6 +41,14 @@ static void dense_forward(const fedkd_layer *layer, const float *params, const f
     fedkd_sgemm(0, 1, batch, out, in, 1.0f, input, in, weights, in, 1.0f, output, out);
 }
 
+void fedkd_nn_dense_bias_grad(const float *d_output, int batch, int out, float *d_bias)
+{
+    for (int n = 0; n < batch; n++) {
+        const float *row = d_output + (size_t)n * (size_t)out;
+        for (int j = 0; j < out; j++) d_bias[j] += row[j];
+    }
+}
+
 static void dense_backward(const fedkd_layer *layer, const float *params, const float *input,
                            const float *output, const float *d_output, float *d_input,
                            float *d_params, int batch, float *scratch)
@@ -51,10 +59,7 @@ static void dense_backward(const fedkd_layer *layer, const float *params, const 
     float *d_weights = d_params;                             /* (out, in) */
     float *d_bias = d_params + (size_t)out * (size_t)in;     /* (out) */
     fedkd_sgemm(1, 0, out, in, batch, 1.0f, d_output, out, input, in, 1.0f, d_weights, in);
-    for (int n = 0; n < batch; n++) {
-        const float *row = d_output + (size_t)n * (size_t)out;
-        for (int j = 0; j < out; j++) d_bias[j] += row[j];
-    }
+    fedkd_nn_dense_bias_grad(d_output, batch, out, d_bias);
     if (d_input)
         fedkd_sgemm(0, 0, batch, in, out, 1.0f, d_output, out, weights, in, 0.0f, d_input, in);
 }

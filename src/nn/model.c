@@ -498,14 +498,16 @@ const float *fedkd_model_forward(fedkd_model *model, const float *input, int bat
 
 float *fedkd_model_input(fedkd_model *model) { return model->activations[0]; }
 
-void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
+/* The backward pass of layers num_layers - 1 down to `lowest`; returns the
+ * gradient of layer lowest's input (NULL when lowest is the first
+ * trainable layer, whose input gradient nothing needs). */
+static const float *backward_down_to(fedkd_model *model, const float *d_logits, int batch,
+                                     int lowest)
 {
-    if (batch < 1 || batch > model->max_batch) return;
-    model->grads_zero = 0;
     int first_trainable = first_trainable_layer(model);
     const float *d_output = d_logits;
     int next = 0;
-    for (int i = model->num_layers - 1; i >= first_trainable; i--) {
+    for (int i = model->num_layers - 1; i >= lowest; i--) {
         const fedkd_layer *layer = &model->layers[i];
         /* the maxpool after it wrote this relu's input gradient */
         if (layer->kind == &fedkd_layer_kind_relu && layer->relu_fused) continue;
@@ -528,6 +530,26 @@ void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
         d_output = d_input;
         next ^= 1;
     }
+    return d_output;
+}
+
+void fedkd_model_backward(fedkd_model *model, const float *d_logits, int batch)
+{
+    if (batch < 1 || batch > model->max_batch) return;
+    model->grads_zero = 0;
+    backward_down_to(model, d_logits, batch, first_trainable_layer(model));
+}
+
+const float *fedkd_nn_backward_above(fedkd_model *model, const float *d_logits, int batch,
+                                     int stop)
+{
+    model->grads_zero = 0;
+    return backward_down_to(model, d_logits, batch, stop + 1);
+}
+
+int fedkd_nn_first_trainable_layer(const fedkd_model *model)
+{
+    return first_trainable_layer(model);
 }
 
 void fedkd_model_zero_grad(fedkd_model *model)

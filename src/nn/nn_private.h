@@ -60,6 +60,37 @@ fedkd_status fedkd_nn_pool_window(fedkd_layer *layer, const char *kernel_hint);
  * may be in (the relu layer, and the relu fused into a maxpool in place). */
 void fedkd_nn_relu(const float *in, float *out, size_t count);
 
+/* A dense layer's bias gradient: adds the batch's rows of d_output (batch,
+ * out) into d_bias, in batch order. */
+void fedkd_nn_dense_bias_grad(const float *d_output, int batch, int out, float *d_bias);
+
+/* SGD's settings for fedkd_nn_dense_weight_sgd. plain_only (tests) keeps
+ * to the one-weight-at-a-time loop, which gives the same bits as the
+ * vector kernel. */
+typedef struct fedkd_dense_sgd {
+    float lr, momentum, decay;
+    int nesterov, plain_only;
+} fedkd_dense_sgd;
+
+/* A dense layer's weight gradient, d_output^T input over the batch, and
+ * SGD's step of those weights with it (velocity read and written: not a
+ * fresh step), without the gradient ever reaching memory: the bits of
+ * OpenBLAS's product into zeroed gradients followed by the optimizer's
+ * pass. weights and velocity are (out, in); scratch holds
+ * fedkd_nn_dense_sgd_scratch_floats(batch, out) floats. */
+size_t fedkd_nn_dense_sgd_scratch_floats(int batch, int out);
+void fedkd_nn_dense_weight_sgd(const float *d_output, const float *input, int batch, int out,
+                               int in, float *weights, float *velocity,
+                               const fedkd_dense_sgd *s, float *scratch);
+
+/* fedkd_model_backward's pass over the layers above layer `stop` (stop >=
+ * the first trainable layer): returns the gradient of layer stop's output
+ * (d_logits when stop is the last layer). */
+const float *fedkd_nn_backward_above(fedkd_model *model, const float *d_logits, int batch,
+                                     int stop);
+/* The first layer with parameters (the last one if none has any). */
+int fedkd_nn_first_trainable_layer(const fedkd_model *model);
+
 /* Uniform initialisation of `count` weights. FEDKD_INIT_DEFAULT picks He when
  * the layer feeds a ReLU (keeps the activation variance through the rectifier)
  * and Glorot otherwise (keeps forward and backward variance for linear

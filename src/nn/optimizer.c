@@ -44,6 +44,9 @@ struct fedkd_optimizer {
     /* Set for one fresh SGD step (fedkd_optimizer_step_model_clear_grads_into):
      * the step reads the parameters where they are and writes them here. */
     float *into;
+    /* fedkd_optimizer_backward_step's scratch, grown on first use. */
+    float *scratch;
+    size_t scratch_floats;
 };
 
 static size_t sgd_state_floats(size_t num_params) { return num_params; }
@@ -280,6 +283,7 @@ void fedkd_optimizer_destroy(fedkd_optimizer **optimizer)
 {
     if (!optimizer || !*optimizer) return;
     fedkd_free((*optimizer)->state);
+    fedkd_free((*optimizer)->scratch);
     free(*optimizer);
     *optimizer = NULL;
 }
@@ -310,8 +314,22 @@ static void step_range(fedkd_optimizer *optimizer, fedkd_model *model, size_t be
     }
 }
 
-static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear_grads,
-                       fedkd_gradient_hook hook, void *context)
+/* step_range over [begin, end) but for [skip_begin, skip_end). */
+static void step_range_but(fedkd_optimizer *optimizer, fedkd_model *model, size_t begin,
+                           size_t end, int clear_grads, fedkd_gradient_hook hook, void *context,
+                           size_t skip_begin, size_t skip_end)
+{
+    size_t cut = skip_begin < end ? skip_begin : end;
+    if (begin < cut) step_range(optimizer, model, begin, cut, clear_grads, hook, context);
+    size_t resume = skip_end > begin ? skip_end : begin;
+    if (resume < end) step_range(optimizer, model, resume, end, clear_grads, hook, context);
+}
+
+/* Steps every parameter the optimizer has state for but the running
+ * statistics and [skip_begin, skip_end) (stepped already, gradients zero). */
+static void step_model_but(fedkd_optimizer *optimizer, fedkd_model *model, int clear_grads,
+                           fedkd_gradient_hook hook, void *context, size_t skip_begin,
+                           size_t skip_end)
 {
     if (optimizer->kind->begin_step) optimizer->kind->begin_step(optimizer);
     size_t next = 0, n = optimizer->num_params < model->num_params ? optimizer->num_params
@@ -320,7 +338,9 @@ static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear
         const fedkd_layer *layer = &model->layers[i];
         if (layer->stats_count == 0) continue;
         size_t stats = layer->param_offset + layer->stats_offset;
-        if (stats > next) step_range(optimizer, model, next, stats, clear_grads, hook, context);
+        if (stats > next)
+            step_range_but(optimizer, model, next, stats, clear_grads, hook, context, skip_begin,
+                           skip_end);
         next = stats + layer->stats_count;
         /* The running statistics have no gradient, but clearing leaves the
          * whole buffer as fedkd_model_zero_grad would; their state, never
@@ -335,7 +355,9 @@ static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear
                    (stats + layer->stats_count <= n ? layer->stats_count : n - stats) *
                        sizeof *optimizer->state);
     }
-    if (n > next) step_range(optimizer, model, next, n, clear_grads, hook, context);
+    if (n > next)
+        step_range_but(optimizer, model, next, n, clear_grads, hook, context, skip_begin,
+                       skip_end);
     size_t done = n > next ? n : next;
     if (clear_grads && model->num_params > done)
         memset(model->grads + done, 0, (model->num_params - done) * sizeof *model->grads);
@@ -347,6 +369,12 @@ static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear
                (optimizer->num_params - done) * sizeof *optimizer->state);
     optimizer->fresh = 0;
     if (clear_grads) model->grads_zero = 1;
+}
+
+static void step_model(fedkd_optimizer *optimizer, fedkd_model *model, int clear_grads,
+                       fedkd_gradient_hook hook, void *context)
+{
+    step_model_but(optimizer, model, clear_grads, hook, context, 0, 0);
 }
 
 void fedkd_optimizer_step_model(fedkd_optimizer *optimizer, fedkd_model *model)
@@ -381,6 +409,63 @@ void fedkd_optimizer_step_model_clear_grads_into(fedkd_optimizer *optimizer, fed
     model->params = into;
     step_model(optimizer, model, 1, hook, context);
     model->params = params;
+}
+
+/* The first trainable layer, when fedkd_nn_dense_weight_sgd can step its
+ * weights inside the backward pass: a dense layer, SGD stepping in place
+ * with its velocity in use (not a fresh step), every gradient zero before
+ * the pass. NULL otherwise. Test hook: FEDKD_TEST_DENSE_SGD=off never fuses,
+ * =plain fuses with the one-weight-at-a-time loop. */
+static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_model *model,
+                                        int batch, int *plain_only)
+{
+    const char *test = getenv("FEDKD_TEST_DENSE_SGD");
+    *plain_only = test && strcmp(test, "plain") == 0;
+    if (test && strcmp(test, "off") == 0) return NULL;
+    if (optimizer->kind->step != sgd_step || optimizer->fresh || optimizer->into ||
+        !model->grads_zero || batch < 1 || batch > model->max_batch)
+        return NULL;
+    const fedkd_layer *layer = &model->layers[fedkd_nn_first_trainable_layer(model)];
+    if (layer->kind != &fedkd_layer_kind_dense) return NULL;
+    size_t weights = (size_t)layer->spec.units * fedkd_shape_size(layer->in_shape);
+    size_t n = optimizer->num_params < model->num_params ? optimizer->num_params
+                                                          : model->num_params;
+    if (layer->param_offset + weights > n) return NULL;
+    size_t need = fedkd_nn_dense_sgd_scratch_floats(batch, layer->spec.units);
+    if (optimizer->scratch_floats < need) {
+        float *grown = fedkd_alloc(need * sizeof *grown);
+        if (!grown) return NULL; /* the two passes below need no scratch */
+        fedkd_free(optimizer->scratch);
+        optimizer->scratch = grown;
+        optimizer->scratch_floats = need;
+    }
+    return layer;
+}
+
+void fedkd_optimizer_backward_step(fedkd_optimizer *optimizer, fedkd_model *model,
+                                   const float *d_logits, int batch)
+{
+    int plain_only = 0;
+    const fedkd_layer *layer = fusable_layer(optimizer, model, batch, &plain_only);
+    if (!layer) {
+        fedkd_model_backward(model, d_logits, batch);
+        step_model(optimizer, model, 1, NULL, NULL);
+        return;
+    }
+    int out = layer->spec.units, in = (int)fedkd_shape_size(layer->in_shape);
+    size_t begin = layer->param_offset, end = begin + (size_t)out * (size_t)in;
+    int first = (int)(layer - model->layers);
+    const float *d_output = fedkd_nn_backward_above(model, d_logits, batch, first);
+    /* The bias as dense_backward sums it; the weights step now, from a
+     * gradient that stays in registers, and their gradients stay zero. */
+    fedkd_nn_dense_bias_grad(d_output, batch, out, model->grads + end);
+    const fedkd_optimizer_settings *s = &optimizer->settings;
+    fedkd_dense_sgd sgd = {.lr = s->lr, .momentum = s->momentum, .decay = s->weight_decay,
+                           .nesterov = s->nesterov != 0, .plain_only = plain_only};
+    fedkd_nn_dense_weight_sgd(d_output, model->activations[first], batch, out, in,
+                              model->params + begin, optimizer->state + begin, &sgd,
+                              optimizer->scratch);
+    step_model_but(optimizer, model, 1, NULL, NULL, begin, end);
 }
 
 /* SGD's velocity is not cleared here but marked fresh: the next step writes

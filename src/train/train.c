@@ -275,16 +275,18 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                                     data->origin, (double)loss, epoch + 1, batches + 1);
                 goto fail;
             }
-            fedkd_model_backward(model, d_logits, count);
             if (model->params != own_params) {
+                fedkd_model_backward(model, d_logits, count);
                 fedkd_optimizer_step_model_clear_grads_into(
                     optimizer, model, own_params, gradient_terms ? add_gradient_terms : NULL,
                     (void *)settings);
                 model->params = own_params;
-            } else {
-                fedkd_optimizer_step_model_clear_grads(optimizer, model,
-                                                       gradient_terms ? add_gradient_terms : NULL,
+            } else if (gradient_terms) {
+                fedkd_model_backward(model, d_logits, count);
+                fedkd_optimizer_step_model_clear_grads(optimizer, model, add_gradient_terms,
                                                        (void *)settings);
+            } else {
+                fedkd_optimizer_backward_step(optimizer, model, d_logits, count);
             }
             loss_sum += (double)loss;
             batches++;

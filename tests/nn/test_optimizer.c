@@ -344,6 +344,100 @@ static void check_clear_grads(void)
     }
 }
 
+/* fedkd_optimizer_backward_step against fedkd_model_backward then the
+ * clearing step, bit for bit (parameters, state, gradients left zero), over
+ * five training steps (the first a fresh one, which does not fuse): first
+ * dense layers whose rows and columns leave tails to the vector kernel's
+ * tiles of 4 x 64 (203 x 137, 113 x 37, 64 x 80 behind a flatten), one
+ * followed by a batchnorm whose running statistics the step skips; SGD
+ * plain, with momentum and decay, Nesterov, and Adam (which does not
+ * fuse); the vector kernel and its one-weight-at-a-time loop
+ * (FEDKD_TEST_DENSE_SGD=plain). */
+static void check_backward_step(void)
+{
+    enum { BATCH = 7, STEPS = 5 };
+    struct {
+        fedkd_shape input;
+        int units, norm;
+    } models[] = {{{137, 1, 1}, 203, 0}, {{37, 1, 1}, 113, 1}, {{1, 8, 10}, 64, 0}};
+    const struct {
+        const char *name;
+        float momentum, decay;
+        int nesterov;
+    } variants[] = {{"sgd", 0.0f, 0.0f, 0}, {"sgd", 0.9f, 1e-3f, 0}, {"sgd", 0.9f, 1e-3f, 1},
+                    {"adam", 0.0f, 0.0f, 0}};
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+        fedkd_model_spec spec;
+        memset(&spec, 0, sizeof spec);
+        snprintf(spec.name, sizeof spec.name, "fused%zu", m);
+        spec.input = models[m].input;
+        spec.num_classes = 5;
+        if (models[m].input.height > 1) spec.layers[spec.num_layers++] = test_layer("flatten", 0);
+        spec.layers[spec.num_layers++] = test_layer("dense", models[m].units);
+        if (models[m].norm) spec.layers[spec.num_layers++] = test_layer("batchnorm", 0);
+        spec.layers[spec.num_layers++] = test_layer("relu", 0);
+        spec.layers[spec.num_layers++] = test_layer("dense", 5);
+        size_t features = fedkd_shape_size(spec.input);
+        for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++)
+            for (int plain = 0; plain < 2; plain++) {
+                fedkd_model *two_pass = NULL, *fused = NULL;
+                fedkd_optimizer *two_pass_opt = NULL, *fused_opt = NULL;
+                float *input = malloc(BATCH * features * sizeof *input), *zeros = NULL;
+                float d_logits[BATCH * 5];
+                int32_t labels[BATCH];
+                if (fedkd_model_create(&two_pass, &spec, BATCH) != FEDKD_OK ||
+                    fedkd_model_create(&fused, &spec, BATCH) != FEDKD_OK || !input) {
+                    CHECK(0, "create: %s", fedkd_error_message());
+                    goto next;
+                }
+                size_t n = two_pass->num_params;
+                two_pass_opt = make(variants[k].name, 0.05f, variants[k].momentum,
+                                    variants[k].nesterov, variants[k].decay, n);
+                fused_opt = make(variants[k].name, 0.05f, variants[k].momentum,
+                                 variants[k].nesterov, variants[k].decay, n);
+                zeros = calloc(n, sizeof *zeros);
+                if (!two_pass_opt || !fused_opt || !zeros) goto next;
+                fedkd_model_init_params(two_pass, 5, m);
+                memcpy(fused->params, two_pass->params, n * sizeof(float));
+                two_pass->training = fused->training = 1;
+                setenv("FEDKD_TEST_DENSE_SGD", plain ? "plain" : "", 1);
+                fedkd_rng rng = fedkd_rng_stream(17, FEDKD_RNG_TEST, m, k);
+                for (int step = 0; step < STEPS; step++) {
+                    fill(input, BATCH * features, &rng);
+                    for (int i = 0; i < BATCH; i++)
+                        labels[i] = (int32_t)fedkd_rng_below(&rng, (uint32_t)spec.num_classes);
+                    const float *z = fedkd_model_forward(two_pass, input, BATCH);
+                    fedkd_loss_cross_entropy(z, labels, BATCH, 5, d_logits);
+                    fedkd_model_backward(two_pass, d_logits, BATCH);
+                    fedkd_optimizer_step_model_clear_grads(two_pass_opt, two_pass, NULL, NULL);
+                    z = fedkd_model_forward(fused, input, BATCH);
+                    fedkd_loss_cross_entropy(z, labels, BATCH, 5, d_logits);
+                    fedkd_optimizer_backward_step(fused_opt, fused, d_logits, BATCH);
+                    size_t floats = 0;
+                    const float *a = fedkd_optimizer_state(two_pass_opt, &floats);
+                    const float *b = fedkd_optimizer_state(fused_opt, NULL);
+                    CHECK(memcmp(two_pass->params, fused->params, n * sizeof(float)) == 0,
+                          "model %zu, %s variant %zu%s, step %d: parameters as backward + step",
+                          m, variants[k].name, k, plain ? " (plain loop)" : "", step);
+                    CHECK(memcmp(a, b, floats * sizeof *a) == 0,
+                          "model %zu, %s variant %zu%s, step %d: optimizer state as backward + "
+                          "step", m, variants[k].name, k, plain ? " (plain loop)" : "", step);
+                    CHECK(memcmp(fused->grads, zeros, n * sizeof(float)) == 0 && fused->grads_zero,
+                          "model %zu, %s variant %zu, step %d: every gradient zero after", m,
+                          variants[k].name, k, step);
+                }
+            next:
+                unsetenv("FEDKD_TEST_DENSE_SGD");
+                fedkd_optimizer_destroy(&two_pass_opt);
+                fedkd_optimizer_destroy(&fused_opt);
+                fedkd_model_destroy(&two_pass);
+                fedkd_model_destroy(&fused);
+                free(input);
+                free(zeros);
+            }
+    }
+}
+
 int main(void)
 {
     check_sgd_by_hand();
@@ -352,5 +446,6 @@ int main(void)
     check_errors();
     check_sgd_vector_loop();
     check_clear_grads();
+    check_backward_step();
     return test_finish("test_optimizer");
 }
