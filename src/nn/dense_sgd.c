@@ -118,12 +118,23 @@ weight_sgd_avx512(const float *packed, const float *input, int batch, int out, i
 
 size_t fedkd_nn_dense_sgd_scratch_floats(int batch, int out) { return (size_t)batch * (size_t)out; }
 
+int fedkd_nn_dense_sgd_vector(int out, int in)
+{
+#ifdef DENSE_SGD_AVX512
+    return __builtin_cpu_supports("avx512f") && out >= TILE_ROWS && in >= 16;
+#else
+    (void)out;
+    (void)in;
+    return 0;
+#endif
+}
+
 void fedkd_nn_dense_weight_sgd(const float *d_output, const float *input, int batch, int out,
                                int in, float *weights, float *velocity,
                                const fedkd_dense_sgd *s, float *scratch)
 {
 #ifdef DENSE_SGD_AVX512
-    if (!s->plain_only && __builtin_cpu_supports("avx512f") && out >= TILE_ROWS && in >= 16) {
+    if (!s->plain_only && fedkd_nn_dense_sgd_vector(out, in)) {
         int tiles = out / TILE_ROWS;
         for (int t = 0; t < tiles; t++)
             for (int n = 0; n < batch; n++)

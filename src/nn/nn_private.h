@@ -79,6 +79,10 @@ typedef struct fedkd_dense_sgd {
  * pass. weights and velocity are (out, in); scratch holds
  * fedkd_nn_dense_sgd_scratch_floats(batch, out) floats. */
 size_t fedkd_nn_dense_sgd_scratch_floats(int batch, int out);
+/* 1 when the vector kernel runs for such a layer (GCC on x86-64 with
+ * AVX-512, at least 4 units and 16 inputs); without it the one-weight-at-a-
+ * time loop would be slower than the GEMM and the pass it replaces. */
+int fedkd_nn_dense_sgd_vector(int out, int in);
 void fedkd_nn_dense_weight_sgd(const float *d_output, const float *input, int batch, int out,
                                int in, float *weights, float *velocity,
                                const fedkd_dense_sgd *s, float *scratch);

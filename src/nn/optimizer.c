@@ -412,10 +412,11 @@ void fedkd_optimizer_step_model_clear_grads_into(fedkd_optimizer *optimizer, fed
 }
 
 /* The first trainable layer, when fedkd_nn_dense_weight_sgd can step its
- * weights inside the backward pass: a dense layer, SGD stepping in place
- * with its velocity in use (not a fresh step), every gradient zero before
- * the pass. NULL otherwise. Test hook: FEDKD_TEST_DENSE_SGD=off never fuses,
- * =plain fuses with the one-weight-at-a-time loop. */
+ * weights inside the backward pass: a dense layer the vector kernel takes,
+ * SGD stepping in place with its velocity in use (not a fresh step), every
+ * gradient zero before the pass. NULL otherwise. Test hook:
+ * FEDKD_TEST_DENSE_SGD=off never fuses, =plain fuses with the
+ * one-weight-at-a-time loop, whatever the layer's size and the CPU. */
 static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_model *model,
                                         int batch, int *plain_only)
 {
@@ -427,6 +428,9 @@ static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_
         return NULL;
     const fedkd_layer *layer = &model->layers[fedkd_nn_first_trainable_layer(model)];
     if (layer->kind != &fedkd_layer_kind_dense) return NULL;
+    if (!*plain_only &&
+        !fedkd_nn_dense_sgd_vector(layer->spec.units, (int)fedkd_shape_size(layer->in_shape)))
+        return NULL;
     size_t weights = (size_t)layer->spec.units * fedkd_shape_size(layer->in_shape);
     size_t n = optimizer->num_params < model->num_params ? optimizer->num_params
                                                           : model->num_params;
