@@ -6,14 +6,20 @@
 
 #include "fedkd/nn/nn.h"
 
+static float row_max(const float *z, int classes)
+{
+    float max = z[0];
+    for (int j = 1; j < classes; j++)
+        if (z[j] > max) max = z[j];
+    return max;
+}
+
 /* Row maximum and sum of exp((z - max) / temperature); the sum in double
  * because KD multiplies its log by T^2. */
 static void row_softmax_terms(const float *z, int classes, float inv_temperature, float *max_out,
                               double *sum_out)
 {
-    float max = z[0];
-    for (int j = 1; j < classes; j++)
-        if (z[j] > max) max = z[j];
+    float max = row_max(z, classes);
     double sum = 0.0;
     for (int j = 0; j < classes; j++) sum += (double)expf((z[j] - max) * inv_temperature);
     *max_out = max;
@@ -49,9 +55,7 @@ static double row_cross_entropy(const float *z, int32_t label, int classes, floa
     /* row_softmax_terms at temperature 1 (z - max times 1.0f is z - max),
      * each exponential kept in d_row for the gradient rather than taken
      * twice: the same sum and the same probabilities. */
-    max = z[0];
-    for (int j = 1; j < classes; j++)
-        if (z[j] > max) max = z[j];
+    max = row_max(z, classes);
     double shifted = (double)(z[label] - max); /* read before d_row is written */
     sum = 0.0;
     for (int j = 0; j < classes; j++) {

@@ -64,9 +64,15 @@ void fedkd_nn_relu(const float *in, float *out, size_t count);
  * out) into d_bias, in batch order. */
 void fedkd_nn_dense_bias_grad(const float *d_output, int batch, int out, float *d_bias);
 
-/* SGD's settings for fedkd_nn_dense_weight_sgd. plain_only (tests) keeps
- * to the one-weight-at-a-time loop, which gives the same bits as the
- * vector kernel. */
+/* Whether fedkd_optimizer_backward_step fuses (tests set it; read once per
+ * step, no environment lookup): AUTO where the vector kernel runs, PLAIN
+ * on any dense layer through the one-weight-at-a-time loop, OFF never. */
+enum { FEDKD_DENSE_SGD_AUTO, FEDKD_DENSE_SGD_PLAIN, FEDKD_DENSE_SGD_OFF };
+extern int fedkd_nn_dense_sgd_mode;
+
+/* SGD's settings for fedkd_nn_dense_weight_sgd. plain_only keeps to the
+ * one-weight-at-a-time loop, which gives the same bits as the vector
+ * kernel. */
 typedef struct fedkd_dense_sgd {
     float lr, momentum, decay;
     int nesterov, plain_only;

@@ -411,24 +411,23 @@ void fedkd_optimizer_step_model_clear_grads_into(fedkd_optimizer *optimizer, fed
     model->params = params;
 }
 
+int fedkd_nn_dense_sgd_mode = FEDKD_DENSE_SGD_AUTO;
+
 /* The first trainable layer, when fedkd_nn_dense_weight_sgd can step its
- * weights inside the backward pass: a dense layer the vector kernel takes,
- * SGD stepping in place with its velocity in use (not a fresh step), every
- * gradient zero before the pass. NULL otherwise. Test hook:
- * FEDKD_TEST_DENSE_SGD=off never fuses, =plain fuses with the
- * one-weight-at-a-time loop, whatever the layer's size and the CPU. */
+ * weights inside the backward pass: a dense layer the vector kernel takes
+ * (any, with FEDKD_DENSE_SGD_PLAIN), SGD stepping in place with its
+ * velocity in use (not a fresh step), no gradient hook, every gradient zero
+ * before the pass. NULL otherwise. */
 static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_model *model,
-                                        int batch, int *plain_only)
+                                        int batch, fedkd_gradient_hook hook)
 {
-    const char *test = getenv("FEDKD_TEST_DENSE_SGD");
-    *plain_only = test && strcmp(test, "plain") == 0;
-    if (test && strcmp(test, "off") == 0) return NULL;
-    if (optimizer->kind->step != sgd_step || optimizer->fresh || optimizer->into ||
+    if (fedkd_nn_dense_sgd_mode == FEDKD_DENSE_SGD_OFF || hook ||
+        optimizer->kind->step != sgd_step || optimizer->fresh || optimizer->into ||
         !model->grads_zero || batch < 1 || batch > model->max_batch)
         return NULL;
     const fedkd_layer *layer = &model->layers[fedkd_nn_first_trainable_layer(model)];
     if (layer->kind != &fedkd_layer_kind_dense) return NULL;
-    if (!*plain_only &&
+    if (fedkd_nn_dense_sgd_mode != FEDKD_DENSE_SGD_PLAIN &&
         !fedkd_nn_dense_sgd_vector(layer->spec.units, (int)fedkd_shape_size(layer->in_shape)))
         return NULL;
     size_t weights = (size_t)layer->spec.units * fedkd_shape_size(layer->in_shape);
@@ -447,13 +446,13 @@ static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_
 }
 
 void fedkd_optimizer_backward_step(fedkd_optimizer *optimizer, fedkd_model *model,
-                                   const float *d_logits, int batch)
+                                   const float *d_logits, int batch, fedkd_gradient_hook hook,
+                                   void *context)
 {
-    int plain_only = 0;
-    const fedkd_layer *layer = fusable_layer(optimizer, model, batch, &plain_only);
+    const fedkd_layer *layer = fusable_layer(optimizer, model, batch, hook);
     if (!layer) {
         fedkd_model_backward(model, d_logits, batch);
-        step_model(optimizer, model, 1, NULL, NULL);
+        step_model(optimizer, model, 1, hook, context);
         return;
     }
     int out = layer->spec.units, in = (int)fedkd_shape_size(layer->in_shape);
@@ -465,7 +464,8 @@ void fedkd_optimizer_backward_step(fedkd_optimizer *optimizer, fedkd_model *mode
     fedkd_nn_dense_bias_grad(d_output, batch, out, model->grads + end);
     const fedkd_optimizer_settings *s = &optimizer->settings;
     fedkd_dense_sgd sgd = {.lr = s->lr, .momentum = s->momentum, .decay = s->weight_decay,
-                           .nesterov = s->nesterov != 0, .plain_only = plain_only};
+                           .nesterov = s->nesterov != 0,
+                           .plain_only = fedkd_nn_dense_sgd_mode == FEDKD_DENSE_SGD_PLAIN};
     fedkd_nn_dense_weight_sgd(d_output, model->activations[first], batch, out, in,
                               model->params + begin, optimizer->state + begin, &sgd,
                               optimizer->scratch);

@@ -107,8 +107,8 @@ fedkd_status fedkd_train_mutual(fedkd_model *const *models, fedkd_optimizer *con
                             d_logits[e] += scale * (own[e] - other[e]);
                     }
                 }
-                fedkd_model_backward(models[i], d_logits, count);
-                fedkd_optimizer_step_model_clear_grads(optimizers[i], models[i], NULL, NULL);
+                fedkd_optimizer_backward_step(optimizers[i], models[i], d_logits, count, NULL,
+                                              NULL);
             }
             step++;
             if (steps) (*steps)++;

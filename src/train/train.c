@@ -281,12 +281,10 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                     optimizer, model, own_params, gradient_terms ? add_gradient_terms : NULL,
                     (void *)settings);
                 model->params = own_params;
-            } else if (gradient_terms) {
-                fedkd_model_backward(model, d_logits, count);
-                fedkd_optimizer_step_model_clear_grads(optimizer, model, add_gradient_terms,
-                                                       (void *)settings);
             } else {
-                fedkd_optimizer_backward_step(optimizer, model, d_logits, count);
+                fedkd_optimizer_backward_step(optimizer, model, d_logits, count,
+                                              gradient_terms ? add_gradient_terms : NULL,
+                                              (void *)settings);
             }
             loss_sum += (double)loss;
             batches++;

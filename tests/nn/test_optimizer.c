@@ -9,6 +9,7 @@
 
 #include "fedkd/core/rng.h"
 #include "fedkd/nn/nn.h"
+#include "nn/nn_private.h"
 #include "test_layer.h"
 #include "test_util.h"
 
@@ -352,7 +353,7 @@ static void check_clear_grads(void)
  * followed by a batchnorm whose running statistics the step skips; SGD
  * plain, with momentum and decay, Nesterov, and Adam (which does not
  * fuse); the vector kernel and its one-weight-at-a-time loop
- * (FEDKD_TEST_DENSE_SGD=plain). */
+ * (FEDKD_DENSE_SGD_PLAIN). */
 static void check_backward_step(void)
 {
     enum { BATCH = 7, STEPS = 5 };
@@ -400,7 +401,7 @@ static void check_backward_step(void)
                 fedkd_model_init_params(two_pass, 5, m);
                 memcpy(fused->params, two_pass->params, n * sizeof(float));
                 two_pass->training = fused->training = 1;
-                setenv("FEDKD_TEST_DENSE_SGD", plain ? "plain" : "", 1);
+                fedkd_nn_dense_sgd_mode = plain ? FEDKD_DENSE_SGD_PLAIN : FEDKD_DENSE_SGD_AUTO;
                 fedkd_rng rng = fedkd_rng_stream(17, FEDKD_RNG_TEST, m, k);
                 for (int step = 0; step < STEPS; step++) {
                     fill(input, BATCH * features, &rng);
@@ -412,7 +413,7 @@ static void check_backward_step(void)
                     fedkd_optimizer_step_model_clear_grads(two_pass_opt, two_pass, NULL, NULL);
                     z = fedkd_model_forward(fused, input, BATCH);
                     fedkd_loss_cross_entropy(z, labels, BATCH, 5, d_logits);
-                    fedkd_optimizer_backward_step(fused_opt, fused, d_logits, BATCH);
+                    fedkd_optimizer_backward_step(fused_opt, fused, d_logits, BATCH, NULL, NULL);
                     size_t floats = 0;
                     const float *a = fedkd_optimizer_state(two_pass_opt, &floats);
                     const float *b = fedkd_optimizer_state(fused_opt, NULL);
@@ -427,7 +428,7 @@ static void check_backward_step(void)
                           variants[k].name, k, step);
                 }
             next:
-                unsetenv("FEDKD_TEST_DENSE_SGD");
+                fedkd_nn_dense_sgd_mode = FEDKD_DENSE_SGD_AUTO;
                 fedkd_optimizer_destroy(&two_pass_opt);
                 fedkd_optimizer_destroy(&fused_opt);
                 fedkd_model_destroy(&two_pass);
