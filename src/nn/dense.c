@@ -58,7 +58,15 @@ static void dense_backward(const fedkd_layer *layer, const float *params, const 
     const float *weights = params;
     float *d_weights = d_params;                             /* (out, in) */
     float *d_bias = d_params + (size_t)out * (size_t)in;     /* (out) */
-    fedkd_sgemm(1, 0, out, in, batch, 1.0f, d_output, out, input, in, 1.0f, d_weights, in);
+    /* No input gradient: the model's first trainable layer, whose weights
+     * the optimizer may step inside the backward pass; its gradient then
+     * comes from the fused step's kernel, here too (plan_buffers sizes the
+     * scratch for it). */
+    if (!d_input && fedkd_nn_dense_own_grad(out, in))
+        fedkd_nn_dense_weight_grad(d_output, input, batch, out, in, d_weights,
+                                   fedkd_nn_dense_sgd_mode == FEDKD_DENSE_SGD_PLAIN, scratch);
+    else
+        fedkd_sgemm(1, 0, out, in, batch, 1.0f, d_output, out, input, in, 1.0f, d_weights, in);
     fedkd_nn_dense_bias_grad(d_output, batch, out, d_bias);
     if (d_input)
         fedkd_sgemm(0, 0, batch, in, out, 1.0f, d_output, out, weights, in, 0.0f, d_input, in);

@@ -1,10 +1,12 @@
-/* A dense layer's weight gradient and its SGD step in one pass (see
+/* The weight gradient of a model's first dense layer, alone or with its SGD
+ * step in the same pass (see fedkd_nn_dense_weight_grad and
  * fedkd_nn_dense_weight_sgd in nn_private.h). Each weight's gradient is the
  * sum over the batch of d_output[n][o] * input[n][i], fused multiply-adds
- * in batch order from 0, as OpenBLAS's kernels accumulate it; then the
- * step's arithmetic, operation for operation as sgd_range in optimizer.c
- * (no contraction: the build keeps -ffp-contract=off). The bits are those
- * of the GEMM into zeroed gradients followed by the optimizer's pass. */
+ * in batch order from 0, by one kernel whatever the BLAS: so the fused step
+ * and the backward pass followed by the optimizer's pass give the same
+ * bits, with a gradient hook or without. The step's arithmetic is
+ * operation for operation that of sgd_range in optimizer.c (no
+ * contraction: the build keeps -ffp-contract=off). */
 #include <math.h>
 #include <string.h>
 
@@ -25,12 +27,19 @@ static inline void step_one(float g, float *weight, float *velocity, const fedkd
     *weight = p - (s->nesterov ? s->lr * (g + s->momentum * v) : s->lr * v);
 }
 
+/* Where a weight's summed gradient goes: SGD's step of the weight (s set),
+ * or added to its gradient in grads (s NULL), as the GEMM with beta 1 adds
+ * it. */
+typedef struct finish {
+    float *weights, *velocity, *grads;
+    const fedkd_dense_sgd *s;
+} finish;
+
 /* Rows [row0, out) and columns [col0, in) one weight at a time (the AVX-512
  * kernel's tails, and every weight without it). */
 FEDKD_NN_CLONES
-static void weight_sgd_plain(const float *d_output, const float *input, int batch, int out,
-                             int in, int row0, int col0, float *weights, float *velocity,
-                             const fedkd_dense_sgd *s, int all_rows)
+static void weight_plain(const float *d_output, const float *input, int batch, int out, int in,
+                         int row0, int col0, const finish *f, int all_rows)
 {
     for (int o = 0; o < out; o++) {
         int first = all_rows || o >= row0 ? 0 : col0;
@@ -40,7 +49,10 @@ static void weight_sgd_plain(const float *d_output, const float *input, int batc
                 g = fmaf(d_output[(size_t)n * (size_t)out + (size_t)o],
                          input[(size_t)n * (size_t)in + (size_t)i], g);
             size_t at = (size_t)o * (size_t)in + (size_t)i;
-            step_one(g, weights + at, velocity + at, s);
+            if (f->s)
+                step_one(g, f->weights + at, f->velocity + at, f->s);
+            else
+                f->grads[at] = f->grads[at] + g;
         }
     }
 }
@@ -65,9 +77,11 @@ step_vector(__m512 g, float *weight, float *velocity, const fedkd_dense_sgd *s)
  * columns stay in the first-level cache while every row tile passes over
  * them; d_output comes packed as [tile][n][4]. */
 __attribute__((target("avx512f"))) static void
-weight_sgd_avx512(const float *packed, const float *input, int batch, int out, int in,
-                  float *weights, float *velocity, const fedkd_dense_sgd *s)
+weight_avx512(const float *packed, const float *input, int batch, int out, int in,
+              const finish *f)
 {
+    /* the rows the tiles update, prefetched a tile ahead */
+    float *ahead[2] = {f->s ? f->weights : f->grads, f->s ? f->velocity : NULL};
     int tiles = out / TILE_ROWS, vectors = in / 16;
     for (int c0 = 0; c0 < vectors; c0 += TILE_COLS / 16) {
         int width = vectors - c0 < TILE_COLS / 16 ? vectors - c0 : TILE_COLS / 16;
@@ -77,8 +91,9 @@ weight_sgd_avx512(const float *packed, const float *input, int batch, int out, i
                 for (int r = 0; r < TILE_ROWS; r++) {
                     size_t next = (size_t)((t + 1) * TILE_ROWS + r) * (size_t)in + (size_t)i0;
                     for (int c = 0; c < width; c++) {
-                        _mm_prefetch((const char *)(weights + next + 16 * c), _MM_HINT_T0);
-                        _mm_prefetch((const char *)(velocity + next + 16 * c), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(ahead[0] + next + 16 * c), _MM_HINT_T0);
+                        if (ahead[1])
+                            _mm_prefetch((const char *)(ahead[1] + next + 16 * c), _MM_HINT_T0);
                     }
                 }
             const float *d = packed + (size_t)t * (size_t)batch * TILE_ROWS;
@@ -108,8 +123,14 @@ weight_sgd_avx512(const float *packed, const float *input, int batch, int out, i
             }
             for (int r = 0; r < TILE_ROWS; r++) {
                 size_t row = (size_t)(t * TILE_ROWS + r) * (size_t)in + (size_t)i0;
-                for (int c = 0; c < width; c++)
-                    step_vector(acc[r][c], weights + row + 16 * c, velocity + row + 16 * c, s);
+                for (int c = 0; c < width; c++) {
+                    size_t at = row + 16 * (size_t)c;
+                    if (f->s)
+                        step_vector(acc[r][c], f->weights + at, f->velocity + at, f->s);
+                    else
+                        _mm512_storeu_ps(f->grads + at,
+                                         _mm512_add_ps(_mm512_loadu_ps(f->grads + at), acc[r][c]));
+                }
             }
         }
     }
@@ -129,26 +150,46 @@ int fedkd_nn_dense_sgd_vector(int out, int in)
 #endif
 }
 
-void fedkd_nn_dense_weight_sgd(const float *d_output, const float *input, int batch, int out,
-                               int in, float *weights, float *velocity,
-                               const fedkd_dense_sgd *s, float *scratch)
+/* Either finish, through the vector kernel where it runs (unless plain). */
+static void weight_pass(const float *d_output, const float *input, int batch, int out, int in,
+                        const finish *f, int plain, float *scratch)
 {
 #ifdef DENSE_SGD_AVX512
-    if (!s->plain_only && fedkd_nn_dense_sgd_vector(out, in)) {
+    if (!plain && fedkd_nn_dense_sgd_vector(out, in)) {
         int tiles = out / TILE_ROWS;
         for (int t = 0; t < tiles; t++)
             for (int n = 0; n < batch; n++)
                 memcpy(scratch + ((size_t)t * (size_t)batch + (size_t)n) * TILE_ROWS,
                        d_output + (size_t)n * (size_t)out + (size_t)t * TILE_ROWS,
                        TILE_ROWS * sizeof *scratch);
-        weight_sgd_avx512(scratch, input, batch, out, in, weights, velocity, s);
+        weight_avx512(scratch, input, batch, out, in, f);
         /* What the tiles left: the last rows (out % 4), then the last
          * columns (in % 16) of the rows above them. */
-        weight_sgd_plain(d_output, input, batch, out, in, tiles * TILE_ROWS, in / 16 * 16,
-                         weights, velocity, s, 0);
+        weight_plain(d_output, input, batch, out, in, tiles * TILE_ROWS, in / 16 * 16, f, 0);
         return;
     }
 #endif
     (void)scratch;
-    weight_sgd_plain(d_output, input, batch, out, in, 0, 0, weights, velocity, s, 1);
+    weight_plain(d_output, input, batch, out, in, 0, 0, f, 1);
+}
+
+void fedkd_nn_dense_weight_sgd(const float *d_output, const float *input, int batch, int out,
+                               int in, float *weights, float *velocity,
+                               const fedkd_dense_sgd *s, float *scratch)
+{
+    finish f = {.weights = weights, .velocity = velocity, .s = s};
+    weight_pass(d_output, input, batch, out, in, &f, s->plain_only, scratch);
+}
+
+void fedkd_nn_dense_weight_grad(const float *d_output, const float *input, int batch, int out,
+                                int in, float *d_weights, int plain, float *scratch)
+{
+    finish f = {.grads = d_weights};
+    weight_pass(d_output, input, batch, out, in, &f, plain, scratch);
+}
+
+int fedkd_nn_dense_own_grad(int out, int in)
+{
+    return fedkd_nn_dense_sgd_mode == FEDKD_DENSE_SGD_PLAIN ||
+           (fedkd_nn_dense_sgd_mode == FEDKD_DENSE_SGD_AUTO && fedkd_nn_dense_sgd_vector(out, in));
 }

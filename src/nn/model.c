@@ -317,6 +317,11 @@ static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offset
     for (int i = 0; i < model->num_layers; i++) {
         const fedkd_layer *layer = &model->layers[i];
         size_t floats = layer->kind->scratch_floats(layer, max_batch);
+        /* the first trainable layer's weight gradient, when dense, packs
+         * d_output there (dense_backward, fedkd_optimizer_backward_step) */
+        if (i == first_trainable && layer->kind == &fedkd_layer_kind_dense &&
+            fedkd_nn_dense_sgd_vector(layer->spec.units, (int)fedkd_shape_size(layer->in_shape)))
+            floats = fedkd_nn_dense_sgd_scratch_floats(max_batch, layer->spec.units);
         if (floats > *scratch) *scratch = floats;
     }
     if (*largest == 0) *largest = 1;

@@ -81,8 +81,8 @@ typedef struct fedkd_dense_sgd {
 /* A dense layer's weight gradient, d_output^T input over the batch, and
  * SGD's step of those weights with it (velocity read and written: not a
  * fresh step), without the gradient ever reaching memory: the bits of
- * OpenBLAS's product into zeroed gradients followed by the optimizer's
- * pass. weights and velocity are (out, in); scratch holds
+ * fedkd_nn_dense_weight_grad into zeroed gradients followed by the
+ * optimizer's pass. weights and velocity are (out, in); scratch holds
  * fedkd_nn_dense_sgd_scratch_floats(batch, out) floats. */
 size_t fedkd_nn_dense_sgd_scratch_floats(int batch, int out);
 /* 1 when the vector kernel runs for such a layer (GCC on x86-64 with
@@ -92,6 +92,19 @@ int fedkd_nn_dense_sgd_vector(int out, int in);
 void fedkd_nn_dense_weight_sgd(const float *d_output, const float *input, int batch, int out,
                                int in, float *weights, float *velocity,
                                const fedkd_dense_sgd *s, float *scratch);
+/* The same weight gradient added into d_weights (out, in), summed as the
+ * fused step sums it: the first trainable layer's backward pass computes it
+ * so (fedkd_nn_dense_own_grad) instead of through the BLAS, whose kernels
+ * may sum in another order (OpenBLAS's Haswell kernels do), so that a step
+ * with a gradient hook, a fresh step or another optimizer gives the bits of
+ * the fused one. plain keeps to the one-weight-at-a-time loop. */
+void fedkd_nn_dense_weight_grad(const float *d_output, const float *input, int batch, int out,
+                                int in, float *d_weights, int plain, float *scratch);
+/* 1 when the first trainable layer, dense with out units and in inputs,
+ * takes its weight gradient from fedkd_nn_dense_weight_grad: wherever the
+ * step could fuse (the vector kernel runs, or FEDKD_DENSE_SGD_PLAIN); 0
+ * with FEDKD_DENSE_SGD_OFF. */
+int fedkd_nn_dense_own_grad(int out, int in);
 
 /* fedkd_model_backward's pass over the layers above layer `stop` (stop >=
  * the first trainable layer): returns the gradient of layer stop's output

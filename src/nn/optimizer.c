@@ -44,9 +44,6 @@ struct fedkd_optimizer {
     /* Set for one fresh SGD step (fedkd_optimizer_step_model_clear_grads_into):
      * the step reads the parameters where they are and writes them here. */
     float *into;
-    /* fedkd_optimizer_backward_step's scratch, grown on first use. */
-    float *scratch;
-    size_t scratch_floats;
 };
 
 static size_t sgd_state_floats(size_t num_params) { return num_params; }
@@ -283,7 +280,6 @@ void fedkd_optimizer_destroy(fedkd_optimizer **optimizer)
 {
     if (!optimizer || !*optimizer) return;
     fedkd_free((*optimizer)->state);
-    fedkd_free((*optimizer)->scratch);
     free(*optimizer);
     *optimizer = NULL;
 }
@@ -421,27 +417,17 @@ int fedkd_nn_dense_sgd_mode = FEDKD_DENSE_SGD_AUTO;
 static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_model *model,
                                         int batch, fedkd_gradient_hook hook)
 {
-    if (fedkd_nn_dense_sgd_mode == FEDKD_DENSE_SGD_OFF || hook ||
-        optimizer->kind->step != sgd_step || optimizer->fresh || optimizer->into ||
+    if (hook || optimizer->kind->step != sgd_step || optimizer->fresh || optimizer->into ||
         !model->grads_zero || batch < 1 || batch > model->max_batch)
         return NULL;
     const fedkd_layer *layer = &model->layers[fedkd_nn_first_trainable_layer(model)];
-    if (layer->kind != &fedkd_layer_kind_dense) return NULL;
-    if (fedkd_nn_dense_sgd_mode != FEDKD_DENSE_SGD_PLAIN &&
-        !fedkd_nn_dense_sgd_vector(layer->spec.units, (int)fedkd_shape_size(layer->in_shape)))
+    if (layer->kind != &fedkd_layer_kind_dense ||
+        !fedkd_nn_dense_own_grad(layer->spec.units, (int)fedkd_shape_size(layer->in_shape)))
         return NULL;
     size_t weights = (size_t)layer->spec.units * fedkd_shape_size(layer->in_shape);
     size_t n = optimizer->num_params < model->num_params ? optimizer->num_params
                                                           : model->num_params;
     if (layer->param_offset + weights > n) return NULL;
-    size_t need = fedkd_nn_dense_sgd_scratch_floats(batch, layer->spec.units);
-    if (optimizer->scratch_floats < need) {
-        float *grown = fedkd_alloc(need * sizeof *grown);
-        if (!grown) return NULL; /* the two passes below need no scratch */
-        fedkd_free(optimizer->scratch);
-        optimizer->scratch = grown;
-        optimizer->scratch_floats = need;
-    }
     return layer;
 }
 
@@ -468,7 +454,7 @@ void fedkd_optimizer_backward_step(fedkd_optimizer *optimizer, fedkd_model *mode
                            .plain_only = fedkd_nn_dense_sgd_mode == FEDKD_DENSE_SGD_PLAIN};
     fedkd_nn_dense_weight_sgd(d_output, model->activations[first], batch, out, in,
                               model->params + begin, optimizer->state + begin, &sgd,
-                              optimizer->scratch);
+                              model->scratch);
     step_model_but(optimizer, model, 1, NULL, NULL, begin, end);
 }
 

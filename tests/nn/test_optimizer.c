@@ -4,6 +4,7 @@
  * bit for bit against the plain loop and step + zero_grad. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -439,8 +440,163 @@ static void check_backward_step(void)
     }
 }
 
+/* A model input -> dense(units) -> relu -> dense(5) at batch `batch`. */
+static fedkd_model *first_dense_model(int in, int units, int batch)
+{
+    fedkd_model_spec spec;
+    memset(&spec, 0, sizeof spec);
+    snprintf(spec.name, sizeof spec.name, "first%dx%d", units, in);
+    spec.input = (fedkd_shape){in, 1, 1};
+    spec.num_classes = 5;
+    spec.layers[spec.num_layers++] = test_layer("dense", units);
+    spec.layers[spec.num_layers++] = test_layer("relu", 0);
+    spec.layers[spec.num_layers++] = test_layer("dense", 5);
+    fedkd_model *model = NULL;
+    if (fedkd_model_create(&model, &spec, batch) != FEDKD_OK) {
+        CHECK(0, "create %s: %s", spec.name, fedkd_error_message());
+        return NULL;
+    }
+    fedkd_model_init_params(model, 3, (uint64_t)in);
+    model->training = 1;
+    return model;
+}
+
+/* The first dense layer's weight gradient from the backward pass against
+ * each weight's products summed in batch order by fused multiply-adds from
+ * 0, bit for bit, whatever the BLAS (the vector kernel, its one-weight-at-
+ * a-time loop); through the BLAS (FEDKD_DENSE_SGD_OFF) within rounding.
+ * Shapes of the mlp (784 -> 200, batch 64), with tails (137 -> 203, batch
+ * 61) and with a batch of one. */
+static void check_first_layer_grad(void)
+{
+    const struct {
+        int in, units, batch;
+    } shapes[] = {{784, 200, 64}, {137, 203, 61}, {48, 8, 1}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        int in = shapes[k].in, units = shapes[k].units, batch = shapes[k].batch;
+        fedkd_model *model = first_dense_model(in, units, batch);
+        size_t weights = (size_t)units * (size_t)in;
+        float *input = malloc((size_t)batch * (size_t)in * sizeof *input);
+        float *expected = malloc(weights * sizeof *expected);
+        float *d_output = malloc((size_t)batch * (size_t)units * sizeof *d_output);
+        float *d_logits = malloc((size_t)batch * 5 * sizeof *d_logits);
+        int32_t *labels = malloc((size_t)batch * sizeof *labels);
+        if (!model || !input || !expected || !d_output || !d_logits || !labels) goto next;
+        fedkd_rng rng = fedkd_rng_stream(23, FEDKD_RNG_TEST, k, 0);
+        fill(input, (size_t)batch * (size_t)in, &rng);
+        for (int i = 0; i < batch; i++) labels[i] = (int32_t)fedkd_rng_below(&rng, 5);
+        const float *z = fedkd_model_forward(model, input, batch);
+        fedkd_loss_cross_entropy(z, labels, batch, 5, d_logits);
+        memcpy(d_output, fedkd_nn_backward_above(model, d_logits, batch, 0),
+               (size_t)batch * (size_t)units * sizeof *d_output);
+        int nonzero = 0;
+        for (int o = 0; o < units; o++)
+            for (int i = 0; i < in; i++) {
+                float g = 0.0f;
+                for (int n = 0; n < batch; n++)
+                    g = fmaf(d_output[(size_t)n * (size_t)units + (size_t)o],
+                             input[(size_t)n * (size_t)in + (size_t)i], g);
+                expected[(size_t)o * (size_t)in + (size_t)i] = g;
+                nonzero += g != 0.0f;
+            }
+        CHECK(nonzero > 0, "%d x %d: some gradient is not zero", units, in);
+        const int modes[] = {FEDKD_DENSE_SGD_AUTO, FEDKD_DENSE_SGD_PLAIN, FEDKD_DENSE_SGD_OFF};
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            fedkd_nn_dense_sgd_mode = modes[m];
+            fedkd_model_zero_grad(model);
+            fedkd_model_backward(model, d_logits, batch);
+            fedkd_nn_dense_sgd_mode = FEDKD_DENSE_SGD_AUTO;
+            if (modes[m] != FEDKD_DENSE_SGD_OFF) {
+                size_t differ = 0;
+                for (size_t w = 0; w < weights; w++)
+                    differ += memcmp(&model->grads[w], &expected[w], sizeof(float)) != 0;
+                CHECK(differ == 0,
+                      "%d x %d, batch %d%s: %zu of %zu weight gradients differ from the "
+                      "batch-order sum", units, in, batch,
+                      modes[m] == FEDKD_DENSE_SGD_PLAIN ? " (plain loop)" : "", differ, weights);
+            } else {
+                double worst = 0.0;
+                for (size_t w = 0; w < weights; w++) {
+                    double d = fabs((double)model->grads[w] - (double)expected[w]);
+                    if (d > worst) worst = d;
+                }
+                CHECK(worst < 1e-5, "%d x %d, batch %d through the BLAS: off by %g", units, in,
+                      batch, worst);
+            }
+        }
+    next:
+        fedkd_model_destroy(&model);
+        free(input);
+        free(expected);
+        free(d_output);
+        free(d_logits);
+        free(labels);
+    }
+}
+
+static void leave_gradients(void *context, fedkd_model *model, size_t begin, size_t end)
+{
+    (void)model;
+    (void)begin;
+    (void)end;
+    ++*(int *)context;
+}
+
+/* A step with a gradient hook does not fuse; with a hook that leaves the
+ * gradients alone it must give the fused step's bits (SCAFFOLD with zero
+ * control variates is FedAvg). At the mlp's shapes and batch, where the
+ * BLAS's own kernels may sum in another order than the fused step: five
+ * steps of SGD with momentum, the first a fresh one. */
+static void check_hook_same_bits(void)
+{
+    enum { IN = 784, UNITS = 200, BATCH = 64, STEPS = 5 };
+    fedkd_model *plain = first_dense_model(IN, UNITS, BATCH);
+    fedkd_model *hooked = first_dense_model(IN, UNITS, BATCH);
+    float *input = malloc((size_t)BATCH * IN * sizeof *input);
+    float d_logits[BATCH * 5];
+    int32_t labels[BATCH];
+    fedkd_optimizer *plain_opt = NULL, *hooked_opt = NULL;
+    if (!plain || !hooked || !input) goto done;
+    size_t n = plain->num_params;
+    plain_opt = make("sgd", 0.05f, 0.9f, 0, 1e-4f, n);
+    hooked_opt = make("sgd", 0.05f, 0.9f, 0, 1e-4f, n);
+    if (!plain_opt || !hooked_opt) goto done;
+    fedkd_rng rng = fedkd_rng_stream(29, FEDKD_RNG_TEST, 0, 0);
+    int calls = 0;
+    for (int step = 0; step < STEPS; step++) {
+        fill(input, (size_t)BATCH * IN, &rng);
+        for (int i = 0; i < BATCH; i++) labels[i] = (int32_t)fedkd_rng_below(&rng, 5);
+        const float *z = fedkd_model_forward(plain, input, BATCH);
+        fedkd_loss_cross_entropy(z, labels, BATCH, 5, d_logits);
+        fedkd_optimizer_backward_step(plain_opt, plain, d_logits, BATCH, NULL, NULL);
+        z = fedkd_model_forward(hooked, input, BATCH);
+        fedkd_loss_cross_entropy(z, labels, BATCH, 5, d_logits);
+        fedkd_optimizer_backward_step(hooked_opt, hooked, d_logits, BATCH, leave_gradients,
+                                      &calls);
+        size_t differ = 0;
+        for (size_t w = 0; w < n; w++)
+            differ += memcmp(&plain->params[w], &hooked->params[w], sizeof(float)) != 0;
+        CHECK(differ == 0, "step %d: %zu of %zu parameters differ with a hook that does nothing",
+              step, differ, n);
+    }
+    CHECK(calls >= STEPS, "the hook ran (%d calls)", calls);
+done:
+    fedkd_optimizer_destroy(&plain_opt);
+    fedkd_optimizer_destroy(&hooked_opt);
+    fedkd_model_destroy(&plain);
+    fedkd_model_destroy(&hooked);
+    free(input);
+}
+
 int main(void)
 {
+    /* The run under OpenBLAS's Haswell kernels (meson.build) must get them. */
+    const char *asked = getenv("OPENBLAS_CORETYPE");
+    printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE %s)\n", fedkd_sgemm_core(),
+           asked ? asked : "not set");
+    if (asked && strcmp(asked, "Haswell") == 0)
+        CHECK(strcmp(fedkd_sgemm_core(), "Haswell") == 0, "OpenBLAS runs %s kernels, not Haswell",
+              fedkd_sgemm_core());
     check_sgd_by_hand();
     check_adam_by_hand();
     check_quadratic();
@@ -448,5 +604,7 @@ int main(void)
     check_sgd_vector_loop();
     check_clear_grads();
     check_backward_step();
+    check_first_layer_grad();
+    check_hook_same_bits();
     return test_finish("test_optimizer");
 }
