@@ -17,12 +17,15 @@
 #define DENSE_SGD_AVX512 1
 #endif
 
-/* One weight: its gradient already summed. */
-static inline void step_one(float g, float *weight, float *velocity, const fedkd_dense_sgd *s)
+/* One weight: its gradient already summed; the weight read from source
+ * and written to weight (the same place, or a global model's weight and the
+ * client's). A fresh step writes the velocity without reading it. */
+static inline void step_one(float g, const float *source, float *weight, float *velocity,
+                            const fedkd_dense_sgd *s)
 {
-    float p = *weight;
+    float p = *source;
     g = g + s->decay * p;
-    float v = s->momentum * *velocity + g;
+    float v = (s->fresh ? 0.0f : s->momentum * *velocity) + g;
     *velocity = v;
     *weight = p - (s->nesterov ? s->lr * (g + s->momentum * v) : s->lr * v);
 }
@@ -31,6 +34,7 @@ static inline void step_one(float g, float *weight, float *velocity, const fedkd
  * or added to its gradient in grads (s NULL), as the GEMM with beta 1 adds
  * it. */
 typedef struct finish {
+    const float *source;
     float *weights, *velocity, *grads;
     const fedkd_dense_sgd *s;
 } finish;
@@ -50,7 +54,7 @@ static void weight_plain(const float *d_output, const float *input, int batch, i
                          input[(size_t)n * (size_t)in + (size_t)i], g);
             size_t at = (size_t)o * (size_t)in + (size_t)i;
             if (f->s)
-                step_one(g, f->weights + at, f->velocity + at, f->s);
+                step_one(g, f->source + at, f->weights + at, f->velocity + at, f->s);
             else
                 f->grads[at] = f->grads[at] + g;
         }
@@ -62,12 +66,15 @@ enum { TILE_ROWS = 4, TILE_COLS = 64 };
 
 /* acc (16 weights of one row) through the step, as step_one lane by lane. */
 __attribute__((target("avx512f"))) static inline void
-step_vector(__m512 g, float *weight, float *velocity, const fedkd_dense_sgd *s)
+step_vector(__m512 g, const float *source, float *weight, float *velocity,
+            const fedkd_dense_sgd *s)
 {
-    __m512 p = _mm512_loadu_ps(weight);
+    __m512 p = _mm512_loadu_ps(source);
     g = _mm512_add_ps(g, _mm512_mul_ps(_mm512_set1_ps(s->decay), p));
     __m512 momentum = _mm512_set1_ps(s->momentum);
-    __m512 v = _mm512_add_ps(_mm512_mul_ps(momentum, _mm512_loadu_ps(velocity)), g);
+    __m512 v = _mm512_add_ps(s->fresh ? _mm512_setzero_ps()
+                                      : _mm512_mul_ps(momentum, _mm512_loadu_ps(velocity)),
+                             g);
     _mm512_storeu_ps(velocity, v);
     __m512 update = s->nesterov ? _mm512_add_ps(g, _mm512_mul_ps(momentum, v)) : v;
     _mm512_storeu_ps(weight, _mm512_sub_ps(p, _mm512_mul_ps(_mm512_set1_ps(s->lr), update)));
@@ -81,7 +88,8 @@ weight_avx512(const float *packed, const float *input, int batch, int out, int i
               const finish *f)
 {
     /* the rows the tiles update, prefetched a tile ahead */
-    float *ahead[2] = {f->s ? f->weights : f->grads, f->s ? f->velocity : NULL};
+    const float *ahead[2] = {f->s ? f->source : f->grads,
+                             f->s && !f->s->fresh ? f->velocity : NULL};
     int tiles = out / TILE_ROWS, vectors = in / 16;
     for (int c0 = 0; c0 < vectors; c0 += TILE_COLS / 16) {
         int width = vectors - c0 < TILE_COLS / 16 ? vectors - c0 : TILE_COLS / 16;
@@ -126,7 +134,8 @@ weight_avx512(const float *packed, const float *input, int batch, int out, int i
                 for (int c = 0; c < width; c++) {
                     size_t at = row + 16 * (size_t)c;
                     if (f->s)
-                        step_vector(acc[r][c], f->weights + at, f->velocity + at, f->s);
+                        step_vector(acc[r][c], f->source + at, f->weights + at,
+                                    f->velocity + at, f->s);
                     else
                         _mm512_storeu_ps(f->grads + at,
                                          _mm512_add_ps(_mm512_loadu_ps(f->grads + at), acc[r][c]));
@@ -174,10 +183,10 @@ static void weight_pass(const float *d_output, const float *input, int batch, in
 }
 
 void fedkd_nn_dense_weight_sgd(const float *d_output, const float *input, int batch, int out,
-                               int in, float *weights, float *velocity,
+                               int in, const float *source, float *weights, float *velocity,
                                const fedkd_dense_sgd *s, float *scratch)
 {
-    finish f = {.weights = weights, .velocity = velocity, .s = s};
+    finish f = {.source = source, .weights = weights, .velocity = velocity, .s = s};
     weight_pass(d_output, input, batch, out, in, &f, s->plain_only, scratch);
 }
 

@@ -70,19 +70,21 @@ void fedkd_nn_dense_bias_grad(const float *d_output, int batch, int out, float *
 enum { FEDKD_DENSE_SGD_AUTO, FEDKD_DENSE_SGD_PLAIN, FEDKD_DENSE_SGD_OFF };
 extern int fedkd_nn_dense_sgd_mode;
 
-/* SGD's settings for fedkd_nn_dense_weight_sgd. plain_only keeps to the
+/* SGD's settings for fedkd_nn_dense_weight_sgd. fresh: the first step
+ * after a reset (the velocity written, not read). plain_only keeps to the
  * one-weight-at-a-time loop, which gives the same bits as the vector
  * kernel. */
 typedef struct fedkd_dense_sgd {
     float lr, momentum, decay;
-    int nesterov, plain_only;
+    int nesterov, fresh, plain_only;
 } fedkd_dense_sgd;
 
 /* A dense layer's weight gradient, d_output^T input over the batch, and
- * SGD's step of those weights with it (velocity read and written: not a
- * fresh step), without the gradient ever reaching memory: the bits of
- * fedkd_nn_dense_weight_grad into zeroed gradients followed by the
- * optimizer's pass. weights and velocity are (out, in); scratch holds
+ * SGD's step of those weights with it, without the gradient ever reaching
+ * memory: the bits of fedkd_nn_dense_weight_grad into zeroed gradients
+ * followed by the optimizer's pass. The weights are read from source and
+ * written to weights (the same array, or, out of place, arrays that do not
+ * overlap); source, weights and velocity are (out, in); scratch holds
  * fedkd_nn_dense_sgd_scratch_floats(batch, out) floats. */
 size_t fedkd_nn_dense_sgd_scratch_floats(int batch, int out);
 /* 1 when the vector kernel runs for such a layer (GCC on x86-64 with
@@ -90,7 +92,7 @@ size_t fedkd_nn_dense_sgd_scratch_floats(int batch, int out);
  * time loop would be slower than the GEMM and the pass it replaces. */
 int fedkd_nn_dense_sgd_vector(int out, int in);
 void fedkd_nn_dense_weight_sgd(const float *d_output, const float *input, int batch, int out,
-                               int in, float *weights, float *velocity,
+                               int in, const float *source, float *weights, float *velocity,
                                const fedkd_dense_sgd *s, float *scratch);
 /* The same weight gradient added into d_weights (out, in), summed as the
  * fused step sums it: the first trainable layer's backward pass computes it

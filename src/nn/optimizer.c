@@ -410,14 +410,15 @@ void fedkd_optimizer_step_model_clear_grads_into(fedkd_optimizer *optimizer, fed
 int fedkd_nn_dense_sgd_mode = FEDKD_DENSE_SGD_AUTO;
 
 /* The first trainable layer, when fedkd_nn_dense_weight_sgd can step its
- * weights inside the backward pass: a dense layer the vector kernel takes
- * (any, with FEDKD_DENSE_SGD_PLAIN), SGD stepping in place with its
- * velocity in use (not a fresh step), no gradient hook, every gradient zero
- * before the pass. NULL otherwise. */
+ * weights inside the backward pass: a dense layer whose weight gradient the
+ * backward pass would take from the same kernel (fedkd_nn_dense_own_grad),
+ * SGD stepping in place or, on its first step after a reset, out of place
+ * (into), no gradient hook, every gradient zero before the pass. NULL
+ * otherwise. */
 static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_model *model,
-                                        int batch, fedkd_gradient_hook hook)
+                                        int batch, const float *into, fedkd_gradient_hook hook)
 {
-    if (hook || optimizer->kind->step != sgd_step || optimizer->fresh || optimizer->into ||
+    if (hook || optimizer->kind->step != sgd_step || (into && !optimizer->fresh) ||
         !model->grads_zero || batch < 1 || batch > model->max_batch)
         return NULL;
     const fedkd_layer *layer = &model->layers[fedkd_nn_first_trainable_layer(model)];
@@ -431,14 +432,17 @@ static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_
     return layer;
 }
 
-void fedkd_optimizer_backward_step(fedkd_optimizer *optimizer, fedkd_model *model,
-                                   const float *d_logits, int batch, fedkd_gradient_hook hook,
-                                   void *context)
+/* fedkd_optimizer_backward_step in place (into NULL) or out of place. */
+static void backward_step(fedkd_optimizer *optimizer, fedkd_model *model, const float *d_logits,
+                          int batch, float *into, fedkd_gradient_hook hook, void *context)
 {
-    const fedkd_layer *layer = fusable_layer(optimizer, model, batch, hook);
+    const fedkd_layer *layer = fusable_layer(optimizer, model, batch, into, hook);
     if (!layer) {
         fedkd_model_backward(model, d_logits, batch);
-        step_model(optimizer, model, 1, hook, context);
+        if (into)
+            fedkd_optimizer_step_model_clear_grads_into(optimizer, model, into, hook, context);
+        else
+            step_model(optimizer, model, 1, hook, context);
         return;
     }
     int out = layer->spec.units, in = (int)fedkd_shape_size(layer->in_shape);
@@ -450,12 +454,30 @@ void fedkd_optimizer_backward_step(fedkd_optimizer *optimizer, fedkd_model *mode
     fedkd_nn_dense_bias_grad(d_output, batch, out, model->grads + end);
     const fedkd_optimizer_settings *s = &optimizer->settings;
     fedkd_dense_sgd sgd = {.lr = s->lr, .momentum = s->momentum, .decay = s->weight_decay,
-                           .nesterov = s->nesterov != 0,
+                           .nesterov = s->nesterov != 0, .fresh = optimizer->fresh,
                            .plain_only = fedkd_nn_dense_sgd_mode == FEDKD_DENSE_SGD_PLAIN};
     fedkd_nn_dense_weight_sgd(d_output, model->activations[first], batch, out, in,
-                              model->params + begin, optimizer->state + begin, &sgd,
-                              model->scratch);
+                              model->params + begin, (into ? into : model->params) + begin,
+                              optimizer->state + begin, &sgd, model->scratch);
+    /* The rest as fedkd_optimizer_step_model_clear_grads(_into) steps it
+     * (that one clears the fresh mark). */
+    optimizer->into = into;
     step_model_but(optimizer, model, 1, NULL, NULL, begin, end);
+    optimizer->into = NULL;
+}
+
+void fedkd_optimizer_backward_step(fedkd_optimizer *optimizer, fedkd_model *model,
+                                   const float *d_logits, int batch, fedkd_gradient_hook hook,
+                                   void *context)
+{
+    backward_step(optimizer, model, d_logits, batch, NULL, hook, context);
+}
+
+void fedkd_optimizer_backward_step_into(fedkd_optimizer *optimizer, fedkd_model *model,
+                                        const float *d_logits, int batch, float *into,
+                                        fedkd_gradient_hook hook, void *context)
+{
+    backward_step(optimizer, model, d_logits, batch, into, hook, context);
 }
 
 /* SGD's velocity is not cleared here but marked fresh: the next step writes

@@ -276,10 +276,9 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                 goto fail;
             }
             if (model->params != own_params) {
-                fedkd_model_backward(model, d_logits, count);
-                fedkd_optimizer_step_model_clear_grads_into(
-                    optimizer, model, own_params, gradient_terms ? add_gradient_terms : NULL,
-                    (void *)settings);
+                fedkd_optimizer_backward_step_into(optimizer, model, d_logits, count, own_params,
+                                                   gradient_terms ? add_gradient_terms : NULL,
+                                                   (void *)settings);
                 model->params = own_params;
             } else {
                 fedkd_optimizer_backward_step(optimizer, model, d_logits, count,

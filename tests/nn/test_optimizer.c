@@ -348,7 +348,8 @@ static void check_clear_grads(void)
 
 /* fedkd_optimizer_backward_step against fedkd_model_backward then the
  * clearing step, bit for bit (parameters, state, gradients left zero), over
- * five training steps (the first a fresh one, which does not fuse): first
+ * five training steps (the first a fresh one, which writes the velocity
+ * without reading it): first
  * dense layers whose rows and columns leave tails to the vector kernel's
  * tiles of 4 x 64 (203 x 137, 113 x 37, 64 x 80 behind a flatten), one
  * followed by a batchnorm whose running statistics the step skips; SGD
@@ -588,6 +589,116 @@ done:
     free(input);
 }
 
+/* fedkd_optimizer_backward_step_into against fedkd_model_backward then
+ * fedkd_optimizer_step_model_clear_grads_into, bit for bit: a client's
+ * first step after a reset (the velocity still holding the previous
+ * client's values) from a global model, read in place and never written, and the
+ * stepped parameters written into the client's own (fused where SGD's first
+ * step after a reset is; Adam, a second step without a reset and a hook do
+ * not fuse); then a second step in place. SGD plain, with momentum and
+ * decay, Nesterov; the vector kernel and its plain loop. */
+static void check_backward_step_into(void)
+{
+    enum { IN = 137, UNITS = 203, BATCH = 9 };
+    const struct {
+        const char *name;
+        float momentum, decay;
+        int nesterov, hook, no_reset;
+    } variants[] = {{"sgd", 0.0f, 0.0f, 0, 0, 0},  {"sgd", 0.9f, 1e-3f, 0, 0, 0},
+                    {"sgd", 0.9f, 1e-3f, 1, 0, 0}, {"adam", 0.0f, 0.0f, 0, 0, 0},
+                    {"sgd", 0.9f, 1e-3f, 0, 1, 0}, {"sgd", 0.9f, 1e-3f, 0, 0, 1}};
+    for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++)
+        for (int plain = 0; plain < 2; plain++) {
+            fedkd_model *a = first_dense_model(IN, UNITS, BATCH);
+            fedkd_model *b = first_dense_model(IN, UNITS, BATCH);
+            fedkd_optimizer *a_opt = NULL, *b_opt = NULL;
+            float *global = NULL, *global_copy = NULL, *input = malloc(BATCH * IN * sizeof(float));
+            float d_logits[BATCH * 5];
+            int32_t labels[BATCH];
+            int calls = 0;
+            if (!a || !b || !input) goto next;
+            size_t n = a->num_params;
+            a_opt = make(variants[k].name, 0.05f, variants[k].momentum, variants[k].nesterov,
+                         variants[k].decay, n);
+            b_opt = make(variants[k].name, 0.05f, variants[k].momentum, variants[k].nesterov,
+                         variants[k].decay, n);
+            global = malloc(n * sizeof *global);
+            global_copy = malloc(n * sizeof *global_copy);
+            if (!a_opt || !b_opt || !global || !global_copy) goto next;
+            fedkd_rng rng = fedkd_rng_stream(31, FEDKD_RNG_TEST, k, (uint64_t)plain);
+            fill(global, n, &rng);
+            memcpy(global_copy, global, n * sizeof *global);
+            fill(a->params, n, &rng); /* the client's own, overwritten by the step */
+            memcpy(b->params, a->params, n * sizeof(float));
+            {
+                /* a step in place first (the velocity then holds a previous
+                 * client's values), and a reset unless no_reset: then the
+                 * step into is not fresh */
+                fill(input, BATCH * IN, &rng);
+                for (int m = 0; m < 2; m++) {
+                    fedkd_model *model = m ? b : a;
+                    const float *z = fedkd_model_forward(model, input, BATCH);
+                    for (int i = 0; i < BATCH; i++) labels[i] = i % 5;
+                    fedkd_loss_cross_entropy(z, labels, BATCH, 5, d_logits);
+                    fedkd_model_backward(model, d_logits, BATCH);
+                    fedkd_optimizer_step_model_clear_grads(m ? b_opt : a_opt, model, NULL, NULL);
+                    if (!variants[k].no_reset) fedkd_optimizer_reset(m ? b_opt : a_opt);
+                }
+            }
+            fedkd_nn_dense_sgd_mode = plain ? FEDKD_DENSE_SGD_PLAIN : FEDKD_DENSE_SGD_AUTO;
+            fedkd_gradient_hook hook = variants[k].hook ? leave_gradients : NULL;
+            for (int step = 0; step < 2; step++) {
+                fill(input, BATCH * IN, &rng);
+                for (int i = 0; i < BATCH; i++)
+                    labels[i] = (int32_t)fedkd_rng_below(&rng, 5);
+                float *own_a = a->params, *own_b = b->params;
+                if (step == 0) a->params = b->params = global;
+                const float *z = fedkd_model_forward(a, input, BATCH);
+                fedkd_loss_cross_entropy(z, labels, BATCH, 5, d_logits);
+                fedkd_model_backward(a, d_logits, BATCH);
+                if (step == 0)
+                    fedkd_optimizer_step_model_clear_grads_into(a_opt, a, own_a, hook, &calls);
+                else
+                    fedkd_optimizer_step_model_clear_grads(a_opt, a, hook, &calls);
+                z = fedkd_model_forward(b, input, BATCH);
+                fedkd_loss_cross_entropy(z, labels, BATCH, 5, d_logits);
+                if (step == 0)
+                    fedkd_optimizer_backward_step_into(b_opt, b, d_logits, BATCH, own_b, hook,
+                                                       &calls);
+                else
+                    fedkd_optimizer_backward_step(b_opt, b, d_logits, BATCH, hook, &calls);
+                a->params = own_a;
+                b->params = own_b;
+                size_t floats = 0;
+                const float *sa = fedkd_optimizer_state(a_opt, &floats);
+                const float *sb = fedkd_optimizer_state(b_opt, NULL);
+                CHECK(memcmp(a->params, b->params, n * sizeof(float)) == 0,
+                      "%s variant %zu%s, step %d: parameters as backward + step into",
+                      variants[k].name, k, plain ? " (plain loop)" : "", step);
+                CHECK(memcmp(sa, sb, floats * sizeof *sa) == 0,
+                      "%s variant %zu%s, step %d: optimizer state as backward + step into",
+                      variants[k].name, k, plain ? " (plain loop)" : "", step);
+                size_t nonzero = 0;
+                for (size_t w = 0; w < n; w++) nonzero += b->grads[w] != 0.0f;
+                CHECK(nonzero == 0 && b->grads_zero, "%s variant %zu, step %d: %zu gradients "
+                      "left", variants[k].name, k, step, nonzero);
+                CHECK(memcmp(global, global_copy, n * sizeof *global) == 0,
+                      "%s variant %zu, step %d: the global model unchanged", variants[k].name, k,
+                      step);
+            }
+            if (variants[k].hook) CHECK(calls > 0, "variant %zu: the hook ran", k);
+        next:
+            fedkd_nn_dense_sgd_mode = FEDKD_DENSE_SGD_AUTO;
+            fedkd_optimizer_destroy(&a_opt);
+            fedkd_optimizer_destroy(&b_opt);
+            fedkd_model_destroy(&a);
+            fedkd_model_destroy(&b);
+            free(global);
+            free(global_copy);
+            free(input);
+        }
+}
+
 int main(void)
 {
     /* The run under OpenBLAS's Haswell kernels (meson.build) must get them. */
@@ -606,5 +717,6 @@ int main(void)
     check_backward_step();
     check_first_layer_grad();
     check_hook_same_bits();
+    check_backward_step_into();
     return test_finish("test_optimizer");
 }

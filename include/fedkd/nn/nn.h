@@ -283,16 +283,22 @@ void fedkd_optimizer_step_model_clear_grads_into(fedkd_optimizer *optimizer, fed
                                                  float *into, fedkd_gradient_hook hook,
                                                  void *context);
 /* fedkd_model_backward, then fedkd_optimizer_step_model_clear_grads with
- * the given hook (NULL: none), in one: the same bits. Where the model's first trainable layer is
- * dense (at least 4 units and 16 inputs, an AVX-512 CPU) and the step SGD in
- * place with its velocity in use (not the first step after a reset), and the
- * gradients were zero before, and no hook, that layer's
- * weights step inside the backward pass, from a gradient that stays in
- * registers: for the mlp a pass over 0.6 MB of gradients fewer each step,
- * and never written. */
+ * the given hook (NULL: none), in one: the same bits. Where the model's
+ * first trainable layer is dense (at least 4 units and 16 inputs, an
+ * AVX-512 CPU), the step SGD's, the gradients were zero before and there is
+ * no hook, that layer's weights step inside the backward pass, from a
+ * gradient that stays in registers: for the mlp a pass over 0.6 MB of
+ * gradients fewer each step, and never written. */
 void fedkd_optimizer_backward_step(fedkd_optimizer *optimizer, fedkd_model *model,
                                    const float *d_logits, int batch, fedkd_gradient_hook hook,
                                    void *context);
+/* The same with fedkd_optimizer_step_model_clear_grads_into: reads
+ * model->params, writes the stepped parameters into `into`. Fuses as above
+ * on SGD's first step after a reset (a client's first step from the global
+ * model), which is the only step that steps out of place in one pass. */
+void fedkd_optimizer_backward_step_into(fedkd_optimizer *optimizer, fedkd_model *model,
+                                        const float *d_logits, int batch, float *into,
+                                        fedkd_gradient_hook hook, void *context);
 /* Clears momentum / moments and the step count. */
 void fedkd_optimizer_reset(fedkd_optimizer *optimizer);
 /* The persistent state as one flat buffer (for checkpoints). */
