@@ -23,11 +23,8 @@
 static inline void step_one(float g, const float *source, float *weight, float *velocity,
                             const fedkd_dense_sgd *s)
 {
-    float p = *source;
-    g = g + s->decay * p;
-    float v = (s->fresh ? 0.0f : s->momentum * *velocity) + g;
-    *velocity = v;
-    *weight = p - (s->nesterov ? s->lr * (g + s->momentum * v) : s->lr * v);
+    *weight = fedkd_nn_sgd_one(g, *source, velocity, s->lr, s->momentum, s->decay, s->nesterov,
+                               s->fresh);
 }
 
 /* Where a weight's summed gradient goes: SGD's step of the weight (s set),

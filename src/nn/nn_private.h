@@ -64,6 +64,23 @@ void fedkd_nn_relu(const float *in, float *out, size_t count);
  * out) into d_bias, in batch order. */
 void fedkd_nn_dense_bias_grad(const float *d_output, int batch, int out, float *d_bias);
 
+/* SGD's arithmetic on one parameter p with its summed gradient g: weight
+ * decay, momentum (a fresh velocity, the first since a reset, is written
+ * without being read: 0 + g), Nesterov or not; returns the stepped
+ * parameter. Every scalar SGD path (the optimizer's passes, in place and
+ * out of place, and the fused first-layer step) goes through it, so that
+ * their bits cannot drift apart; the fused step's AVX-512 lanes
+ * (dense_sgd.c) repeat it operation for operation (test_optimizer). */
+static inline __attribute__((always_inline)) float
+fedkd_nn_sgd_one(float g, float p, float *velocity, float lr, float momentum, float decay,
+                 int nesterov, int fresh)
+{
+    g = g + decay * p;
+    float v = (fresh ? 0.0f : momentum * *velocity) + g;
+    *velocity = v;
+    return p - (nesterov ? lr * (g + momentum * v) : lr * v);
+}
+
 /* Whether fedkd_optimizer_backward_step fuses (tests set it; read once per
  * step, no environment lookup): AUTO where the vector kernel runs, PLAIN
  * on any dense layer through the one-weight-at-a-time loop, OFF never. */

@@ -59,10 +59,8 @@ sgd_range(float *restrict params, float *restrict grads, float *restrict velocit
           float lr, float momentum, float decay, int nesterov, int clear_grads, int fresh)
 {
     for (size_t i = 0; i < count; i++) {
-        float g = grads[i] + decay * params[i];
-        float v = (fresh ? 0.0f : momentum * velocity[i]) + g;
-        velocity[i] = v;
-        params[i] -= nesterov ? lr * (g + momentum * v) : lr * v;
+        params[i] = fedkd_nn_sgd_one(grads[i], params[i], &velocity[i], lr, momentum, decay,
+                                     nesterov, fresh);
         if (clear_grads) grads[i] = 0.0f;
     }
 }
@@ -76,12 +74,8 @@ sgd_range_into(float *restrict params, const float *restrict source, float *rest
                int nesterov, int clear_grads)
 {
     for (size_t i = 0; i < count; i++) {
-        float g = grads[i] + decay * source[i];
-        float v = 0.0f + g;
-        velocity[i] = v;
-        float p = source[i];
-        p -= nesterov ? lr * (g + momentum * v) : lr * v;
-        params[i] = p;
+        params[i] = fedkd_nn_sgd_one(grads[i], source[i], &velocity[i], lr, momentum, decay,
+                                     nesterov, 1);
         if (clear_grads) grads[i] = 0.0f;
     }
 }
