@@ -5,7 +5,8 @@
  * in batch order from 0, by one kernel whatever the BLAS: so the fused step
  * and the backward pass followed by the optimizer's pass give the same
  * bits, with a gradient hook or without. The step's arithmetic is
- * operation for operation that of sgd_range in optimizer.c (no
+ * fedkd_nn_sgd_one's (nn_private.h), which the optimizer's passes call
+ * too; the AVX-512 lanes repeat it operation for operation (no
  * contraction: the build keeps -ffp-contract=off). */
 #include <math.h>
 #include <string.h>
@@ -61,7 +62,8 @@ static void weight_plain(const float *d_output, const float *input, int batch, i
 #ifdef DENSE_SGD_AVX512
 enum { TILE_ROWS = 4, TILE_COLS = 64 };
 
-/* acc (16 weights of one row) through the step, as step_one lane by lane. */
+/* acc (16 weights of one row) through the step, as fedkd_nn_sgd_one lane by
+ * lane. */
 __attribute__((target("avx512f"))) static inline void
 step_vector(__m512 g, const float *source, float *weight, float *velocity,
             const fedkd_dense_sgd *s)
