@@ -319,7 +319,7 @@ static void plan_buffers(const fedkd_model *model, int max_batch, size_t *offset
         size_t floats = layer->kind->scratch_floats(layer, max_batch);
         /* the first trainable layer's weight gradient, when dense, packs
          * d_output there (dense_backward, fedkd_optimizer_backward_step) */
-        if (i == first_trainable && layer->kind == &fedkd_layer_kind_dense &&
+        if (layer == fedkd_nn_first_dense_layer(model) &&
             fedkd_nn_dense_sgd_vector(layer->spec.units, (int)fedkd_shape_size(layer->in_shape)))
             floats = fedkd_nn_dense_sgd_scratch_floats(max_batch, layer->spec.units);
         if (floats > *scratch) *scratch = floats;
@@ -552,9 +552,10 @@ const float *fedkd_nn_backward_above(fedkd_model *model, const float *d_logits, 
     return backward_down_to(model, d_logits, batch, stop + 1);
 }
 
-int fedkd_nn_first_trainable_layer(const fedkd_model *model)
+const fedkd_layer *fedkd_nn_first_dense_layer(const fedkd_model *model)
 {
-    return first_trainable_layer(model);
+    const fedkd_layer *layer = &model->layers[first_trainable_layer(model)];
+    return layer->kind == &fedkd_layer_kind_dense ? layer : NULL;
 }
 
 void fedkd_model_zero_grad(fedkd_model *model)

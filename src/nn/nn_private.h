@@ -130,8 +130,10 @@ int fedkd_nn_dense_own_grad(int out, int in);
  * (d_logits when stop is the last layer). */
 const float *fedkd_nn_backward_above(fedkd_model *model, const float *d_logits, int batch,
                                      int stop);
-/* The first layer with parameters (the last one if none has any). */
-int fedkd_nn_first_trainable_layer(const fedkd_model *model);
+/* The model's first layer with parameters when it is dense (the layer
+ * whose weight gradient fedkd_nn_dense_weight_grad takes, and whose step
+ * may fuse), else NULL. */
+const fedkd_layer *fedkd_nn_first_dense_layer(const fedkd_model *model);
 
 /* Uniform initialisation of `count` weights. FEDKD_INIT_DEFAULT picks He when
  * the layer feeds a ReLU (keeps the activation variance through the rectifier)

@@ -304,6 +304,14 @@ static void step_range(fedkd_optimizer *optimizer, fedkd_model *model, size_t be
     }
 }
 
+/* The parameters a step covers: those the optimizer has state for, within
+ * the model's. */
+static size_t stepped_params(const fedkd_optimizer *optimizer, const fedkd_model *model)
+{
+    return optimizer->num_params < model->num_params ? optimizer->num_params
+                                                      : model->num_params;
+}
+
 /* step_range over [begin, end) but for [skip_begin, skip_end). */
 static void step_range_but(fedkd_optimizer *optimizer, fedkd_model *model, size_t begin,
                            size_t end, int clear_grads, fedkd_gradient_hook hook, void *context,
@@ -322,8 +330,7 @@ static void step_model_but(fedkd_optimizer *optimizer, fedkd_model *model, int c
                            size_t skip_end)
 {
     if (optimizer->kind->begin_step) optimizer->kind->begin_step(optimizer);
-    size_t next = 0, n = optimizer->num_params < model->num_params ? optimizer->num_params
-                                                                     : model->num_params;
+    size_t next = 0, n = stepped_params(optimizer, model);
     for (int i = 0; i < model->num_layers; i++) {
         const fedkd_layer *layer = &model->layers[i];
         if (layer->stats_count == 0) continue;
@@ -415,14 +422,12 @@ static const fedkd_layer *fusable_layer(fedkd_optimizer *optimizer, const fedkd_
     if (hook || optimizer->kind->step != sgd_step || (into && !optimizer->fresh) ||
         !model->grads_zero || batch < 1 || batch > model->max_batch)
         return NULL;
-    const fedkd_layer *layer = &model->layers[fedkd_nn_first_trainable_layer(model)];
-    if (layer->kind != &fedkd_layer_kind_dense ||
-        !fedkd_nn_dense_own_grad(layer->spec.units, (int)fedkd_shape_size(layer->in_shape)))
+    const fedkd_layer *layer = fedkd_nn_first_dense_layer(model);
+    if (!layer) return NULL;
+    size_t in = fedkd_shape_size(layer->in_shape);
+    if (!fedkd_nn_dense_own_grad(layer->spec.units, (int)in) ||
+        layer->param_offset + (size_t)layer->spec.units * in > stepped_params(optimizer, model))
         return NULL;
-    size_t weights = (size_t)layer->spec.units * fedkd_shape_size(layer->in_shape);
-    size_t n = optimizer->num_params < model->num_params ? optimizer->num_params
-                                                          : model->num_params;
-    if (layer->param_offset + weights > n) return NULL;
     return layer;
 }
 
