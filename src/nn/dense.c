@@ -36,6 +36,10 @@ static void dense_forward(const fedkd_layer *layer, const float *params, const f
     int out = layer->spec.units;
     const float *weights = params;   /* (out, in) */
     const float *bias = params + (size_t)out * (size_t)in; /* (out) */
+    if (fedkd_nn_dense_dots_vector(batch, out, in)) {
+        fedkd_nn_dense_dots(input, weights, bias, output, batch, out, in, 0);
+        return;
+    }
     for (int n = 0; n < batch; n++)
         memcpy(output + (size_t)n * (size_t)out, bias, (size_t)out * sizeof *output);
     fedkd_sgemm(0, 1, batch, out, in, 1.0f, input, in, weights, in, 1.0f, output, out);

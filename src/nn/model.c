@@ -486,19 +486,53 @@ void fedkd_model_init_params(fedkd_model *model, uint64_t seed, uint64_t model_i
     }
 }
 
+/* The forward pass from layer `first` on (the layers below it done). */
+static const float *forward_from(fedkd_model *model, int first, int batch)
+{
+    for (int i = 0; i < model->num_layers; i++) {
+        fedkd_layer *layer = &model->layers[i];
+        layer->training = model->training;
+        if (i < first) continue;
+        layer->kind->forward(layer, model->params + layer->param_offset, model->activations[i],
+                             model->activations[i + 1], batch, model->scratch);
+    }
+    return model->activations[model->num_layers];
+}
+
 const float *fedkd_model_forward(fedkd_model *model, const float *input, int batch)
 {
     if (batch < 1 || batch > model->max_batch) return NULL;
     if (input != model->activations[0])
         memcpy(model->activations[0], input,
                fedkd_shape_size(model->spec.input) * (size_t)batch * sizeof *input);
-    for (int i = 0; i < model->num_layers; i++) {
-        fedkd_layer *layer = &model->layers[i];
-        layer->training = model->training;
-        layer->kind->forward(layer, model->params + layer->param_offset, model->activations[i],
-                             model->activations[i + 1], batch, model->scratch);
+    return forward_from(model, 0, batch);
+}
+
+const float *fedkd_model_forward_rows(fedkd_model *model, const float *const *rows, int batch)
+{
+    if (batch < 1 || batch > model->max_batch) return NULL;
+    size_t sample = fedkd_shape_size(model->spec.input);
+    float *input = model->activations[0];
+    /* The first layer that is not a flatten aliasing the input: a dense
+     * one reads the rows in place (and copies them into the input as it
+     * goes, for the backward pass). */
+    int first = 0;
+    while (first < model->num_layers && model->layers[first].kind == &fedkd_layer_kind_flatten &&
+           model->activations[first + 1] == input)
+        first++;
+    const fedkd_layer *layer = first < model->num_layers ? &model->layers[first] : NULL;
+    if (layer && layer->kind == &fedkd_layer_kind_dense &&
+        fedkd_nn_dense_dots_vector(batch, layer->spec.units, (int)sample)) {
+        const float *weights = model->params + layer->param_offset;
+        fedkd_nn_dense_dots_rows(rows, input, weights,
+                                 weights + (size_t)layer->spec.units * sample,
+                                 model->activations[first + 1], batch, layer->spec.units,
+                                 (int)sample);
+        return forward_from(model, first + 1, batch);
     }
-    return model->activations[model->num_layers];
+    for (int n = 0; n < batch; n++)
+        memcpy(input + (size_t)n * sample, rows[n], sample * sizeof *input);
+    return forward_from(model, 0, batch);
 }
 
 float *fedkd_model_input(fedkd_model *model) { return model->activations[0]; }

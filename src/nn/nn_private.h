@@ -125,6 +125,29 @@ void fedkd_nn_dense_weight_grad(const float *d_output, const float *input, int b
  * with FEDKD_DENSE_SGD_OFF. */
 int fedkd_nn_dense_own_grad(int out, int in);
 
+/* A dense layer's forward product, output (batch, out) = input (batch, in)
+ * weights (out, in)^T + bias, through dot products that read both operands
+ * in place (dense_dots.c). Output (n, o) is summed in 16 lanes, lane l
+ * taking the products i = l, l + 16, ... by fused multiply-adds from 0 (the
+ * last in % 16 lanes' final term 0 * 0), then the lanes as
+ * ((l0 + l2) + (l1 + l3)) per block of 4, the 4 blocks as (b0 + b1) +
+ * (b2 + b3), then + bias[o]: the same for every n and o, so a sample's
+ * outputs do not depend on its batch. The AVX-512 kernel runs where the
+ * CPU has it (fedkd_nn_dense_dots_avx512), unless plain; otherwise one
+ * product at a time, the same bits (the tests' reference). */
+void fedkd_nn_dense_dots(const float *input, const float *weights, const float *bias,
+                         float *output, int batch, int out, int in, int plain);
+int fedkd_nn_dense_dots_avx512(void);
+/* The same product of a batch whose rows are anywhere (rows[n], in floats
+ * each: read in place from a data set), the same bits; copy (batch, in)
+ * gets the rows contiguous on the way, for the backward pass. */
+void fedkd_nn_dense_dots_rows(const float *const *rows, float *copy, const float *weights,
+                              const float *bias, float *output, int batch, int out, int in);
+/* 1 when the dense layer's forward pass takes the AVX-512 kernel instead of
+ * the BLAS: on shapes where it is faster (at least 32 units and 64 inputs;
+ * more than 128 rows only with at least 384 inputs). */
+int fedkd_nn_dense_dots_vector(int batch, int out, int in);
+
 /* fedkd_model_backward's pass over the layers above layer `stop` (stop >=
  * the first trainable layer): returns the gradient of layer stop's output
  * (d_logits when stop is the last layer). */

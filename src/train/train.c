@@ -18,7 +18,7 @@ fedkd_train_settings fedkd_train_default_settings(void)
 
 /* One buffer per role; each pointer's capacity in bytes beside it. */
 enum { SCRATCH_ORDER, SCRATCH_X, SCRATCH_Y, SCRATCH_D_LOGITS, SCRATCH_TEACHER_PROBS,
-       SCRATCH_SAMPLE_WEIGHT, SCRATCH_D_PART, SCRATCH_AUGMENT, SCRATCH_BUFFERS };
+       SCRATCH_SAMPLE_WEIGHT, SCRATCH_D_PART, SCRATCH_AUGMENT, SCRATCH_ROWS, SCRATCH_BUFFERS };
 
 struct fedkd_train_scratch {
     void *buffer[SCRATCH_BUFFERS];
@@ -174,6 +174,12 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
     int32_t *batch_y = NULL;
     float *batch_x = NULL, *d_logits = NULL, *teacher_probs = NULL, *sample_weight = NULL,
           *d_part = NULL, *augment_scratch = NULL;
+    /* Without a teacher or augmentation nothing but the model reads the
+     * batch: its rows go to the forward pass in place (fedkd_model_forward_rows),
+     * which copies them into the model's input only as its first layer reads
+     * them. */
+    int in_place = !teacher && !settings->augment;
+    const float **rows = NULL;
     if (scratch) {
         size_t logit_bytes = (size_t)batch_size * (size_t)classes * sizeof(float);
         order = scratch_reserve(scratch, SCRATCH_ORDER, data->count * sizeof *order);
@@ -183,6 +189,8 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                                             (size_t)batch_size * sample * sizeof(float))
                           : fedkd_model_input(model);
         batch_y = scratch_reserve(scratch, SCRATCH_Y, (size_t)batch_size * sizeof(int32_t));
+        if (in_place)
+            rows = scratch_reserve(scratch, SCRATCH_ROWS, (size_t)batch_size * sizeof *rows);
         d_logits = scratch_reserve(scratch, SCRATCH_D_LOGITS, logit_bytes);
         if (settings->augment)
             augment_scratch = scratch_reserve(scratch, SCRATCH_AUGMENT, sample * sizeof(float));
@@ -194,7 +202,7 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
         }
     }
     memset(stats, 0, sizeof *stats);
-    if (!scratch || !order || !batch_x || !batch_y || !d_logits ||
+    if (!scratch || !order || !batch_x || !batch_y || !d_logits || (in_place && !rows) ||
         (settings->augment && !augment_scratch) ||
         (teacher && (!teacher_probs || !sample_weight || !d_part))) {
         status = FEDKD_FAIL(FEDKD_ERR_NOMEM, "local training: out of memory for %zu samples",
@@ -245,7 +253,16 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             size_t left = data->count - first;
             int count = left < (size_t)batch_size ? (int)left : batch_size;
             if ((settings->drop_last && count < batch_size) || count < min_batch) break;
-            fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
+            if (in_place) {
+                fedkd_prefetch_batch(data, order, first, count);
+                for (int i = 0; i < count; i++) {
+                    uint32_t row = order[first + (size_t)i];
+                    rows[i] = data->features + (size_t)row * sample;
+                    batch_y[i] = data->labels[row];
+                }
+            } else {
+                fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
+            }
             /* The next batch's rows start loading while this one trains. */
             fedkd_prefetch_batch(data, order, first + (size_t)count, batch_size);
             if (settings->augment)
@@ -265,7 +282,8 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
                                           settings->kd_temperature, sample_weight, d_logits,
                                           d_part);
             } else {
-                const float *logits = fedkd_model_forward(model, batch_x, count);
+                const float *logits = in_place ? fedkd_model_forward_rows(model, rows, count)
+                                               : fedkd_model_forward(model, batch_x, count);
                 loss = fedkd_loss_cross_entropy(logits, batch_y, count, classes, d_logits);
             }
             if (!isfinite(loss)) {

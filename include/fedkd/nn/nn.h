@@ -189,6 +189,13 @@ void fedkd_model_init_params(fedkd_model *model, uint64_t seed, uint64_t model_i
  * (batch, num_classes), a view that stays valid until the next forward. The
  * input is copied in, unless it is fedkd_model_input's buffer already. */
 const float *fedkd_model_forward(fedkd_model *model, const float *input, int batch);
+/* The same for a batch whose rows are anywhere (rows[n], one sample each:
+ * read in place from a data set, no gather): the same bits as copying them
+ * into fedkd_model_input and calling fedkd_model_forward, and afterwards
+ * the model's input holds them, for the backward pass. Where the model
+ * starts with a dense layer (after flattens), its product reads the rows
+ * where they are and copies them on the way. */
+const float *fedkd_model_forward_rows(fedkd_model *model, const float *const *rows, int batch);
 /* (max_batch samples) where the next forward pass takes its input from: a
  * batch gathered here is not copied again. A forward pass of other input
  * overwrites it; forward and backward passes of it leave it as it is. */
