@@ -125,18 +125,29 @@ static void check_shape(int batch, int out, int in)
     free(vector);
 }
 
+/* A model spec of `layers` layers (kinds and units) on in inputs. */
+static fedkd_model_spec spec_of(const char *name, int in, int classes, int layers,
+                                const char *const *kinds, const int *units)
+{
+    fedkd_model_spec spec;
+    memset(&spec, 0, sizeof spec);
+    snprintf(spec.name, sizeof spec.name, "%s", name);
+    spec.input = (fedkd_shape){1, 1, in};
+    spec.num_classes = classes;
+    spec.num_layers = layers;
+    for (int l = 0; l < layers; l++) {
+        snprintf(spec.layers[l].kind, sizeof spec.layers[l].kind, "%s", kinds[l]);
+        spec.layers[l].units = units[l];
+    }
+    return spec;
+}
+
 /* A model of one dense layer (in inputs, out units, out classes): its
  * forward pass gives the kernel's bits where the kernel runs. */
 static void check_model(int batch, int out, int in)
 {
-    fedkd_model_spec spec;
-    memset(&spec, 0, sizeof spec);
-    snprintf(spec.name, sizeof spec.name, "dots");
-    spec.input = (fedkd_shape){1, 1, in};
-    spec.num_classes = out;
-    spec.num_layers = 1;
-    snprintf(spec.layers[0].kind, sizeof spec.layers[0].kind, "dense");
-    spec.layers[0].units = out;
+    const char *kinds[] = {"dense"};
+    fedkd_model_spec spec = spec_of("dots", in, out, 1, kinds, &out);
     fedkd_model *model = NULL;
     CHECK(fedkd_model_create(&model, &spec, batch) == FEDKD_OK, "model of %d x %d", out, in);
     if (!model) return;
@@ -167,18 +178,9 @@ static void check_model(int batch, int out, int in)
  * out of order from a larger set, some twice. */
 static void check_rows(int batch, int units, int in)
 {
-    fedkd_model_spec spec;
-    memset(&spec, 0, sizeof spec);
-    snprintf(spec.name, sizeof spec.name, "rows");
-    spec.input = (fedkd_shape){1, 1, in};
-    spec.num_classes = 10;
     const char *kinds[] = {"flatten", "dense", "relu", "dense"};
     const int layer_units[] = {0, units, 0, 10};
-    spec.num_layers = 4;
-    for (int l = 0; l < 4; l++) {
-        snprintf(spec.layers[l].kind, sizeof spec.layers[l].kind, "%s", kinds[l]);
-        spec.layers[l].units = layer_units[l];
-    }
+    fedkd_model_spec spec = spec_of("rows", in, 10, 4, kinds, layer_units);
     fedkd_model *model[2] = {NULL, NULL};
     for (int k = 0; k < 2; k++) {
         CHECK(fedkd_model_create(&model[k], &spec, batch) == FEDKD_OK, "rows model %d", units);
