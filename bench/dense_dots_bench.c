@@ -78,7 +78,8 @@ static int bench_shape(const char *shape, int rounds, fedkd_rng *rng)
     float *x = fedkd_alloc(nx * sizeof *x), *w = fedkd_alloc(nw * sizeof *w);
     float *bias = fedkd_alloc((size_t)out * sizeof *bias);
     float *y[2] = {fedkd_alloc(ny * sizeof(float)), fedkd_alloc(ny * sizeof(float))};
-    double *t[2] = {malloc((size_t)rounds * sizeof(double)), malloc((size_t)rounds * sizeof(double))};
+    double *t[2] = {malloc((size_t)rounds * sizeof(double)),
+                    malloc((size_t)rounds * sizeof(double))};
     if (!x || !w || !bias || !y[0] || !y[1] || !t[0] || !t[1]) {
         fprintf(stderr, "fedkd-bench-dense-dots: out of memory for %s\n", shape);
         return 1;
@@ -96,7 +97,8 @@ static int bench_shape(const char *shape, int rounds, fedkd_rng *rng)
         }
     int differ = 0;
     for (size_t k = 0; k < ny; k++)
-        differ += !(fabs((double)y[0][k] - (double)y[1][k]) <= 1e-5 * fmax(1.0, fabs((double)y[0][k])));
+        differ += !(fabs((double)y[0][k] - (double)y[1][k]) <=
+                    1e-5 * fmax(1.0, fabs((double)y[0][k])));
     double blas = median(t[0], rounds), kernel = median(t[1], rounds);
     printf("%-14s BLAS %9.1f us %6.1f GFLOP/s | kernel %9.1f us %6.1f GFLOP/s | kernel / BLAS "
            "%.3f | dense layer takes the kernel: %s\n",

@@ -3,9 +3,11 @@
  * weights' rows, both read where they are. The BLAS packs both operands on
  * every call; at the mlp's shapes (64 x 784 by 200 x 784) the packing costs
  * about a quarter of the product. Each output is summed in the order
- * fedkd_nn_dense_dots_order describes (nn_private.h), whatever its row in
- * the batch or its unit's place in a tile, so a sample's outputs do not
- * depend on the batch it is in. */
+ * fedkd_nn_dense_dots describes (nn_private.h), whatever its row in the
+ * batch or its unit's place in a tile, so the kernel gives a sample the
+ * same outputs in any batch. (Whether the dense layer takes the kernel
+ * depends on the shape, the batch's size included: see
+ * fedkd_nn_dense_dots_vector.) */
 #include <math.h>
 #include <string.h>
 
@@ -30,7 +32,12 @@ enum { TILE = 4 };
  * 0.96 at 400 and 784 inputs, 1.17 - 1.23 at 120 and 200). With fewer than
  * 32 units the repeated units of the last tile cost what the packing saves
  * (16 x 784 and 10 x 784: 1.06 - 1.07). */
-enum { DOTS_MIN_UNITS = 32, DOTS_MIN_INPUTS = 64, DOTS_SMALL_BATCH = 128, DOTS_MIN_INPUTS_LARGE = 384 };
+enum {
+    DOTS_MIN_UNITS = 32,
+    DOTS_MIN_INPUTS = 64,
+    DOTS_SMALL_BATCH = 128,
+    DOTS_MIN_INPUTS_LARGE = 384, /* past DOTS_SMALL_BATCH rows */
+};
 
 /* The 16 vectors' lanes summed into one vector, lane j the sum of v[j]'s
  * lanes: in each block of 4 lanes (l0 + l2) + (l1 + l3), then the blocks
@@ -144,17 +151,20 @@ __attribute__((target("avx512f"))) static void
 dots_avx512(const rows_of *source, const float *weights, const float *bias, float *output,
             int batch, int out, int in)
 {
+    /* the next rows' lines, spread over the unit tiles after the first */
     int unit_tiles = (out + TILE - 1) / TILE;
+    size_t spread = unit_tiles > 1 ? (size_t)unit_tiles - 1 : 1;
     size_t lines = ((size_t)in * sizeof(float) + 63) / 64;
-    size_t per_tile = (lines + (size_t)unit_tiles - 1) / (size_t)unit_tiles;
+    size_t per_tile = (lines + spread - 1) / spread;
     for (int n0 = 0; n0 < batch; n0 += TILE) {
         const char *next[TILE] = {NULL};
         for (int r = 0; source->rows && r < TILE && n0 + TILE + r < batch; r++)
             next[r] = (const char *)source->rows[n0 + TILE + r];
         dots_tile(source, weights, bias, output, batch, out, in, n0, 0, source->copy);
         for (int o0 = TILE, t = 0; o0 < out; o0 += TILE, t++) {
+            size_t end = (size_t)(t + 1) * per_tile < lines ? (size_t)(t + 1) * per_tile : lines;
             for (int r = 0; r < TILE && next[r]; r++)
-                for (size_t l = (size_t)t * per_tile; l < (size_t)(t + 1) * per_tile && l < lines; l++)
+                for (size_t l = (size_t)t * per_tile; l < end; l++)
                     _mm_prefetch(next[r] + 64 * l, _MM_HINT_T0);
             dots_tile(source, weights, bias, output, batch, out, in, n0, o0, NULL);
         }
@@ -183,7 +193,8 @@ static void dots_plain(const float *input, const float *weights, const float *bi
             }
             float blocks[4];
             for (int g = 0; g < 4; g++)
-                blocks[g] = (lanes[4 * g] + lanes[4 * g + 2]) + (lanes[4 * g + 1] + lanes[4 * g + 3]);
+                blocks[g] =
+                    (lanes[4 * g] + lanes[4 * g + 2]) + (lanes[4 * g + 1] + lanes[4 * g + 3]);
             output[(size_t)n * (size_t)out + (size_t)o] =
                 ((blocks[0] + blocks[1]) + (blocks[2] + blocks[3])) + bias[o];
         }

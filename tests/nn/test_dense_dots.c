@@ -158,7 +158,8 @@ static void check_model(int batch, int out, int in)
     const float *w = model->params, *bias = model->params + (size_t)out * (size_t)in;
     fedkd_nn_dense_dots(x, w, bias, plain, batch, out, in, 1);
     int differ = 0;
-    for (size_t k = 0; k < (size_t)batch * (size_t)out; k++) differ += !same_bits(logits[k], plain[k]);
+    for (size_t k = 0; k < (size_t)batch * (size_t)out; k++)
+        differ += !same_bits(logits[k], plain[k]);
     if (fedkd_nn_dense_dots_vector(batch, out, in))
         CHECK(differ == 0, "forward batch %d out %d in %d: %d outputs are not the kernel's", batch,
               out, in, differ);
