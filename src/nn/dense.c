@@ -45,6 +45,17 @@ static void dense_forward(const fedkd_layer *layer, const float *params, const f
     fedkd_sgemm(0, 1, batch, out, in, 1.0f, input, in, weights, in, 1.0f, output, out);
 }
 
+int fedkd_nn_dense_forward_rows(const fedkd_layer *layer, const float *params,
+                                const float *const *rows, float *copy, float *output, int batch)
+{
+    int in = (int)fedkd_shape_size(layer->in_shape);
+    int out = layer->spec.units;
+    if (!fedkd_nn_dense_dots_vector(batch, out, in)) return 0;
+    fedkd_nn_dense_dots_rows(rows, copy, params, params + (size_t)out * (size_t)in, output, batch,
+                             out, in);
+    return 1;
+}
+
 void fedkd_nn_dense_bias_grad(const float *d_output, int batch, int out, float *d_bias)
 {
     for (int n = 0; n < batch; n++) {

@@ -522,14 +522,9 @@ const float *fedkd_model_forward_rows(fedkd_model *model, const float *const *ro
         first++;
     const fedkd_layer *layer = first < model->num_layers ? &model->layers[first] : NULL;
     if (layer && layer->kind == &fedkd_layer_kind_dense &&
-        fedkd_nn_dense_dots_vector(batch, layer->spec.units, (int)sample)) {
-        const float *weights = model->params + layer->param_offset;
-        fedkd_nn_dense_dots_rows(rows, input, weights,
-                                 weights + (size_t)layer->spec.units * sample,
-                                 model->activations[first + 1], batch, layer->spec.units,
-                                 (int)sample);
+        fedkd_nn_dense_forward_rows(layer, model->params + layer->param_offset, rows, input,
+                                    model->activations[first + 1], batch))
         return forward_from(model, first + 1, batch);
-    }
     for (int n = 0; n < batch; n++)
         memcpy(input + (size_t)n * sample, rows[n], sample * sizeof *input);
     return forward_from(model, 0, batch);

@@ -147,6 +147,12 @@ void fedkd_nn_dense_dots_rows(const float *const *rows, float *copy, const float
  * the BLAS: on shapes where it is faster (at least 32 units and 64 inputs;
  * more than 128 rows only with at least 384 inputs). */
 int fedkd_nn_dense_dots_vector(int batch, int out, int in);
+/* A dense layer's forward pass (parameters params) of a batch whose rows
+ * are anywhere, through fedkd_nn_dense_dots_rows, the rows copied into
+ * copy: the bits of its forward pass of those rows gathered. Returns 0,
+ * doing nothing, where the layer's forward pass would not take the kernel. */
+int fedkd_nn_dense_forward_rows(const fedkd_layer *layer, const float *params,
+                                const float *const *rows, float *copy, float *output, int batch);
 
 /* fedkd_model_backward's pass over the layers above layer `stop` (stop >=
  * the first trainable layer): returns the gradient of layer stop's output

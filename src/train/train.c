@@ -86,6 +86,20 @@ void fedkd_gather_batch(const fedkd_dataset *data, const uint32_t *order, size_t
     }
 }
 
+/* fedkd_gather_batch without the copy: a pointer to each row where data
+ * holds it (fedkd_model_forward_rows reads them there). */
+static void point_batch(const fedkd_dataset *data, const uint32_t *order, size_t first, int count,
+                        const float **rows, int32_t *labels)
+{
+    size_t sample = fedkd_dataset_sample_floats(data);
+    fedkd_prefetch_batch(data, order, first, count);
+    for (int i = 0; i < count; i++) {
+        uint32_t row = order[first + (size_t)i];
+        rows[i] = data->features + (size_t)row * sample;
+        labels[i] = data->labels[row];
+    }
+}
+
 /* The KD loss with a weight per sample: runs of equal weight go through
  * fedkd_loss_kd, whose gradient is divided by the run length, so it is
  * rescaled to the whole batch. With one weight for all samples this is
@@ -253,16 +267,10 @@ fedkd_status fedkd_train_local(fedkd_model *model, fedkd_optimizer *optimizer,
             size_t left = data->count - first;
             int count = left < (size_t)batch_size ? (int)left : batch_size;
             if ((settings->drop_last && count < batch_size) || count < min_batch) break;
-            if (in_place) {
-                fedkd_prefetch_batch(data, order, first, count);
-                for (int i = 0; i < count; i++) {
-                    uint32_t row = order[first + (size_t)i];
-                    rows[i] = data->features + (size_t)row * sample;
-                    batch_y[i] = data->labels[row];
-                }
-            } else {
+            if (in_place)
+                point_batch(data, order, first, count, rows, batch_y);
+            else
                 fedkd_gather_batch(data, order, first, count, batch_x, batch_y);
-            }
             /* The next batch's rows start loading while this one trains. */
             fedkd_prefetch_batch(data, order, first + (size_t)count, batch_size);
             if (settings->augment)
